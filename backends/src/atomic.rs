@@ -1,0 +1,229 @@
+//! Atomic, durable file replacement and the clean-up of temp files a crash left.
+//!
+//! [`replace_file`] writes a new version next to the target and renames it over the
+//! target (DESIGN §4): exclusive temp file in the same directory → write → fsync →
+//! rename → fsync the directory. A crash at any point leaves the old file or the new
+//! one, complete; at worst a temp file named `.<target>.tmp-<pid>-<nonce>` is left,
+//! which [`sweep_stale_temps`] removes once its writer is gone.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+
+use checklist_core::Error;
+use checklist_core::config::Durability;
+
+use crate::process::{Liveness, liveness};
+use crate::vfs::{Vfs, is_symlink_refusal};
+
+/// Permission bits of files that may hold state content (state, backups, archive,
+/// quarantine, audit, lock): readable by the owner only, since steps record command
+/// output.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Permission bits of files that hold only metadata (config, history, metrics,
+/// manifest).
+pub const SHARED_FILE_MODE: u32 = 0o644;
+
+/// Permission bits of the store's directories.
+pub const DIR_MODE: u32 = 0o755;
+
+/// Temp files this process is writing right now; the sweep never touches them.
+static IN_FLIGHT: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Default::default);
+
+struct InFlight(PathBuf);
+
+impl InFlight {
+    fn register(path: PathBuf) -> Self {
+        in_flight().insert(path.clone());
+        Self(path)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        in_flight().remove(&self.0);
+    }
+}
+
+fn in_flight() -> std::sync::MutexGuard<'static, HashSet<PathBuf>> {
+    IN_FLIGHT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Replaces `target` with `bytes` atomically; see the module docs.
+///
+/// With [`Durability::Fast`] the two fsyncs are skipped: the replacement is still
+/// atomic for other processes, but a power loss may undo it.
+///
+/// # Errors
+/// When this returns an error the target is unchanged. A failure to fsync the
+/// directory *after* the rename is not an error — the new file is already what every
+/// reader sees — and is logged as a warning instead. A temp file may be left behind
+/// if even its removal failed; [`sweep_stale_temps`] removes it later.
+pub fn replace_file(
+    vfs: &dyn Vfs,
+    target: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> Result<(), Error> {
+    let dir = parent_dir(target);
+    let temp = dir.join(temp_name(target));
+    let in_flight = InFlight::register(temp.clone());
+    let staged = (|| {
+        let mut file = vfs
+            .create_new(&temp, mode)
+            .map_err(|e| io_error("create the temp file", &temp, e))?;
+        file.write_all(bytes).map_err(|e| io_error("write", &temp, e))?;
+        if durability == Durability::Full {
+            file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;
+        }
+        drop(file);
+        vfs.rename(&temp, target)
+            .map_err(|e| io_error("rename the temp file over", target, e))
+    })();
+    if let Err(error) = staged {
+        match vfs.remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(temp = %temp.display(), error = %e, "could not remove a temp file after a failed write")
+            }
+        }
+        return Err(error);
+    }
+    drop(in_flight);
+    if durability == Durability::Full {
+        if let Err(e) = vfs.sync_dir(dir) {
+            tracing::warn!(
+                dir = %dir.display(),
+                error = %e,
+                "the new file is in place, but fsync of its directory failed: a power loss may undo this write"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temp files in `dir` whose writer is gone: a process that no longer
+/// exists, or this process when it is not writing them now. Returns how many were
+/// removed.
+///
+/// # Errors
+/// The first error listing the directory or removing a file.
+pub fn sweep_stale_temps(vfs: &dyn Vfs, dir: &Path) -> Result<usize, Error> {
+    let own_pid = std::process::id();
+    let mut removed = 0;
+    let names = vfs.list_dir(dir).map_err(|e| io_error("list", dir, e))?;
+    for name in names {
+        let Some(pid) = temp_writer_pid(&name) else {
+            continue;
+        };
+        let path = dir.join(&name);
+        let stale = if pid == own_pid {
+            !in_flight().contains(&path)
+        } else {
+            liveness(pid) == Liveness::Dead
+        };
+        if !stale {
+            continue;
+        }
+        match vfs.remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove the stale temp file", &path, e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// The pid in a temp file name `.<name>.tmp-<pid>-<nonce>`, if `name` is one.
+fn temp_writer_pid(name: &OsStr) -> Option<u32> {
+    let name = name.to_str()?;
+    if !name.starts_with('.') {
+        return None;
+    }
+    let (_, tail) = name.rsplit_once(".tmp-")?;
+    let (pid, nonce) = tail.split_once('-')?;
+    if nonce.is_empty() || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+fn temp_name(target: &Path) -> String {
+    let base = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!(".{base}.tmp-{}-{}", std::process::id(), &nonce[..16])
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Maps an I/O error on `path` to the store's error, recognising refused symbolic
+/// links.
+pub(crate) fn io_error(op: &'static str, path: &Path, error: io::Error) -> Error {
+    if is_symlink_refusal(&error) {
+        return Error::SymlinkRefused {
+            path: path.to_owned(),
+        };
+    }
+    Error::io(op, path, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vfs::RealFs;
+    use std::ffi::OsString;
+
+    #[test]
+    fn replaces_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f.yaml");
+        replace_file(&RealFs, &target, b"one", Durability::Full, 0o600).unwrap();
+        replace_file(&RealFs, &target, b"two", Durability::Fast, 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [OsString::from("f.yaml")]);
+    }
+
+    #[test]
+    fn recognises_temp_names() {
+        let name = temp_name(Path::new("/x/state.yaml"));
+        assert_eq!(temp_writer_pid(OsStr::new(&name)), Some(std::process::id()));
+        assert_eq!(temp_writer_pid(OsStr::new("state.yaml")), None);
+        assert_eq!(temp_writer_pid(OsStr::new(".state.yaml.tmp-12-")), None);
+        assert_eq!(temp_writer_pid(OsStr::new(".a.tmp-x-abc")), None);
+        assert_eq!(temp_writer_pid(OsStr::new(".a.tmp-77-abc")), Some(77));
+    }
+
+    #[test]
+    fn sweep_removes_only_temps_whose_writer_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine_stale = dir.path().join(format!(".s.tmp-{}-aa", std::process::id()));
+        let mine_live = dir.path().join(format!(".s.tmp-{}-bb", std::process::id()));
+        let other_alive = dir.path().join(".s.tmp-1-cc");
+        let unrelated = dir.path().join("state.yaml");
+        for p in [&mine_stale, &mine_live, &other_alive, &unrelated] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let _writing = InFlight::register(mine_live.clone());
+        assert_eq!(sweep_stale_temps(&RealFs, dir.path()).unwrap(), 1);
+        assert!(!mine_stale.exists());
+        assert!(mine_live.exists() && other_alive.exists() && unrelated.exists());
+    }
+}

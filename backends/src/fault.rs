@@ -1,0 +1,215 @@
+//! Fault injection through the [`Vfs`] seam.
+//!
+//! [`FaultyFs`] counts every operation it forwards and fails the one whose index was
+//! chosen — like SQLite's I/O-error loop. A failing write first writes half of its
+//! bytes, the way a full disk does. After the fault, operations either go on working
+//! ([`AfterFault::Recover`], a transient error) or all fail ([`AfterFault::Crash`],
+//! the process died: nothing it tries afterwards reaches the disk).
+
+use std::ffi::OsString;
+use std::fs::{File, Metadata};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::vfs::{Vfs, VfsFile};
+
+/// What happens to the operations after the injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFault {
+    /// They succeed again (a transient error such as `EINTR` or a brief `ENOSPC`).
+    Recover,
+    /// They all fail (the process crashed at the fault).
+    Crash,
+}
+
+/// One operation seen by a [`FaultyFs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// Its index, counting from 0.
+    pub index: usize,
+    /// What it was (`read`, `create`, `write`, `fsync`, `rename`, …).
+    pub name: &'static str,
+    /// The path it touched.
+    pub path: PathBuf,
+    /// Whether it was failed on purpose.
+    pub failed: bool,
+}
+
+#[derive(Debug)]
+struct Plan {
+    fail_at: Option<usize>,
+    after: AfterFault,
+    kind: io::ErrorKind,
+    crashed: bool,
+    log: Vec<Operation>,
+}
+
+/// A [`Vfs`] that fails a chosen operation; see the module docs.
+#[derive(Debug, Clone)]
+pub struct FaultyFs {
+    inner: Arc<dyn Vfs>,
+    plan: Arc<Mutex<Plan>>,
+}
+
+impl FaultyFs {
+    /// Wraps `inner` without any fault planned (it only counts).
+    pub fn new(inner: Arc<dyn Vfs>) -> Self {
+        Self {
+            inner,
+            plan: Arc::new(Mutex::new(Plan {
+                fail_at: None,
+                after: AfterFault::Recover,
+                kind: io::ErrorKind::Other,
+                crashed: false,
+                log: Vec::new(),
+            })),
+        }
+    }
+
+    /// Fails the operation with index `index` (counting from the next one as 0) with
+    /// an error of `kind`, then behaves as `after` says. Clears the log.
+    pub fn fail_at(&self, index: usize, kind: io::ErrorKind, after: AfterFault) {
+        let mut plan = self.plan();
+        plan.fail_at = Some(index);
+        plan.after = after;
+        plan.kind = kind;
+        plan.crashed = false;
+        plan.log.clear();
+    }
+
+    /// Stops injecting faults and clears the log.
+    pub fn heal(&self) {
+        let mut plan = self.plan();
+        plan.fail_at = None;
+        plan.crashed = false;
+        plan.log.clear();
+    }
+
+    /// The operations seen since the last [`fail_at`](Self::fail_at) or
+    /// [`heal`](Self::heal).
+    pub fn log(&self) -> Vec<Operation> {
+        self.plan().log.clone()
+    }
+
+    /// Whether the planned fault has been injected.
+    pub fn fault_injected(&self) -> bool {
+        self.plan().log.iter().any(|op| op.failed)
+    }
+
+    fn plan(&self) -> MutexGuard<'_, Plan> {
+        // A panic elsewhere while holding the lock leaves the plan usable.
+        self.plan.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records an operation and fails it if it is the planned fault or comes after a
+    /// crash.
+    fn step(&self, name: &'static str, path: &Path) -> io::Result<()> {
+        self.step_detailed(name, path).map_err(|(error, _)| error)
+    }
+
+    /// Like [`step`](Self::step); the flag says whether this is the planned fault
+    /// itself (rather than an operation after a crash).
+    fn step_detailed(&self, name: &'static str, path: &Path) -> Result<(), (io::Error, bool)> {
+        let mut plan = self.plan();
+        let index = plan.log.len();
+        let planned = plan.fail_at == Some(index);
+        let fail = planned || plan.crashed;
+        if planned && plan.after == AfterFault::Crash {
+            plan.crashed = true;
+        }
+        plan.log.push(Operation {
+            index,
+            name,
+            path: path.to_owned(),
+            failed: fail,
+        });
+        if fail {
+            let error = io::Error::new(plan.kind, format!("injected fault in {name} (operation {index})"));
+            Err((error, planned))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Vfs for FaultyFs {
+    fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        self.step("read", path)?;
+        self.inner.read(path, limit)
+    }
+
+    fn create_new(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>> {
+        self.step("create", path)?;
+        let file = self.inner.create_new(path, mode)?;
+        Ok(Box::new(FaultyFile {
+            fs: self.clone(),
+            path: path.to_owned(),
+            inner: file,
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.step("rename", to)?;
+        self.inner.rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.step("fsync directory", dir)?;
+        self.inner.sync_dir(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.step("remove", path)?;
+        self.inner.remove_file(path)
+    }
+
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.step("create directory", path)?;
+        self.inner.create_dir(path, mode)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.step("remove directory", path)?;
+        self.inner.remove_dir(path)
+    }
+
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.step("stat", path)?;
+        self.inner.metadata(path)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        self.step("list directory", dir)?;
+        self.inner.list_dir(dir)
+    }
+
+    fn open_lock_file(&self, path: &Path) -> io::Result<File> {
+        self.step("open lock file", path)?;
+        self.inner.open_lock_file(path)
+    }
+}
+
+struct FaultyFile {
+    fs: FaultyFs,
+    path: PathBuf,
+    inner: Box<dyn VfsFile>,
+}
+
+impl VfsFile for FaultyFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Err((fault, planned)) = self.fs.step_detailed("write", &self.path) {
+            if planned {
+                // A failing write (a full disk, a dying process) leaves part of the data.
+                let _ = self.inner.write_all(&bytes[..bytes.len() / 2]);
+            }
+            return Err(fault);
+        }
+        self.inner.write_all(bytes)
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.fs.step("fsync", &self.path)?;
+        self.inner.sync_all()
+    }
+}

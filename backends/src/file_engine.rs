@@ -1,0 +1,357 @@
+//! The file engine shared by every file backend; the [`Codec`] is the only difference
+//! between them.
+//!
+//! A [`FileStore`] keeps one document, `<dir>/state.<extension>`:
+//! - **read**: read the whole file without following symbolic links (size-capped),
+//!   decode, then [`document::unseal`] (schema version → schema → checksum).
+//! - **write**: [`document::seal`] and encode *before* touching the disk; then, holding
+//!   an OS advisory lock on `<dir>/.locks/write.lock`, check the expected revision
+//!   against the file and [`replace_file`] it atomically. The advisory lock makes the
+//!   compare-and-swap atomic across processes even for callers that hold no
+//!   [`LockProvider`](checklist_core::LockProvider) lock.
+//!
+//! To check the revision cheaply, the store remembers the bytes it last read or wrote:
+//! if the file still holds exactly those bytes, its revision is known without parsing.
+
+use std::fmt;
+use std::fs::{File, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use checklist_core::config::Durability;
+use checklist_core::{
+    ChecklistState, Committed, CorruptionKind, Error, Expectation, Result, StateStore, document,
+};
+
+use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
+use crate::codec::Codec;
+use crate::vfs::{RealFs, Vfs};
+
+/// Tuning of a [`FileStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStoreOptions {
+    /// Whether writes are fsynced (config.yaml `durability`).
+    pub durability: Durability,
+    /// Largest state file the store will read (default 64 MiB).
+    pub max_state_bytes: u64,
+    /// How long a write waits for another process's write to finish (default 10 s).
+    pub write_lock_timeout: Duration,
+}
+
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            max_state_bytes: 64 * 1024 * 1024,
+            write_lock_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A [`StateStore`] keeping its document in one file, written atomically and
+/// durably. Cheap to clone; clones share one store.
+///
+/// ```no_run
+/// # async fn demo() -> checklist_core::Result<()> {
+/// use checklist_backends::{YamlCodec, YamlFileStore, FileStoreOptions};
+/// use checklist_core::{ChecklistState, Expectation, StateStore};
+///
+/// let store = YamlFileStore::open(".checklist", YamlCodec, FileStoreOptions::default())?;
+/// let committed = store.write(&ChecklistState::new(), Expectation::Absent).await?;
+/// assert_eq!(committed.revision, 1);
+/// # Ok(()) }
+/// ```
+pub struct FileStore<C: Codec> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: Codec> Clone for FileStore<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C: Codec> fmt::Debug for FileStore<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("codec", &self.inner.codec)
+            .field("path", &self.inner.state_path)
+            .field("durability", &self.inner.options.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<C> {
+    codec: C,
+    dir: PathBuf,
+    state_path: PathBuf,
+    locks_dir: PathBuf,
+    write_lock_path: PathBuf,
+    options: FileStoreOptions,
+    vfs: Arc<dyn Vfs>,
+    /// The bytes this store last read or wrote, and their revision.
+    known: Mutex<Option<(Vec<u8>, u64)>>,
+    /// A write failed and may have left a temp file; the next write sweeps.
+    sweep_needed: AtomicBool,
+}
+
+impl<C: Codec> FileStore<C> {
+    /// Opens the store in the existing directory `dir` (normally `.checklist/`).
+    ///
+    /// # Errors
+    /// [`Error::NotInitialized`] if `dir` does not exist, [`Error::SymlinkRefused`] if
+    /// it is a symbolic link, [`Error::Io`] if it is not a directory.
+    pub fn open(dir: impl Into<PathBuf>, codec: C, options: FileStoreOptions) -> Result<Self> {
+        Self::open_with_vfs(dir, codec, options, Arc::new(RealFs))
+    }
+
+    /// Like [`open`](Self::open), doing all I/O through `vfs` (for fault injection).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with_vfs(
+        dir: impl Into<PathBuf>,
+        codec: C,
+        options: FileStoreOptions,
+        vfs: Arc<dyn Vfs>,
+    ) -> Result<Self> {
+        let dir = dir.into();
+        check_store_dir(vfs.as_ref(), &dir)?;
+        let state_path = dir.join(format!("state.{}", codec.extension()));
+        let locks_dir = dir.join(".locks");
+        let write_lock_path = locks_dir.join("write.lock");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                codec,
+                dir,
+                state_path,
+                locks_dir,
+                write_lock_path,
+                options,
+                vfs,
+                known: Mutex::new(None),
+                // Temp files of a crashed earlier process are removed by the first write.
+                sweep_needed: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// The state file.
+    pub fn state_path(&self) -> &Path {
+        &self.inner.state_path
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.inner.codec
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &FileStoreOptions {
+        &self.inner.options
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner<C>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = Arc::clone(&self.inner);
+        match tokio::task::spawn_blocking(move || work(&inner)).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::io(
+                "finish I/O on",
+                self.inner.state_path.clone(),
+                io::Error::other(e.to_string()),
+            )),
+        }
+    }
+}
+
+/// Checks that `dir` is a real directory, not a symbolic link.
+pub(crate) fn check_store_dir(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    match vfs.metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::SymlinkRefused { path: dir.to_owned() }),
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Error::io(
+            "open the store directory",
+            dir,
+            io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotInitialized { path: dir.to_owned() }),
+        Err(e) => Err(io_error("open the store directory", dir, e)),
+    }
+}
+
+impl<C: Codec> Inner<C> {
+    fn read_bytes(&self) -> Result<Option<Vec<u8>>> {
+        match self.vfs.read(&self.state_path, self.options.max_state_bytes) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                check_store_dir(self.vfs.as_ref(), &self.dir)?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => Err(Error::TooLarge {
+                path: self.state_path.clone(),
+                size: self.vfs.metadata(&self.state_path).map(|m| m.len()).unwrap_or(0),
+                limit: self.options.max_state_bytes,
+            }),
+            Err(e) => Err(io_error("read", &self.state_path, e)),
+        }
+    }
+
+    fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        let parse_error = |detail: String| Error::Corrupted {
+            kind: CorruptionKind::ParseError,
+            path: self.state_path.clone(),
+            detail,
+        };
+        if bytes.trim_ascii().is_empty() {
+            return Err(parse_error(format!("the file is empty ({} bytes)", bytes.len())));
+        }
+        let value = self.codec.decode(bytes).map_err(|e| parse_error(e.to_string()))?;
+        document::unseal(value, &self.state_path)
+    }
+
+    fn remember(&self, bytes: Vec<u8>, revision: u64) {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some((bytes, revision));
+    }
+
+    fn read(&self) -> Result<Option<ChecklistState>> {
+        let Some(bytes) = self.read_bytes()? else {
+            return Ok(None);
+        };
+        let state = self.verify(&bytes)?;
+        self.remember(bytes, state.revision);
+        Ok(Some(state))
+    }
+
+    /// The revision in the file now: from memory when the bytes are unchanged,
+    /// otherwise by verifying the file.
+    fn current_revision(&self) -> Result<Option<u64>> {
+        let Some(bytes) = self.read_bytes()? else {
+            return Ok(None);
+        };
+        if let Some((known, revision)) = &*self.known.lock().unwrap_or_else(|p| p.into_inner()) {
+            if *known == bytes {
+                return Ok(Some(*revision));
+            }
+        }
+        let state = self.verify(&bytes)?;
+        self.remember(bytes, state.revision);
+        Ok(Some(state.revision))
+    }
+
+    fn write(&self, bytes: Vec<u8>, expect: Expectation, revision: u64) -> Result<()> {
+        let _write_lock = self.lock_for_write()?;
+        let found = self.current_revision()?;
+        if !expect.is_met_by(found) {
+            return Err(Error::Conflict {
+                path: self.state_path.clone(),
+                expected: expect,
+                found,
+            });
+        }
+        if self.sweep_needed.load(Ordering::Acquire) {
+            match sweep_stale_temps(self.vfs.as_ref(), &self.dir) {
+                Ok(_) => self.sweep_needed.store(false, Ordering::Release),
+                Err(error) => tracing::warn!(%error, "could not remove stale temp files"),
+            }
+        }
+        let outcome = replace_file(
+            self.vfs.as_ref(),
+            &self.state_path,
+            &bytes,
+            self.options.durability,
+            PRIVATE_FILE_MODE,
+        );
+        match outcome {
+            Ok(()) => {
+                self.remember(bytes, revision);
+                Ok(())
+            }
+            Err(error) => {
+                self.sweep_needed.store(true, Ordering::Release);
+                Err(error)
+            }
+        }
+    }
+
+    /// Takes the OS advisory lock that makes check-and-rename atomic across processes.
+    fn lock_for_write(&self) -> Result<File> {
+        let file = match self.vfs.open_lock_file(&self.write_lock_path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match self.vfs.create_dir(&self.locks_dir, DIR_MODE) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                        return Err(io_error("create the directory", &self.locks_dir, e));
+                    }
+                    _ => self.vfs.open_lock_file(&self.write_lock_path),
+                }
+            }
+            other => other,
+        }
+        .map_err(|e| io_error("open the write lock", &self.write_lock_path, e))?;
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(TryLockError::WouldBlock) if started.elapsed() < self.options.write_lock_timeout => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::LockTimeout {
+                        resource: self.write_lock_path.clone(),
+                        waited: started.elapsed(),
+                        holder: None,
+                    });
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(io_error("lock", &self.write_lock_path, e));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<C: Codec> StateStore for FileStore<C> {
+    fn backend_name(&self) -> &str {
+        self.inner.codec.name()
+    }
+
+    fn location(&self) -> &Path {
+        &self.inner.state_path
+    }
+
+    async fn read(&self) -> Result<Option<ChecklistState>> {
+        self.blocking(Inner::read).await
+    }
+
+    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
+        let revision = expect.next_revision();
+        let sealed = document::seal(state, revision, &self.inner.state_path)?;
+        let bytes = self
+            .inner
+            .codec
+            .encode(&sealed.value)
+            .map_err(|e| Error::SchemaInvalid {
+                path: self.inner.state_path.clone(),
+                field_path: "/".to_owned(),
+                message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
+            })?;
+        self.blocking(move |inner| inner.write(bytes, expect, revision))
+            .await?;
+        Ok(Committed {
+            revision,
+            checksum: sealed.checksum,
+        })
+    }
+}

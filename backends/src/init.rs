@@ -1,0 +1,299 @@
+//! `checklist init`: create the `.checklist/` layout of DESIGN §4.
+//!
+//! A fresh init either creates everything or, if any step fails, removes what it
+//! created and reports the path that failed. An existing store is kept as it is.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use checklist_core::config::{BackendSelection, Durability};
+use checklist_core::{ChecklistState, Config, Error, Expectation, Result};
+use serde::Serialize;
+
+use crate::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
+use crate::config_file::{load_config, write_config};
+use crate::layout::Layout;
+use crate::registry::BackendRegistry;
+use crate::vfs::{RealFs, Vfs};
+
+const HISTORY: &str = "# Archived instances (checklist archive).\nversion: 1\ninstances: []\n";
+const METRICS: &str = "# Operation counters.\nversion: 1\ncounters: {}\n";
+const MANIFEST: &str = "# Backups of the state (checklist backup list).\nversion: 1\nbackups: []\n";
+
+/// What `init` should do.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// The backend of a new store (default `yaml`); ignored for an existing one.
+    pub backend: Option<String>,
+    /// The durability written into a new config.yaml.
+    pub durability: Option<Durability>,
+    /// On an existing store, create whatever part of the layout is missing (never
+    /// overwriting anything).
+    pub repair: bool,
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitOutcome {
+    /// A new store was created.
+    Created,
+    /// A store was already there; it was kept as it is.
+    AlreadyInitialized,
+    /// A store was there; its missing parts were created.
+    Repaired,
+}
+
+/// The report of an `init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitReport {
+    /// What happened.
+    pub outcome: InitOutcome,
+    /// The store directory.
+    pub dir: PathBuf,
+    /// The backend the store uses.
+    pub backend: String,
+    /// The files and directories created, in creation order.
+    pub created: Vec<PathBuf>,
+    /// The state's revision afterwards, if it could be read.
+    pub revision: Option<u64>,
+}
+
+/// Creates the store of the project at `root`; see the module docs.
+///
+/// # Errors
+/// The error of the step that failed, naming its path, after removing whatever this
+/// call created. [`Error::UnknownBackend`] for a backend not in `registry`.
+pub async fn init_project(
+    root: &Path,
+    options: &InitOptions,
+    registry: &BackendRegistry,
+) -> Result<InitReport> {
+    init_project_with_vfs(root, options, registry, Arc::new(RealFs)).await
+}
+
+/// Like [`init_project`], doing all I/O through `vfs`.
+///
+/// # Errors
+/// As [`init_project`].
+pub async fn init_project_with_vfs(
+    root: &Path,
+    options: &InitOptions,
+    registry: &BackendRegistry,
+    vfs: Arc<dyn Vfs>,
+) -> Result<InitReport> {
+    let layout = Layout::for_project(root);
+    check_project_root(vfs.as_ref(), root)?;
+    let existing = match vfs.metadata(layout.dir()) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Error::SymlinkRefused {
+                path: layout.dir().to_owned(),
+            });
+        }
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_error("inspect", layout.dir(), e)),
+    };
+    let config = if existing && exists(vfs.as_ref(), &layout.config())? {
+        load_config(vfs.as_ref(), &layout)?
+    } else {
+        let mut config = Config::default();
+        if let Some(name) = &options.backend {
+            config.backend = BackendSelection::named(name);
+        }
+        if let Some(durability) = options.durability {
+            config.durability = durability;
+        }
+        config
+    };
+    if !registry.contains(&config.backend.kind) {
+        return Err(Error::UnknownBackend {
+            name: config.backend.kind.clone(),
+            path: layout.config(),
+            registered: registry.names(),
+        });
+    }
+
+    let mut run = InitRun {
+        vfs: Arc::clone(&vfs),
+        layout: layout.clone(),
+        created: Vec::new(),
+    };
+    if existing && !options.repair && run.holds_a_store(&config, registry).await? {
+        let revision = run.revision(&config, registry).await.ok().flatten();
+        return Ok(run.report(InitOutcome::AlreadyInitialized, &config, revision));
+    }
+    match run.create_missing(&config, registry).await {
+        Ok(revision) => {
+            let outcome = if existing {
+                InitOutcome::Repaired
+            } else {
+                InitOutcome::Created
+            };
+            Ok(run.report(outcome, &config, revision))
+        }
+        Err(error) => {
+            run.undo();
+            Err(error)
+        }
+    }
+}
+
+fn check_project_root(vfs: &dyn Vfs, root: &Path) -> Result<()> {
+    match vfs.metadata(root) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::metadata(root) {
+            // The project directory itself may be reached through a link; only the
+            // inside of .checklist/ must not be.
+            Ok(target) if target.is_dir() => Ok(()),
+            _ => Err(not_a_directory(root)),
+        },
+        Ok(_) => Err(not_a_directory(root)),
+        Err(e) => Err(io_error("open the project directory", root, e)),
+    }
+}
+
+fn not_a_directory(root: &Path) -> Error {
+    Error::io(
+        "open the project directory",
+        root,
+        io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"),
+    )
+}
+
+fn exists(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
+    match vfs.metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("inspect", path, e)),
+    }
+}
+
+struct InitRun {
+    vfs: Arc<dyn Vfs>,
+    layout: Layout,
+    created: Vec<PathBuf>,
+}
+
+impl InitRun {
+    fn report(self, outcome: InitOutcome, config: &Config, revision: Option<u64>) -> InitReport {
+        InitReport {
+            outcome,
+            dir: self.layout.dir().to_owned(),
+            backend: config.backend.kind.clone(),
+            created: self.created,
+            revision,
+        }
+    }
+
+    /// Whether the directory already holds a store: a config or a state.
+    async fn holds_a_store(&self, config: &Config, registry: &BackendRegistry) -> Result<bool> {
+        if exists(self.vfs.as_ref(), &self.layout.config())? {
+            return Ok(true);
+        }
+        let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
+        exists(self.vfs.as_ref(), backend.store.location())
+    }
+
+    async fn revision(&self, config: &Config, registry: &BackendRegistry) -> Result<Option<u64>> {
+        let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
+        Ok(backend.store.read().await?.map(|s| s.revision))
+    }
+
+    fn make_dir(&mut self, path: PathBuf) -> Result<()> {
+        match self.vfs.create_dir(&path, DIR_MODE) {
+            Ok(()) => {
+                self.created.push(path);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match self.vfs.metadata(&path) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                Ok(meta) if meta.file_type().is_symlink() => Err(Error::SymlinkRefused { path }),
+                _ => Err(io_error(
+                    "create the directory",
+                    &path,
+                    io::Error::new(io::ErrorKind::AlreadyExists, "a file of that name is in the way"),
+                )),
+            },
+            Err(e) => Err(io_error("create the directory", &path, e)),
+        }
+    }
+
+    fn make_file(&mut self, path: PathBuf, write: impl FnOnce(&dyn Vfs, &Path) -> Result<()>) -> Result<()> {
+        if exists(self.vfs.as_ref(), &path)? {
+            return Ok(());
+        }
+        write(self.vfs.as_ref(), &path)?;
+        self.created.push(path);
+        Ok(())
+    }
+
+    async fn create_missing(&mut self, config: &Config, registry: &BackendRegistry) -> Result<Option<u64>> {
+        let durability = config.durability;
+        self.make_dir(self.layout.dir().to_owned())?;
+        for dir in self.layout.subdirectories() {
+            self.make_dir(dir)?;
+        }
+        let layout = self.layout.clone();
+        self.make_file(layout.config(), |vfs, _| {
+            write_config(vfs, &layout, config, durability)
+        })?;
+        for (path, text) in [
+            (layout.history(), HISTORY),
+            (layout.metrics(), METRICS),
+            (layout.backup_manifest(), MANIFEST),
+        ] {
+            self.make_file(path, |vfs, path| {
+                replace_file(vfs, path, text.as_bytes(), durability, SHARED_FILE_MODE)
+            })?;
+        }
+        let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
+        match backend.store.read().await? {
+            Some(state) => Ok(Some(state.revision)),
+            None => {
+                let committed = backend
+                    .store
+                    .write(&ChecklistState::new(), Expectation::Absent)
+                    .await?;
+                // A file backend's state lives inside the store directory; a memory
+                // backend's location is a pseudo-path outside it.
+                if backend.store.location().starts_with(self.layout.dir()) {
+                    self.created.push(backend.store.location().to_owned());
+                }
+                Ok(Some(committed.revision))
+            }
+        }
+    }
+
+    /// Removes what this run created, newest first.
+    fn undo(&mut self) {
+        while let Some(path) = self.created.pop() {
+            let removed = if self.vfs.metadata(&path).is_ok_and(|m| m.is_dir()) {
+                self.remove_dir_contents_we_own(&path);
+                self.vfs.remove_dir(&path)
+            } else {
+                self.vfs.remove_file(&path)
+            };
+            if let Err(error) = removed {
+                if error.kind() != io::ErrorKind::NotFound {
+                    tracing::error!(path = %path.display(), %error, "init failed and could not remove what it created; delete it by hand");
+                }
+            }
+        }
+    }
+
+    /// Inside a directory this run created, everything is this run's (for example a
+    /// lock file the first write made); remove those files before the directory.
+    fn remove_dir_contents_we_own(&self, dir: &Path) {
+        if let Ok(names) = self.vfs.list_dir(dir) {
+            for name in names {
+                let path = dir.join(name);
+                if self.vfs.metadata(&path).is_ok_and(|m| m.is_file()) {
+                    let _ = self.vfs.remove_file(&path);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Where everything lives inside `.checklist/` (DESIGN §4).
+
+use std::path::{Path, PathBuf};
+
+/// The name of the store directory inside a project.
+pub const STORE_DIR_NAME: &str = ".checklist";
+
+/// The paths of a store's files and directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout of the store of the project at `root` (`<root>/.checklist`).
+    pub fn for_project(root: &Path) -> Self {
+        Self::at(root.join(STORE_DIR_NAME))
+    }
+
+    /// The layout of a store directory at `dir`.
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// `.checklist/` itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The state file of a backend whose files end in `extension`.
+    pub fn state(&self, extension: &str) -> PathBuf {
+        self.dir.join(format!("state.{extension}"))
+    }
+
+    /// `config.yaml`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.yaml")
+    }
+
+    /// `history.yaml`: the index of archived instances.
+    pub fn history(&self) -> PathBuf {
+        self.dir.join("history.yaml")
+    }
+
+    /// `metrics.yaml`: operation counters.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.yaml")
+    }
+
+    /// `audit.log`.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    /// `.lock`: the state lock.
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join(".lock")
+    }
+
+    /// `.locks/`: waiter registrations and other lock files.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.dir.join(".locks")
+    }
+
+    /// `.cache/`: derived data, always safe to delete.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.join(".cache")
+    }
+
+    /// `.backup/`.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.dir.join(".backup")
+    }
+
+    /// `.backup/manifest.yaml`.
+    pub fn backup_manifest(&self) -> PathBuf {
+        self.backup_dir().join("manifest.yaml")
+    }
+
+    /// `archive/`: completed instances.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.dir.join("archive")
+    }
+
+    /// `quarantine/`: corrupt files moved aside by recovery.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.dir.join("quarantine")
+    }
+
+    /// Every subdirectory `init` creates, in creation order.
+    pub fn subdirectories(&self) -> [PathBuf; 5] {
+        [
+            self.locks_dir(),
+            self.cache_dir(),
+            self.backup_dir(),
+            self.archive_dir(),
+            self.quarantine_dir(),
+        ]
+    }
+}

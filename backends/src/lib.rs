@@ -1,0 +1,58 @@
+//! # checklist-backends
+//!
+//! The built-in backends of the checklist state store and the pieces to build more:
+//!
+//! - [`YamlFileStore`] (`.checklist/state.yaml`) and [`JsonFileStore`]
+//!   (`.checklist/state.json`): one shared file engine, [`FileStore`], whose writes are
+//!   atomic and durable (exclusive temp file → fsync → rename → fsync directory) and
+//!   never follow a symbolic link. A [`Codec`] is all that differs between them — and
+//!   all a new file format needs.
+//! - [`MemoryStore`]: the same semantics without a disk, for tests and embedding.
+//! - [`InProcessLockProvider`]: exclusive access among the tasks of one process.
+//! - [`BackendRegistry`]: `backend.type` in config.yaml names a factory; the built-ins
+//!   are pre-registered and custom backends register by name.
+//! - [`init_project`] and [`open_project`]: create and open a project's `.checklist/`.
+//! - [`vfs`] and [`fault`]: the file-system seam and fault injection through it.
+//!
+//! ```no_run
+//! # async fn demo() -> checklist_core::Result<()> {
+//! use checklist_backends::{BackendRegistry, InitOptions, OpenOptions, init_project, open_project};
+//! use checklist_core::StateStoreExt;
+//!
+//! let registry = BackendRegistry::with_builtins();
+//! init_project(".".as_ref(), &InitOptions::default(), &registry).await?;
+//! let opened = open_project(".".as_ref(), &registry, &OpenOptions::default())?;
+//! let state = opened.backend.store.read_existing().await?;
+//! println!("revision {}", state.revision);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod atomic;
+mod codec;
+mod config_file;
+pub mod fault;
+mod file_engine;
+mod in_process_lock;
+mod init;
+mod json_file;
+mod layout;
+mod memory;
+mod process;
+mod registry;
+pub mod vfs;
+mod yaml_file;
+
+pub use codec::{Codec, CodecError};
+pub use config_file::{MAX_CONFIG_BYTES, load_config, write_config};
+pub use file_engine::{FileStore, FileStoreOptions};
+pub use in_process_lock::InProcessLockProvider;
+pub use init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};
+pub use json_file::{JsonCodec, JsonFileStore};
+pub use layout::{Layout, STORE_DIR_NAME};
+pub use memory::MemoryStore;
+pub use registry::{
+    Backend, BackendFactory, BackendRegistry, OpenContext, OpenOptions, OpenedStore, file_backend_factory,
+    open_project, open_project_with_vfs,
+};
+pub use yaml_file::{YamlCodec, YamlFileStore};

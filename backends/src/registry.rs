@@ -1,0 +1,277 @@
+//! The backend registry: `backend.type` in config.yaml names a factory.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use checklist_backends::{Backend, BackendRegistry, InProcessLockProvider, MemoryStore};
+//!
+//! let mut registry = BackendRegistry::with_builtins();
+//! registry.register("scratch", |_ctx: &checklist_backends::OpenContext<'_>| {
+//!     Ok(Backend {
+//!         store: Arc::new(MemoryStore::new()),
+//!         locks: Arc::new(InProcessLockProvider::new("memory:scratch")),
+//!     })
+//! });
+//! assert_eq!(registry.names(), ["json", "memory", "scratch", "yaml"]);
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use checklist_core::config::Durability;
+use checklist_core::{Config, Error, LockProvider, Result, StateStore};
+
+use crate::codec::Codec;
+use crate::config_file::load_config;
+use crate::file_engine::{FileStore, FileStoreOptions, check_store_dir};
+use crate::in_process_lock::InProcessLockProvider;
+use crate::json_file::JsonCodec;
+use crate::layout::Layout;
+use crate::memory::MemoryStore;
+use crate::vfs::{RealFs, Vfs};
+use crate::yaml_file::YamlCodec;
+
+/// What a factory gets to open a backend.
+#[derive(Debug)]
+pub struct OpenContext<'a> {
+    /// The store directory (`.checklist/`).
+    pub dir: &'a Path,
+    /// The loaded configuration (`backend.options` carries backend-specific options).
+    pub config: &'a Config,
+    /// The file system to use.
+    pub vfs: Arc<dyn Vfs>,
+}
+
+impl OpenContext<'_> {
+    /// [`FileStoreOptions`] as the configuration sets them.
+    pub fn file_store_options(&self) -> FileStoreOptions {
+        FileStoreOptions {
+            durability: self.config.durability,
+            ..FileStoreOptions::default()
+        }
+    }
+}
+
+/// An opened backend: its store and its lock provider.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// The state store.
+    pub store: Arc<dyn StateStore>,
+    /// The lock provider guarding it.
+    pub locks: Arc<dyn LockProvider>,
+}
+
+/// Opens a backend; registered under a name in a [`BackendRegistry`].
+pub trait BackendFactory: Send + Sync + 'static {
+    /// Opens the backend for the store directory in `ctx`.
+    ///
+    /// # Errors
+    /// Whatever prevents opening it, as a [`checklist_core::Error`].
+    fn open(&self, ctx: &OpenContext<'_>) -> Result<Backend>;
+}
+
+impl<F> BackendFactory for F
+where
+    F: Fn(&OpenContext<'_>) -> Result<Backend> + Send + Sync + 'static,
+{
+    fn open(&self, ctx: &OpenContext<'_>) -> Result<Backend> {
+        self(ctx)
+    }
+}
+
+/// Maps backend names to factories.
+#[derive(Clone, Default)]
+pub struct BackendRegistry {
+    factories: BTreeMap<String, Arc<dyn BackendFactory>>,
+}
+
+impl fmt::Debug for BackendRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendRegistry")
+            .field("names", &self.names())
+            .finish()
+    }
+}
+
+impl BackendRegistry {
+    /// A registry with no backends.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// A registry with the built-in backends `yaml`, `json` and `memory`.
+    ///
+    /// Memory stores live as long as the registry: every `open` of the same directory
+    /// through this registry returns handles to one shared in-memory store.
+    pub fn with_builtins() -> Self {
+        let mut registry = Self::empty();
+        registry.register("yaml", file_backend_factory(YamlCodec));
+        registry.register("json", file_backend_factory(JsonCodec));
+        let memory_stores: Arc<Mutex<HashMap<PathBuf, Backend>>> = Arc::default();
+        registry.register("memory", move |ctx: &OpenContext<'_>| {
+            let mut stores = memory_stores.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(stores
+                .entry(ctx.dir.to_owned())
+                .or_insert_with(|| {
+                    let name = format!("memory:{}", ctx.dir.display());
+                    Backend {
+                        store: Arc::new(MemoryStore::named(name.clone())),
+                        locks: Arc::new(InProcessLockProvider::new(name)),
+                    }
+                })
+                .clone())
+        });
+        registry
+    }
+
+    /// Registers (or replaces) the factory for `name`.
+    pub fn register(&mut self, name: &str, factory: impl BackendFactory) -> &mut Self {
+        self.factories.insert(name.to_owned(), Arc::new(factory));
+        self
+    }
+
+    /// Whether `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.factories.contains_key(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.factories.keys().cloned().collect()
+    }
+
+    /// Opens the backend `config.backend.kind` for the store directory `dir`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownBackend`] listing the registered names, or the factory's error.
+    pub fn open(&self, dir: &Path, config: &Config, vfs: Arc<dyn Vfs>) -> Result<Backend> {
+        let name = &config.backend.kind;
+        let factory = self.factories.get(name).ok_or_else(|| Error::UnknownBackend {
+            name: name.clone(),
+            path: dir.join("config.yaml"),
+            registered: self.names(),
+        })?;
+        factory.open(&OpenContext { dir, config, vfs })
+    }
+}
+
+/// A factory for a [`FileStore`] with `codec`, guarded by one in-process lock per
+/// store directory.
+pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
+    let locks: Arc<Mutex<HashMap<PathBuf, InProcessLockProvider>>> = Arc::default();
+    move |ctx: &OpenContext<'_>| {
+        let store = FileStore::open_with_vfs(
+            ctx.dir,
+            codec.clone(),
+            ctx.file_store_options(),
+            Arc::clone(&ctx.vfs),
+        )?;
+        let lock = locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(ctx.dir.to_owned())
+            .or_insert_with(|| InProcessLockProvider::new(ctx.dir.join(".lock")))
+            .clone();
+        Ok(Backend {
+            store: Arc::new(store),
+            locks: Arc::new(lock),
+        })
+    }
+}
+
+/// An opened project store: where it is, how it is configured, and its backend.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    /// Its paths.
+    pub layout: Layout,
+    /// Its configuration.
+    pub config: Config,
+    /// Its backend.
+    pub backend: Backend,
+}
+
+/// Options for [`open_project`].
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Overrides config.yaml's `durability`.
+    pub durability: Option<Durability>,
+    /// Overrides config.yaml's `lock.timeoutMs`.
+    pub lock_timeout_ms: Option<u64>,
+}
+
+/// Opens the store of the project at `root`: checks `.checklist/`, loads its
+/// config.yaml and opens the backend it names.
+///
+/// # Errors
+/// [`Error::NotInitialized`] without a `.checklist/` directory, the errors of
+/// [`load_config`] and of [`BackendRegistry::open`].
+pub fn open_project(root: &Path, registry: &BackendRegistry, options: &OpenOptions) -> Result<OpenedStore> {
+    open_project_with_vfs(root, registry, options, Arc::new(RealFs))
+}
+
+/// Like [`open_project`], doing all I/O through `vfs`.
+///
+/// # Errors
+/// As [`open_project`].
+pub fn open_project_with_vfs(
+    root: &Path,
+    registry: &BackendRegistry,
+    options: &OpenOptions,
+    vfs: Arc<dyn Vfs>,
+) -> Result<OpenedStore> {
+    let layout = Layout::for_project(root);
+    check_store_dir(vfs.as_ref(), layout.dir())?;
+    let mut config = load_config(vfs.as_ref(), &layout)?;
+    if let Some(durability) = options.durability {
+        config.durability = durability;
+    }
+    if let Some(timeout) = options.lock_timeout_ms {
+        config.lock.timeout_ms = timeout;
+    }
+    let backend = registry.open(layout.dir(), &config, vfs)?;
+    Ok(OpenedStore {
+        layout,
+        config,
+        backend,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_backend_lists_the_registered_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.backend.kind = "postgres".into();
+        let err = BackendRegistry::with_builtins()
+            .open(dir.path(), &config, Arc::new(RealFs))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"postgres\"") && text.contains("json, memory, yaml"),
+            "{text}"
+        );
+        assert!(text.contains("config.yaml"), "{text}");
+    }
+
+    #[test]
+    fn memory_backends_of_one_directory_share_a_store() {
+        let registry = BackendRegistry::with_builtins();
+        let mut config = Config::default();
+        config.backend.kind = "memory".into();
+        let a = registry
+            .open(Path::new("/p/.checklist"), &config, Arc::new(RealFs))
+            .unwrap();
+        let b = registry
+            .open(Path::new("/p/.checklist"), &config, Arc::new(RealFs))
+            .unwrap();
+        let c = registry
+            .open(Path::new("/q/.checklist"), &config, Arc::new(RealFs))
+            .unwrap();
+        assert!(Arc::ptr_eq(&a.store, &b.store));
+        assert!(!Arc::ptr_eq(&a.store, &c.store));
+    }
+}

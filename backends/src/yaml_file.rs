@@ -1,0 +1,68 @@
+//! The YAML-file backend: `.checklist/state.yaml`, read and written by serde-saphyr.
+
+use serde_json::Value;
+
+use crate::codec::{Codec, CodecError, utf8};
+use crate::file_engine::FileStore;
+
+/// YAML 1.2 through serde-saphyr: safe Rust, alias and depth budgets, duplicate keys
+/// refused, and ambiguous scalars (`yes`, `on`, dates) quoted when written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct YamlCodec;
+
+/// The YAML-file backend.
+pub type YamlFileStore = FileStore<YamlCodec>;
+
+impl Codec for YamlCodec {
+    fn name(&self) -> &'static str {
+        "yaml"
+    }
+
+    fn extension(&self) -> &'static str {
+        "yaml"
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Value, CodecError> {
+        let text = utf8(bytes)?;
+        serde_saphyr::from_str::<Value>(text).map_err(|e| CodecError(one_line(&e.to_string())))
+    }
+
+    fn encode(&self, document: &Value) -> Result<Vec<u8>, CodecError> {
+        serde_saphyr::to_string(document)
+            .map(String::into_bytes)
+            .map_err(|e| CodecError(e.to_string()))
+    }
+}
+
+/// serde-saphyr renders errors with a multi-line source snippet; the store's messages
+/// are one sentence, so keep the first line (which carries the position).
+fn one_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trips_and_quotes_ambiguous_scalars() {
+        let doc = json!({
+            "a": "yes", "b": "2026-11-01", "c": "multi\nline\n", "d": 12, "e": null,
+            "f": ["on", "~", "", " padded "], "g": {"h": true}, "i": "0755", "j": "1e3"
+        });
+        let bytes = YamlCodec.encode(&doc).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(YamlCodec.decode(&bytes).unwrap(), doc, "{text}");
+    }
+
+    #[test]
+    fn errors_are_one_line_with_a_position() {
+        let err = YamlCodec.decode(b"a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(!err.0.contains('\n'), "{err}");
+        let err = YamlCodec.decode(b"a: 1\na: 2\n").unwrap_err();
+        assert!(err.0.to_lowercase().contains("duplicate"), "{err}");
+        let err = YamlCodec.decode(b"a: \xff\n").unwrap_err();
+        assert!(err.0.contains("UTF-8"), "{err}");
+    }
+}

@@ -1,0 +1,159 @@
+//! The I/O-error loop (DESIGN §8): for every operation index N of a save (and of an
+//! init), fail operation N and check that the store holds the old state or the new
+//! one — never a torn file, never no file — and that no temp file survives the next
+//! successful save.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::sync::Arc;
+
+use checklist_backends::fault::{AfterFault, FaultyFs};
+use checklist_backends::vfs::RealFs;
+use checklist_backends::{
+    BackendRegistry, Codec, FileStore, FileStoreOptions, InitOptions, JsonCodec, Layout, OpenOptions, YamlCodec,
+    init_project_with_vfs, open_project,
+};
+use checklist_core::{Expectation, StateStore};
+use common::{add_step, state_with_steps, temp_files};
+
+async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'static str> {
+    let mut failed_ops = BTreeSet::new();
+    for n in 0.. {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = FileStore::open(dir.path(), codec.clone(), FileStoreOptions::default()).unwrap();
+        setup.write(&state_with_steps(3), Expectation::Absent).await.unwrap();
+        let old = setup.read().await.unwrap().unwrap();
+
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        let store =
+            FileStore::open_with_vfs(dir.path(), codec.clone(), FileStoreOptions::default(), Arc::new(faulty.clone()))
+                .unwrap();
+        let mut new = old.clone();
+        add_step(&mut new, "the-new-step");
+
+        faulty.fail_at(n, ErrorKind::StorageFull, after);
+        let result = store.write(&new, Expectation::current(&old)).await;
+        if !faulty.fault_injected() {
+            result.unwrap();
+            assert!(n >= 7, "a save should take several I/O operations, saw {n}");
+            return failed_ops;
+        }
+        let failed = faulty.log().into_iter().find(|op| op.failed).unwrap();
+        failed_ops.insert(failed.name);
+
+        let observer = FileStore::open(dir.path(), codec.clone(), FileStoreOptions::default()).unwrap();
+        let seen = observer
+            .read()
+            .await
+            .unwrap_or_else(|e| panic!("torn state after failing {failed:?}: {e}"))
+            .unwrap_or_else(|| panic!("no state after failing {failed:?}"));
+        match &result {
+            Ok(committed) => {
+                assert_eq!(seen.revision, 2, "failing {failed:?}");
+                assert_eq!(committed.revision, 2);
+                assert_eq!(seen.completed_steps, new.completed_steps);
+            }
+            Err(error) => {
+                assert_eq!(seen, old, "failing {failed:?} must leave the old state; error: {error}");
+                let message = error.to_string();
+                assert!(message.contains(dir.path().to_str().unwrap()), "error must name the file: {message}");
+            }
+        }
+
+        faulty.heal();
+        let next = match after {
+            AfterFault::Recover => store,
+            AfterFault::Crash => {
+                FileStore::open(dir.path(), codec.clone(), FileStoreOptions::default()).unwrap()
+            }
+        };
+        let current = next.read().await.unwrap().unwrap();
+        let mut newer = current.clone();
+        add_step(&mut newer, "after-the-fault");
+        next.write(&newer, Expectation::current(&current)).await.unwrap();
+        assert_eq!(
+            temp_files(dir.path()),
+            Vec::<String>::new(),
+            "temp files left after failing {failed:?} and saving again"
+        );
+    }
+    unreachable!()
+}
+
+fn assert_covers_every_kind_of_operation(ops: &BTreeSet<&'static str>) {
+    for expected in ["open lock file", "read", "create", "write", "fsync", "rename", "fsync directory"] {
+        assert!(ops.contains(expected), "the loop never failed a {expected}: {ops:?}");
+    }
+}
+
+#[tokio::test]
+async fn yaml_save_survives_a_transient_failure_of_every_operation() {
+    assert_covers_every_kind_of_operation(&save_loop(YamlCodec, AfterFault::Recover).await);
+}
+
+#[tokio::test]
+async fn yaml_save_survives_a_crash_at_every_operation() {
+    assert_covers_every_kind_of_operation(&save_loop(YamlCodec, AfterFault::Crash).await);
+}
+
+#[tokio::test]
+async fn json_save_survives_a_transient_failure_of_every_operation() {
+    assert_covers_every_kind_of_operation(&save_loop(JsonCodec, AfterFault::Recover).await);
+}
+
+#[tokio::test]
+async fn json_save_survives_a_crash_at_every_operation() {
+    assert_covers_every_kind_of_operation(&save_loop(JsonCodec, AfterFault::Crash).await);
+}
+
+#[tokio::test]
+async fn init_either_completes_or_leaves_nothing_behind() {
+    let registry = BackendRegistry::with_builtins();
+    let options = InitOptions::default();
+    let mut failed_ops = BTreeSet::new();
+    for n in 0.. {
+        let root = tempfile::tempdir().unwrap();
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        faulty.fail_at(n, ErrorKind::PermissionDenied, AfterFault::Recover);
+        let result = init_project_with_vfs(root.path(), &options, &registry, Arc::new(faulty.clone())).await;
+        if !faulty.fault_injected() {
+            result.unwrap();
+            assert!(n > 20, "init should take many operations, saw {n}");
+            break;
+        }
+        let failed = faulty.log().into_iter().find(|op| op.failed).unwrap();
+        failed_ops.insert(failed.name);
+        let layout = Layout::for_project(root.path());
+        match result {
+            Err(error) => {
+                assert!(
+                    !layout.dir().exists(),
+                    "failing {failed:?} left {} behind",
+                    layout.dir().display()
+                );
+                assert!(
+                    error.to_string().contains(root.path().to_str().unwrap()),
+                    "the error must name the path: {error}"
+                );
+            }
+            Ok(_) => {
+                // Only a durability step or the best-effort sweep of stale temp files may
+                // fail without failing init.
+                assert!(
+                    ["fsync directory", "list directory"].contains(&failed.name),
+                    "init succeeded despite failing {failed:?}"
+                );
+                let opened = open_project(root.path(), &registry, &OpenOptions::default()).unwrap();
+                assert_eq!(opened.backend.store.read().await.unwrap().unwrap().revision, 1);
+                for path in [layout.config(), layout.history(), layout.metrics(), layout.backup_manifest()] {
+                    assert!(path.is_file(), "{} missing", path.display());
+                }
+            }
+        }
+    }
+    for expected in ["create directory", "create", "write", "rename"] {
+        assert!(failed_ops.contains(expected), "init loop never failed a {expected}: {failed_ops:?}");
+    }
+}

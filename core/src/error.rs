@@ -1,0 +1,417 @@
+//! The one public error type of the store and its mapping to exit codes.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lock::LockInfo;
+use crate::store::Expectation;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a stored document failed verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorruptionKind {
+    /// The bytes are not a readable document at all (bad syntax, empty, not UTF-8).
+    ParseError,
+    /// The document parses but breaks `schemas/state.schema.json`.
+    SchemaInvalid,
+    /// The document is valid but its `checksum` does not match its content.
+    ChecksumMismatch,
+}
+
+impl CorruptionKind {
+    /// The snake_case name used in files, JSON output and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ParseError => "parse_error",
+            Self::SchemaInvalid => "schema_invalid",
+            Self::ChecksumMismatch => "checksum_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for CorruptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The process exit codes of the `checklist` CLI (DESIGN §7), one per error class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// Any error without a more specific code.
+    Other = 1,
+    /// The command line itself was wrong.
+    Usage = 2,
+    /// There is no store where one was expected.
+    NotInitialized = 3,
+    /// The lock could not be acquired in time.
+    LockTimeout = 4,
+    /// The state is corrupted and was not recovered.
+    Corrupted = 5,
+    /// Someone else changed the state first (revision conflict or lost lock).
+    Conflict = 6,
+    /// A secret was found in the state; the write was refused.
+    SecretDetected = 7,
+    /// The document's schema version cannot be read by this build.
+    UnsupportedVersion = 8,
+}
+
+impl ExitCode {
+    /// The numeric code handed to the operating system.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Every error the store reports to its callers.
+///
+/// Each message is one sentence that names the file involved and says what to do.
+/// Backends keep their own detailed errors internally and map them into this enum.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No store exists where one was expected.
+    #[error("no checklist store at {}: run `checklist init` first", path.display())]
+    NotInitialized {
+        /// The directory or file that was expected to hold the store.
+        path: PathBuf,
+    },
+
+    /// The lock could not be acquired before the timeout.
+    #[error("{}", lock_timeout_message(resource, *waited, holder.as_deref()))]
+    LockTimeout {
+        /// The lock file (or in-memory resource name) that was contended.
+        resource: PathBuf,
+        /// How long the caller waited.
+        waited: Duration,
+        /// Who held the lock when the wait gave up, when that could be read.
+        holder: Option<Box<LockInfo>>,
+    },
+
+    /// The caller's lock was broken or taken over while it held it.
+    #[error(
+        "the lock {lock_id} on {} was lost (broken as stale or force-released) before this write; \
+         nothing was written, run the command again",
+        resource.display()
+    )]
+    LockLost {
+        /// The lock file (or in-memory resource name).
+        resource: PathBuf,
+        /// The id of the lock that was lost.
+        lock_id: String,
+    },
+
+    /// A compare-and-swap write found a different revision than expected.
+    #[error(
+        "write to {} refused: expected {expected} but found {}; another writer changed the state first, \
+         reload and try again",
+        path.display(),
+        found.map_or_else(|| "no state".to_owned(), |r| format!("revision {r}"))
+    )]
+    Conflict {
+        /// The state file (or in-memory store name).
+        path: PathBuf,
+        /// What the writer expected.
+        expected: Expectation,
+        /// The revision actually stored (`None`: no state).
+        found: Option<u64>,
+    },
+
+    /// A stored document failed verification.
+    #[error(
+        "{} is corrupted ({kind}): {detail}; the file was left as it is, restore it from a backup in .checklist/.backup/",
+        path.display()
+    )]
+    Corrupted {
+        /// How verification failed.
+        kind: CorruptionKind,
+        /// The corrupted file.
+        path: PathBuf,
+        /// What exactly is wrong, with a location where one is known.
+        detail: String,
+    },
+
+    /// A document about to be written breaks the schema; nothing was written.
+    #[error(
+        "refusing to write {}: the state is invalid at {field_path}: {message}; nothing was written",
+        path.display()
+    )]
+    SchemaInvalid {
+        /// The file that would have been written.
+        path: PathBuf,
+        /// JSON pointer of the offending field (`/` for the root).
+        field_path: String,
+        /// What the schema requires there.
+        message: String,
+    },
+
+    /// A secret was found in a document about to be written; nothing was written.
+    #[error(
+        "refusing to write {}: the field {field_path} looks like a secret; remove it or set `secrets.mode` in config.yaml",
+        path.display()
+    )]
+    SecretDetected {
+        /// The file that would have been written.
+        path: PathBuf,
+        /// JSON pointer of the field; never the secret itself.
+        field_path: String,
+    },
+
+    /// The document's `schemaVersion` cannot be read by this build.
+    #[error(
+        "{} has schemaVersion {found}, but this build reads {supported}; {}",
+        path.display(),
+        version_advice(found, supported)
+    )]
+    UnsupportedVersion {
+        /// The file whose version is unsupported.
+        path: PathBuf,
+        /// The version found in the file.
+        found: String,
+        /// The version(s) this build reads.
+        supported: String,
+    },
+
+    /// `config.yaml` is invalid.
+    #[error("invalid configuration in {} at {field}: {message}; fix that field or delete the file to use the defaults", path.display())]
+    InvalidConfig {
+        /// The configuration file.
+        path: PathBuf,
+        /// JSON pointer of the offending field (`/` for the whole file).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// `backend.type` names a backend nobody registered.
+    #[error(
+        "unknown backend {name:?} (from {}); registered backends: {}",
+        path.display(),
+        registered.join(", ")
+    )]
+    UnknownBackend {
+        /// The requested backend name.
+        name: String,
+        /// Where the name came from (normally `config.yaml`).
+        path: PathBuf,
+        /// The names that are registered.
+        registered: Vec<String>,
+    },
+
+    /// A path inside the store is a symbolic link; the store never follows one.
+    #[error(
+        "refusing to follow the symbolic link {}: files inside .checklist/ must be regular files and directories; \
+         replace the link with the file it points to",
+        path.display()
+    )]
+    SymlinkRefused {
+        /// The symbolic link.
+        path: PathBuf,
+    },
+
+    /// A file is larger than the store is willing to read.
+    #[error(
+        "{} is {size} bytes, more than the {limit}-byte limit for this file; it was not read",
+        path.display()
+    )]
+    TooLarge {
+        /// The oversized file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// An operation on the state is not allowed in its current condition.
+    #[error("{message}")]
+    InvalidOperation {
+        /// What was refused and why, in one sentence.
+        message: String,
+    },
+
+    /// A capability the caller asked for is not offered by this backend.
+    #[error("the {backend} backend does not support {capability}")]
+    Unsupported {
+        /// The backend's name.
+        backend: String,
+        /// What was asked for.
+        capability: String,
+    },
+
+    /// An operating-system I/O error.
+    #[error("could not {op} {}: {source}", path.display())]
+    Io {
+        /// The operation, as a verb phrase (`read`, `rename`, `fsync the directory`…).
+        op: &'static str,
+        /// The path it was applied to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`].
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::InvalidOperation`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidOperation {
+            message: message.into(),
+        }
+    }
+
+    /// The exit code the CLI uses for this error (DESIGN §7).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::NotInitialized { .. } => ExitCode::NotInitialized,
+            Self::LockTimeout { .. } => ExitCode::LockTimeout,
+            Self::Corrupted { .. } => ExitCode::Corrupted,
+            Self::Conflict { .. } | Self::LockLost { .. } => ExitCode::Conflict,
+            Self::SecretDetected { .. } => ExitCode::SecretDetected,
+            Self::UnsupportedVersion { .. } => ExitCode::UnsupportedVersion,
+            _ => ExitCode::Other,
+        }
+    }
+
+    /// A stable snake_case name of the variant, for JSON output and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotInitialized { .. } => "not_initialized",
+            Self::LockTimeout { .. } => "lock_timeout",
+            Self::LockLost { .. } => "lock_lost",
+            Self::Conflict { .. } => "conflict",
+            Self::Corrupted { .. } => "corrupted",
+            Self::SchemaInvalid { .. } => "schema_invalid",
+            Self::SecretDetected { .. } => "secret_detected",
+            Self::UnsupportedVersion { .. } => "unsupported_version",
+            Self::InvalidConfig { .. } => "invalid_config",
+            Self::UnknownBackend { .. } => "unknown_backend",
+            Self::SymlinkRefused { .. } => "symlink_refused",
+            Self::TooLarge { .. } => "too_large",
+            Self::InvalidOperation { .. } => "invalid_operation",
+            Self::Unsupported { .. } => "unsupported",
+            Self::Io { .. } => "io",
+        }
+    }
+}
+
+fn lock_timeout_message(resource: &std::path::Path, waited: Duration, holder: Option<&LockInfo>) -> String {
+    let waited_ms = waited.as_millis();
+    match holder {
+        Some(h) => format!(
+            "timed out after {waited_ms} ms waiting for the lock {}, held by pid {} on host {} as user {} since {} \
+             (lock id {}); if that process is gone, run `checklist lock release --force {}`",
+            resource.display(),
+            h.pid,
+            h.hostname,
+            h.user,
+            h.acquired_at.to_rfc3339(),
+            h.lock_id,
+            h.lock_id
+        ),
+        None => format!(
+            "timed out after {waited_ms} ms waiting for the lock {}; its holder could not be read, \
+             run `checklist lock status` to see it",
+            resource.display()
+        ),
+    }
+}
+
+fn version_advice(found: &str, supported: &str) -> String {
+    let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u64>().ok());
+    match (major(found), major(supported)) {
+        (Some(f), Some(s)) if f > s => {
+            format!("it was written by a newer checklist that reads schema {f}.x; use that version or newer")
+        }
+        _ => "migrate it with a checklist build that supports it".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_cli_contract() {
+        let path = PathBuf::from("/p/.checklist/state.yaml");
+        let cases: Vec<(Error, u8)> = vec![
+            (Error::NotInitialized { path: path.clone() }, 3),
+            (
+                Error::LockTimeout {
+                    resource: path.clone(),
+                    waited: Duration::from_millis(5),
+                    holder: None,
+                },
+                4,
+            ),
+            (
+                Error::Corrupted {
+                    kind: CorruptionKind::ParseError,
+                    path: path.clone(),
+                    detail: "x".into(),
+                },
+                5,
+            ),
+            (
+                Error::Conflict {
+                    path: path.clone(),
+                    expected: Expectation::Revision(3),
+                    found: Some(4),
+                },
+                6,
+            ),
+            (
+                Error::SecretDetected {
+                    path: path.clone(),
+                    field_path: "/a".into(),
+                },
+                7,
+            ),
+            (
+                Error::UnsupportedVersion {
+                    path: path.clone(),
+                    found: "2.0.0".into(),
+                    supported: "1.x".into(),
+                },
+                8,
+            ),
+            (Error::invalid("nope"), 1),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code().code(), code, "{error}");
+            assert!(
+                error.to_string().contains("/p/.checklist/state.yaml") || code == 1,
+                "message must name the file: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn newer_major_version_names_the_version_that_reads_it() {
+        let e = Error::UnsupportedVersion {
+            path: "s.yaml".into(),
+            found: "3.1.0".into(),
+            supported: "1.x".into(),
+        };
+        assert!(e.to_string().contains("reads schema 3.x"), "{e}");
+    }
+}

@@ -1,0 +1,44 @@
+//! # checklist-core
+//!
+//! The heart of the checklist state store: the state document model, the storage
+//! traits every backend implements, schema validation, the checksum, configuration
+//! and the one error type callers handle.
+//!
+//! - [`ChecklistState`] is the document kept in `.checklist/state.yaml` (or `.json`);
+//!   unknown fields survive a load/save round trip.
+//! - [`StateStore`] reads (verified) and writes (atomic, compare-and-swap on the
+//!   revision) that document. [`LockProvider`] gives exclusive access across tasks and
+//!   processes. [`BackupPolicy`] decides which backups to keep.
+//! - [`document::seal`] and [`document::unseal`] are the shared save/load pipeline every
+//!   backend runs: schema validation, checksum computation and verification.
+//! - [`Error`] is the one public error enum; [`Error::exit_code`] maps it to the CLI's
+//!   documented exit codes.
+//!
+//! ```
+//! use checklist_core::{ChecklistState, document};
+//!
+//! let state = ChecklistState::new();
+//! let sealed = document::seal(&state, 1, std::path::Path::new("state.yaml")).unwrap();
+//! assert_eq!(sealed.revision, 1);
+//! assert!(sealed.checksum.starts_with("sha256:"));
+//! let back = document::unseal(sealed.value, std::path::Path::new("state.yaml")).unwrap();
+//! assert_eq!(back.revision, 1);
+//! ```
+#![deny(missing_docs)]
+
+pub mod backup;
+pub mod canonical;
+pub mod config;
+pub mod document;
+mod error;
+pub mod lock;
+pub mod model;
+pub mod schema;
+pub mod store;
+
+pub use backup::{BackupPolicy, BackupRecord, RollingBackups};
+pub use config::Config;
+pub use error::{CorruptionKind, Error, ExitCode, Result};
+pub use lock::{LockGuard, LockInfo, LockProvider, LockRequest, LockStatus};
+pub use model::ChecklistState;
+pub use store::{Committed, Expectation, StateStore, StateStoreExt};

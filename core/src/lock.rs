@@ -1,0 +1,252 @@
+//! The [`LockProvider`] trait: exclusive access to a store across tasks and processes.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::LockSettings;
+use crate::error::Result;
+
+/// What the lock holder intends to do; recorded in the lock for diagnosis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Reading only.
+    Read,
+    /// Changing the state.
+    Write,
+    /// Removing data (archive, prune).
+    Delete,
+}
+
+/// A request for the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRequest {
+    /// What the holder will do.
+    pub operation: Operation,
+    /// Give up with [`Error::LockTimeout`](crate::Error::LockTimeout) after this long.
+    pub timeout: Duration,
+    /// How often a waiter re-checks a lock it cannot be woken for.
+    pub retry_interval: Duration,
+    /// How long the lock stays valid without renewal; the guard renews it every third.
+    pub expiry: Duration,
+}
+
+impl Default for LockRequest {
+    fn default() -> Self {
+        Self::from_settings(Operation::Write, &LockSettings::default())
+    }
+}
+
+impl LockRequest {
+    /// A request for `operation` with the timing of `settings` (config.yaml `lock:`).
+    pub fn from_settings(operation: Operation, settings: &LockSettings) -> Self {
+        Self {
+            operation,
+            timeout: settings.timeout(),
+            retry_interval: settings.retry_interval(),
+            expiry: settings.expiry(),
+        }
+    }
+
+    /// The same request with another timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// Who holds a lock: the metadata written into the lock (schemas/lock.schema.json).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockInfo {
+    /// Unique id of this acquisition; needed to force-release it.
+    pub lock_id: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// Parent process id of the holder, where known.
+    pub ppid: Option<u32>,
+    /// Host name of the holder.
+    pub hostname: String,
+    /// User name of the holder.
+    pub user: String,
+    /// When the holder process started, where known (tells a reused pid apart).
+    pub process_started_at: Option<DateTime<Utc>>,
+    /// When the lock was acquired.
+    pub acquired_at: DateTime<Utc>,
+    /// When the lock expires unless renewed.
+    pub expires_at: DateTime<Utc>,
+    /// When the lock was last renewed.
+    pub renewed_at: DateTime<Utc>,
+    /// What the holder does.
+    pub operation: Operation,
+    /// Where in the holder the lock was taken, when captured.
+    pub stack_trace: Option<String>,
+}
+
+/// A process waiting for a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiter {
+    /// Its process id.
+    pub pid: u32,
+    /// Its host name.
+    pub hostname: String,
+    /// When it started waiting.
+    pub since: DateTime<Utc>,
+}
+
+/// The holder and the waiters of a lock, as [`LockProvider::inspect`] sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockStatus {
+    /// The current holder, if the lock is held.
+    pub holder: Option<LockInfo>,
+    /// Who is waiting, oldest first.
+    pub waiters: Vec<Waiter>,
+}
+
+/// The provider-specific side of a held lock, owned by a [`LockGuard`].
+///
+/// Providers implement this; callers use [`LockGuard`].
+pub trait HeldLock: Send + Sync + fmt::Debug {
+    /// The metadata of this acquisition.
+    fn info(&self) -> &LockInfo;
+
+    /// Fails with [`Error::LockLost`](crate::Error::LockLost) if the lock is known to
+    /// have been broken, force-released or taken over since it was acquired.
+    fn ensure_held(&self) -> Result<()>;
+
+    /// Releases the lock. Called exactly once, by the guard.
+    fn release(&mut self) -> Result<()>;
+}
+
+/// A held lock. Released by [`release`](Self::release) or when dropped.
+#[derive(Debug)]
+pub struct LockGuard {
+    held: Option<Box<dyn HeldLock>>,
+}
+
+impl LockGuard {
+    /// Wraps a provider's held lock.
+    pub fn new(held: Box<dyn HeldLock>) -> Self {
+        Self { held: Some(held) }
+    }
+
+    /// The metadata of this acquisition.
+    pub fn info(&self) -> &LockInfo {
+        self.held
+            .as_deref()
+            .map(HeldLock::info)
+            .expect("a guard holds its lock until dropped")
+    }
+
+    /// Fails with [`Error::LockLost`](crate::Error::LockLost) if the lock was lost.
+    /// Call it right before a write.
+    pub fn ensure_held(&self) -> Result<()> {
+        match &self.held {
+            Some(held) => held.ensure_held(),
+            None => Ok(()),
+        }
+    }
+
+    /// Releases the lock now, reporting a failure to release.
+    pub fn release(mut self) -> Result<()> {
+        match self.held.take() {
+            Some(mut held) => held.release(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(mut held) = self.held.take() {
+            if let Err(error) = held.release() {
+                tracing::warn!(%error, "could not release a lock on drop");
+            }
+        }
+    }
+}
+
+/// Exclusive access to a store across tasks (and, for file providers, processes).
+///
+/// # Contract
+/// Each bullet has a case of the same name in `checklist-conformance`.
+/// - `lock_is_exclusive`: while a guard is alive, no other `acquire` on the same
+///   resource succeeds — from this task, another task or (where the provider says it
+///   is cross-process) another process.
+/// - `acquire_times_out_with_holder`: an `acquire` that cannot get the lock within
+///   `request.timeout` fails with [`Error::LockTimeout`](crate::Error::LockTimeout)
+///   naming the holder.
+/// - `waiters_are_visible`: while an `acquire` waits, [`inspect`](Self::inspect) lists
+///   it among the waiters; once it stops waiting (acquired, timed out or its future
+///   dropped), it is gone from the list.
+/// - `release_lets_the_next_acquire_in`: after a guard is released or dropped, the
+///   next `acquire` succeeds without waiting for the timeout.
+/// - `lock_ids_are_unique`: every acquisition gets a fresh `lock_id`.
+/// - `force_release_needs_the_lock_id`: [`force_release`](Self::force_release) with
+///   a wrong id changes nothing and reports it; with the holder's id it frees the lock,
+///   and the old holder's [`LockGuard::ensure_held`] then fails with `LockLost`.
+/// - `dropping_the_acquire_future_cancels_it`: a waiting `acquire` whose future is
+///   dropped leaves no trace and does not get the lock later.
+#[async_trait]
+pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
+    /// The lock's resource, for messages: the lock file, or a `memory:` pseudo-path.
+    fn resource(&self) -> &Path;
+
+    /// Waits for the lock and returns a guard that holds it.
+    ///
+    /// # Contract
+    /// Returns within `request.timeout` (plus one retry interval) with either a guard
+    /// or [`Error::LockTimeout`](crate::Error::LockTimeout). Cancel-safe: dropping the
+    /// future while it waits gives up cleanly.
+    async fn acquire(&self, request: &LockRequest) -> Result<LockGuard>;
+
+    /// Reports the holder and the waiters without changing anything.
+    async fn inspect(&self) -> Result<LockStatus>;
+
+    /// Breaks the lock held under `lock_id`.
+    ///
+    /// # Contract
+    /// Returns `Ok(true)` when a lock with exactly that id was held and is now
+    /// released, `Ok(false)` when no lock with that id is held (nothing changes).
+    async fn force_release(&self, lock_id: &str) -> Result<bool>;
+}
+
+#[async_trait]
+impl<T: LockProvider + ?Sized> LockProvider for Arc<T> {
+    fn resource(&self) -> &Path {
+        (**self).resource()
+    }
+    async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
+        (**self).acquire(request).await
+    }
+    async fn inspect(&self) -> Result<LockStatus> {
+        (**self).inspect().await
+    }
+    async fn force_release(&self, lock_id: &str) -> Result<bool> {
+        (**self).force_release(lock_id).await
+    }
+}
+
+#[async_trait]
+impl<T: LockProvider + ?Sized> LockProvider for Box<T> {
+    fn resource(&self) -> &Path {
+        (**self).resource()
+    }
+    async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
+        (**self).acquire(request).await
+    }
+    async fn inspect(&self) -> Result<LockStatus> {
+        (**self).inspect().await
+    }
+    async fn force_release(&self, lock_id: &str) -> Result<bool> {
+        (**self).force_release(lock_id).await
+    }
+}

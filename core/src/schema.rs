@@ -1,0 +1,118 @@
+//! The JSON Schemas of the store's files, compiled once and applied on every load and
+//! before every save.
+//!
+//! The schema texts live in the repository's `schemas/` directory and are compiled
+//! into this crate, so a build always validates against the schemas it was built with.
+
+use std::sync::LazyLock;
+
+use jsonschema::Validator;
+use serde_json::Value;
+
+/// The text of `schemas/state.schema.json`.
+pub const STATE_SCHEMA: &str = include_str!("../../schemas/state.schema.json");
+
+/// The text of `schemas/config.schema.json`.
+pub const CONFIG_SCHEMA: &str = include_str!("../../schemas/config.schema.json");
+
+static STATE: LazyLock<Validator> = LazyLock::new(|| compile(STATE_SCHEMA));
+static CONFIG: LazyLock<Validator> = LazyLock::new(|| compile(CONFIG_SCHEMA));
+
+fn compile(text: &str) -> Validator {
+    // The schemas are part of this crate; a broken one is a build defect that the
+    // unit tests below catch, not a run-time condition.
+    let schema: Value = serde_json::from_str(text).expect("bundled schema is valid JSON");
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("bundled schema compiles")
+}
+
+/// The first place where a document breaks its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// JSON pointer of the offending value (`/` for the document root).
+    pub field_path: String,
+    /// What the schema requires there.
+    pub message: String,
+}
+
+impl std::fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at {}: {}", self.field_path, self.message)
+    }
+}
+
+/// Validates a state document against `schemas/state.schema.json`.
+pub fn validate_state(document: &Value) -> Result<(), SchemaViolation> {
+    first_violation(&STATE, document)
+}
+
+/// Validates a configuration against `schemas/config.schema.json`.
+pub fn validate_config(config: &Value) -> Result<(), SchemaViolation> {
+    first_violation(&CONFIG, config)
+}
+
+fn first_violation(validator: &Validator, instance: &Value) -> Result<(), SchemaViolation> {
+    match validator.iter_errors(instance).next() {
+        None => Ok(()),
+        Some(error) => {
+            let pointer = error.instance_path().to_string();
+            Err(SchemaViolation {
+                field_path: if pointer.is_empty() {
+                    "/".to_owned()
+                } else {
+                    pointer
+                },
+                message: error.masked().to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bundled_schemas_compile() {
+        LazyLock::force(&STATE);
+        LazyLock::force(&CONFIG);
+    }
+
+    #[test]
+    fn violations_name_the_field() {
+        let doc = json!({
+            "schemaVersion": "1.0.0",
+            "revision": 1,
+            "checksum": format!("sha256:{}", "0".repeat(64)),
+            "completedSteps": [{"stepId": "a", "completedAt": "2026-01-01T00:00:00Z",
+                                "executionTime": -1, "result": "success"}]
+        });
+        let v = validate_state(&doc).unwrap_err();
+        assert_eq!(v.field_path, "/completedSteps/0/executionTime");
+    }
+
+    #[test]
+    fn timestamps_must_be_rfc3339() {
+        let doc = json!({
+            "schemaVersion": "1.0.0",
+            "revision": 1,
+            "checksum": format!("sha256:{}", "0".repeat(64)),
+            "completedSteps": [{"stepId": "a", "completedAt": "yesterday",
+                                "executionTime": 1, "result": "success"}]
+        });
+        assert_eq!(
+            validate_state(&doc).unwrap_err().field_path,
+            "/completedSteps/0/completedAt"
+        );
+    }
+
+    #[test]
+    fn config_typos_are_reported() {
+        let v = validate_config(&json!({"lock": {"timeoutMS": 5}})).unwrap_err();
+        assert_eq!(v.field_path, "/lock");
+        assert!(v.message.contains("timeoutMS"), "{}", v.message);
+    }
+}

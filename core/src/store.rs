@@ -1,0 +1,187 @@
+//! The [`StateStore`] trait: where the state document lives.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::ChecklistState;
+
+/// What a compare-and-swap write expects to find in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase", tag = "expect", content = "revision")]
+pub enum Expectation {
+    /// No state yet: the write creates the store's first revision.
+    Absent,
+    /// The stored state is at exactly this revision.
+    Revision(u64),
+}
+
+impl Expectation {
+    /// The expectation that replaces `state` as it was read: its revision.
+    pub fn current(state: &ChecklistState) -> Self {
+        Self::Revision(state.revision)
+    }
+
+    /// The revision a successful write under this expectation creates.
+    pub fn next_revision(self) -> u64 {
+        match self {
+            Self::Absent => 1,
+            Self::Revision(r) => r.saturating_add(1),
+        }
+    }
+
+    /// Whether a store whose current revision is `found` meets this expectation.
+    pub fn is_met_by(self, found: Option<u64>) -> bool {
+        match self {
+            Self::Absent => found.is_none(),
+            Self::Revision(r) => found == Some(r),
+        }
+    }
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Absent => f.write_str("no state"),
+            Self::Revision(r) => write!(f, "revision {r}"),
+        }
+    }
+}
+
+/// What a successful write committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Committed {
+    /// The new revision.
+    pub revision: u64,
+    /// The checksum of the document as stored.
+    pub checksum: String,
+}
+
+/// Where the state document lives: read it verified, replace it atomically with a
+/// compare-and-swap on its revision.
+///
+/// Implementations are cheap to share (`Arc<dyn StateStore>`) and safe to call from
+/// many tasks at once. File backends do their blocking I/O on tokio's blocking pool,
+/// so the futures must be polled inside a tokio runtime.
+///
+/// # Contract
+/// Each bullet has a case of the same name in `checklist-conformance`.
+/// - `read_of_empty_store_is_absent`: before the first write, [`read`](Self::read)
+///   returns `Ok(None)`.
+/// - `first_write_creates_revision_1`: a write expecting [`Expectation::Absent`] on an
+///   empty store commits revision 1.
+/// - `write_then_read_round_trips`: a read returns exactly what the last committed
+///   write stored, with `revision` and `checksum` set to the values the write returned;
+///   unknown fields survive.
+/// - `revision_increases_by_one_per_write`: every committed write adds exactly 1.
+/// - `absent_expectation_conflicts_when_state_exists`, `stale_revision_conflicts`,
+///   `future_revision_conflicts`: a write whose expectation does not match the stored
+///   revision fails with [`Error::Conflict`] (carrying the revision found) and changes
+///   nothing.
+/// - `concurrent_writers_with_the_same_expectation_exactly_one_wins`: of many writers
+///   racing with the same expectation, exactly one commits; the others get
+///   [`Error::Conflict`].
+/// - `caller_revision_and_checksum_are_ignored`: the store sets `revision` and
+///   `checksum` itself; whatever the caller put there has no effect.
+/// - `invalid_document_is_refused_and_nothing_changes`: a document that breaks the
+///   schema fails with [`Error::SchemaInvalid`] before anything is written.
+/// - `checksum_is_verified_on_read`: a read never returns a document whose checksum
+///   does not match; it fails with [`Error::Corrupted`] instead (see the corruption
+///   cases of the file backends).
+/// - `failed_write_leaves_the_previous_state`: a write that fails for any reason leaves
+///   the previous committed state readable and unchanged — never a torn or missing
+///   document.
+#[async_trait]
+pub trait StateStore: Send + Sync + fmt::Debug + 'static {
+    /// The backend's registered name (`yaml`, `json`, `memory`, …).
+    fn backend_name(&self) -> &str;
+
+    /// Where the state lives, for messages: the state file's path, or a
+    /// `memory:` pseudo-path.
+    fn location(&self) -> &Path;
+
+    /// Reads and verifies the current state.
+    ///
+    /// # Contract
+    /// Returns `Ok(None)` when no state has been written, otherwise the verified
+    /// document (schema, then checksum) with its `revision` and `checksum` set.
+    /// Never returns a document that failed verification.
+    async fn read(&self) -> Result<Option<ChecklistState>>;
+
+    /// Atomically replaces the state if the store meets `expect`.
+    ///
+    /// # Contract
+    /// On success the stored revision is `expect.next_revision()` and the returned
+    /// [`Committed`] carries it and the stored checksum. On [`Error::Conflict`] and on
+    /// any other error nothing observable changed: readers see the previous state,
+    /// complete. `state.revision` and `state.checksum` are ignored.
+    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed>;
+}
+
+/// Conveniences on top of [`StateStore`], for every implementation.
+#[async_trait]
+pub trait StateStoreExt: StateStore {
+    /// Reads the state, treating "no state" as [`Error::NotInitialized`].
+    async fn read_existing(&self) -> Result<ChecklistState> {
+        self.read().await?.ok_or_else(|| Error::NotInitialized {
+            path: self.location().to_owned(),
+        })
+    }
+}
+
+impl<T: StateStore + ?Sized> StateStoreExt for T {}
+
+#[async_trait]
+impl<T: StateStore + ?Sized> StateStore for Arc<T> {
+    fn backend_name(&self) -> &str {
+        (**self).backend_name()
+    }
+    fn location(&self) -> &Path {
+        (**self).location()
+    }
+    async fn read(&self) -> Result<Option<ChecklistState>> {
+        (**self).read().await
+    }
+    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
+        (**self).write(state, expect).await
+    }
+}
+
+#[async_trait]
+impl<T: StateStore + ?Sized> StateStore for Box<T> {
+    fn backend_name(&self) -> &str {
+        (**self).backend_name()
+    }
+    fn location(&self) -> &Path {
+        (**self).location()
+    }
+    async fn read(&self) -> Result<Option<ChecklistState>> {
+        (**self).read().await
+    }
+    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
+        (**self).write(state, expect).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations() {
+        assert_eq!(Expectation::Absent.next_revision(), 1);
+        assert_eq!(Expectation::Revision(4).next_revision(), 5);
+        assert!(Expectation::Absent.is_met_by(None));
+        assert!(!Expectation::Absent.is_met_by(Some(1)));
+        assert!(Expectation::Revision(2).is_met_by(Some(2)));
+        assert!(!Expectation::Revision(2).is_met_by(Some(3)));
+        assert!(!Expectation::Revision(2).is_met_by(None));
+    }
+
+    fn _is_dyn_compatible(_: &dyn StateStore) {}
+}
