@@ -347,6 +347,13 @@ impl<C: Codec> StateStore for FileStore<C> {
                 field_path: "/".to_owned(),
                 message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
             })?;
+        if bytes.len() as u64 > self.inner.options.max_state_bytes {
+            return Err(Error::TooLarge {
+                path: self.inner.state_path.clone(),
+                size: bytes.len() as u64,
+                limit: self.inner.options.max_state_bytes,
+            });
+        }
         self.blocking(move |inner| inner.write(bytes, expect, revision))
             .await?;
         Ok(Committed {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use checklist_backends::fault::{AfterFault, FaultyFs};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{
-    BackendRegistry, Codec, FileStore, FileStoreOptions, InitOptions, JsonCodec, Layout, OpenOptions, YamlCodec,
-    init_project_with_vfs, open_project,
+    BackendRegistry, Codec, FileStore, FileStoreOptions, InitOptions, JsonCodec, Layout, OpenOptions,
+    YamlCodec, init_project_with_vfs, open_project,
 };
 use checklist_core::{Expectation, StateStore};
 use common::{add_step, state_with_steps, temp_files};
@@ -23,13 +23,20 @@ async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'
     for n in 0.. {
         let dir = tempfile::tempdir().unwrap();
         let setup = FileStore::open(dir.path(), codec.clone(), FileStoreOptions::default()).unwrap();
-        setup.write(&state_with_steps(3), Expectation::Absent).await.unwrap();
+        setup
+            .write(&state_with_steps(3), Expectation::Absent)
+            .await
+            .unwrap();
         let old = setup.read().await.unwrap().unwrap();
 
         let faulty = FaultyFs::new(Arc::new(RealFs));
-        let store =
-            FileStore::open_with_vfs(dir.path(), codec.clone(), FileStoreOptions::default(), Arc::new(faulty.clone()))
-                .unwrap();
+        let store = FileStore::open_with_vfs(
+            dir.path(),
+            codec.clone(),
+            FileStoreOptions::default(),
+            Arc::new(faulty.clone()),
+        )
+        .unwrap();
         let mut new = old.clone();
         add_step(&mut new, "the-new-step");
 
@@ -56,9 +63,15 @@ async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'
                 assert_eq!(seen.completed_steps, new.completed_steps);
             }
             Err(error) => {
-                assert_eq!(seen, old, "failing {failed:?} must leave the old state; error: {error}");
+                assert_eq!(
+                    seen, old,
+                    "failing {failed:?} must leave the old state; error: {error}"
+                );
                 let message = error.to_string();
-                assert!(message.contains(dir.path().to_str().unwrap()), "error must name the file: {message}");
+                assert!(
+                    message.contains(dir.path().to_str().unwrap()),
+                    "error must name the file: {message}"
+                );
             }
         }
 
@@ -83,8 +96,19 @@ async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'
 }
 
 fn assert_covers_every_kind_of_operation(ops: &BTreeSet<&'static str>) {
-    for expected in ["open lock file", "read", "create", "write", "fsync", "rename", "fsync directory"] {
-        assert!(ops.contains(expected), "the loop never failed a {expected}: {ops:?}");
+    for expected in [
+        "open lock file",
+        "read",
+        "create",
+        "write",
+        "fsync",
+        "rename",
+        "fsync directory",
+    ] {
+        assert!(
+            ops.contains(expected),
+            "the loop never failed a {expected}: {ops:?}"
+        );
     }
 }
 
@@ -147,13 +171,21 @@ async fn init_either_completes_or_leaves_nothing_behind() {
                 );
                 let opened = open_project(root.path(), &registry, &OpenOptions::default()).unwrap();
                 assert_eq!(opened.backend.store.read().await.unwrap().unwrap().revision, 1);
-                for path in [layout.config(), layout.history(), layout.metrics(), layout.backup_manifest()] {
+                for path in [
+                    layout.config(),
+                    layout.history(),
+                    layout.metrics(),
+                    layout.backup_manifest(),
+                ] {
                     assert!(path.is_file(), "{} missing", path.display());
                 }
             }
         }
     }
     for expected in ["create directory", "create", "write", "rename"] {
-        assert!(failed_ops.contains(expected), "init loop never failed a {expected}: {failed_ops:?}");
+        assert!(
+            failed_ops.contains(expected),
+            "init loop never failed a {expected}: {failed_ops:?}"
+        );
     }
 }

@@ -1,1 +1,372 @@
-//! wip
+//! # checklist-conformance
+//!
+//! The acceptance suite every checklist state-store backend must pass: one public async
+//! function per `# Contract` bullet of [`StateStore`], [`LockProvider`] and
+//! [`BackupPolicy`], and the [`conformance_tests!`] macro that gives a backend one named
+//! test per case.
+//!
+//! A backend author adds this crate as a dev-dependency, writes an async factory that
+//! returns a fresh, empty [`Subject`], and expands the macro:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use checklist_backends::{InProcessLockProvider, MemoryStore};
+//! use checklist_conformance::{Subject, conformance_tests};
+//!
+//! async fn subject() -> Subject {
+//!     let store = MemoryStore::new();
+//!     let reopen = store.clone();
+//!     Subject::new(Arc::new(store.clone()), Arc::new(InProcessLockProvider::new("memory:doc")))
+//!         .reopen_with(move || Arc::new(reopen.clone()))
+//!         .raw_access(checklist_conformance::RawAccess::new(
+//!             { let s = store.clone(); move || Ok(s.raw()) },
+//!             move |bytes| { store.replace_raw(bytes.to_vec()); Ok(()) },
+//!         ))
+//! }
+//!
+//! conformance_tests!(subject);
+//! # fn main() {}
+//! ```
+//!
+//! Each case is a plain `#[test]` that runs the async case on a multi-threaded tokio
+//! runtime, so the backend's crate does not need tokio's test macros.
+#![deny(missing_docs)]
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use checklist_core::{BackupPolicy, LockProvider, RollingBackups, StateStore};
+
+pub mod backup_policy;
+pub mod locks;
+pub mod store;
+mod support;
+
+/// Why a case failed: one sentence saying what the contract expected and what
+/// happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure(pub String);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The result of one case.
+pub type CaseResult = Result<(), Failure>;
+
+/// What a backend can do beyond the common contract. Cases that need a capability
+/// check, for a backend without it, that it fails clearly instead of pretending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The lock provider excludes other processes, not only other tasks.
+    pub cross_process_locks: bool,
+    /// A committed write survives the process (the store is not in memory).
+    pub persistent: bool,
+}
+
+impl Capabilities {
+    /// The capabilities of an in-process, in-memory backend: none.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// The capabilities of a file backend on a local file system.
+    pub fn file_backend() -> Self {
+        Self {
+            cross_process_locks: true,
+            persistent: true,
+        }
+    }
+
+    /// The same capabilities with `cross_process_locks` set as given.
+    pub fn with_cross_process_locks(mut self, yes: bool) -> Self {
+        self.cross_process_locks = yes;
+        self
+    }
+}
+
+type ReadRaw = dyn Fn() -> io::Result<Option<Vec<u8>>> + Send + Sync;
+type WriteRaw = dyn Fn(&[u8]) -> io::Result<()> + Send + Sync;
+
+/// Direct access to the stored document's bytes, bypassing the store — how the
+/// corruption cases damage a document the way a disk or a careless editor would.
+#[derive(Clone)]
+pub struct RawAccess {
+    read: Arc<ReadRaw>,
+    write: Arc<WriteRaw>,
+}
+
+impl RawAccess {
+    /// Access through two closures: read the bytes (`None` when nothing is stored)
+    /// and replace them.
+    pub fn new(
+        read: impl Fn() -> io::Result<Option<Vec<u8>>> + Send + Sync + 'static,
+        write: impl Fn(&[u8]) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            read: Arc::new(read),
+            write: Arc::new(write),
+        }
+    }
+
+    /// Access to a document kept in the file at `path`.
+    pub fn file(path: impl Into<std::path::PathBuf>) -> Self {
+        let path = path.into();
+        let read_path = path.clone();
+        Self::new(
+            move || match std::fs::read(&read_path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+            move |bytes| std::fs::write(&path, bytes),
+        )
+    }
+
+    /// The stored bytes.
+    ///
+    /// # Errors
+    /// The I/O error of the underlying read.
+    pub fn read(&self) -> io::Result<Option<Vec<u8>>> {
+        (self.read)()
+    }
+
+    /// Replaces the stored bytes.
+    ///
+    /// # Errors
+    /// The I/O error of the underlying write.
+    pub fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        (self.write)(bytes)
+    }
+}
+
+impl fmt::Debug for RawAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RawAccess")
+    }
+}
+
+type Reopen = dyn Fn() -> Arc<dyn StateStore> + Send + Sync;
+
+/// The backend under test: a fresh, empty store with its lock provider and backup
+/// policy, plus what the cases need to inspect it.
+pub struct Subject {
+    /// The store, empty.
+    pub store: Arc<dyn StateStore>,
+    /// Its lock provider, free.
+    pub locks: Arc<dyn LockProvider>,
+    /// The backup policy to check (default: [`RollingBackups`] keeping 3).
+    pub policy: Arc<dyn BackupPolicy>,
+    /// What the backend can do.
+    pub capabilities: Capabilities,
+    reopen: Option<Arc<Reopen>>,
+    raw: Option<RawAccess>,
+    _keep_alive: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subject")
+            .field("store", &self.store)
+            .field("locks", &self.locks)
+            .field("policy", &self.policy)
+            .field("capabilities", &self.capabilities)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subject {
+    /// A subject made of `store` and `locks`, without extra capabilities.
+    pub fn new(store: Arc<dyn StateStore>, locks: Arc<dyn LockProvider>) -> Self {
+        Self {
+            store,
+            locks,
+            policy: Arc::new(RollingBackups::default()),
+            capabilities: Capabilities::default(),
+            reopen: None,
+            raw: None,
+            _keep_alive: Vec::new(),
+        }
+    }
+
+    /// Declares the backend's capabilities.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Sets the backup policy to check.
+    pub fn with_policy(mut self, policy: Arc<dyn BackupPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How to open a second, independent handle on the same store (another
+    /// `FileStore::open` of the same directory, a clone of a memory store…).
+    pub fn reopen_with(mut self, reopen: impl Fn() -> Arc<dyn StateStore> + Send + Sync + 'static) -> Self {
+        self.reopen = Some(Arc::new(reopen));
+        self
+    }
+
+    /// Direct access to the stored bytes, for the corruption cases.
+    pub fn raw_access(mut self, raw: RawAccess) -> Self {
+        self.raw = Some(raw);
+        self
+    }
+
+    /// Keeps `value` (a temp directory, say) alive as long as the subject.
+    pub fn keep_alive(mut self, value: impl Any + Send + Sync) -> Self {
+        self._keep_alive.push(Box::new(value));
+        self
+    }
+
+    /// A second handle on the same store.
+    ///
+    /// # Errors
+    /// A [`Failure`] naming the missing [`reopen_with`](Self::reopen_with).
+    pub fn reopen(&self) -> Result<Arc<dyn StateStore>, Failure> {
+        self.reopen.as_ref().map(|f| f()).ok_or_else(|| {
+            Failure("this case needs a second handle on the store: give the subject `reopen_with`".into())
+        })
+    }
+
+    /// The raw access.
+    ///
+    /// # Errors
+    /// A [`Failure`] naming the missing [`raw_access`](Self::raw_access).
+    pub fn raw(&self) -> Result<&RawAccess, Failure> {
+        self.raw.as_ref().ok_or_else(|| {
+            Failure("this case needs direct access to the stored bytes: give the subject `raw_access`".into())
+        })
+    }
+}
+
+/// A boxed case future.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;
+
+/// One case of the suite, for runners that list and run cases themselves.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The contract it checks: `store`, `locks` or `backup_policy`.
+    pub suite: &'static str,
+    /// Its name, the same as its function's.
+    pub name: &'static str,
+    /// Runs it.
+    pub run: for<'a> fn(&'a Subject) -> CaseFuture<'a>,
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}::{}", self.suite, self.name)
+    }
+}
+
+/// Calls `$callback!` with the whole list of cases, grouped by suite. The single
+/// source of truth for [`conformance_tests!`] and [`all_cases`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_case {
+    ($callback:ident ! ( $($args:tt)* )) => {
+        $crate::$callback! { ($($args)*)
+            store: [
+                read_of_empty_store_is_absent,
+                first_write_creates_revision_1,
+                write_then_read_round_trips,
+                revision_increases_by_one_per_write,
+                absent_expectation_conflicts_when_state_exists,
+                stale_revision_conflicts,
+                future_revision_conflicts,
+                revision_expectation_on_an_empty_store_conflicts,
+                concurrent_writers_with_the_same_expectation_exactly_one_wins,
+                caller_revision_and_checksum_are_ignored,
+                invalid_document_is_refused_and_nothing_changes,
+                checksum_is_verified_on_read,
+                unparseable_bytes_are_a_parse_error,
+                failed_write_leaves_the_previous_state,
+                a_second_handle_sees_every_commit,
+            ],
+            locks: [
+                lock_is_exclusive,
+                acquire_times_out_with_holder,
+                waiters_are_visible,
+                release_lets_the_next_acquire_in,
+                lock_ids_are_unique,
+                force_release_needs_the_lock_id,
+                dropping_the_acquire_future_cancels_it,
+                many_tasks_take_turns,
+            ],
+            backup_policy: [
+                nothing_to_back_up_before_the_first_write,
+                prune_never_removes_the_newest_backup,
+                prune_only_names_listed_backups,
+                recovery_order_is_a_permutation,
+            ],
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __emit_tests {
+    (($factory:path) $($suite:ident : [ $($case:ident),* $(,)? ]),* $(,)?) => {
+        $($(
+            #[test]
+            fn $case() {
+                $crate::run_case(stringify!($case), async {
+                    let subject = $factory().await;
+                    $crate::$suite::$case(&subject).await
+                });
+            }
+        )*)*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __emit_case_list {
+    (() $($suite:ident : [ $($case:ident),* $(,)? ]),* $(,)?) => {
+        vec![$($(
+            $crate::Case {
+                suite: stringify!($suite),
+                name: stringify!($case),
+                run: |subject| Box::pin($crate::$suite::$case(subject)),
+            },
+        )*)*]
+    };
+}
+
+/// Expands to one `#[test]` per conformance case, each calling `$factory().await` for
+/// a fresh [`Subject`]. Use it inside a module per backend.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::__for_each_case!(__emit_tests!($factory));
+    };
+}
+
+/// Every case, in suite order.
+pub fn all_cases() -> Vec<Case> {
+    __for_each_case!(__emit_case_list!())
+}
+
+/// Runs one case on a fresh multi-threaded tokio runtime and panics with the case's
+/// name and failure if it fails. Used by [`conformance_tests!`].
+pub fn run_case(name: &str, case: impl Future<Output = CaseResult>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the conformance case");
+    if let Err(failure) = runtime.block_on(case) {
+        panic!("conformance case {name} failed: {failure}");
+    }
+}

@@ -221,7 +221,7 @@ pub enum Error {
 
     /// A file is larger than the store is willing to read.
     #[error(
-        "{} is {size} bytes, more than the {limit}-byte limit for this file; it was not read",
+        "{} is {size} bytes, over the {limit}-byte limit for this file; nothing was read or written",
         path.display()
     )]
     TooLarge {

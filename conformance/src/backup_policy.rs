@@ -1,0 +1,113 @@
+//! Cases for the [`BackupPolicy`](checklist_core::BackupPolicy) contract, one per
+//! bullet. The policy makes pure decisions, so each case feeds it many backup lists.
+
+use std::collections::HashSet;
+
+use checklist_core::BackupRecord;
+use checklist_core::backup::CommitContext;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use crate::support::ensure;
+use crate::{CaseResult, Subject};
+
+/// Deterministic backup lists of 0–12 entries with repeated revisions and ages from
+/// minutes to years.
+fn backup_lists() -> Vec<(Vec<BackupRecord>, DateTime<Utc>)> {
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 25, 12, 0, 0)
+        .single()
+        .unwrap_or_else(Utc::now);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    (0..200)
+        .map(|round| {
+            let count = round % 13;
+            let backups = (0..count)
+                .map(|i| {
+                    let revision = next() % 20;
+                    BackupRecord {
+                        id: format!("b{round}-{i}"),
+                        file: format!("state.yaml.{revision}"),
+                        revision,
+                        checksum: format!("sha256:{:064x}", next()),
+                        size: next() % 10_000,
+                        created_at: now - Duration::minutes((next() % 1_000_000) as i64),
+                        reason: "commit".into(),
+                    }
+                })
+                .collect();
+            (backups, now)
+        })
+        .collect()
+}
+
+fn newest(backups: &[BackupRecord]) -> Option<&BackupRecord> {
+    backups
+        .iter()
+        .max_by(|a, b| a.revision.cmp(&b.revision).then(a.created_at.cmp(&b.created_at)))
+}
+
+/// There is nothing to back up before the first write.
+pub async fn nothing_to_back_up_before_the_first_write(subject: &Subject) -> CaseResult {
+    ensure!(
+        !subject.policy.should_back_up(&CommitContext {
+            replacing_revision: None
+        }),
+        "the policy wants a backup of a state that does not exist yet"
+    );
+    Ok(())
+}
+
+/// Pruning always leaves the newest backup.
+pub async fn prune_never_removes_the_newest_backup(subject: &Subject) -> CaseResult {
+    for (backups, now) in backup_lists() {
+        let pruned = subject.policy.to_prune(&backups, now);
+        if let Some(newest) = newest(&backups) {
+            let newest_revision = newest.revision;
+            let survivors: Vec<_> = backups.iter().filter(|b| !pruned.contains(&b.id)).collect();
+            ensure!(
+                survivors.iter().any(|b| b.revision == newest_revision),
+                "pruning {pruned:?} removes every backup of the newest revision {newest_revision}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Pruning names only listed backups, each once.
+pub async fn prune_only_names_listed_backups(subject: &Subject) -> CaseResult {
+    for (backups, now) in backup_lists() {
+        let pruned = subject.policy.to_prune(&backups, now);
+        let listed: HashSet<_> = backups.iter().map(|b| b.id.as_str()).collect();
+        let mut seen = HashSet::new();
+        for id in &pruned {
+            ensure!(
+                listed.contains(id.as_str()),
+                "to_prune named {id}, which is not in the list"
+            );
+            ensure!(seen.insert(id), "to_prune named {id} twice");
+        }
+    }
+    Ok(())
+}
+
+/// The recovery order lists every backup exactly once.
+pub async fn recovery_order_is_a_permutation(subject: &Subject) -> CaseResult {
+    for (backups, _) in backup_lists() {
+        let order = subject.policy.recovery_order(&backups);
+        let mut got: Vec<_> = order.iter().map(String::as_str).collect();
+        let mut want: Vec<_> = backups.iter().map(|b| b.id.as_str()).collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        ensure!(
+            got == want,
+            "recovery_order {order:?} is not a permutation of the listed backups"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! Cases for the [`LockProvider`](checklist_core::LockProvider) contract, one per
+//! bullet.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use checklist_core::{Error, LockRequest};
+
+use crate::support::{ensure, step};
+use crate::{CaseResult, Failure, Subject};
+
+fn request(timeout_ms: u64) -> LockRequest {
+    LockRequest {
+        timeout: Duration::from_millis(timeout_ms),
+        retry_interval: Duration::from_millis(10),
+        ..LockRequest::default()
+    }
+}
+
+/// While a guard is alive, no other acquire succeeds.
+pub async fn lock_is_exclusive(subject: &Subject) -> CaseResult {
+    let guard = step(
+        "acquiring a free lock",
+        subject.locks.acquire(&request(1000)).await,
+    )?;
+    let second = subject.locks.acquire(&request(150)).await;
+    ensure!(
+        second.is_err(),
+        "a second acquire succeeded while the lock was held"
+    );
+    let other_task = {
+        let locks = Arc::clone(&subject.locks);
+        tokio::spawn(async move { locks.acquire(&request(150)).await.map(|_| ()) })
+    };
+    let from_task = other_task
+        .await
+        .map_err(|e| Failure(format!("task panicked: {e}")))?;
+    ensure!(
+        from_task.is_err(),
+        "an acquire from another task succeeded while the lock was held"
+    );
+    drop(guard);
+    Ok(())
+}
+
+/// An acquire that cannot get the lock in time fails with `LockTimeout` naming the
+/// holder.
+pub async fn acquire_times_out_with_holder(subject: &Subject) -> CaseResult {
+    let guard = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+    let started = std::time::Instant::now();
+    match subject.locks.acquire(&request(100)).await {
+        Err(Error::LockTimeout {
+            holder: Some(holder), ..
+        }) => {
+            ensure!(
+                holder.lock_id == guard.info().lock_id,
+                "the timeout names lock {} but {} holds it",
+                holder.lock_id,
+                guard.info().lock_id
+            );
+            ensure!(
+                holder.pid == std::process::id(),
+                "the holder's pid is {}, not ours",
+                holder.pid
+            );
+        }
+        Err(Error::LockTimeout { holder: None, .. }) => {
+            return Err(Failure("the timeout does not name the holder".into()));
+        }
+        Err(other) => return Err(Failure(format!("expected LockTimeout, got: {other}"))),
+        Ok(_) => return Err(Failure("the lock was acquired twice".into())),
+    }
+    ensure!(
+        started.elapsed() >= Duration::from_millis(100),
+        "the acquire gave up after {:?}, before its 100 ms timeout",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// A waiting acquire is listed by `inspect`, and gone once it stops waiting.
+pub async fn waiters_are_visible(subject: &Subject) -> CaseResult {
+    let guard = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+    let waiter = {
+        let locks = Arc::clone(&subject.locks);
+        tokio::spawn(async move {
+            locks
+                .acquire(&request(10_000))
+                .await
+                .map(|g| g.info().lock_id.clone())
+        })
+    };
+    let mut status = step("inspect", subject.locks.inspect().await)?;
+    for _ in 0..1000 {
+        if !status.waiters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        status = step("inspect", subject.locks.inspect().await)?;
+    }
+    ensure!(
+        status.holder.as_ref().map(|h| &h.lock_id) == Some(&guard.info().lock_id),
+        "inspect does not show the holder"
+    );
+    ensure!(
+        status.waiters.iter().any(|w| w.pid == std::process::id()),
+        "the waiter is not listed with our pid: {:?}",
+        status.waiters
+    );
+    drop(guard);
+    let acquired = waiter
+        .await
+        .map_err(|e| Failure(format!("waiter panicked: {e}")))?;
+    step("the waiter acquiring after the release", acquired)?;
+    let after = step("inspect", subject.locks.inspect().await)?;
+    ensure!(
+        after.waiters.is_empty(),
+        "a waiter that got the lock is still listed: {:?}",
+        after.waiters
+    );
+    Ok(())
+}
+
+/// After a release or a drop, the next acquire gets the lock without waiting out a
+/// timeout.
+pub async fn release_lets_the_next_acquire_in(subject: &Subject) -> CaseResult {
+    let guard = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+    step("releasing", guard.release())?;
+    let guard = step(
+        "acquiring after release",
+        subject.locks.acquire(&request(1000)).await,
+    )?;
+    drop(guard);
+    let guard = step(
+        "acquiring after drop",
+        subject.locks.acquire(&request(1000)).await,
+    )?;
+    drop(guard);
+    let status = step("inspect", subject.locks.inspect().await)?;
+    ensure!(
+        status.holder.is_none(),
+        "the lock is still held after its guard was dropped"
+    );
+    Ok(())
+}
+
+/// Every acquisition gets a fresh lock id.
+pub async fn lock_ids_are_unique(subject: &Subject) -> CaseResult {
+    let mut ids = HashSet::new();
+    for _ in 0..20 {
+        let guard = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+        ensure!(
+            ids.insert(guard.info().lock_id.clone()),
+            "lock id {} was handed out twice",
+            guard.info().lock_id
+        );
+    }
+    Ok(())
+}
+
+/// `force_release` with a wrong id changes nothing; with the holder's id it frees the
+/// lock and the old holder learns it lost it.
+pub async fn force_release_needs_the_lock_id(subject: &Subject) -> CaseResult {
+    let guard = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+    let wrong = step(
+        "force_release with a wrong id",
+        subject.locks.force_release("not-a-lock-id").await,
+    )?;
+    ensure!(!wrong, "force_release with a wrong id reported success");
+    step("ensure_held after a wrong force_release", guard.ensure_held())?;
+    ensure!(
+        subject.locks.acquire(&request(50)).await.is_err(),
+        "a wrong id freed the lock"
+    );
+    let id = guard.info().lock_id.clone();
+    ensure!(
+        step("force_release", subject.locks.force_release(&id).await)?,
+        "force_release with the right id failed"
+    );
+    match guard.ensure_held() {
+        Err(Error::LockLost { lock_id, .. }) if lock_id == id => {}
+        other => {
+            return Err(Failure(format!(
+                "the old holder should see LockLost, got {other:?}"
+            )));
+        }
+    }
+    let next = step(
+        "acquiring after force_release",
+        subject.locks.acquire(&request(1000)).await,
+    )?;
+    drop(guard);
+    let status = step("inspect", subject.locks.inspect().await)?;
+    ensure!(
+        status.holder.map(|h| h.lock_id) == Some(next.info().lock_id.clone()),
+        "dropping the broken guard released the new holder's lock"
+    );
+    Ok(())
+}
+
+/// A waiting acquire whose future is dropped leaves no trace.
+pub async fn dropping_the_acquire_future_cancels_it(subject: &Subject) -> CaseResult {
+    let guard = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+    let long_wait = request(10_000);
+    let waiting = subject.locks.acquire(&long_wait);
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), waiting).await;
+    ensure!(
+        gave_up.is_err(),
+        "the acquire finished although the lock was held"
+    );
+    let status = step("inspect", subject.locks.inspect().await)?;
+    ensure!(
+        status.waiters.is_empty(),
+        "a cancelled acquire is still listed as waiting: {:?}",
+        status.waiters
+    );
+    drop(guard);
+    let status = step("inspect", subject.locks.inspect().await)?;
+    ensure!(
+        status.holder.is_none(),
+        "a cancelled acquire took the lock after all"
+    );
+    Ok(())
+}
+
+/// Many tasks contending through one provider hold the lock one at a time, and all
+/// get their turn.
+pub async fn many_tasks_take_turns(subject: &Subject) -> CaseResult {
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let locks = Arc::clone(&subject.locks);
+        let inside = Arc::clone(&inside);
+        let overlaps = Arc::clone(&overlaps);
+        tasks.push(tokio::spawn(async move {
+            let guard = locks.acquire(&request(30_000)).await?;
+            if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            inside.fetch_sub(1, Ordering::SeqCst);
+            guard.release()
+        }));
+    }
+    for task in tasks {
+        let result = task.await.map_err(|e| Failure(format!("task panicked: {e}")))?;
+        step("a contending task", result)?;
+    }
+    ensure!(
+        overlaps.load(Ordering::SeqCst) == 0,
+        "{} tasks held the lock at the same time",
+        overlaps.load(Ordering::SeqCst)
+    );
+    Ok(())
+}

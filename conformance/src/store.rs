@@ -1,0 +1,403 @@
+//! Cases for the [`StateStore`](checklist_core::StateStore) contract, one per bullet.
+
+use std::sync::Arc;
+
+use checklist_core::{CorruptionKind, Error, Expectation, StateStore};
+
+use crate::support::{MARKER, add_step, ensure, sample_state, step};
+use crate::{CaseResult, Failure, Subject};
+
+fn expect_conflict(
+    result: checklist_core::Result<checklist_core::Committed>,
+    found: Option<u64>,
+) -> CaseResult {
+    match result {
+        Err(Error::Conflict { found: f, .. }) if f == found => Ok(()),
+        Err(Error::Conflict { found: f, .. }) => Err(Failure(format!(
+            "the conflict reported revision {f:?} as found, but the store holds {found:?}"
+        ))),
+        Err(other) => Err(Failure(format!("expected a Conflict, got: {other}"))),
+        Ok(c) => Err(Failure(format!(
+            "the write should have been refused as a conflict, but it committed revision {}",
+            c.revision
+        ))),
+    }
+}
+
+async fn read_revision(store: &dyn StateStore) -> Result<Option<u64>, Failure> {
+    Ok(step("reading the state", store.read().await)?.map(|s| s.revision))
+}
+
+/// Before the first write, a read returns `Ok(None)`.
+pub async fn read_of_empty_store_is_absent(subject: &Subject) -> CaseResult {
+    let state = step("reading an empty store", subject.store.read().await)?;
+    ensure!(
+        state.is_none(),
+        "an empty store returned revision {:?}",
+        state.map(|s| s.revision)
+    );
+    Ok(())
+}
+
+/// A write expecting `Absent` on an empty store commits revision 1.
+pub async fn first_write_creates_revision_1(subject: &Subject) -> CaseResult {
+    let committed = step(
+        "the first write",
+        subject.store.write(&sample_state(1), Expectation::Absent).await,
+    )?;
+    ensure!(
+        committed.revision == 1,
+        "the first write committed revision {}",
+        committed.revision
+    );
+    ensure!(
+        committed.checksum.starts_with("sha256:") && committed.checksum.len() == 71,
+        "the checksum {:?} is not sha256:<64 hex digits>",
+        committed.checksum
+    );
+    ensure!(
+        read_revision(&*subject.store).await? == Some(1),
+        "a read after the first write is not at revision 1"
+    );
+    Ok(())
+}
+
+/// A read returns exactly what the last write stored, with the revision and checksum
+/// the write returned; unknown fields survive.
+pub async fn write_then_read_round_trips(subject: &Subject) -> CaseResult {
+    let state = sample_state(3);
+    let committed = step("writing", subject.store.write(&state, Expectation::Absent).await)?;
+    let read = step("reading back", subject.store.read().await)?
+        .ok_or_else(|| Failure("the state written is gone".into()))?;
+    let mut expected = state;
+    expected.revision = committed.revision;
+    expected.checksum = Some(committed.checksum.clone());
+    ensure!(
+        read == expected,
+        "the state read back differs from the one written:\n read: {read:?}\n want: {expected:?}"
+    );
+    Ok(())
+}
+
+/// Every committed write adds exactly 1 to the revision.
+pub async fn revision_increases_by_one_per_write(subject: &Subject) -> CaseResult {
+    let mut state = sample_state(0);
+    let mut expect = Expectation::Absent;
+    for i in 1..=5u64 {
+        add_step(&mut state, &format!("s{i}"));
+        let committed = step("a write", subject.store.write(&state, expect).await)?;
+        ensure!(
+            committed.revision == i,
+            "write {i} committed revision {}",
+            committed.revision
+        );
+        expect = Expectation::Revision(committed.revision);
+    }
+    ensure!(
+        read_revision(&*subject.store).await? == Some(5),
+        "after 5 writes the store is not at revision 5"
+    );
+    Ok(())
+}
+
+/// Expecting `Absent` when a state exists is a conflict that changes nothing.
+pub async fn absent_expectation_conflicts_when_state_exists(subject: &Subject) -> CaseResult {
+    step(
+        "the first write",
+        subject.store.write(&sample_state(1), Expectation::Absent).await,
+    )?;
+    let before = step("reading", subject.store.read().await)?;
+    expect_conflict(
+        subject.store.write(&sample_state(2), Expectation::Absent).await,
+        Some(1),
+    )?;
+    let after = step("reading", subject.store.read().await)?;
+    ensure!(before == after, "a refused write changed the state");
+    Ok(())
+}
+
+/// Expecting an older revision is a conflict that changes nothing.
+pub async fn stale_revision_conflicts(subject: &Subject) -> CaseResult {
+    let mut state = sample_state(1);
+    step("write 1", subject.store.write(&state, Expectation::Absent).await)?;
+    add_step(&mut state, "second");
+    step(
+        "write 2",
+        subject.store.write(&state, Expectation::Revision(1)).await,
+    )?;
+    let before = step("reading", subject.store.read().await)?;
+    add_step(&mut state, "lost-update");
+    expect_conflict(
+        subject.store.write(&state, Expectation::Revision(1)).await,
+        Some(2),
+    )?;
+    let after = step("reading", subject.store.read().await)?;
+    ensure!(before == after, "a stale write changed the state");
+    Ok(())
+}
+
+/// Expecting a revision the store has not reached is a conflict.
+pub async fn future_revision_conflicts(subject: &Subject) -> CaseResult {
+    step(
+        "write 1",
+        subject.store.write(&sample_state(1), Expectation::Absent).await,
+    )?;
+    expect_conflict(
+        subject
+            .store
+            .write(&sample_state(2), Expectation::Revision(5))
+            .await,
+        Some(1),
+    )?;
+    ensure!(
+        read_revision(&*subject.store).await? == Some(1),
+        "a refused write moved the revision"
+    );
+    Ok(())
+}
+
+/// Expecting a revision of an empty store is a conflict reporting no state.
+pub async fn revision_expectation_on_an_empty_store_conflicts(subject: &Subject) -> CaseResult {
+    expect_conflict(
+        subject
+            .store
+            .write(&sample_state(1), Expectation::Revision(1))
+            .await,
+        None,
+    )?;
+    ensure!(
+        read_revision(&*subject.store).await?.is_none(),
+        "a refused write created a state"
+    );
+    Ok(())
+}
+
+/// Of many writers racing with the same expectation, exactly one commits.
+pub async fn concurrent_writers_with_the_same_expectation_exactly_one_wins(subject: &Subject) -> CaseResult {
+    let base = sample_state(1);
+    step("write 1", subject.store.write(&base, Expectation::Absent).await)?;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = Arc::clone(&subject.store);
+        let mut state = base.clone();
+        add_step(&mut state, &format!("racer-{i}"));
+        tasks.push(tokio::spawn(async move {
+            store.write(&state, Expectation::Revision(1)).await
+        }));
+    }
+    let (mut won, mut conflicts) = (0, 0);
+    for task in tasks {
+        match task
+            .await
+            .map_err(|e| Failure(format!("a writer task panicked: {e}")))?
+        {
+            Ok(c) => {
+                ensure!(
+                    c.revision == 2,
+                    "the winning write committed revision {}",
+                    c.revision
+                );
+                won += 1;
+            }
+            Err(Error::Conflict { .. }) => conflicts += 1,
+            Err(other) => {
+                return Err(Failure(format!(
+                    "a racing writer failed with something else: {other}"
+                )));
+            }
+        }
+    }
+    ensure!(
+        won == 1 && conflicts == 15,
+        "{won} writers won and {conflicts} got conflicts; want 1 and 15"
+    );
+    let state =
+        step("reading", subject.store.read().await)?.ok_or_else(|| Failure("state vanished".into()))?;
+    ensure!(
+        state.completed_steps.len() == 2,
+        "the stored state has {} steps; the winner's write should have exactly 2",
+        state.completed_steps.len()
+    );
+    Ok(())
+}
+
+/// The store sets `revision` and `checksum` itself.
+pub async fn caller_revision_and_checksum_are_ignored(subject: &Subject) -> CaseResult {
+    let mut state = sample_state(1);
+    state.revision = 999;
+    state.checksum = Some("sha256:not-a-checksum".into());
+    let committed = step("writing", subject.store.write(&state, Expectation::Absent).await)?;
+    ensure!(
+        committed.revision == 1,
+        "the store kept the caller's revision: {}",
+        committed.revision
+    );
+    let read =
+        step("reading", subject.store.read().await)?.ok_or_else(|| Failure("state vanished".into()))?;
+    ensure!(read.revision == 1, "the stored revision is {}", read.revision);
+    ensure!(
+        read.checksum.as_deref() == Some(committed.checksum.as_str()),
+        "the stored checksum is not the one the store computed"
+    );
+    Ok(())
+}
+
+/// A document that breaks the schema is refused before anything is written.
+pub async fn invalid_document_is_refused_and_nothing_changes(subject: &Subject) -> CaseResult {
+    let good = sample_state(1);
+    step("write 1", subject.store.write(&good, Expectation::Absent).await)?;
+    let before = step("reading", subject.store.read().await)?;
+    let mut bad = good.clone();
+    if let Some(first) = bad.completed_steps.first_mut() {
+        first.step_id = String::new();
+    }
+    match subject.store.write(&bad, Expectation::Revision(1)).await {
+        Err(Error::SchemaInvalid { field_path, .. }) => ensure!(
+            field_path == "/completedSteps/0/stepId",
+            "the schema error names {field_path}, not /completedSteps/0/stepId"
+        ),
+        Err(other) => return Err(Failure(format!("expected SchemaInvalid, got: {other}"))),
+        Ok(c) => {
+            return Err(Failure(format!(
+                "an invalid document was committed as revision {}",
+                c.revision
+            )));
+        }
+    }
+    let after = step("reading", subject.store.read().await)?;
+    ensure!(before == after, "a refused invalid write changed the state");
+    Ok(())
+}
+
+/// A read never returns a document whose checksum does not match its content.
+pub async fn checksum_is_verified_on_read(subject: &Subject) -> CaseResult {
+    let raw = subject.raw()?;
+    step(
+        "writing",
+        subject.store.write(&sample_state(2), Expectation::Absent).await,
+    )?;
+    let bytes = raw
+        .read()
+        .map_err(|e| Failure(format!("reading the raw bytes: {e}")))?
+        .ok_or_else(|| Failure("no raw bytes after a write".into()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    ensure!(
+        text.contains(MARKER),
+        "the stored bytes do not contain the template id {MARKER} verbatim"
+    );
+    let tampered = text.replacen(MARKER, &MARKER.replace("AAAA", "AAAB"), 1);
+    raw.write(tampered.as_bytes())
+        .map_err(|e| Failure(format!("writing the raw bytes: {e}")))?;
+    match subject.store.read().await {
+        Err(Error::Corrupted {
+            kind: CorruptionKind::ChecksumMismatch,
+            ..
+        }) => Ok(()),
+        Err(other) => Err(Failure(format!(
+            "expected a checksum_mismatch corruption, got: {other}"
+        ))),
+        Ok(state) => Err(Failure(format!(
+            "a tampered document was returned as valid (revision {:?})",
+            state.map(|s| s.revision)
+        ))),
+    }
+}
+
+/// Bytes that are not a document are reported as a parse error, and a write over them
+/// is refused rather than silently replacing them.
+pub async fn unparseable_bytes_are_a_parse_error(subject: &Subject) -> CaseResult {
+    let raw = subject.raw()?;
+    step(
+        "writing",
+        subject.store.write(&sample_state(1), Expectation::Absent).await,
+    )?;
+    raw.write(b"{{{ not a document")
+        .map_err(|e| Failure(format!("writing the raw bytes: {e}")))?;
+    match subject.store.read().await {
+        Err(Error::Corrupted {
+            kind: CorruptionKind::ParseError,
+            ..
+        }) => {}
+        Err(other) => {
+            return Err(Failure(format!(
+                "expected a parse_error corruption, got: {other}"
+            )));
+        }
+        Ok(_) => return Err(Failure("garbage was returned as a valid state".into())),
+    }
+    match subject
+        .store
+        .write(&sample_state(2), Expectation::Revision(1))
+        .await
+    {
+        Err(Error::Corrupted { .. }) => {}
+        other => {
+            return Err(Failure(format!(
+                "a write over a corrupt state must be refused, got {other:?}"
+            )));
+        }
+    }
+    let left = raw.read().map_err(|e| Failure(e.to_string()))?;
+    ensure!(
+        left.as_deref() == Some(b"{{{ not a document".as_slice()),
+        "the corrupt bytes were changed; recovery needs them as they were"
+    );
+    Ok(())
+}
+
+/// Refused writes of every kind leave the previous state readable and byte-for-byte
+/// unchanged.
+pub async fn failed_write_leaves_the_previous_state(subject: &Subject) -> CaseResult {
+    let raw = subject.raw()?;
+    let state = sample_state(2);
+    step("writing", subject.store.write(&state, Expectation::Absent).await)?;
+    let bytes_before = raw.read().map_err(|e| Failure(e.to_string()))?;
+    let read_before = step("reading", subject.store.read().await)?;
+    let mut invalid = state.clone();
+    invalid.schema_version = "not a version".into();
+    let refused = [
+        subject.store.write(&state, Expectation::Absent).await,
+        subject.store.write(&state, Expectation::Revision(7)).await,
+        subject.store.write(&invalid, Expectation::Revision(1)).await,
+    ];
+    for (i, result) in refused.iter().enumerate() {
+        ensure!(result.is_err(), "refused write {i} was committed");
+    }
+    ensure!(
+        raw.read().map_err(|e| Failure(e.to_string()))? == bytes_before,
+        "refused writes changed the stored bytes"
+    );
+    ensure!(
+        step("reading", subject.store.read().await)? == read_before,
+        "refused writes changed the state"
+    );
+    Ok(())
+}
+
+/// A second, independent handle sees every commit and takes part in the same
+/// compare-and-swap.
+pub async fn a_second_handle_sees_every_commit(subject: &Subject) -> CaseResult {
+    let other = subject.reopen()?;
+    let mut state = sample_state(1);
+    step(
+        "write through the first handle",
+        subject.store.write(&state, Expectation::Absent).await,
+    )?;
+    ensure!(
+        read_revision(&*other).await? == Some(1),
+        "the second handle does not see revision 1"
+    );
+    add_step(&mut state, "via-second");
+    step(
+        "write through the second handle",
+        other.write(&state, Expectation::Revision(1)).await,
+    )?;
+    ensure!(
+        read_revision(&*subject.store).await? == Some(2),
+        "the first handle does not see revision 2"
+    );
+    expect_conflict(
+        subject.store.write(&state, Expectation::Revision(1)).await,
+        Some(2),
+    )
+}

@@ -1,0 +1,95 @@
+//! The conformance suite against every built-in backend: YAML and JSON files (with
+//! full and fast durability) and memory.
+
+use std::sync::Arc;
+
+use checklist_backends::{
+    Codec, FileStore, FileStoreOptions, InProcessLockProvider, JsonCodec, MemoryStore, YamlCodec,
+};
+use checklist_conformance::{Capabilities, RawAccess, Subject, conformance_tests};
+use checklist_core::config::Durability;
+
+fn file_subject<C: Codec + Clone>(codec: C, durability: Durability) -> Subject {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let options = FileStoreOptions {
+        durability,
+        ..FileStoreOptions::default()
+    };
+    let store = FileStore::open(dir.path(), codec.clone(), options.clone()).expect("open the store");
+    let path = dir.path().to_owned();
+    let state_path = store.state_path().to_owned();
+    Subject::new(
+        Arc::new(store),
+        Arc::new(InProcessLockProvider::new(dir.path().join(".lock"))),
+    )
+    .with_capabilities(Capabilities::file_backend().with_cross_process_locks(false))
+    .reopen_with(move || {
+        Arc::new(FileStore::open(&path, codec.clone(), options.clone()).expect("reopen the store"))
+    })
+    .raw_access(RawAccess::file(state_path))
+    .keep_alive(dir)
+}
+
+mod yaml {
+    use super::*;
+    async fn subject() -> Subject {
+        file_subject(YamlCodec, Durability::Full)
+    }
+    conformance_tests!(subject);
+}
+
+mod yaml_fast {
+    use super::*;
+    async fn subject() -> Subject {
+        file_subject(YamlCodec, Durability::Fast)
+    }
+    conformance_tests!(subject);
+}
+
+mod json {
+    use super::*;
+    async fn subject() -> Subject {
+        file_subject(JsonCodec, Durability::Full)
+    }
+    conformance_tests!(subject);
+}
+
+mod json_fast {
+    use super::*;
+    async fn subject() -> Subject {
+        file_subject(JsonCodec, Durability::Fast)
+    }
+    conformance_tests!(subject);
+}
+
+mod memory {
+    use super::*;
+    async fn subject() -> Subject {
+        let store = MemoryStore::new();
+        let (for_reopen, for_read, for_write) = (store.clone(), store.clone(), store.clone());
+        Subject::new(
+            Arc::new(store),
+            Arc::new(InProcessLockProvider::new("memory:conformance")),
+        )
+        .with_capabilities(Capabilities::in_memory())
+        .reopen_with(move || Arc::new(for_reopen.clone()))
+        .raw_access(RawAccess::new(
+            move || Ok(for_read.raw()),
+            move |bytes| {
+                for_write.replace_raw(bytes.to_vec());
+                Ok(())
+            },
+        ))
+    }
+    conformance_tests!(subject);
+}
+
+#[test]
+fn the_case_list_and_the_macro_agree() {
+    let cases = checklist_conformance::all_cases();
+    assert_eq!(cases.len(), 27);
+    let mut names: Vec<_> = cases.iter().map(|c| c.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), cases.len(), "case names must be unique");
+}
