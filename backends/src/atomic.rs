@@ -95,14 +95,14 @@ pub fn replace_file(
         return Err(error);
     }
     drop(in_flight);
-    if durability == Durability::Full {
-        if let Err(e) = vfs.sync_dir(dir) {
-            tracing::warn!(
-                dir = %dir.display(),
-                error = %e,
-                "the new file is in place, but fsync of its directory failed: a power loss may undo this write"
-            );
-        }
+    if durability == Durability::Full
+        && let Err(e) = vfs.sync_dir(dir)
+    {
+        tracing::warn!(
+            dir = %dir.display(),
+            error = %e,
+            "the new file is in place, but fsync of its directory failed: a power loss may undo this write"
+        );
     }
     Ok(())
 }

@@ -238,10 +238,10 @@ impl<C: Codec> Inner<C> {
         let Some(bytes) = self.read_bytes()? else {
             return Ok(None);
         };
-        if let Some((known, revision)) = &*self.known.lock().unwrap_or_else(|p| p.into_inner()) {
-            if *known == bytes {
-                return Ok(Some(*revision));
-            }
+        if let Some((known, revision)) = &*self.known.lock().unwrap_or_else(|p| p.into_inner())
+            && *known == bytes
+        {
+            return Ok(Some(*revision));
         }
         let state = self.verify(&bytes)?;
         self.remember(bytes, state.revision);

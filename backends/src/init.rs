@@ -276,10 +276,10 @@ impl InitRun {
             } else {
                 self.vfs.remove_file(&path)
             };
-            if let Err(error) = removed {
-                if error.kind() != io::ErrorKind::NotFound {
-                    tracing::error!(path = %path.display(), %error, "init failed and could not remove what it created; delete it by hand");
-                }
+            if let Err(error) = removed
+                && error.kind() != io::ErrorKind::NotFound
+            {
+                tracing::error!(path = %path.display(), %error, "init failed and could not remove what it created; delete it by hand");
             }
         }
     }

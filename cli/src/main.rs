@@ -1,1 +1,42 @@
-fn main() {}
+//! The `checklist` binary.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = match checklist_cli::args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("CHECKLIST_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: could not start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let app = checklist_cli::App::new();
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let code = runtime.block_on(app.run_parsed(cli, &mut out, &mut err));
+    let _ = out.flush();
+    ExitCode::from(code)
+}

@@ -1,4 +1,4 @@
-//! Cases for the [`StateStore`](checklist_core::StateStore) contract, one per bullet.
+//! Cases for the [`StateStore`] contract, one per bullet.
 
 use std::sync::Arc;
 

@@ -122,7 +122,7 @@ impl RollingBackups {
         }
     }
 
-    fn newest_first<'a>(backups: &'a [BackupRecord]) -> Vec<&'a BackupRecord> {
+    fn newest_first(backups: &[BackupRecord]) -> Vec<&BackupRecord> {
         let mut sorted: Vec<&BackupRecord> = backups.iter().collect();
         sorted.sort_by(|a, b| {
             b.revision

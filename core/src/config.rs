@@ -271,8 +271,10 @@ mod tests {
 
     #[test]
     fn round_trips_through_its_document_form() {
-        let mut c = Config::default();
-        c.backend = BackendSelection::named("json");
+        let mut c = Config {
+            backend: BackendSelection::named("json"),
+            ..Config::default()
+        };
         c.backup.max_age_days = Some(30);
         assert_eq!(Config::from_value(c.to_value(), p()).unwrap(), c);
     }

@@ -129,7 +129,8 @@ pub enum Error {
 
     /// A stored document failed verification.
     #[error(
-        "{} is corrupted ({kind}): {detail}; the file was left as it is, restore it from a backup in .checklist/.backup/",
+        "{} is corrupted ({kind}): {detail}; the file was left as it is: restore a good copy (backups are in \
+         .checklist/.backup/) or repair it by hand",
         path.display()
     )]
     Corrupted {

@@ -166,10 +166,10 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let Some(mut held) = self.held.take() {
-            if let Err(error) = held.release() {
-                tracing::warn!(%error, "could not release a lock on drop");
-            }
+        if let Some(mut held) = self.held.take()
+            && let Err(error) = held.release()
+        {
+            tracing::warn!(%error, "could not release a lock on drop");
         }
     }
 }

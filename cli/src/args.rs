@@ -1,0 +1,149 @@
+//! The command line (DESIGN §7).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// checklist: the workflow state store in a terminal.
+///
+/// Exit codes: 0 ok, 1 other error, 2 usage, 3 not initialized, 4 lock timeout,
+/// 5 state corrupted, 6 conflict, 7 secret detected, 8 unsupported schema version.
+#[derive(Debug, Parser)]
+#[command(name = "checklist", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// Project root holding .checklist/ (default: the current directory).
+    #[arg(long, global = true, env = "CHECKLIST_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// How long to wait for the store's lock, in milliseconds (overrides config.yaml).
+    #[arg(long, global = true, value_name = "MS")]
+    pub lock_timeout: Option<u64>,
+
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create .checklist/ in the project (an existing store is kept as it is).
+    Init(InitArgs),
+    /// Show the active instance, its steps, the revision, integrity and the lock holder.
+    Status,
+    /// Check the state's integrity without changing anything (exit 5 if corrupted).
+    Verify,
+    /// Start an instance of a template.
+    Start(StartArgs),
+    /// Record step progress.
+    #[command(subcommand)]
+    Step(StepCommand),
+    /// Write the verified state as YAML or JSON.
+    Export(ExportArgs),
+}
+
+/// `checklist init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Backend of the new store: yaml, json, memory or a registered custom name.
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// On an existing store, create whatever part of the layout is missing (nothing
+    /// existing is overwritten).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `checklist start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The template to run.
+    #[arg(long, value_name = "ID")]
+    pub template: String,
+    /// The template's version.
+    #[arg(long, value_name = "VER")]
+    pub template_version: Option<String>,
+    /// The step to begin with.
+    #[arg(long, value_name = "STEP_ID")]
+    pub step: Option<String>,
+}
+
+/// `checklist step …`.
+#[derive(Debug, Subcommand)]
+pub enum StepCommand {
+    /// Record a step as completed.
+    Complete(CompleteArgs),
+    /// Set the step the instance is on.
+    Current {
+        /// The step.
+        step_id: String,
+    },
+}
+
+/// `checklist step complete`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The step.
+    pub step_id: String,
+    /// How the step ended.
+    #[arg(long, value_enum, default_value_t = ResultArg::Success)]
+    pub result: ResultArg,
+    /// How long the step took, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub duration_ms: u64,
+    /// A command the step ran.
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// The command's exit code.
+    #[arg(long, value_name = "N", requires = "command", allow_negative_numbers = true)]
+    pub exit_code: Option<i32>,
+    /// What the command printed on stdout.
+    #[arg(long, value_name = "S", requires = "command")]
+    pub stdout: Option<String>,
+    /// What the command printed on stderr.
+    #[arg(long, value_name = "S", requires = "command")]
+    pub stderr: Option<String>,
+}
+
+/// `--result`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResultArg {
+    /// The step succeeded.
+    Success,
+    /// The step failed (it can be completed again).
+    Failure,
+    /// The step was skipped.
+    Skipped,
+}
+
+/// `checklist export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The format (default yaml, or json with --json).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}

@@ -1,0 +1,116 @@
+//! The read-only commands: `status` and `verify`.
+
+use std::io::Write;
+
+use checklist_core::model::StepResult;
+use checklist_core::{Result, StateStoreExt};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+
+use super::Context;
+use crate::output::Outcome;
+
+pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
+    let opened = ctx.open(err)?;
+    let store = &opened.backend.store;
+    let state = store.read_existing().await?;
+    let lock = opened.backend.locks.inspect().await?;
+
+    let count = |r: StepResult| state.completed_steps.iter().filter(|s| s.result == r).count();
+    let mut lines = vec![
+        format!(
+            "Store:     {} (backend {})",
+            store.location().display(),
+            store.backend_name()
+        ),
+        format!(
+            "Revision:  {} (integrity ok, {})",
+            state.revision,
+            state.checksum.as_deref().unwrap_or("no checksum")
+        ),
+    ];
+    match &state.active_instance {
+        Some(i) => {
+            lines.push(format!(
+                "Instance:  {} of template {}{} — {} since {}",
+                i.id,
+                i.template_id,
+                i.template_version
+                    .as_deref()
+                    .map(|v| format!(" {v}"))
+                    .unwrap_or_default(),
+                i.status.as_str(),
+                time(&i.started_at)
+            ));
+            lines.push(format!(
+                "Current:   {}",
+                i.current_step_id.as_deref().unwrap_or("(no current step)")
+            ));
+        }
+        None => lines.push("Instance:  none (start one with `checklist start --template ID`)".to_owned()),
+    }
+    lines.push(format!(
+        "Steps:     {} completed ({} success, {} failure, {} skipped)",
+        state.completed_steps.len(),
+        count(StepResult::Success),
+        count(StepResult::Failure),
+        count(StepResult::Skipped)
+    ));
+    for s in &state.completed_steps {
+        lines.push(format!(
+            "  - {} {} at {} ({} ms)",
+            s.step_id,
+            s.result.as_str(),
+            time(&s.completed_at),
+            s.execution_time
+        ));
+    }
+    lines.push(match &lock.holder {
+        Some(h) => format!(
+            "Lock:      held by pid {} on {} as {} since {} (lock id {}), {} waiting",
+            h.pid,
+            h.hostname,
+            h.user,
+            time(&h.acquired_at),
+            h.lock_id,
+            lock.waiters.len()
+        ),
+        None => "Lock:      free".to_owned(),
+    });
+
+    let json = json!({
+        "ok": true,
+        "store": {"backend": store.backend_name(), "location": store.location()},
+        "revision": state.revision,
+        "checksum": state.checksum,
+        "integrity": "ok",
+        "activeInstance": state.active_instance,
+        "completedSteps": state.completed_steps,
+        "lock": lock,
+    });
+    Ok(Outcome::report(lines.join("\n"), json))
+}
+
+pub(crate) async fn verify(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
+    let opened = ctx.open(err)?;
+    let store = &opened.backend.store;
+    let state = store.read_existing().await?;
+    let checksum = state.checksum.unwrap_or_default();
+    Ok(Outcome::report(
+        format!(
+            "OK: {} verifies (revision {}, {checksum}).",
+            store.location().display(),
+            state.revision
+        ),
+        json!({
+            "ok": true,
+            "path": store.location(),
+            "revision": state.revision,
+            "checksum": checksum,
+        }),
+    ))
+}
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}

@@ -1,0 +1,73 @@
+//! The subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
+use checklist_core::Result;
+
+use crate::args::{Cli, Command, StepCommand};
+use crate::output::Outcome;
+
+mod change;
+mod export;
+mod init;
+mod inspect;
+
+/// What every subcommand needs.
+pub(crate) struct Context<'a> {
+    pub(crate) root: PathBuf,
+    pub(crate) lock_timeout_ms: Option<u64>,
+    pub(crate) quiet: bool,
+    pub(crate) as_json: bool,
+    pub(crate) registry: &'a BackendRegistry,
+}
+
+impl Context<'_> {
+    /// Opens the project's store, warning when its state will not outlive the process.
+    pub(crate) fn open(&self, err: &mut dyn Write) -> Result<OpenedStore> {
+        let opened = open_project(
+            &self.root,
+            self.registry,
+            &OpenOptions {
+                lock_timeout_ms: self.lock_timeout_ms,
+                ..OpenOptions::default()
+            },
+        )?;
+        warn_if_ephemeral(&opened.config.backend.kind, self.quiet, err);
+        Ok(opened)
+    }
+}
+
+pub(crate) fn warn_if_ephemeral(backend: &str, quiet: bool, err: &mut dyn Write) {
+    if backend == "memory" && !quiet {
+        let _ = writeln!(
+            err,
+            "warning: the memory backend keeps the state only while this process runs; nothing is saved to disk"
+        );
+    }
+}
+
+pub(crate) async fn dispatch(cli: Cli, registry: &BackendRegistry, err: &mut dyn Write) -> Result<Outcome> {
+    let root = match cli.dir {
+        Some(dir) => dir,
+        None => std::env::current_dir()
+            .map_err(|e| checklist_core::Error::io("find the current directory", ".", e))?,
+    };
+    let ctx = Context {
+        root,
+        lock_timeout_ms: cli.lock_timeout,
+        quiet: cli.quiet,
+        as_json: cli.json,
+        registry,
+    };
+    match cli.command {
+        Command::Init(args) => init::run(&ctx, args, err).await,
+        Command::Status => inspect::status(&ctx, err).await,
+        Command::Verify => inspect::verify(&ctx, err).await,
+        Command::Start(args) => change::start(&ctx, args, err).await,
+        Command::Step(StepCommand::Complete(args)) => change::complete(&ctx, args, err).await,
+        Command::Step(StepCommand::Current { step_id }) => change::current(&ctx, &step_id, err).await,
+        Command::Export(args) => export::run(&ctx, args, err).await,
+    }
+}

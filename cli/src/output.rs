@@ -1,0 +1,120 @@
+//! How results and errors reach the terminal: one sentence for people, one JSON
+//! document for programs.
+
+use std::io::Write;
+
+use checklist_core::Error;
+use serde_json::{Value, json};
+
+/// What a successful command produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A message for people and the same facts as JSON.
+    Report {
+        /// Shown without `--json`.
+        human: String,
+        /// Shown with `--json`.
+        json: Value,
+    },
+    /// Bytes written to stdout as they are (an export).
+    Raw(Vec<u8>),
+}
+
+impl Outcome {
+    /// A report.
+    pub fn report(human: impl Into<String>, json: Value) -> Self {
+        Self::Report {
+            human: human.into(),
+            json,
+        }
+    }
+}
+
+/// Writes a successful outcome.
+pub fn print_outcome(
+    outcome: &Outcome,
+    as_json: bool,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    match outcome {
+        Outcome::Raw(bytes) => out.write_all(bytes),
+        Outcome::Report { json, .. } if as_json => writeln!(out, "{}", pretty(json)),
+        Outcome::Report { human, .. } if !quiet => writeln!(out, "{human}"),
+        Outcome::Report { .. } => Ok(()),
+    }
+}
+
+/// Writes an error: the sentence on stderr, and with `--json` also a JSON document on
+/// stdout.
+pub fn print_error(
+    error: &Error,
+    as_json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(err, "error: {error}")?;
+    if as_json {
+        writeln!(
+            out,
+            "{}",
+            pretty(&json!({ "ok": false, "error": error_json(error) }))
+        )?;
+    }
+    Ok(())
+}
+
+/// The JSON form of an error: its kind, message, exit code and the fields a program
+/// acts on.
+pub fn error_json(error: &Error) -> Value {
+    let mut doc = json!({
+        "kind": error.kind(),
+        "message": error.to_string(),
+        "exitCode": error.exit_code().code(),
+    });
+    let details = match error {
+        Error::Corrupted { kind, path, detail } => {
+            json!({"corruptionKind": kind, "path": path, "detail": detail})
+        }
+        Error::LockTimeout {
+            resource,
+            holder,
+            waited,
+        } => {
+            json!({"path": resource, "holder": holder, "waitedMs": waited.as_millis() as u64})
+        }
+        Error::LockLost { resource, lock_id } => json!({"path": resource, "lockId": lock_id}),
+        Error::Conflict {
+            path,
+            expected,
+            found,
+        } => {
+            json!({"path": path, "expected": expected, "found": found})
+        }
+        Error::NotInitialized { path }
+        | Error::SymlinkRefused { path }
+        | Error::Io { path, .. }
+        | Error::TooLarge { path, .. } => json!({"path": path}),
+        Error::SchemaInvalid { path, field_path, .. } | Error::SecretDetected { path, field_path } => {
+            json!({"path": path, "fieldPath": field_path})
+        }
+        Error::InvalidConfig { path, field, .. } => json!({"path": path, "fieldPath": field}),
+        Error::UnsupportedVersion {
+            path,
+            found,
+            supported,
+        } => {
+            json!({"path": path, "found": found, "supported": supported})
+        }
+        Error::UnknownBackend { name, registered, .. } => json!({"backend": name, "registered": registered}),
+        _ => json!({}),
+    };
+    if let (Some(doc), Value::Object(details)) = (doc.as_object_mut(), details) {
+        doc.extend(details);
+    }
+    doc
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
