@@ -56,3 +56,8 @@ pub use registry::{
     open_project, open_project_with_vfs,
 };
 pub use yaml_file::{YamlCodec, YamlFileStore};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
