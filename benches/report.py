@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Summarise a `cargo bench -p checklist-benches` run as a Markdown table.
+
+Reads criterion's output, `<criterion dir>/<group>/<function>/new/estimates.json` (the
+median point estimate, in ns) and the `benchmark.json` next to it (the id and the
+document size the benchmark declared as its throughput in bytes), and prints one row per
+benchmark: its median, and its ratio to the floor it is bound by (the `pipeline/*` stages
+have none):
+
+- `*/save_*` against the `floor/durable_replace_*` benchmark of the nearest byte size;
+- `*/load_*` against the `floor/read_*` benchmark of the nearest byte size.
+
+"Nearest" is by the ratio of the sizes (log scale), so a 3.5 KB document is paired with
+the 4 KiB floor and a 435 KB JSON document with the floor of the 1000-step YAML
+document (~320 KB).
+
+Usage: python3 benches/report.py [CRITERION_DIR]
+CRITERION_DIR defaults to $CARGO_TARGET_DIR/criterion, else target/criterion at the
+workspace root (the parent of this script's directory).
+"""
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+GROUP_ORDER = {"floor": 0, "yaml": 1, "json": 2, "memory": 3, "pipeline": 4}
+FLOOR_GROUP = "floor"
+SAVE_FLOOR_PREFIX = "durable_replace_"
+LOAD_FLOOR_PREFIX = "read_"
+
+
+def default_criterion_dir() -> Path:
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        return Path(target) / "criterion"
+    return Path(__file__).resolve().parent.parent / "target" / "criterion"
+
+
+def load_results(criterion_dir: Path) -> list:
+    """One dict per benchmark: id, group, function, bytes (or None), median_ns."""
+    results = []
+    for estimates_path in sorted(criterion_dir.glob("*/*/new/estimates.json")):
+        new_dir = estimates_path.parent
+        with open(estimates_path, encoding="utf-8") as f:
+            median_ns = json.load(f)["median"]["point_estimate"]
+        group, function = new_dir.parent.parent.name, new_dir.parent.name
+        bench_id, size = f"{group}/{function}", None
+        meta_path = new_dir / "benchmark.json"
+        if meta_path.exists():
+            with open(meta_path, encoding="utf-8") as f:
+                meta = json.load(f)
+            bench_id = meta.get("full_id", bench_id)
+            group = meta.get("group_id", group)
+            function = meta.get("function_id") or function
+            throughput = meta.get("throughput") or {}
+            size = throughput.get("Bytes", throughput.get("BytesDecimal"))
+        results.append(
+            {"id": bench_id, "group": group, "function": function, "bytes": size, "median_ns": median_ns}
+        )
+    return results
+
+
+def nearest_floor(result: dict, floors: list):
+    """The floor whose byte size is closest to the result's (log scale), if any."""
+    if not floors:
+        return None
+    if result["bytes"] is None:
+        return floors[0]
+    return min(floors, key=lambda fl: abs(math.log(max(fl["bytes"] or 1, 1) / max(result["bytes"], 1))))
+
+
+def floor_for(result: dict, save_floors: list, load_floors: list):
+    if result["group"] == FLOOR_GROUP:
+        return None
+    if result["function"].startswith("save"):
+        return nearest_floor(result, save_floors)
+    if result["function"].startswith("load"):
+        return nearest_floor(result, load_floors)
+    return None
+
+
+def format_time(ns: float) -> str:
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def format_bytes(size) -> str:
+    if size is None:
+        return "—"
+    if size >= 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size} B"
+
+
+def sort_key(result: dict):
+    function = result["function"]
+    steps = function.rsplit("_", 1)[-1]
+    return (
+        GROUP_ORDER.get(result["group"], len(GROUP_ORDER)),
+        result["group"],
+        int(steps) if steps.isdigit() else -1,
+        result["bytes"] or 0,
+        function,
+    )
+
+
+def main(argv: list) -> int:
+    criterion_dir = Path(argv[1]) if len(argv) > 1 else default_criterion_dir()
+    results = load_results(criterion_dir)
+    if not results:
+        print(f"no criterion results under {criterion_dir}", file=sys.stderr)
+        return 1
+
+    def floors_with(prefix: str) -> list:
+        return [r for r in results if r["group"] == FLOOR_GROUP and r["function"].startswith(prefix)]
+
+    save_floors, load_floors = floors_with(SAVE_FLOOR_PREFIX), floors_with(LOAD_FLOOR_PREFIX)
+
+    print("| benchmark | document | median | floor | × floor |")
+    print("|---|---:|---:|---|---:|")
+    for result in sorted(results, key=sort_key):
+        floor = floor_for(result, save_floors, load_floors)
+        if floor is None:
+            floor_name, ratio = "—", "—"
+        else:
+            floor_name = f"{floor['id']} ({format_time(floor['median_ns'])})"
+            ratio = f"{result['median_ns'] / floor['median_ns']:.2f}"
+        print(
+            f"| {result['id']} | {format_bytes(result['bytes'])} | {format_time(result['median_ns'])} "
+            f"| {floor_name} | {ratio} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
