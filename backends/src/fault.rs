@@ -188,6 +188,11 @@ impl Vfs for FaultyFs {
         self.step("open lock file", path)?;
         self.inner.open_lock_file(path)
     }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        self.step("hard link", link)?;
+        self.inner.hard_link(original, link)
+    }
 }
 
 struct FaultyFile {

@@ -8,6 +8,8 @@
 //!   never follow a symbolic link. A [`Codec`] is all that differs between them — and
 //!   all a new file format needs.
 //! - [`MemoryStore`]: the same semantics without a disk, for tests and embedding.
+//! - [`FileLockProvider`]: exclusive access across processes (`.checklist/.lock`),
+//!   with a heartbeat, race-safe breaking of stale locks, and waiters visible.
 //! - [`InProcessLockProvider`]: exclusive access among the tasks of one process.
 //! - [`BackendRegistry`]: `backend.type` in config.yaml names a factory; the built-ins
 //!   are pre-registered and custom backends register by name.
@@ -33,10 +35,12 @@ mod codec;
 mod config_file;
 pub mod fault;
 mod file_engine;
+mod file_lock;
 mod in_process_lock;
 mod init;
 mod json_file;
 mod layout;
+mod lock_file;
 mod memory;
 mod process;
 mod registry;
@@ -46,6 +50,7 @@ mod yaml_file;
 pub use codec::{Codec, CodecError};
 pub use config_file::{MAX_CONFIG_BYTES, load_config, write_config};
 pub use file_engine::{FileStore, FileStoreOptions};
+pub use file_lock::{FileLockProvider, LockEvent};
 pub use in_process_lock::InProcessLockProvider;
 pub use init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};
 pub use json_file::{JsonCodec, JsonFileStore};

@@ -10,6 +10,20 @@ pub(crate) struct ProcessIdentity {
     pub(crate) ppid: Option<u32>,
     pub(crate) hostname: String,
     pub(crate) user: String,
+    /// When it started, where the platform tells (tells a reused pid apart).
+    pub(crate) start: Option<ProcessStart>,
+}
+
+/// When a process started, precisely enough to tell two processes with the same pid
+/// apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcessStart {
+    /// The kernel's id of the current boot (Linux `boot_id`).
+    pub(crate) boot_id: String,
+    /// Start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+    pub(crate) ticks: u64,
+    /// The same instant as wall-clock time, for people.
+    pub(crate) at: chrono::DateTime<chrono::Utc>,
 }
 
 impl ProcessIdentity {
@@ -21,6 +35,7 @@ impl ProcessIdentity {
             ppid: parent_pid(),
             hostname: whoami::hostname().unwrap_or_else(|_| "unknown-host".to_owned()),
             user: whoami::username().unwrap_or_else(|_| "unknown-user".to_owned()),
+            start: process_start(std::process::id()),
         })
     }
 }
@@ -71,6 +86,39 @@ pub(crate) fn liveness(pid: u32) -> Liveness {
     }
 }
 
+/// When the process `pid` on this host started (Linux only; `None` elsewhere or when
+/// it cannot be read, e.g. because the process is gone).
+#[cfg(target_os = "linux")]
+pub(crate) fn process_start(pid: u32) -> Option<ProcessStart> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain anything, so count
+    // fields from the last ')'. Field 3 is the first after it; starttime is field 22.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()?
+        .trim()
+        .to_owned();
+    let boot_time: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    let millis = i64::try_from(ticks.checked_mul(1000)? / hz).ok()?;
+    let at = chrono::DateTime::from_timestamp(boot_time, 0)? + chrono::Duration::milliseconds(millis);
+    Some(ProcessStart { boot_id, ticks, at })
+}
+
+/// When the process `pid` on this host started (Linux only; `None` elsewhere or when
+/// it cannot be read, e.g. because the process is gone).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn process_start(_pid: u32) -> Option<ProcessStart> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +133,25 @@ mod tests {
             child.wait().unwrap();
             assert_eq!(liveness(pid), Liveness::Dead);
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn start_times_tell_processes_apart() {
+        let me = process_start(std::process::id()).unwrap();
+        assert_eq!(process_start(std::process::id()), Some(me.clone()));
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let other = process_start(child.id()).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(other.boot_id, me.boot_id);
+        assert!(other.ticks >= me.ticks);
+        assert!(
+            (other.at - chrono::Utc::now()).num_seconds().abs() < 60,
+            "{:?}",
+            other.at
+        );
+        assert_eq!(process_start(child.id()), None);
     }
 
     #[test]

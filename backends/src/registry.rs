@@ -25,6 +25,7 @@ use checklist_core::{Config, Error, LockProvider, Result, StateStore};
 use crate::codec::Codec;
 use crate::config_file::load_config;
 use crate::file_engine::{FileStore, FileStoreOptions, check_store_dir};
+use crate::file_lock::FileLockProvider;
 use crate::in_process_lock::InProcessLockProvider;
 use crate::json_file::JsonCodec;
 use crate::layout::Layout;
@@ -156,10 +157,11 @@ impl BackendRegistry {
     }
 }
 
-/// A factory for a [`FileStore`] with `codec`, guarded by one in-process lock per
-/// store directory.
+/// A factory for a [`FileStore`] with `codec`, guarded by the cross-process
+/// [`FileLockProvider`] of its directory (one per directory, so the tasks of this
+/// process that wait for it are woken as soon as one of them releases it).
 pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
-    let locks: Arc<Mutex<HashMap<PathBuf, InProcessLockProvider>>> = Arc::default();
+    let locks: Arc<Mutex<HashMap<PathBuf, FileLockProvider>>> = Arc::default();
     move |ctx: &OpenContext<'_>| {
         let store = FileStore::open_with_vfs(
             ctx.dir,
@@ -171,7 +173,7 @@ pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(ctx.dir.to_owned())
-            .or_insert_with(|| InProcessLockProvider::new(ctx.dir.join(".lock")))
+            .or_insert_with(|| FileLockProvider::with_vfs(ctx.dir, Arc::clone(&ctx.vfs)))
             .clone();
         Ok(Backend {
             store: Arc::new(store),

@@ -51,6 +51,10 @@ pub trait Vfs: Send + Sync + fmt::Debug + 'static {
 
     /// Opens (creating it if needed) a file used only for OS advisory locking.
     fn open_lock_file(&self, path: &Path) -> io::Result<File>;
+
+    /// Creates `link` as a new name of the file `original`; fails if `link` exists.
+    /// Atomic: `link` appears with the original's complete content or not at all.
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()>;
 }
 
 /// A file being written by the engine.
@@ -150,6 +154,10 @@ impl Vfs for RealFs {
         options
             .open(path)
             .map_err(|e| platform::explain_open_error(path, e))
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        fs::hard_link(original, link)
     }
 }
 

@@ -52,6 +52,24 @@ pub enum Command {
     Step(StepCommand),
     /// Write the verified state as YAML or JSON.
     Export(ExportArgs),
+    /// Inspect or break the store's lock.
+    #[command(subcommand)]
+    Lock(LockCommand),
+}
+
+/// `checklist lock …`.
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Show who holds the lock and who waits for it.
+    Status,
+    /// Break the lock held under LOCK_ID (printed by every lock-timeout error).
+    Release {
+        /// Required: breaking someone's lock is never the default.
+        #[arg(long, required = true)]
+        force: bool,
+        /// The id of the lock to break.
+        lock_id: String,
+    },
 }
 
 /// `checklist init`.

@@ -73,6 +73,23 @@ impl App {
         self.run_parsed(cli, out, err).await
     }
 
+    /// Runs an already parsed command line until it finishes or the process is asked
+    /// to stop (Ctrl-C, SIGTERM). On a signal the command is abandoned — dropping it
+    /// releases any lock it holds and removes its temp files — and the exit code is
+    /// 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), so the signal is
+    /// never swallowed.
+    pub async fn run_until_signal(&self, cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+        let stop = stop_signal();
+        tokio::pin!(stop);
+        tokio::select! {
+            code = self.run_parsed(cli, out, err) => code,
+            signal = &mut stop => {
+                let _ = writeln!(err, "checklist: stopped by {}; the lock was released", signal.name());
+                signal.exit_code()
+            }
+        }
+    }
+
     /// Runs an already parsed command line.
     pub async fn run_parsed(&self, cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let (as_json, quiet) = (cli.json, cli.quiet);
@@ -87,6 +104,59 @@ impl App {
             // stdout went away (a closed pipe): the command itself worked, but its
             // output did not arrive.
             (Ok(_), Err(_)) => 1,
+        }
+    }
+}
+
+/// A request to stop the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+impl StopSignal {
+    /// The signal's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+        }
+    }
+
+    /// The conventional exit code of a process stopped by it: 128 + its number.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Interrupt => 130,
+            Self::Terminate => 143,
+        }
+    }
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM (Ctrl-C or Ctrl-Break on
+/// Windows). If the handlers cannot be installed it never resolves, and the default
+/// signal behaviour (termination) applies.
+pub async fn stop_signal() -> StopSignal {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) =
+            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => StopSignal::Interrupt,
+            _ = terminate.recv() => StopSignal::Terminate,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => StopSignal::Interrupt,
+            Err(_) => std::future::pending().await,
         }
     }
 }

@@ -35,8 +35,10 @@ fn main() -> ExitCode {
         }
     };
     let app = checklist_cli::App::new();
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let code = runtime.block_on(app.run_parsed(cli, &mut out, &mut err));
+    // Unlocked handles: log events from other threads write to stderr too, and would
+    // wait forever for a lock held across the whole run.
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let code = runtime.block_on(app.run_until_signal(cli, &mut out, &mut err));
     let _ = out.flush();
     ExitCode::from(code)
 }

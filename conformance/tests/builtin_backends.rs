@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use checklist_backends::{
-    Codec, FileStore, FileStoreOptions, InProcessLockProvider, JsonCodec, MemoryStore, YamlCodec,
+    Codec, FileLockProvider, FileStore, FileStoreOptions, InProcessLockProvider, JsonCodec, MemoryStore,
+    YamlCodec,
 };
 use checklist_conformance::{Capabilities, RawAccess, Subject, conformance_tests};
 use checklist_core::config::Durability;
@@ -18,16 +19,13 @@ fn file_subject<C: Codec + Clone>(codec: C, durability: Durability) -> Subject {
     let store = FileStore::open(dir.path(), codec.clone(), options.clone()).expect("open the store");
     let path = dir.path().to_owned();
     let state_path = store.state_path().to_owned();
-    Subject::new(
-        Arc::new(store),
-        Arc::new(InProcessLockProvider::new(dir.path().join(".lock"))),
-    )
-    .with_capabilities(Capabilities::file_backend().with_cross_process_locks(false))
-    .reopen_with(move || {
-        Arc::new(FileStore::open(&path, codec.clone(), options.clone()).expect("reopen the store"))
-    })
-    .raw_access(RawAccess::file(state_path))
-    .keep_alive(dir)
+    Subject::new(Arc::new(store), Arc::new(FileLockProvider::new(dir.path())))
+        .with_capabilities(Capabilities::file_backend())
+        .reopen_with(move || {
+            Arc::new(FileStore::open(&path, codec.clone(), options.clone()).expect("reopen the store"))
+        })
+        .raw_access(RawAccess::file(state_path))
+        .keep_alive(dir)
 }
 
 mod yaml {

@@ -85,7 +85,8 @@ pub struct LockInfo {
     pub renewed_at: DateTime<Utc>,
     /// What the holder does.
     pub operation: Operation,
-    /// Where in the holder the lock was taken, when captured.
+    /// Where in the holder the lock was taken: a stack trace when the holder captured
+    /// one (`CHECKLIST_LOCK_BACKTRACE=1`), otherwise its command line.
     pub stack_trace: Option<String>,
 }
 

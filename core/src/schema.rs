@@ -15,8 +15,12 @@ pub const STATE_SCHEMA: &str = include_str!("../../schemas/state.schema.json");
 /// The text of `schemas/config.schema.json`.
 pub const CONFIG_SCHEMA: &str = include_str!("../../schemas/config.schema.json");
 
+/// The text of `schemas/lock.schema.json`.
+pub const LOCK_SCHEMA: &str = include_str!("../../schemas/lock.schema.json");
+
 static STATE: LazyLock<Validator> = LazyLock::new(|| compile(STATE_SCHEMA));
 static CONFIG: LazyLock<Validator> = LazyLock::new(|| compile(CONFIG_SCHEMA));
+static LOCK: LazyLock<Validator> = LazyLock::new(|| compile(LOCK_SCHEMA));
 
 fn compile(text: &str) -> Validator {
     // The schemas are part of this crate; a broken one is a build defect that the
@@ -53,6 +57,11 @@ pub fn validate_config(config: &Value) -> Result<(), SchemaViolation> {
     first_violation(&CONFIG, config)
 }
 
+/// Validates a lock file against `schemas/lock.schema.json`.
+pub fn validate_lock(lock: &Value) -> Result<(), SchemaViolation> {
+    first_violation(&LOCK, lock)
+}
+
 fn first_violation(validator: &Validator, instance: &Value) -> Result<(), SchemaViolation> {
     match validator.iter_errors(instance).next() {
         None => Ok(()),
@@ -79,6 +88,7 @@ mod tests {
     fn bundled_schemas_compile() {
         LazyLock::force(&STATE);
         LazyLock::force(&CONFIG);
+        LazyLock::force(&LOCK);
     }
 
     #[test]

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
 use checklist_core::Result;
 
-use crate::args::{Cli, Command, StepCommand};
+use crate::args::{Cli, Command, LockCommand, StepCommand};
 use crate::output::Outcome;
 
 mod change;
 mod export;
 mod init;
 mod inspect;
+mod lock;
 
 /// What every subcommand needs.
 pub(crate) struct Context<'a> {
@@ -69,5 +70,7 @@ pub(crate) async fn dispatch(cli: Cli, registry: &BackendRegistry, err: &mut dyn
         Command::Step(StepCommand::Complete(args)) => change::complete(&ctx, args, err).await,
         Command::Step(StepCommand::Current { step_id }) => change::current(&ctx, &step_id, err).await,
         Command::Export(args) => export::run(&ctx, args, err).await,
+        Command::Lock(LockCommand::Status) => lock::status(&ctx, err).await,
+        Command::Lock(LockCommand::Release { lock_id, .. }) => lock::release(&ctx, &lock_id, err).await,
     }
 }

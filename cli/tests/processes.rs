@@ -1,0 +1,743 @@
+//! Cross-process locking proven with real processes (DESIGN §4 hazards, issue 3).
+//!
+//! This test binary has its own `main` (`harness = false`): run without a role it runs
+//! the scenarios; run with `CHECKLIST_PROCESS_ROLE` set it *is* one of the helper
+//! processes the scenarios spawn (a lock holder that can be killed, stopped or
+//! signalled). The scenarios also spawn the real `checklist` binary. Arguments that
+//! are not flags filter scenarios by name.
+#![allow(clippy::print_stdout, reason = "this file is its own test harness; its report is its output")]
+
+#[cfg(unix)]
+mod unix {
+    use std::io::{BufRead, BufReader, Read};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use checklist_backends::{BackendRegistry, OpenOptions, open_project};
+    use checklist_core::lock::Operation;
+    use checklist_core::model::{StepCompletion, StepResult, now};
+    use checklist_core::{Expectation, LockRequest, StateStore, StateStoreExt};
+    use rustix::process::{Pid, Signal, kill_process};
+    use serde_json::Value;
+
+    const ROLE: &str = "CHECKLIST_PROCESS_ROLE";
+
+    // ----- helper processes -------------------------------------------------------
+
+    /// Runs the helper role named in the environment, if any, and exits.
+    pub(crate) fn run_role_if_asked() {
+        let Ok(role) = std::env::var(ROLE) else { return };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let code = runtime.block_on(async {
+            match role.as_str() {
+                "hold" => hold(&args).await,
+                "hold-then-write" => hold_then_write(&args).await,
+                "slow-cli" => slow_cli(&args).await,
+                "leak-guard" => leak_guard(&args).await,
+                other => panic!("unknown role {other}"),
+            }
+        });
+        drop(runtime);
+        std::process::exit(code);
+    }
+
+    fn announce(line: &str) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").unwrap();
+        out.flush().unwrap();
+    }
+
+    /// `hold DIR`: take the lock, announce it, and sleep until killed.
+    async fn hold(args: &[String]) -> i32 {
+        let opened = open_project(
+            Path::new(&args[0]),
+            &BackendRegistry::with_builtins(),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
+        let guard = opened.backend.locks.acquire(&request).await.unwrap();
+        announce(&format!("HOLDING {}", guard.info().lock_id));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        0
+    }
+
+    /// `hold-then-write DIR STEP PAUSE_MS`: take the lock, read the state, announce,
+    /// pause (the scenario stops us or breaks the lock meanwhile), then try to write.
+    async fn hold_then_write(args: &[String]) -> i32 {
+        let opened = open_project(
+            Path::new(&args[0]),
+            &BackendRegistry::with_builtins(),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
+        let guard = opened.backend.locks.acquire(&request).await.unwrap();
+        let mut state = opened.backend.store.read_existing().await.unwrap();
+        let expect = Expectation::current(&state);
+        announce(&format!("HOLDING {}", guard.info().lock_id));
+        tokio::time::sleep(Duration::from_millis(args[2].parse().unwrap())).await;
+        state
+            .complete_step(
+                StepCompletion {
+                    step_id: args[1].clone(),
+                    result: StepResult::Success,
+                    execution_time_ms: 1,
+                    command_results: vec![],
+                },
+                now(),
+            )
+            .unwrap();
+        let outcome = match guard.ensure_held() {
+            Err(e) => Err(e),
+            Ok(()) => opened.backend.store.write(&state, expect).await.map(|_| ()),
+        };
+        match outcome {
+            Ok(()) => {
+                announce("COMMITTED");
+                0
+            }
+            Err(e) => {
+                announce(&format!("REFUSED {}", e.kind()));
+                i32::from(e.exit_code().code())
+            }
+        }
+    }
+
+    /// A state store whose writes take ten seconds, to catch the real CLI inside a
+    /// transaction.
+    #[derive(Debug)]
+    struct SlowStore(Arc<dyn StateStore>);
+
+    #[async_trait::async_trait]
+    impl StateStore for SlowStore {
+        fn backend_name(&self) -> &str {
+            self.0.backend_name()
+        }
+        fn location(&self) -> &Path {
+            self.0.location()
+        }
+        async fn read(&self) -> checklist_core::Result<Option<checklist_core::ChecklistState>> {
+            self.0.read().await
+        }
+        async fn write(
+            &self,
+            state: &checklist_core::ChecklistState,
+            expect: Expectation,
+        ) -> checklist_core::Result<checklist_core::Committed> {
+            announce("IN TRANSACTION");
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            self.0.write(state, expect).await
+        }
+    }
+
+    /// `slow-cli DIR ARGS…`: the real CLI (`App::run_until_signal`) over a YAML backend
+    /// whose writes are slow.
+    async fn slow_cli(args: &[String]) -> i32 {
+        let mut registry = BackendRegistry::with_builtins();
+        let yaml = checklist_backends::file_backend_factory(checklist_backends::YamlCodec);
+        registry.register("yaml", move |ctx: &checklist_backends::OpenContext<'_>| {
+            use checklist_backends::BackendFactory;
+            let backend = yaml.open(ctx)?;
+            Ok(checklist_backends::Backend {
+                store: Arc::new(SlowStore(backend.store)),
+                locks: backend.locks,
+            })
+        });
+        let app = checklist_cli::App::with_registry(registry);
+        let mut argv = vec!["checklist".to_owned(), "--dir".to_owned(), args[0].clone()];
+        argv.extend(args[1..].iter().cloned());
+        let cli = <checklist_cli::args::Cli as clap::Parser>::parse_from(argv);
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        i32::from(app.run_until_signal(cli, &mut out, &mut err).await)
+    }
+
+    /// `leak-guard DIR`: take the lock (its heartbeat thread starts), leak the guard so
+    /// nothing stops the heartbeat, and return from main.
+    async fn leak_guard(args: &[String]) -> i32 {
+        let opened = open_project(
+            Path::new(&args[0]),
+            &BackendRegistry::with_builtins(),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
+        let guard = opened.backend.locks.acquire(&request).await.unwrap();
+        announce(&format!("HOLDING {}", guard.info().lock_id));
+        std::mem::forget(guard);
+        0
+    }
+
+    fn spawn_role(role: &str, args: &[&str]) -> Child {
+        Command::new(std::env::current_exe().unwrap())
+            .env(ROLE, role)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Reads lines from `stdout` until one starts with `prefix`; returns the line.
+    fn wait_for(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "helper ended before printing {prefix}"
+            );
+            if line.starts_with(prefix) {
+                return line.trim().to_owned();
+            }
+        }
+    }
+
+    // ----- the real binary ---------------------------------------------------------
+
+    fn checklist_cmd(root: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_checklist"));
+        cmd.arg("--dir")
+            .arg(root)
+            .args(args)
+            .env_remove("CHECKLIST_DIR")
+            .env_remove("CHECKLIST_LOG");
+        cmd
+    }
+
+    fn checklist(root: &Path, args: &[&str]) -> Output {
+        checklist_cmd(root, args).output().unwrap()
+    }
+
+    fn ok(root: &Path, args: &[&str]) -> Output {
+        let out = checklist(root, args);
+        assert!(
+            out.status.success(),
+            "checklist {args:?}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn state(root: &Path) -> Value {
+        serde_json::from_slice(&ok(root, &["--json", "status"]).stdout).unwrap()
+    }
+
+    fn step_ids(root: &Path) -> Vec<String> {
+        state(root)["completedSteps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stepId"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn new_store(config: Option<&str>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        ok(dir.path(), &["init"]);
+        if let Some(config) = config {
+            std::fs::write(dir.path().join(".checklist/config.yaml"), config).unwrap();
+        }
+        ok(dir.path(), &["start", "--template", "t"]);
+        dir
+    }
+
+    fn lock_path(root: &Path) -> PathBuf {
+        root.join(".checklist/.lock")
+    }
+
+    fn signal(child: &Child, sig: Signal) {
+        kill_process(Pid::from_raw(child.id() as i32).unwrap(), sig).unwrap();
+    }
+
+    fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    fn stderr_of(child: &mut Child) -> String {
+        let mut text = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+        text
+    }
+
+    // ----- scenarios -----------------------------------------------------------------
+
+    /// 128 processes each complete a distinct step at once: every one succeeds, and
+    /// the state has exactly those steps and revision +128.
+    pub(crate) fn concurrent_step_completes() {
+        let dir = new_store(None);
+        let root = dir.path();
+        let before = state(root)["revision"].as_u64().unwrap();
+        let started = Instant::now();
+        let children: Vec<_> = (0..128)
+            .map(|i| {
+                checklist_cmd(root, &["step", "complete", &format!("s-{i}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (i, child) in children.into_iter().enumerate() {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "process {i}: {:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let elapsed = started.elapsed();
+        let after = state(root);
+        assert_eq!(after["revision"].as_u64().unwrap(), before + 128);
+        let mut ids = step_ids(root);
+        ids.sort();
+        let mut want: Vec<_> = (0..128).map(|i| format!("s-{i}")).collect();
+        want.sort();
+        assert_eq!(ids, want);
+        ok(root, &["verify"]);
+        assert!(!lock_path(root).exists(), "a lock was left behind");
+        println!(
+            "    128 processes committed in {:.2} s ({:.0} commits/s)",
+            elapsed.as_secs_f64(),
+            128.0 / elapsed.as_secs_f64()
+        );
+    }
+
+    /// A holder killed with SIGKILL: the next command breaks its lock at once (the
+    /// kernel dropped its liveness lock) and says whose it was.
+    pub(crate) fn killed_holder_is_broken_at_once() {
+        let dir = new_store(None);
+        let root = dir.path();
+        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        // While it lives, others time out with the holder's details.
+        let out = checklist(root, &["--lock-timeout", "300", "step", "complete", "blocked"]);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(message.contains(&lock_id), "{message}");
+        assert!(message.contains(&format!("pid {}", holder.id())), "{message}");
+        assert!(message.contains("lock release --force"), "{message}");
+
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        let started = Instant::now();
+        let out = ok(root, &["step", "complete", "after-kill"]);
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(5),
+            "took {waited:?}, the lock timeout"
+        );
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("broke the stale lock"), "{log}");
+        assert!(
+            log.contains(&lock_id) && log.contains(&format!("pid {}", holder.id())),
+            "{log}"
+        );
+        assert!(log.contains("is gone"), "{log}");
+        assert_eq!(step_ids(root), ["after-kill"]);
+        println!(
+            "    the next command got the lock {:.0} ms after the kill",
+            waited.as_secs_f64() * 1000.0
+        );
+    }
+
+    /// Hazard 4: a holder stopped (SIGSTOP) past its expiry loses the lock to others;
+    /// continued, its write is refused and nothing is overwritten.
+    pub(crate) fn stopped_holder_past_expiry_cannot_overwrite() {
+        let dir = new_store(Some("lock: {expiryMs: 600}\n"));
+        let root = dir.path();
+        let mut holder = spawn_role(
+            "hold-then-write",
+            &[root.to_str().unwrap(), "stale-writer", "300"],
+        );
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        wait_for(&mut stdout, "HOLDING ");
+        signal(&holder, Signal::STOP);
+        std::thread::sleep(Duration::from_millis(1000));
+        let out = ok(root, &["step", "complete", "taker"]);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.contains("broke the stale lock") && log.contains("not renewed"),
+            "{log}"
+        );
+        let taken = std::fs::read(root.join(".checklist/state.yaml")).unwrap();
+        signal(&holder, Signal::CONT);
+        let outcome = wait_for(&mut stdout, "");
+        assert!(
+            outcome.starts_with("REFUSED"),
+            "the stale writer's write went through: {outcome}"
+        );
+        let status = holder.wait().unwrap();
+        assert_eq!(status.code(), Some(6), "LockLost and Conflict exit with 6");
+        assert_eq!(
+            std::fs::read(root.join(".checklist/state.yaml")).unwrap(),
+            taken,
+            "the state was overwritten"
+        );
+        assert_eq!(step_ids(root), ["taker"]);
+        ok(root, &["verify"]);
+    }
+
+    /// `lock release --force` needs the exact lock id; afterwards the old holder's
+    /// write is refused.
+    pub(crate) fn force_release_needs_the_id() {
+        let dir = new_store(None);
+        let root = dir.path();
+        let mut holder = spawn_role("hold-then-write", &[root.to_str().unwrap(), "old-holder", "1500"]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        let status: Value = serde_json::from_slice(&ok(root, &["--json", "lock", "status"]).stdout).unwrap();
+        assert_eq!(status["holder"]["lockId"], lock_id.as_str());
+        assert_eq!(status["holder"]["pid"], holder.id());
+        let out = checklist(root, &["lock", "release", "--force", "not-the-id"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&lock_id),
+            "the refusal names the holder"
+        );
+        assert_eq!(
+            checklist(root, &["lock", "release", &lock_id]).status.code(),
+            Some(2),
+            "--force is required"
+        );
+        assert!(lock_path(root).exists());
+        let out = ok(root, &["lock", "release", "--force", &lock_id]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("force-released"));
+        ok(root, &["step", "complete", "new-holder"]);
+        assert_eq!(wait_for(&mut stdout, ""), "REFUSED lock_lost");
+        assert_eq!(holder.wait().unwrap().code(), Some(6));
+        assert_eq!(step_ids(root), ["new-holder"]);
+    }
+
+    /// Hazard 2: a lock file that is not (yet) a complete lock is treated as held — a
+    /// waiter times out instead of breaking it — until it has not changed for longer
+    /// than the expiry.
+    pub(crate) fn half_written_lock_is_held() {
+        let dir = new_store(None);
+        let root = dir.path();
+        let full = {
+            let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
+            let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+            wait_for(&mut stdout, "HOLDING ");
+            let bytes = std::fs::read(lock_path(root)).unwrap();
+            signal(&holder, Signal::KILL);
+            holder.wait().unwrap();
+            bytes
+        };
+        std::fs::write(lock_path(root), &full[..full.len() / 2]).unwrap();
+        let out = checklist(root, &["--lock-timeout", "500", "step", "complete", "x"]);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(lock_path(root).exists(), "a half-written lock was broken");
+        let old = std::time::SystemTime::now() - Duration::from_secs(120);
+        std::fs::File::options()
+            .write(true)
+            .open(lock_path(root))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let out = ok(root, &["step", "complete", "x"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid lock"));
+
+        // Readers racing real acquisitions never see a broken lock file.
+        let writers: Vec<_> = (0..4)
+            .map(|i| {
+                checklist_cmd(root, &["step", "complete", &format!("w{i}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..40 {
+            let out = ok(root, &["--json", "lock", "status"]);
+            let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(
+                status["holder"].is_null() || status["holder"]["lockId"].is_string(),
+                "{status}"
+            );
+        }
+        for mut w in writers {
+            assert!(w.wait().unwrap().success());
+        }
+    }
+
+    /// Hazard 3: a lock whose pid now belongs to another (live) process is stale.
+    pub(crate) fn reused_pid_does_not_keep_a_dead_lock() {
+        let dir = new_store(None);
+        let root = dir.path();
+        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        wait_for(&mut stdout, "HOLDING ");
+        let mut lock: Value = serde_json::from_slice(&std::fs::read(lock_path(root)).unwrap()).unwrap();
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        // Re-create the dead holder's lock as if its pid had been reused by `sleeper`.
+        let sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+        lock["metadata"]["pid"] = sleeper.id().into();
+        std::fs::write(lock_path(root), serde_json::to_vec(&lock).unwrap()).unwrap();
+        let out = ok(root, &["step", "complete", "after-reuse"]);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("now belongs to another process"), "{log}");
+        let mut sleeper = sleeper;
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+    }
+
+    /// Hazard 1: many waiters find one stale lock at once; it is broken exactly once
+    /// and everyone gets their turn.
+    pub(crate) fn one_stale_lock_is_broken_once() {
+        let dir = new_store(None);
+        let root = dir.path();
+        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        wait_for(&mut stdout, "HOLDING ");
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        let children: Vec<_> = (0..16)
+            .map(|i| {
+                checklist_cmd(root, &["step", "complete", &format!("b{i}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut breaks = 0;
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            breaks += String::from_utf8_lossy(&out.stderr)
+                .matches("broke the stale lock")
+                .count();
+        }
+        assert_eq!(breaks, 1, "the stale lock must be broken exactly once");
+        assert_eq!(step_ids(root).len(), 16);
+    }
+
+    /// Hazard 5: rounds of writers killed at random moments. The store always
+    /// verifies, every writer that exited 0 has its step, no lock blocks the next
+    /// command, and no temp file survives.
+    pub(crate) fn random_kills_never_tear_or_lose() {
+        let dir = new_store(None);
+        let root = dir.path();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let (mut committed, mut killed) = (Vec::new(), 0);
+        for round in 0..20 {
+            let mut children: Vec<_> = (0..16)
+                .map(|i| {
+                    let id = format!("r{round}-w{i}");
+                    let child = checklist_cmd(root, &["step", "complete", &id])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap();
+                    (id, child, random(60))
+                })
+                .collect();
+            let started = Instant::now();
+            for (_, child, kill_after_ms) in &mut children {
+                if random(2) == 0 {
+                    let at = Duration::from_millis(*kill_after_ms);
+                    if let Some(rest) = at.checked_sub(started.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
+                    let _ = child.kill();
+                }
+            }
+            for (id, mut child, _) in children {
+                let status = child.wait().unwrap();
+                match status.code() {
+                    Some(0) => committed.push(id),
+                    None => killed += 1,
+                    Some(code) => panic!("writer {id} failed with exit code {code}"),
+                }
+            }
+            ok(root, &["verify"]);
+            let present = step_ids(root);
+            for id in &committed {
+                assert!(
+                    present.contains(id),
+                    "{id} exited 0 but its step is missing after round {round}"
+                );
+            }
+        }
+        // Nothing blocks the next command.
+        ok(
+            root,
+            &["--lock-timeout", "1000", "step", "complete", "after-the-storm"],
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(root.join(".checklist"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+        println!("    {} writers committed, {killed} were killed", committed.len());
+    }
+
+    /// Hazard 6: SIGTERM or Ctrl-C inside a transaction releases the lock and the
+    /// process exits with 128 + the signal; a waiting process exits promptly too.
+    pub(crate) fn signals_release_the_lock_and_exit() {
+        for (sig, code) in [(Signal::TERM, 143), (Signal::INT, 130)] {
+            let dir = new_store(None);
+            let root = dir.path();
+            let before = std::fs::read(root.join(".checklist/state.yaml")).unwrap();
+            let mut cli = spawn_role(
+                "slow-cli",
+                &[root.to_str().unwrap(), "step", "complete", "interrupted"],
+            );
+            let mut stdout = BufReader::new(cli.stdout.take().unwrap());
+            wait_for(&mut stdout, "IN TRANSACTION");
+            assert!(lock_path(root).exists());
+            // And a second process waiting for that lock.
+            let mut waiter = checklist_cmd(root, &["--lock-timeout", "60000", "step", "complete", "waiting"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let status: Value =
+                serde_json::from_slice(&ok(root, &["--json", "lock", "status"]).stdout).unwrap();
+            assert!(
+                status["waiters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|w| w["pid"] == waiter.id()),
+                "the waiting process is not listed: {status}"
+            );
+            signal(&waiter, sig);
+            let waited = wait_with_deadline(&mut waiter, Duration::from_secs(3))
+                .expect("the waiter ignored the signal");
+            assert_eq!(waited.code(), Some(code), "{}", stderr_of(&mut waiter));
+            signal(&cli, sig);
+            let exited =
+                wait_with_deadline(&mut cli, Duration::from_secs(3)).expect("the CLI ignored the signal");
+            assert_eq!(exited.code(), Some(code));
+            assert!(stderr_of(&mut cli).contains("the lock was released"));
+            assert!(
+                !lock_path(root).exists(),
+                "the lock outlived the interrupted process"
+            );
+            let status: Value =
+                serde_json::from_slice(&ok(root, &["--json", "lock", "status"]).stdout).unwrap();
+            assert!(status["waiters"].as_array().unwrap().is_empty(), "{status}");
+            assert_eq!(std::fs::read(root.join(".checklist/state.yaml")).unwrap(), before);
+            ok(root, &["--lock-timeout", "500", "step", "complete", "next"]);
+        }
+    }
+
+    /// Hazard 7: a process whose lock heartbeat is still running exits when its main
+    /// function returns.
+    pub(crate) fn heartbeat_never_keeps_a_process_alive() {
+        let dir = new_store(Some("lock: {expiryMs: 300}\n"));
+        let root = dir.path();
+        let mut child = spawn_role("leak-guard", &[root.to_str().unwrap()]);
+        let started = Instant::now();
+        let status = wait_with_deadline(&mut child, Duration::from_secs(5))
+            .expect("the heartbeat kept the process alive");
+        assert!(status.success());
+        // Its lock is now provably stale: the process is gone.
+        let out = ok(root, &["--lock-timeout", "1000", "step", "complete", "next"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is gone"));
+        println!(
+            "    exited {:.0} ms after start",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+#[cfg(unix)]
+fn main() {
+    use unix::*;
+    run_role_if_asked();
+    type Scenario = (&'static str, fn());
+    let scenarios: &[Scenario] = &[
+        ("concurrent_step_completes", concurrent_step_completes),
+        ("killed_holder_is_broken_at_once", killed_holder_is_broken_at_once),
+        (
+            "stopped_holder_past_expiry_cannot_overwrite",
+            stopped_holder_past_expiry_cannot_overwrite,
+        ),
+        ("force_release_needs_the_id", force_release_needs_the_id),
+        ("half_written_lock_is_held", half_written_lock_is_held),
+        (
+            "reused_pid_does_not_keep_a_dead_lock",
+            reused_pid_does_not_keep_a_dead_lock,
+        ),
+        ("one_stale_lock_is_broken_once", one_stale_lock_is_broken_once),
+        ("random_kills_never_tear_or_lose", random_kills_never_tear_or_lose),
+        (
+            "signals_release_the_lock_and_exit",
+            signals_release_the_lock_and_exit,
+        ),
+        (
+            "heartbeat_never_keeps_a_process_alive",
+            heartbeat_never_keeps_a_process_alive,
+        ),
+    ];
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<_> = scenarios
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} process scenarios", selected.len());
+    let mut failed = Vec::new();
+    for (name, scenario) in selected {
+        let started = std::time::Instant::now();
+        let outcome = std::panic::catch_unwind(scenario);
+        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
+        println!(
+            "test {name} ... {verdict} ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        if outcome.is_err() {
+            failed.push(*name);
+        }
+    }
+    if failed.is_empty() {
+        println!("\ntest result: ok.");
+    } else {
+        println!("\ntest result: FAILED. {failed:?}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(not(unix))]
+fn main() {
+    println!("process scenarios need Unix signals; see docs/decisions/0007-file-lock.md");
+}
