@@ -39,7 +39,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use checklist_core::{BackupPolicy, LockProvider, RollingBackups, StateStore};
+use checklist_core::{BackupPolicy, LockInfo, LockProvider, RollingBackups, StateStore};
 
 pub mod backup_policy;
 pub mod locks;
@@ -69,6 +69,9 @@ pub type CaseResult = Result<(), Failure>;
 pub struct Capabilities {
     /// The lock provider excludes other processes, not only other tasks.
     pub cross_process_locks: bool,
+    /// The lock provider breaks a lock whose holder is gone (the subject must then
+    /// offer [`Subject::plant_stale_lock_with`]).
+    pub stale_lock_detection: bool,
     /// A committed write survives the process (the store is not in memory).
     pub persistent: bool,
 }
@@ -83,6 +86,7 @@ impl Capabilities {
     pub fn file_backend() -> Self {
         Self {
             cross_process_locks: true,
+            stale_lock_detection: true,
             persistent: true,
         }
     }
@@ -156,6 +160,8 @@ impl fmt::Debug for RawAccess {
 }
 
 type Reopen = dyn Fn() -> Arc<dyn StateStore> + Send + Sync;
+type ReopenLocks = dyn Fn() -> Arc<dyn LockProvider> + Send + Sync;
+type PlantStaleLock = dyn Fn(&LockInfo) -> io::Result<()> + Send + Sync;
 
 /// The backend under test: a fresh, empty store with its lock provider and backup
 /// policy, plus what the cases need to inspect it.
@@ -169,6 +175,8 @@ pub struct Subject {
     /// What the backend can do.
     pub capabilities: Capabilities,
     reopen: Option<Arc<Reopen>>,
+    reopen_locks: Option<Arc<ReopenLocks>>,
+    plant_stale_lock: Option<Arc<PlantStaleLock>>,
     raw: Option<RawAccess>,
     _keep_alive: Vec<Box<dyn Any + Send + Sync>>,
 }
@@ -193,6 +201,8 @@ impl Subject {
             policy: Arc::new(RollingBackups::default()),
             capabilities: Capabilities::default(),
             reopen: None,
+            reopen_locks: None,
+            plant_stale_lock: None,
             raw: None,
             _keep_alive: Vec::new(),
         }
@@ -217,6 +227,28 @@ impl Subject {
         self
     }
 
+    /// How to open a second, independent lock provider on the same lock — what
+    /// another process would open (another `FileLockProvider::new` of the same
+    /// directory, a clone of an in-process provider…).
+    pub fn reopen_locks_with(
+        mut self,
+        reopen: impl Fn() -> Arc<dyn LockProvider> + Send + Sync + 'static,
+    ) -> Self {
+        self.reopen_locks = Some(Arc::new(reopen));
+        self
+    }
+
+    /// How to make the lock look held by a process that is gone: given the metadata
+    /// of a real (released) acquisition, write a lock with that metadata but a pid
+    /// that no longer exists. Needed when `stale_lock_detection` is declared.
+    pub fn plant_stale_lock_with(
+        mut self,
+        plant: impl Fn(&LockInfo) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.plant_stale_lock = Some(Arc::new(plant));
+        self
+    }
+
     /// Direct access to the stored bytes, for the corruption cases.
     pub fn raw_access(mut self, raw: RawAccess) -> Self {
         self.raw = Some(raw);
@@ -237,6 +269,30 @@ impl Subject {
         self.reopen.as_ref().map(|f| f()).ok_or_else(|| {
             Failure("this case needs a second handle on the store: give the subject `reopen_with`".into())
         })
+    }
+
+    /// A second, independent lock provider on the same lock.
+    ///
+    /// # Errors
+    /// A [`Failure`] naming the missing [`reopen_locks_with`](Self::reopen_locks_with).
+    pub fn reopen_locks(&self) -> Result<Arc<dyn LockProvider>, Failure> {
+        self.reopen_locks.as_ref().map(|f| f()).ok_or_else(|| {
+            Failure("this case needs a second lock provider on the same lock: give the subject `reopen_locks_with`".into())
+        })
+    }
+
+    /// Plants a lock held by a process that is gone.
+    ///
+    /// # Errors
+    /// A [`Failure`] naming the missing hook, or the hook's I/O error.
+    pub fn plant_stale_lock(&self, like: &LockInfo) -> Result<(), Failure> {
+        let plant = self.plant_stale_lock.as_ref().ok_or_else(|| {
+            Failure(
+                "the subject declares stale_lock_detection but gives no `plant_stale_lock_with` to test it"
+                    .into(),
+            )
+        })?;
+        plant(like).map_err(|e| Failure(format!("planting a stale lock: {e}")))
     }
 
     /// The raw access.
@@ -303,6 +359,8 @@ macro_rules! __for_each_case {
                 force_release_needs_the_lock_id,
                 dropping_the_acquire_future_cancels_it,
                 many_tasks_take_turns,
+                independent_providers_exclude_each_other,
+                stale_lock_is_reclaimed,
             ],
             backup_policy: [
                 nothing_to_back_up_before_the_first_write,

@@ -256,3 +256,96 @@ pub async fn many_tasks_take_turns(subject: &Subject) -> CaseResult {
     );
     Ok(())
 }
+
+/// Two independent providers on the same lock (what two processes would open)
+/// exclude each other and see each other's holder.
+pub async fn independent_providers_exclude_each_other(subject: &Subject) -> CaseResult {
+    let other = subject.reopen_locks()?;
+    let guard = step(
+        "acquiring through the first provider",
+        subject.locks.acquire(&request(1000)).await,
+    )?;
+    match other.acquire(&request(150)).await {
+        Err(Error::LockTimeout { holder: Some(h), .. }) if h.lock_id == guard.info().lock_id => {}
+        Err(other_error) => {
+            return Err(Failure(format!(
+                "expected a LockTimeout naming the holder, got: {other_error}"
+            )));
+        }
+        Ok(_) => {
+            return Err(Failure(
+                "the second provider acquired a lock the first one holds".into(),
+            ));
+        }
+    }
+    let seen = step("inspect through the second provider", other.inspect().await)?;
+    ensure!(
+        seen.holder.map(|h| h.lock_id) == Some(guard.info().lock_id.clone()),
+        "the second provider does not see the first one's holder"
+    );
+    step("releasing", guard.release())?;
+    let second = step(
+        "acquiring through the second provider",
+        other.acquire(&request(1000)).await,
+    )?;
+    ensure!(
+        subject.locks.acquire(&request(100)).await.is_err(),
+        "the first provider acquired a lock the second one holds"
+    );
+    drop(second);
+    Ok(())
+}
+
+/// A lock whose holder is gone is reclaimed by the next acquire — where the provider
+/// declares `stale_lock_detection`. Where it does not (an in-process provider, whose
+/// holders cannot die without dropping their guard), a leaked guard keeps the lock
+/// until `force_release` with its id, and the timeout names it.
+pub async fn stale_lock_is_reclaimed(subject: &Subject) -> CaseResult {
+    if subject.capabilities.stale_lock_detection {
+        let template = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+        let info = template.info().clone();
+        step("releasing", template.release())?;
+        subject.plant_stale_lock(&info)?;
+        let planted = step("inspect", subject.locks.inspect().await)?;
+        ensure!(
+            planted.holder.is_some(),
+            "the planted stale lock is not visible to inspect()"
+        );
+        let started = std::time::Instant::now();
+        let guard = step(
+            "acquiring over a stale lock (it should be broken, not waited out)",
+            subject.locks.acquire(&request(3000)).await,
+        )?;
+        ensure!(
+            started.elapsed() < Duration::from_millis(2500),
+            "reclaiming the stale lock took {:?}, nearly the whole timeout",
+            started.elapsed()
+        );
+        ensure!(
+            planted.holder.map(|h| h.lock_id) != Some(guard.info().lock_id.clone()),
+            "the new holder reused the stale lock's id"
+        );
+        return Ok(());
+    }
+    let leaked = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+    let id = leaked.info().lock_id.clone();
+    std::mem::forget(leaked);
+    match subject.locks.acquire(&request(100)).await {
+        Err(Error::LockTimeout { holder: Some(h), .. }) if h.lock_id == id => {}
+        other => {
+            return Err(Failure(format!(
+                "without stale detection a leaked guard must keep the lock (a timeout naming it), got {:?}",
+                other.map(|g| g.info().lock_id.clone())
+            )));
+        }
+    }
+    ensure!(
+        step("force_release", subject.locks.force_release(&id).await)?,
+        "force_release of a leaked lock failed"
+    );
+    step(
+        "acquiring after force_release",
+        subject.locks.acquire(&request(1000)).await,
+    )?;
+    Ok(())
+}

@@ -18,6 +18,7 @@ fn file_subject<C: Codec + Clone>(codec: C, durability: Durability) -> Subject {
     };
     let store = FileStore::open(dir.path(), codec.clone(), options.clone()).expect("open the store");
     let path = dir.path().to_owned();
+    let path_for_locks = dir.path().to_owned();
     let state_path = store.state_path().to_owned();
     Subject::new(Arc::new(store), Arc::new(FileLockProvider::new(dir.path())))
         .with_capabilities(Capabilities::file_backend())
@@ -25,7 +26,34 @@ fn file_subject<C: Codec + Clone>(codec: C, durability: Durability) -> Subject {
             Arc::new(FileStore::open(&path, codec.clone(), options.clone()).expect("reopen the store"))
         })
         .raw_access(RawAccess::file(state_path))
+        .reopen_locks_with({
+            let dir = path_for_locks.clone();
+            move || Arc::new(FileLockProvider::new(&dir))
+        })
+        .plant_stale_lock_with(move |like| plant_stale_lock(&path_for_locks, like))
         .keep_alive(dir)
+}
+
+/// Writes `.lock` as schemas/lock.schema.json describes it, held by `like`'s host and
+/// user but a pid that no longer exists.
+fn plant_stale_lock(dir: &std::path::Path, like: &checklist_core::LockInfo) -> std::io::Result<()> {
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--list")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let dead_pid = child.id();
+    child.wait()?;
+    let now = chrono::Utc::now();
+    let lock = serde_json::json!({
+        "version": "1.0.0",
+        "lockId": "0badc0de-0000-4000-8000-000000000000",
+        "metadata": {"pid": dead_pid, "ppid": null, "hostname": like.hostname, "user": like.user,
+                     "processStartedAt": null},
+        "timing": {"acquiredAt": now, "expiresAt": now + chrono::Duration::seconds(30), "renewedAt": now},
+        "operation": {"type": "write", "stackTrace": null},
+        "concurrency": {"waitingProcesses": []}
+    });
+    std::fs::write(dir.join(".lock"), serde_json::to_vec_pretty(&lock)?)
 }
 
 mod yaml {
@@ -65,19 +93,19 @@ mod memory {
     async fn subject() -> Subject {
         let store = MemoryStore::new();
         let (for_reopen, for_read, for_write) = (store.clone(), store.clone(), store.clone());
-        Subject::new(
-            Arc::new(store),
-            Arc::new(InProcessLockProvider::new("memory:conformance")),
-        )
-        .with_capabilities(Capabilities::in_memory())
-        .reopen_with(move || Arc::new(for_reopen.clone()))
-        .raw_access(RawAccess::new(
-            move || Ok(for_read.raw()),
-            move |bytes| {
-                for_write.replace_raw(bytes.to_vec());
-                Ok(())
-            },
-        ))
+        let locks = InProcessLockProvider::new("memory:conformance");
+        let other_locks = locks.clone();
+        Subject::new(Arc::new(store), Arc::new(locks))
+            .reopen_locks_with(move || Arc::new(other_locks.clone()))
+            .with_capabilities(Capabilities::in_memory())
+            .reopen_with(move || Arc::new(for_reopen.clone()))
+            .raw_access(RawAccess::new(
+                move || Ok(for_read.raw()),
+                move |bytes| {
+                    for_write.replace_raw(bytes.to_vec());
+                    Ok(())
+                },
+            ))
     }
     conformance_tests!(subject);
 }
@@ -85,7 +113,7 @@ mod memory {
 #[test]
 fn the_case_list_and_the_macro_agree() {
     let cases = checklist_conformance::all_cases();
-    assert_eq!(cases.len(), 27);
+    assert_eq!(cases.len(), 29);
     let mut names: Vec<_> = cases.iter().map(|c| c.name).collect();
     names.sort_unstable();
     names.dedup();

@@ -196,6 +196,14 @@ impl Drop for LockGuard {
 ///   and the old holder's [`LockGuard::ensure_held`] then fails with `LockLost`.
 /// - `dropping_the_acquire_future_cancels_it`: a waiting `acquire` whose future is
 ///   dropped leaves no trace and does not get the lock later.
+/// - `many_tasks_take_turns`: many tasks contending through one provider hold the lock
+///   one at a time, and all of them get it.
+/// - `independent_providers_exclude_each_other`: two providers opened independently on
+///   the same resource (what two processes would open) exclude each other and see each
+///   other's holder.
+/// - `stale_lock_is_reclaimed`: a provider that detects stale locks breaks a lock whose
+///   holder is gone on the next `acquire`, well within the timeout; one that does not
+///   (in-process) keeps a leaked lock until `force_release` with its id.
 #[async_trait]
 pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
     /// The lock's resource, for messages: the lock file, or a `memory:` pseudo-path.
