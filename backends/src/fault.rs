@@ -149,6 +149,16 @@ impl Vfs for FaultyFs {
         }))
     }
 
+    fn open_append(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>> {
+        self.step("open for append", path)?;
+        let file = self.inner.open_append(path, mode)?;
+        Ok(Box::new(FaultyFile {
+            fs: self.clone(),
+            path: path.to_owned(),
+            inner: file,
+        }))
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.step("rename", to)?;
         self.inner.rename(from, to)

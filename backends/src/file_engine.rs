@@ -22,12 +22,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use checklist_core::config::Durability;
+use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::{
-    ChecklistState, Committed, CorruptionKind, Error, Expectation, Result, StateStore, document,
+    AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
+    Result, StateStore, document,
 };
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
+use crate::audit_log::AuditFiles;
+use crate::backups::{BackupDir, Contents};
 use crate::codec::Codec;
 use crate::vfs::{RealFs, Vfs};
 
@@ -40,6 +43,8 @@ pub struct FileStoreOptions {
     pub max_state_bytes: u64,
     /// How long a write waits for another process's write to finish (default 10 s).
     pub write_lock_timeout: Duration,
+    /// Audit log rotation (config.yaml `audit`).
+    pub audit: AuditSettings,
 }
 
 impl Default for FileStoreOptions {
@@ -48,6 +53,7 @@ impl Default for FileStoreOptions {
             durability: Durability::Full,
             max_state_bytes: 64 * 1024 * 1024,
             write_lock_timeout: Duration::from_secs(10),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -87,6 +93,13 @@ impl<C: Codec> fmt::Debug for FileStore<C> {
     }
 }
 
+/// A state file's bytes that this store verified or wrote itself.
+struct Known {
+    bytes: Vec<u8>,
+    revision: u64,
+    checksum: String,
+}
+
 struct Inner<C> {
     codec: C,
     dir: PathBuf,
@@ -95,8 +108,10 @@ struct Inner<C> {
     write_lock_path: PathBuf,
     options: FileStoreOptions,
     vfs: Arc<dyn Vfs>,
-    /// The bytes this store last read or wrote, and their revision.
-    known: Mutex<Option<(Vec<u8>, u64)>>,
+    audit: AuditFiles,
+    backups: BackupDir,
+    /// The bytes this store last read or wrote, and what they hold.
+    known: Mutex<Option<Known>>,
     /// A write failed and may have left a temp file; the next write sweeps.
     sweep_needed: AtomicBool,
 }
@@ -123,11 +138,14 @@ impl<C: Codec> FileStore<C> {
     ) -> Result<Self> {
         let dir = dir.into();
         check_store_dir(vfs.as_ref(), &dir)?;
-        let state_path = dir.join(format!("state.{}", codec.extension()));
+        let state_file_name = format!("state.{}", codec.extension());
+        let state_path = dir.join(&state_file_name);
         let locks_dir = dir.join(".locks");
         let write_lock_path = locks_dir.join("write.lock");
         Ok(Self {
             inner: Arc::new(Inner {
+                audit: AuditFiles::new(&dir, options.audit.clone(), options.durability),
+                backups: BackupDir::new(&dir, &state_file_name),
                 codec,
                 dir,
                 state_path,
@@ -219,8 +237,12 @@ impl<C: Codec> Inner<C> {
         document::unseal(value, &self.state_path)
     }
 
-    fn remember(&self, bytes: Vec<u8>, revision: u64) {
-        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some((bytes, revision));
+    fn remember(&self, bytes: Vec<u8>, revision: u64, checksum: String) {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(Known {
+            bytes,
+            revision,
+            checksum,
+        });
     }
 
     fn read(&self) -> Result<Option<ChecklistState>> {
@@ -228,8 +250,28 @@ impl<C: Codec> Inner<C> {
             return Ok(None);
         };
         let state = self.verify(&bytes)?;
-        self.remember(bytes, state.revision);
+        self.remember(bytes, state.revision, state.checksum.clone().unwrap_or_default());
         Ok(Some(state))
+    }
+
+    /// What `bytes` hold: known without parsing when they are the bytes this store
+    /// last saw, otherwise by verifying them.
+    fn contents(&self, bytes: &[u8]) -> Result<Contents> {
+        if let Some(known) = &*self.known.lock().unwrap_or_else(|p| p.into_inner())
+            && known.bytes == bytes
+        {
+            return Ok(Contents {
+                revision: known.revision,
+                checksum: known.checksum.clone(),
+                size: bytes.len() as u64,
+            });
+        }
+        let state = self.verify(bytes)?;
+        Ok(Contents {
+            revision: state.revision,
+            checksum: state.checksum.unwrap_or_default(),
+            size: bytes.len() as u64,
+        })
     }
 
     /// The revision in the file now: from memory when the bytes are unchanged,
@@ -238,17 +280,10 @@ impl<C: Codec> Inner<C> {
         let Some(bytes) = self.read_bytes()? else {
             return Ok(None);
         };
-        if let Some((known, revision)) = &*self.known.lock().unwrap_or_else(|p| p.into_inner())
-            && *known == bytes
-        {
-            return Ok(Some(*revision));
-        }
-        let state = self.verify(&bytes)?;
-        self.remember(bytes, state.revision);
-        Ok(Some(state.revision))
+        Ok(Some(self.contents(&bytes)?.revision))
     }
 
-    fn write(&self, bytes: Vec<u8>, expect: Expectation, revision: u64) -> Result<()> {
+    fn write(&self, bytes: Vec<u8>, expect: Expectation, revision: u64, checksum: String) -> Result<()> {
         let _write_lock = self.lock_for_write()?;
         let found = self.current_revision()?;
         if !expect.is_met_by(found) {
@@ -273,7 +308,7 @@ impl<C: Codec> Inner<C> {
         );
         match outcome {
             Ok(()) => {
-                self.remember(bytes, revision);
+                self.remember(bytes, revision, checksum);
                 Ok(())
             }
             Err(error) => {
@@ -354,11 +389,50 @@ impl<C: Codec> StateStore for FileStore<C> {
                 limit: self.inner.options.max_state_bytes,
             });
         }
-        self.blocking(move |inner| inner.write(bytes, expect, revision))
+        let checksum = sealed.checksum.clone();
+        self.blocking(move |inner| inner.write(bytes, expect, revision, checksum))
             .await?;
         Ok(Committed {
             revision,
             checksum: sealed.checksum,
         })
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        let record = record.clone();
+        self.blocking(move |inner| inner.audit.append(inner.vfs.as_ref(), &record))
+            .await
+    }
+
+    async fn read_audit(&self) -> Result<AuditLog> {
+        self.blocking(|inner| inner.audit.read(inner.vfs.as_ref())).await
+    }
+
+    async fn rotate_audit(&self) -> Result<bool> {
+        self.blocking(|inner| inner.audit.rotate(inner.vfs.as_ref()))
+            .await
+    }
+
+    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+        let reason = reason.to_owned();
+        self.blocking(move |inner| {
+            inner
+                .backups
+                .create(inner.vfs.as_ref(), &inner.state_path, &reason, |bytes| {
+                    inner.contents(bytes)
+                })
+        })
+        .await
+    }
+
+    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
+        self.blocking(|inner| inner.backups.list(inner.vfs.as_ref()))
+            .await
+    }
+
+    async fn delete_backup(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.blocking(move |inner| inner.backups.delete(inner.vfs.as_ref(), &id))
+            .await
     }
 }

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use checklist_core::lock::{HeldLock, Waiter};
-use checklist_core::{Error, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result};
+use checklist_core::{
+    AuditEvent, AuditRecord, Error, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result,
+};
 use chrono::Utc;
 use tokio::sync::Notify;
 
@@ -448,7 +450,27 @@ impl Shared {
     }
 }
 
-fn log_event(event: &LockEvent) {
+impl LockEvent {
+    /// The `lock_broken` audit record of this event.
+    pub fn audit_record(&self) -> AuditRecord {
+        let (holder, what) = match self {
+            Self::Broken { holder, reason, .. } => (holder.as_ref(), format!("broke a stale lock: {reason}")),
+            Self::ForceReleased { holder, .. } => (Some(holder), "force-released the lock".to_owned()),
+        };
+        let mut record = AuditRecord::new(AuditEvent::LockBroken).operations(vec![what]);
+        if let Some(h) = holder {
+            record.extra.insert(
+                "holder".into(),
+                serde_json::json!({"lockId": h.lock_id, "pid": h.pid, "host": h.hostname, "user": h.user,
+                                   "acquiredAt": h.acquired_at}),
+            );
+        }
+        record
+    }
+}
+
+/// Logs a lock event at warning level (the CLI prints warnings on stderr).
+pub(crate) fn log_event(event: &LockEvent) {
     match event {
         LockEvent::Broken { path, holder, reason } => match holder {
             Some(h) => tracing::warn!(

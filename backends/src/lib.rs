@@ -31,6 +31,8 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+mod audit_log;
+mod backups;
 mod codec;
 mod config_file;
 pub mod fault;

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use checklist_core::{
-    ChecklistState, Committed, CorruptionKind, Error, Expectation, Result, StateStore, document,
+    AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
+    Result, StateStore, document,
 };
 use serde_json::Value;
 
@@ -46,6 +47,11 @@ pub struct MemoryStore {
 struct MemoryInner {
     location: PathBuf,
     slot: Mutex<Slot>,
+    /// The audit trail; kept whole (memory stores are short-lived, so it never
+    /// rotates).
+    audit: Mutex<Vec<AuditRecord>>,
+    /// Backups with the sealed document each keeps.
+    backups: Mutex<Vec<(BackupRecord, Value)>>,
 }
 
 impl Default for MemoryStore {
@@ -67,6 +73,8 @@ impl MemoryStore {
             inner: Arc::new(MemoryInner {
                 location: location.into(),
                 slot: Mutex::new(Slot::Empty),
+                audit: Mutex::new(Vec::new()),
+                backups: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -89,7 +97,7 @@ impl MemoryStore {
     }
 
     fn slot(&self) -> MutexGuard<'_, Slot> {
-        self.inner.slot.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.slot)
     }
 
     fn unseal_raw(&self, bytes: &[u8]) -> Result<ChecklistState> {
@@ -147,4 +155,67 @@ impl StateStore for MemoryStore {
             checksum: sealed.checksum,
         })
     }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        lock(&self.inner.audit).push(record.clone());
+        Ok(())
+    }
+
+    async fn read_audit(&self) -> Result<AuditLog> {
+        Ok(AuditLog {
+            records: lock(&self.inner.audit).clone(),
+            problems: Vec::new(),
+        })
+    }
+
+    async fn rotate_audit(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+        let slot = self.slot().clone();
+        let Some(state) = self.verify(&slot)? else {
+            return Ok(None);
+        };
+        let value = document::seal(&state, state.revision, &self.inner.location)?.value;
+        let now = checklist_core::model::now();
+        let id = format!("{}-{}", state.revision, now.format("%Y%m%dT%H%M%S%3fZ"));
+        let record = BackupRecord {
+            file: format!("memory-backup-{id}"),
+            id,
+            revision: state.revision,
+            checksum: state.checksum.unwrap_or_default(),
+            size: serde_json::to_vec(&value).map_or(0, |b| b.len() as u64),
+            created_at: now,
+            reason: reason.to_owned(),
+        };
+        let mut backups = lock(&self.inner.backups);
+        backups.retain(|(b, _)| b.id != record.id);
+        backups.push((record.clone(), value));
+        Ok(Some(record))
+    }
+
+    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
+        let mut backups: Vec<BackupRecord> =
+            lock(&self.inner.backups).iter().map(|(b, _)| b.clone()).collect();
+        backups.sort_by(|a, b| a.revision.cmp(&b.revision).then(a.created_at.cmp(&b.created_at)));
+        Ok(backups)
+    }
+
+    async fn delete_backup(&self, id: &str) -> Result<()> {
+        let mut backups = lock(&self.inner.backups);
+        let before = backups.len();
+        backups.retain(|(b, _)| b.id != id);
+        if backups.len() == before {
+            return Err(Error::invalid(format!(
+                "there is no backup {id} in {}",
+                self.inner.location.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

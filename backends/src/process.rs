@@ -30,12 +30,15 @@ impl ProcessIdentity {
     /// This process, computed once.
     pub(crate) fn current() -> &'static ProcessIdentity {
         static CURRENT: OnceLock<ProcessIdentity> = OnceLock::new();
-        CURRENT.get_or_init(|| ProcessIdentity {
-            pid: std::process::id(),
-            ppid: parent_pid(),
-            hostname: whoami::hostname().unwrap_or_else(|_| "unknown-host".to_owned()),
-            user: whoami::username().unwrap_or_else(|_| "unknown-user".to_owned()),
-            start: process_start(std::process::id()),
+        CURRENT.get_or_init(|| {
+            let me = checklist_core::identity::current();
+            ProcessIdentity {
+                pid: me.pid,
+                ppid: parent_pid(),
+                hostname: me.hostname.clone(),
+                user: me.user.clone(),
+                start: process_start(me.pid),
+            }
         })
     }
 }

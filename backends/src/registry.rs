@@ -22,10 +22,11 @@ use std::sync::{Arc, Mutex};
 use checklist_core::config::Durability;
 use checklist_core::{Config, Error, LockProvider, Result, StateStore};
 
+use crate::audit_log::AuditFiles;
 use crate::codec::Codec;
 use crate::config_file::load_config;
 use crate::file_engine::{FileStore, FileStoreOptions, check_store_dir};
-use crate::file_lock::FileLockProvider;
+use crate::file_lock::{FileLockProvider, log_event};
 use crate::in_process_lock::InProcessLockProvider;
 use crate::json_file::JsonCodec;
 use crate::layout::Layout;
@@ -49,6 +50,7 @@ impl OpenContext<'_> {
     pub fn file_store_options(&self) -> FileStoreOptions {
         FileStoreOptions {
             durability: self.config.durability,
+            audit: self.config.audit.clone(),
             ..FileStoreOptions::default()
         }
     }
@@ -173,13 +175,28 @@ pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(ctx.dir.to_owned())
-            .or_insert_with(|| FileLockProvider::with_vfs(ctx.dir, Arc::clone(&ctx.vfs)))
+            .or_insert_with(|| audited_file_lock(ctx))
             .clone();
         Ok(Backend {
             store: Arc::new(store),
             locks: Arc::new(lock),
         })
     }
+}
+
+/// The file lock of `ctx.dir`, whose broken and force-released locks are logged and
+/// written to the store's audit trail.
+fn audited_file_lock(ctx: &OpenContext<'_>) -> FileLockProvider {
+    let locks = FileLockProvider::with_vfs(ctx.dir, Arc::clone(&ctx.vfs));
+    let audit = AuditFiles::new(ctx.dir, ctx.config.audit.clone(), ctx.config.durability);
+    let vfs = Arc::clone(&ctx.vfs);
+    locks.set_observer(move |event| {
+        log_event(event);
+        if let Err(error) = audit.append(vfs.as_ref(), &event.audit_record()) {
+            tracing::warn!(%error, "could not audit a broken lock");
+        }
+    });
+    locks
 }
 
 /// An opened project store: where it is, how it is configured, and its backend.

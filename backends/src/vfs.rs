@@ -26,6 +26,11 @@ pub trait Vfs: Send + Sync + fmt::Debug + 'static {
     /// link, exists at `path`) with permission bits `mode` on Unix.
     fn create_new(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>>;
 
+    /// Opens a file for appending (creating it with permission bits `mode` on Unix),
+    /// without following a symbolic link at `path`. Every write goes to the end of the
+    /// file, even when other processes append at the same time (`O_APPEND`).
+    fn open_append(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>>;
+
     /// Renames `from` over `to` atomically (on Windows, retrying a bounded number of
     /// times while another process briefly holds `to` open).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -114,6 +119,23 @@ impl Vfs for RealFs {
         platform::no_follow(&mut options);
         platform::mode(&mut options, mode);
         Ok(Box::new(RealFile(options.open(path)?)))
+    }
+
+    fn open_append(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>> {
+        let mut options = OpenOptions::new();
+        options.append(true).create(true);
+        platform::no_follow(&mut options);
+        platform::mode(&mut options, mode);
+        let file = options
+            .open(path)
+            .map_err(|e| platform::explain_open_error(path, e))?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        Ok(Box::new(RealFile(file)))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

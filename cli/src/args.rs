@@ -52,9 +52,19 @@ pub enum Command {
     Step(StepCommand),
     /// Write the verified state as YAML or JSON.
     Export(ExportArgs),
+    /// Show the audit trail (all rotated parts, oldest first).
+    Audit(AuditArgs),
     /// Inspect or break the store's lock.
     #[command(subcommand)]
     Lock(LockCommand),
+}
+
+/// `checklist audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Show only the last N records.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
 }
 
 /// `checklist lock …`.

@@ -5,7 +5,10 @@
 //! processes the scenarios spawn (a lock holder that can be killed, stopped or
 //! signalled). The scenarios also spawn the real `checklist` binary. Arguments that
 //! are not flags filter scenarios by name.
-#![allow(clippy::print_stdout, reason = "this file is its own test harness; its report is its output")]
+#![allow(
+    clippy::print_stdout,
+    reason = "this file is its own test harness; its report is its output"
+)]
 
 #[cfg(unix)]
 mod unix {
@@ -136,6 +139,27 @@ mod unix {
             announce("IN TRANSACTION");
             tokio::time::sleep(Duration::from_secs(10)).await;
             self.0.write(state, expect).await
+        }
+        async fn append_audit(&self, record: &checklist_core::AuditRecord) -> checklist_core::Result<()> {
+            self.0.append_audit(record).await
+        }
+        async fn read_audit(&self) -> checklist_core::Result<checklist_core::AuditLog> {
+            self.0.read_audit().await
+        }
+        async fn rotate_audit(&self) -> checklist_core::Result<bool> {
+            self.0.rotate_audit().await
+        }
+        async fn create_backup(
+            &self,
+            reason: &str,
+        ) -> checklist_core::Result<Option<checklist_core::BackupRecord>> {
+            self.0.create_backup(reason).await
+        }
+        async fn list_backups(&self) -> checklist_core::Result<Vec<checklist_core::BackupRecord>> {
+            self.0.list_backups().await
+        }
+        async fn delete_backup(&self, id: &str) -> checklist_core::Result<()> {
+            self.0.delete_backup(id).await
         }
     }
 

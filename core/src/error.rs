@@ -241,6 +241,13 @@ pub enum Error {
         message: String,
     },
 
+    /// The change function of a transaction panicked; the state was left as it was.
+    #[error("the change panicked ({message}); the state was left as it was")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
+
     /// A capability the caller asked for is not offered by this backend.
     #[error("the {backend} backend does not support {capability}")]
     Unsupported {
@@ -309,6 +316,7 @@ impl Error {
             Self::SymlinkRefused { .. } => "symlink_refused",
             Self::TooLarge { .. } => "too_large",
             Self::InvalidOperation { .. } => "invalid_operation",
+            Self::Panicked { .. } => "panicked",
             Self::Unsupported { .. } => "unsupported",
             Self::Io { .. } => "io",
         }

@@ -26,16 +26,21 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod backup;
 pub mod canonical;
 pub mod config;
+pub mod coordinator;
 pub mod document;
 mod error;
+pub mod identity;
 pub mod lock;
 pub mod model;
 pub mod schema;
+pub mod secrets;
 pub mod store;
 
+pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use backup::{BackupPolicy, BackupRecord, RollingBackups};
 pub use config::Config;
 pub use error::{CorruptionKind, Error, ExitCode, Result};

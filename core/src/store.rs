@@ -7,6 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::audit::{AuditLog, AuditRecord};
+use crate::backup::BackupRecord;
 use crate::error::{Error, Result};
 use crate::model::ChecklistState;
 
@@ -96,6 +98,16 @@ pub struct Committed {
 /// - `failed_write_leaves_the_previous_state`: a write that fails for any reason leaves
 ///   the previous committed state readable and unchanged — never a torn or missing
 ///   document.
+/// - `audit_records_read_back_in_order`: records appended with
+///   [`append_audit`](Self::append_audit) are returned by
+///   [`read_audit`](Self::read_audit) in append order, unchanged.
+/// - `audit_rotation_keeps_records_in_order`: after
+///   [`rotate_audit`](Self::rotate_audit), every record still reads back, oldest first,
+///   until the oldest rotated file falls off the retention limit.
+/// - `backup_keeps_the_current_state`: [`create_backup`](Self::create_backup) records
+///   the revision and checksum stored at that moment; later writes do not change it;
+///   [`list_backups`](Self::list_backups) lists it and
+///   [`delete_backup`](Self::delete_backup) removes it.
 #[async_trait]
 pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// The backend's registered name (`yaml`, `json`, `memory`, …).
@@ -121,6 +133,44 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// any other error nothing observable changed: readers see the previous state,
     /// complete. `state.revision` and `state.checksum` are ignored.
     async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed>;
+
+    /// Appends one record to the audit trail.
+    ///
+    /// # Contract
+    /// The record is added after every record appended before; nothing already in the
+    /// trail is rewritten. Safe to call without holding the lock.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// Reads the whole audit trail, oldest first, across rotated parts.
+    ///
+    /// # Contract
+    /// Lines that are not records (a record torn by a crash mid-append, damage) are
+    /// reported in [`AuditLog::problems`], never as an error.
+    async fn read_audit(&self) -> Result<AuditLog>;
+
+    /// Starts a new audit part if the current one exceeds the store's size limit,
+    /// dropping parts beyond its retention. Returns whether it rotated.
+    ///
+    /// # Contract
+    /// Call it while holding the store's lock. No record is lost except those in parts
+    /// beyond the retention limit.
+    async fn rotate_audit(&self) -> Result<bool>;
+
+    /// Keeps the state stored now as a backup; `Ok(None)` when there is no state.
+    ///
+    /// # Contract
+    /// The backup holds exactly the revision and checksum stored at the moment of the
+    /// call, and no later write changes it.
+    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>>;
+
+    /// The backups, oldest first.
+    async fn list_backups(&self) -> Result<Vec<BackupRecord>>;
+
+    /// Deletes a backup.
+    ///
+    /// # Contract
+    /// Fails with [`Error::InvalidOperation`] for an id that is not listed.
+    async fn delete_backup(&self, id: &str) -> Result<()>;
 }
 
 /// Conveniences on top of [`StateStore`], for every implementation.
@@ -150,6 +200,24 @@ impl<T: StateStore + ?Sized> StateStore for Arc<T> {
     async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
         (**self).write(state, expect).await
     }
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        (**self).append_audit(record).await
+    }
+    async fn read_audit(&self) -> Result<AuditLog> {
+        (**self).read_audit().await
+    }
+    async fn rotate_audit(&self) -> Result<bool> {
+        (**self).rotate_audit().await
+    }
+    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+        (**self).create_backup(reason).await
+    }
+    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
+        (**self).list_backups().await
+    }
+    async fn delete_backup(&self, id: &str) -> Result<()> {
+        (**self).delete_backup(id).await
+    }
 }
 
 #[async_trait]
@@ -165,6 +233,24 @@ impl<T: StateStore + ?Sized> StateStore for Box<T> {
     }
     async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
         (**self).write(state, expect).await
+    }
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        (**self).append_audit(record).await
+    }
+    async fn read_audit(&self) -> Result<AuditLog> {
+        (**self).read_audit().await
+    }
+    async fn rotate_audit(&self) -> Result<bool> {
+        (**self).rotate_audit().await
+    }
+    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+        (**self).create_backup(reason).await
+    }
+    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
+        (**self).list_backups().await
+    }
+    async fn delete_backup(&self, id: &str) -> Result<()> {
+        (**self).delete_backup(id).await
     }
 }
 

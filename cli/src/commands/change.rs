@@ -1,35 +1,49 @@
 //! The commands that change the state: `start`, `step complete`, `step current`.
 //!
-//! Each holds the store's lock for its whole read-modify-write, and the write is a
-//! compare-and-swap on the revision it read, so even a writer that lost its lock
-//! cannot overwrite a newer state.
+//! Each is one transaction of the [`TransactionCoordinator`]: it holds the store's lock
+//! for its whole read-modify-write, and the write is a compare-and-swap on the
+//! revision it read, so even a writer that lost its lock cannot overwrite a newer
+//! state.
 
 use std::io::Write;
 
+use std::sync::Arc;
+
 use checklist_backends::OpenedStore;
-use checklist_core::lock::Operation;
+use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator, TxOutcome};
 use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
-use checklist_core::{ChecklistState, Committed, Expectation, LockRequest, Result, StateStoreExt};
+use checklist_core::{ChecklistState, Result, RollingBackups};
 use serde_json::json;
 
 use super::Context;
 use crate::args::{CompleteArgs, ResultArg, StartArgs};
 use crate::output::Outcome;
 
-/// Applies `apply` to the current state under the lock and writes the result.
-async fn change<T>(
+/// Runs `apply` as one transaction of the opened store: lock, read, change, secret
+/// scan, backup, compare-and-swap write, audit.
+async fn change<T: Send>(
     opened: &OpenedStore,
-    apply: impl FnOnce(&mut ChecklistState) -> Result<T>,
-) -> Result<(T, Committed)> {
-    let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
-    let guard = opened.backend.locks.acquire(&request).await?;
-    let mut state = opened.backend.store.read_existing().await?;
-    let expect = Expectation::current(&state);
-    let value = apply(&mut state)?;
-    guard.ensure_held()?;
-    let committed = opened.backend.store.write(&state, expect).await?;
-    guard.release()?;
-    Ok((value, committed))
+    operation: &str,
+    apply: impl FnMut(&mut ChecklistState) -> Result<T> + Send,
+) -> Result<TxOutcome<T>> {
+    let coordinator = TransactionCoordinator::with_options(
+        Arc::clone(&opened.backend.store),
+        Arc::clone(&opened.backend.locks),
+        RollingBackups::from_settings(&opened.config.backup),
+        CoordinatorOptions::from_config(&opened.config),
+    );
+    coordinator.transact(operation, apply).await
+}
+
+/// The JSON fields every change reports.
+fn committed_json<T>(outcome: &TxOutcome<T>) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("ok".into(), json!(true));
+    fields.insert("txId".into(), json!(outcome.transaction.id));
+    fields.insert("revision".into(), json!(outcome.revision));
+    fields.insert("checksum".into(), json!(outcome.checksum));
+    fields.insert("operations".into(), json!(outcome.transaction.operations));
+    fields
 }
 
 pub(crate) async fn start(ctx: &Context<'_>, args: StartArgs, err: &mut dyn Write) -> Result<Outcome> {
@@ -46,13 +60,20 @@ pub(crate) async fn start(ctx: &Context<'_>, args: StartArgs, err: &mut dyn Writ
         ),
         first_step_id: args.step,
     };
-    let (instance, committed) = change(&opened, |state| state.start_instance(start, now()).cloned()).await?;
+    let operation = format!("start --template {}", start.template_id);
+    let outcome = change(&opened, &operation, |state| {
+        state.start_instance(start.clone(), now()).cloned()
+    })
+    .await?;
+    let instance = &outcome.value;
+    let mut fields = committed_json(&outcome);
+    fields.insert("instance".into(), json!(instance));
     Ok(Outcome::report(
         format!(
             "Started instance {} of template {} (revision {}).",
-            instance.id, instance.template_id, committed.revision
+            instance.id, instance.template_id, outcome.revision
         ),
-        json!({"ok": true, "instance": instance, "revision": committed.revision, "checksum": committed.checksum}),
+        fields.into(),
     ))
 }
 
@@ -80,33 +101,40 @@ pub(crate) async fn complete(ctx: &Context<'_>, args: CompleteArgs, err: &mut dy
         execution_time_ms: args.duration_ms,
         command_results,
     };
-    let (step, committed) = change(&opened, |state| state.complete_step(completion, now()).cloned()).await?;
+    let operation = format!("step complete {}", completion.step_id);
+    let outcome = change(&opened, &operation, |state| {
+        state.complete_step(completion.clone(), now()).cloned()
+    })
+    .await?;
+    let step = &outcome.value;
+    let mut fields = committed_json(&outcome);
+    fields.insert("step".into(), json!(step));
     Ok(Outcome::report(
         format!(
             "Completed step {} ({}) at revision {}.",
             step.step_id,
             step.result.as_str(),
-            committed.revision
+            outcome.revision
         ),
-        json!({"ok": true, "step": step, "revision": committed.revision, "checksum": committed.checksum}),
+        fields.into(),
     ))
 }
 
 pub(crate) async fn current(ctx: &Context<'_>, step_id: &str, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err)?;
-    let (instance, committed) =
-        change(&opened, |state| state.set_current_step(step_id, now()).cloned()).await?;
+    let operation = format!("step current {step_id}");
+    let outcome = change(&opened, &operation, |state| {
+        state.set_current_step(step_id, now()).cloned()
+    })
+    .await?;
+    let mut fields = committed_json(&outcome);
+    fields.insert("instanceId".into(), json!(outcome.value.id));
+    fields.insert("currentStepId".into(), json!(step_id));
     Ok(Outcome::report(
         format!(
             "The current step is now {step_id} (revision {}).",
-            committed.revision
+            outcome.revision
         ),
-        json!({
-            "ok": true,
-            "instanceId": instance.id,
-            "currentStepId": step_id,
-            "revision": committed.revision,
-            "checksum": committed.checksum,
-        }),
+        fields.into(),
     ))
 }

@@ -9,6 +9,7 @@ use checklist_core::Result;
 use crate::args::{Cli, Command, LockCommand, StepCommand};
 use crate::output::Outcome;
 
+mod audit;
 mod change;
 mod export;
 mod init;
@@ -70,6 +71,7 @@ pub(crate) async fn dispatch(cli: Cli, registry: &BackendRegistry, err: &mut dyn
         Command::Step(StepCommand::Complete(args)) => change::complete(&ctx, args, err).await,
         Command::Step(StepCommand::Current { step_id }) => change::current(&ctx, &step_id, err).await,
         Command::Export(args) => export::run(&ctx, args, err).await,
+        Command::Audit(args) => audit::run(&ctx, args, err).await,
         Command::Lock(LockCommand::Status) => lock::status(&ctx, err).await,
         Command::Lock(LockCommand::Release { lock_id, .. }) => lock::release(&ctx, &lock_id, err).await,
     }

@@ -1,0 +1,137 @@
+//! `.checklist/audit.log`: JSON Lines, appended with `O_APPEND` and never rewritten,
+//! rotated by size into `audit.log.1` … `audit.log.N` (oldest last).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use checklist_core::config::{AuditSettings, Durability};
+use checklist_core::{AuditLog, AuditRecord, Result};
+
+use crate::atomic::{PRIVATE_FILE_MODE, io_error};
+use crate::vfs::Vfs;
+
+/// The audit log files of one store directory.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditFiles {
+    current: PathBuf,
+    dir: PathBuf,
+    settings: AuditSettings,
+    durability: Durability,
+}
+
+impl AuditFiles {
+    pub(crate) fn new(dir: &Path, settings: AuditSettings, durability: Durability) -> Self {
+        Self {
+            current: dir.join("audit.log"),
+            dir: dir.to_owned(),
+            settings,
+            durability,
+        }
+    }
+
+    fn part(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("audit.log.{n}"))
+    }
+
+    /// Appends one record as one write of one line; fsynced with full durability.
+    pub(crate) fn append(&self, vfs: &dyn Vfs, record: &AuditRecord) -> Result<()> {
+        let line = record.to_line();
+        let mut file = vfs
+            .open_append(&self.current, PRIVATE_FILE_MODE)
+            .map_err(|e| io_error("open the audit log", &self.current, e))?;
+        file.write_all(&line)
+            .map_err(|e| io_error("append to the audit log", &self.current, e))?;
+        if self.durability == Durability::Full {
+            file.sync_all()
+                .map_err(|e| io_error("fsync the audit log", &self.current, e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads every part, oldest first.
+    pub(crate) fn read(&self, vfs: &dyn Vfs) -> Result<AuditLog> {
+        // A part holds at most max_bytes plus the record that crossed the limit.
+        let limit = self
+            .settings
+            .max_bytes
+            .saturating_mul(2)
+            .saturating_add(1024 * 1024);
+        let mut log = AuditLog::default();
+        let parts = (1..=self.settings.keep_files)
+            .rev()
+            .map(|n| (self.part(n), false));
+        for (path, newest) in parts.chain(std::iter::once((self.current.clone(), true))) {
+            match vfs.read(&path, limit) {
+                Ok(bytes) => log.parse_into(&path, &bytes, newest),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("read the audit log", &path, e)),
+            }
+        }
+        Ok(log)
+    }
+
+    /// Rotates when the current part is over the size limit.
+    pub(crate) fn rotate(&self, vfs: &dyn Vfs) -> Result<bool> {
+        let size = match vfs.metadata(&self.current) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_error("inspect the audit log", &self.current, e)),
+        };
+        if size <= self.settings.max_bytes {
+            return Ok(false);
+        }
+        let keep = self.settings.keep_files.max(1);
+        let oldest = self.part(keep);
+        match vfs.remove_file(&oldest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove the oldest audit log", &oldest, e)),
+        }
+        for n in (1..keep).rev() {
+            let (from, to) = (self.part(n), self.part(n + 1));
+            match vfs.rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("rotate the audit log", &from, e)),
+            }
+        }
+        vfs.rename(&self.current, &self.part(1))
+            .map_err(|e| io_error("rotate the audit log", &self.current, e))?;
+        if self.durability == Durability::Full {
+            vfs.sync_dir(&self.dir)
+                .map_err(|e| io_error("fsync the directory", &self.dir, e))?;
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vfs::RealFs;
+    use checklist_core::AuditEvent;
+
+    #[test]
+    fn rotation_keeps_order_and_drops_only_beyond_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            max_bytes: 1024,
+            keep_files: 2,
+        };
+        let audit = AuditFiles::new(dir.path(), settings, Durability::Fast);
+        let mut written = Vec::new();
+        for i in 0..60u64 {
+            let record = AuditRecord::new(AuditEvent::Commit).revisions(Some(i), Some(i + 1));
+            audit.append(&RealFs, &record).unwrap();
+            audit.rotate(&RealFs).unwrap();
+            written.push(record);
+        }
+        assert!(dir.path().join("audit.log.2").exists());
+        assert!(!dir.path().join("audit.log.3").exists());
+        let log = audit.read(&RealFs).unwrap();
+        assert!(log.problems.is_empty(), "{:?}", log.problems);
+        assert!(log.records.len() < written.len(), "the oldest parts were dropped");
+        let tail = &written[written.len() - log.records.len()..];
+        assert_eq!(log.records, tail, "what remains is the newest records, in order");
+    }
+}
