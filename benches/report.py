@@ -8,11 +8,17 @@ benchmark: its median, and its ratio to the floor it is bound by (the `pipeline/
 have none):
 
 - `*/save_*` against the `floor/durable_replace_*` benchmark of the nearest byte size;
-- `*/load_*` against the `floor/read_*` benchmark of the nearest byte size.
+- `*/load_*` against the `floor/read_*` benchmark of the nearest byte size;
+- `lock/file_*` (benches/benches/locks.rs) against `floor/excl_create_remove`, the
+  exclusive create + remove that DESIGN §4 gives as the floor of taking a lock file.
 
 "Nearest" is by the ratio of the sizes (log scale), so a 3.5 KB document is paired with
 the 4 KiB floor and a 435 KB JSON document with the floor of the 1000-step YAML
 document (~320 KB).
+
+If `<criterion dir>/contention.json` exists (written by the `contention` bench target,
+benches/benches/contention.rs), a second table follows: commits per second of N
+processes committing M steps each against one store.
 
 Usage: python3 benches/report.py [CRITERION_DIR]
 CRITERION_DIR defaults to $CARGO_TARGET_DIR/criterion, else target/criterion at the
@@ -25,10 +31,14 @@ import os
 import sys
 from pathlib import Path
 
-GROUP_ORDER = {"floor": 0, "yaml": 1, "json": 2, "memory": 3, "pipeline": 4}
+GROUP_ORDER = {"floor": 0, "yaml": 1, "json": 2, "memory": 3, "lock": 4, "pipeline": 5}
 FLOOR_GROUP = "floor"
 SAVE_FLOOR_PREFIX = "durable_replace_"
 LOAD_FLOOR_PREFIX = "read_"
+LOCK_GROUP = "lock"
+LOCK_FLOOR_PREFIX = "file_"
+LOCK_FLOOR_ID = "floor/excl_create_remove"
+CONTENTION_FILE = "contention.json"
 
 
 def default_criterion_dir() -> Path:
@@ -71,9 +81,11 @@ def nearest_floor(result: dict, floors: list):
     return min(floors, key=lambda fl: abs(math.log(max(fl["bytes"] or 1, 1) / max(result["bytes"], 1))))
 
 
-def floor_for(result: dict, save_floors: list, load_floors: list):
+def floor_for(result: dict, save_floors: list, load_floors: list, lock_floor):
     if result["group"] == FLOOR_GROUP:
         return None
+    if result["group"] == LOCK_GROUP:
+        return lock_floor if result["function"].startswith(LOCK_FLOOR_PREFIX) else None
     if result["function"].startswith("save"):
         return nearest_floor(result, save_floors)
     if result["function"].startswith("load"):
@@ -108,10 +120,32 @@ def sort_key(result: dict):
     )
 
 
+def print_contention(path: Path) -> None:
+    """The table of the `contention` bench target."""
+    with open(path, encoding="utf-8") as f:
+        report = json.load(f)
+    print()
+    print(
+        "Contention: N processes × M commits each (`checklist step complete`) against one store "
+        f"(load average before {report.get('loadavgBefore', '?')}, after {report.get('loadavgAfter', '?')})."
+    )
+    print()
+    print("| N | M | commits | seconds | commits/s | max acquire wait |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for row in report.get("rows", []):
+        wait = row.get("maxAcquireWaitSeconds")
+        wait_text = "—" if wait is None else format_time(wait * 1e9)
+        print(
+            f"| {row['processes']} | {row['commitsEach']} | {row['commits']} | {row['seconds']:.3f} "
+            f"| {row['commitsPerSecond']:.1f} | {wait_text} |"
+        )
+
+
 def main(argv: list) -> int:
     criterion_dir = Path(argv[1]) if len(argv) > 1 else default_criterion_dir()
     results = load_results(criterion_dir)
-    if not results:
+    contention = criterion_dir / CONTENTION_FILE
+    if not results and not contention.exists():
         print(f"no criterion results under {criterion_dir}", file=sys.stderr)
         return 1
 
@@ -119,11 +153,21 @@ def main(argv: list) -> int:
         return [r for r in results if r["group"] == FLOOR_GROUP and r["function"].startswith(prefix)]
 
     save_floors, load_floors = floors_with(SAVE_FLOOR_PREFIX), floors_with(LOAD_FLOOR_PREFIX)
+    lock_floor = next((r for r in results if r["id"] == LOCK_FLOOR_ID), None)
 
+    if results:
+        print_medians(results, save_floors, load_floors, lock_floor)
+    if contention.exists():
+        print_contention(contention)
+    return 0
+
+
+def print_medians(results: list, save_floors: list, load_floors: list, lock_floor) -> None:
+    """The table of criterion medians with their floors."""
     print("| benchmark | document | median | floor | × floor |")
     print("|---|---:|---:|---|---:|")
     for result in sorted(results, key=sort_key):
-        floor = floor_for(result, save_floors, load_floors)
+        floor = floor_for(result, save_floors, load_floors, lock_floor)
         if floor is None:
             floor_name, ratio = "—", "—"
         else:
@@ -133,7 +177,6 @@ def main(argv: list) -> int:
             f"| {result['id']} | {format_bytes(result['bytes'])} | {format_time(result['median_ns'])} "
             f"| {floor_name} | {ratio} |"
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ use std::sync::Arc;
 use checklist_core::{BackupPolicy, LockInfo, LockProvider, RollingBackups, StateStore};
 
 pub mod backup_policy;
+pub mod coordinator;
 pub mod locks;
 pub mod store;
 mod support;
@@ -312,7 +313,7 @@ pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;
 /// One case of the suite, for runners that list and run cases themselves.
 #[derive(Clone, Copy)]
 pub struct Case {
-    /// The contract it checks: `store`, `locks` or `backup_policy`.
+    /// The contract it checks: `store`, `locks`, `coordinator` or `backup_policy`.
     pub suite: &'static str,
     /// Its name, the same as its function's.
     pub name: &'static str,
@@ -349,6 +350,9 @@ macro_rules! __for_each_case {
                 unparseable_bytes_are_a_parse_error,
                 failed_write_leaves_the_previous_state,
                 a_second_handle_sees_every_commit,
+                audit_records_read_back_in_order,
+                audit_rotation_keeps_records_in_order,
+                backup_keeps_the_current_state,
             ],
             locks: [
                 lock_is_exclusive,
@@ -361,6 +365,21 @@ macro_rules! __for_each_case {
                 many_tasks_take_turns,
                 independent_providers_exclude_each_other,
                 stale_lock_is_reclaimed,
+            ],
+            coordinator: [
+                commit_applies_the_change_and_audits_it,
+                change_error_rolls_back,
+                change_panic_rolls_back,
+                schema_violation_rolls_back,
+                secret_is_refused_and_rolls_back,
+                secret_is_redacted,
+                lost_lock_rolls_back,
+                conflict_rolls_back_and_is_recorded,
+                conflict_retry_is_bounded,
+                concurrent_transactions_each_add_one_step,
+                nested_read_returns_and_nested_write_is_refused,
+                snapshot_is_independent,
+                backups_follow_the_policy,
             ],
             backup_policy: [
                 nothing_to_back_up_before_the_first_write,

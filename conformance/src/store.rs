@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use checklist_core::{CorruptionKind, Error, Expectation, StateStore};
+use checklist_core::{AuditEvent, AuditRecord, CorruptionKind, Error, Expectation, StateStore};
 
 use crate::support::{MARKER, add_step, ensure, sample_state, step};
 use crate::{CaseResult, Failure, Subject};
@@ -400,4 +400,102 @@ pub async fn a_second_handle_sees_every_commit(subject: &Subject) -> CaseResult 
         subject.store.write(&state, Expectation::Revision(1)).await,
         Some(2),
     )
+}
+
+/// Appended audit records read back in order, unchanged.
+pub async fn audit_records_read_back_in_order(subject: &Subject) -> CaseResult {
+    let before = step("reading the audit trail", subject.store.read_audit().await)?
+        .records
+        .len();
+    let records: Vec<_> = (0..25u64)
+        .map(|i| {
+            AuditRecord::new(if i % 2 == 0 {
+                AuditEvent::Begin
+            } else {
+                AuditEvent::Commit
+            })
+            .in_transaction(&format!("tx-{i}"))
+            .revisions(Some(i), Some(i + 1))
+            .operations(vec![format!("operation {i}")])
+        })
+        .collect();
+    for record in &records {
+        step("appending", subject.store.append_audit(record).await)?;
+    }
+    let log = step("reading the audit trail", subject.store.read_audit().await)?;
+    ensure!(
+        log.problems.is_empty(),
+        "problems reading the audit trail: {:?}",
+        log.problems
+    );
+    ensure!(
+        log.records[before..] == records[..],
+        "the audit trail does not read back as appended"
+    );
+    Ok(())
+}
+
+/// Rotation keeps every record readable, oldest first.
+pub async fn audit_rotation_keeps_records_in_order(subject: &Subject) -> CaseResult {
+    let mut appended = Vec::new();
+    for round in 0..3u64 {
+        for i in 0..10u64 {
+            let record = AuditRecord::new(AuditEvent::Commit).revisions(Some(round * 10 + i), None);
+            step("appending", subject.store.append_audit(&record).await)?;
+            appended.push(record);
+        }
+        step("rotating", subject.store.rotate_audit().await)?;
+    }
+    let log = step("reading the audit trail", subject.store.read_audit().await)?;
+    ensure!(
+        log.records == appended,
+        "after rotation the records no longer read back in order"
+    );
+    Ok(())
+}
+
+/// A backup keeps the revision and checksum stored when it was taken; later writes do
+/// not change it; it is listed until deleted.
+pub async fn backup_keeps_the_current_state(subject: &Subject) -> CaseResult {
+    let none = step(
+        "backing up an empty store",
+        subject.store.create_backup("manual").await,
+    )?;
+    ensure!(none.is_none(), "an empty store produced a backup");
+    let mut state = sample_state(1);
+    let first = step("write 1", subject.store.write(&state, Expectation::Absent).await)?;
+    let backup = step("backing up", subject.store.create_backup("manual").await)?
+        .ok_or_else(|| Failure("no backup of an existing state".into()))?;
+    ensure!(
+        backup.revision == 1,
+        "the backup records revision {}",
+        backup.revision
+    );
+    ensure!(
+        backup.checksum == first.checksum,
+        "the backup records another checksum"
+    );
+    ensure!(
+        backup.reason == "manual",
+        "the backup's reason is {:?}",
+        backup.reason
+    );
+    add_step(&mut state, "later");
+    step(
+        "write 2",
+        subject.store.write(&state, Expectation::Revision(1)).await,
+    )?;
+    let listed = step("listing", subject.store.list_backups().await)?;
+    ensure!(listed == [backup.clone()], "listed backups: {listed:?}");
+    step("deleting", subject.store.delete_backup(&backup.id).await)?;
+    ensure!(
+        step("listing", subject.store.list_backups().await)?.is_empty(),
+        "a deleted backup is still listed"
+    );
+    match subject.store.delete_backup(&backup.id).await {
+        Err(Error::InvalidOperation { .. }) => Ok(()),
+        other => Err(Failure(format!(
+            "deleting an unknown backup should be refused, got {other:?}"
+        ))),
+    }
 }

@@ -330,7 +330,11 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
             match self.store.write(&working, Expectation::Revision(replacing)).await {
-                Ok(committed) => break (working, value, committed),
+                Ok(committed) => {
+                    working.revision = committed.revision;
+                    working.checksum = Some(committed.checksum.clone());
+                    break (working, value, committed);
+                }
                 Err(Error::Conflict { found, .. }) if retries_left > 0 => {
                     retries_left -= 1;
                     conflict_seen.get_or_insert_with(now);
