@@ -76,6 +76,13 @@ pub async fn write_then_read_round_trips(subject: &Subject) -> CaseResult {
         read == expected,
         "the state read back differs from the one written:\n read: {read:?}\n want: {expected:?}"
     );
+    // A fresh handle has nothing cached: it must decode and verify the stored form.
+    let fresh = step("reading through a second handle", subject.reopen()?.read().await)?
+        .ok_or_else(|| Failure("a second handle does not see the state".into()))?;
+    ensure!(
+        fresh == expected,
+        "the stored form decodes to another state:\n read: {fresh:?}\n want: {expected:?}"
+    );
     Ok(())
 }
 
