@@ -33,12 +33,19 @@ impl AuditFiles {
         self.dir.join(format!("audit.log.{n}"))
     }
 
-    /// Appends one record as one write of one line; fsynced with full durability.
+    /// Appends one record as one write of one line; fsynced with full durability. If
+    /// an earlier append was torn (a full disk, a crash mid-write), the fragment is
+    /// ended first so it cannot swallow this record.
     pub(crate) fn append(&self, vfs: &dyn Vfs, record: &AuditRecord) -> Result<()> {
-        let line = record.to_line();
         let mut file = vfs
             .open_append(&self.current, PRIVATE_FILE_MODE)
             .map_err(|e| io_error("open the audit log", &self.current, e))?;
+        let torn_before = file
+            .last_byte()
+            .map_err(|e| io_error("read the end of the audit log", &self.current, e))?
+            .is_some_and(|b| b != b'\n');
+        let mut line = if torn_before { vec![b'\n'] } else { Vec::new() };
+        line.extend(record.to_line());
         file.write_all(&line)
             .map_err(|e| io_error("append to the audit log", &self.current, e))?;
         if self.durability == Durability::Full {
@@ -133,5 +140,26 @@ mod tests {
         assert!(log.records.len() < written.len(), "the oldest parts were dropped");
         let tail = &written[written.len() - log.records.len()..];
         assert_eq!(log.records, tail, "what remains is the newest records, in order");
+    }
+
+    #[test]
+    fn a_torn_append_cannot_swallow_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditFiles::new(dir.path(), AuditSettings::default(), Durability::Fast);
+        let first = AuditRecord::new(AuditEvent::Begin);
+        audit.append(&RealFs, &first).unwrap();
+        // A full disk cut the next append short.
+        let torn = AuditRecord::new(AuditEvent::Commit).to_line();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("audit.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, &torn[..torn.len() / 2]).unwrap();
+        let next = AuditRecord::new(AuditEvent::Rollback).error("disk full");
+        audit.append(&RealFs, &next).unwrap();
+        let log = audit.read(&RealFs).unwrap();
+        assert_eq!(log.records, [first, next]);
+        assert_eq!(log.problems.len(), 1);
+        assert!(log.problems[0].torn, "{:?}", log.problems);
     }
 }

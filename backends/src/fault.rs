@@ -227,4 +227,9 @@ impl VfsFile for FaultyFile {
         self.fs.step("fsync", &self.path)?;
         self.inner.sync_all()
     }
+
+    fn last_byte(&mut self) -> io::Result<Option<u8>> {
+        self.fs.step("read", &self.path)?;
+        self.inner.last_byte()
+    }
 }

@@ -68,6 +68,8 @@ pub trait VfsFile: Send {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Flushes the file's data and metadata to stable storage (fsync).
     fn sync_all(&mut self) -> io::Result<()>;
+    /// The file's last byte, `None` when it is empty.
+    fn last_byte(&mut self) -> io::Result<Option<u8>>;
 }
 
 /// The operating system's file system.
@@ -123,7 +125,7 @@ impl Vfs for RealFs {
 
     fn open_append(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>> {
         let mut options = OpenOptions::new();
-        options.append(true).create(true);
+        options.read(true).append(true).create(true);
         platform::no_follow(&mut options);
         platform::mode(&mut options, mode);
         let file = options
@@ -191,6 +193,15 @@ impl VfsFile for RealFile {
     }
     fn sync_all(&mut self) -> io::Result<()> {
         self.0.sync_all()
+    }
+    fn last_byte(&mut self) -> io::Result<Option<u8>> {
+        let len = self.0.metadata()?.len();
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut byte = [0u8];
+        platform::read_exact_at(&self.0, &mut byte, len - 1)?;
+        Ok(Some(byte[0]))
     }
 }
 
@@ -264,6 +275,10 @@ mod platform {
     pub(super) fn create_dir(path: &Path, mode: u32) -> io::Result<()> {
         DirBuilder::new().mode(mode).create(path)
     }
+
+    pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
 }
 
 #[cfg(windows)]
@@ -318,6 +333,18 @@ mod platform {
 
     pub(super) fn create_dir(path: &Path, _mode: u32) -> io::Result<()> {
         std::fs::create_dir(path)
+    }
+
+    pub(super) fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        use std::os::windows::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match file.seek_read(&mut buf[done..], offset + done as u64)? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
     }
 }
 

@@ -155,8 +155,8 @@ pub struct AuditProblem {
     pub file: PathBuf,
     /// Its line number, from 1.
     pub line: usize,
-    /// Whether it is the unterminated last line of the newest file — a record torn by
-    /// a crash mid-append, which is expected and harmless.
+    /// Whether it is a record cut short by a crash or a full disk mid-append — JSON
+    /// that ends early — which is expected and harmless.
     pub torn: bool,
     /// Why it could not be read.
     pub detail: String,
@@ -173,9 +173,9 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Parses JSON Lines text from `file`, appending to this log. `newest` says
-    /// whether `file` is the current (not rotated) file, whose unterminated last line
-    /// is a torn append rather than damage.
+    /// Parses JSON Lines text from `file`, appending to this log. A line is torn when
+    /// its JSON ends early, or when it is the unterminated last line of the newest
+    /// (`newest`: the current, not rotated) file; anything else is damage.
     pub fn parse_into(&mut self, file: &std::path::Path, text: &[u8], newest: bool) {
         let ends_with_newline = text.last() == Some(&b'\n');
         let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
@@ -190,7 +190,7 @@ impl AuditLog {
                 Err(e) => self.problems.push(AuditProblem {
                     file: file.to_owned(),
                     line: index + 1,
-                    torn: newest && is_last && !ends_with_newline,
+                    torn: e.is_eof() || (newest && is_last && !ends_with_newline),
                     detail: e.to_string(),
                 }),
             }
