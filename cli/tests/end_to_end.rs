@@ -112,6 +112,23 @@ fn every_change_reports_its_revision_and_step_details_are_kept() {
     assert_eq!(done["step"]["result"], "failure");
     let current = json(root, &["step", "current", "test"]);
     assert_eq!(current["revision"], 4);
+    // Each change is one audited transaction under the id it reported.
+    let audit = json(root, &["audit"]);
+    let commits: Vec<_> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "commit")
+        .map(|r| (r["txId"].clone(), r["revisionAfter"].clone()))
+        .collect();
+    assert!(
+        commits.contains(&(current["txId"].clone(), current["revision"].clone())),
+        "{audit}"
+    );
+    assert!(
+        commits.contains(&(started["txId"].clone(), started["revision"].clone())),
+        "{audit}"
+    );
     let status = json(root, &["status"]);
     let step = &status["completedSteps"][0];
     assert_eq!(step["executionTime"], 1500);

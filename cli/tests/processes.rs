@@ -44,6 +44,7 @@ mod unix {
                 "hold-then-write" => hold_then_write(&args).await,
                 "slow-cli" => slow_cli(&args).await,
                 "leak-guard" => leak_guard(&args).await,
+                "transactions" => transactions(&args).await,
                 other => panic!("unknown role {other}"),
             }
         });
@@ -197,6 +198,45 @@ mod unix {
         let guard = opened.backend.locks.acquire(&request).await.unwrap();
         announce(&format!("HOLDING {}", guard.info().lock_id));
         std::mem::forget(guard);
+        0
+    }
+
+    /// `transactions DIR PREFIX COUNT`: run COUNT transactions, each adding the step
+    /// `PREFIX-k`, printing `COMMITTED PREFIX-k REVISION` after each commit.
+    async fn transactions(args: &[String]) -> i32 {
+        use checklist_core::RollingBackups;
+        use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
+        let opened = open_project(
+            Path::new(&args[0]),
+            &BackendRegistry::with_builtins(),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let coordinator = TransactionCoordinator::with_options(
+            Arc::clone(&opened.backend.store),
+            Arc::clone(&opened.backend.locks),
+            RollingBackups::from_settings(&opened.config.backup),
+            CoordinatorOptions::from_config(&opened.config),
+        );
+        for k in 0..args[2].parse::<u32>().unwrap() {
+            let id = format!("{}-{k}", args[1]);
+            let outcome = coordinator
+                .transact("crash test", |state| {
+                    state.complete_step(
+                        StepCompletion {
+                            step_id: id.clone(),
+                            result: StepResult::Success,
+                            execution_time_ms: 1,
+                            command_results: vec![],
+                        },
+                        now(),
+                    )?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            announce(&format!("COMMITTED {id} {}", outcome.revision));
+        }
         0
     }
 
@@ -633,6 +673,114 @@ mod unix {
         println!("    {} writers committed, {killed} were killed", committed.len());
     }
 
+    /// 1000 transactions from several processes while a killer sends SIGKILL at random
+    /// moments: the state verifies, every transaction whose process printed its commit
+    /// is present, the audit trail reads line by line (a torn line is tolerated and
+    /// reported, never fatal), and no lock blocks the next command.
+    pub(crate) fn transactions_survive_random_kills() {
+        use std::sync::Mutex;
+        let dir = new_store(Some("lock: {timeoutMs: 30000}\n"));
+        let root = dir.path().to_owned();
+        let committed: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let spawn = |generation: usize, readers: &mut Vec<std::thread::JoinHandle<()>>| {
+            let mut child = spawn_role(
+                "transactions",
+                &[root.to_str().unwrap(), &format!("g{generation}"), "400"],
+            );
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            let committed = Arc::clone(&committed);
+            readers.push(std::thread::spawn(move || {
+                for line in stdout.lines().map_while(Result::ok) {
+                    if let Some(rest) = line.strip_prefix("COMMITTED ") {
+                        let (id, revision) = rest.split_once(' ').unwrap();
+                        committed
+                            .lock()
+                            .unwrap()
+                            .push((id.to_owned(), revision.parse().unwrap()));
+                    }
+                }
+            }));
+            child
+        };
+        let mut readers = Vec::new();
+        let mut generation = 0;
+        let mut workers: Vec<Child> = (0..4)
+            .map(|_| {
+                generation += 1;
+                spawn(generation, &mut readers)
+            })
+            .collect();
+        let mut kills = 0;
+        let started = Instant::now();
+        while committed.lock().unwrap().len() < 1000 {
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "the crash test is not making progress"
+            );
+            std::thread::sleep(Duration::from_millis(20 + random(80)));
+            let victim = random(workers.len() as u64) as usize;
+            if workers[victim].try_wait().unwrap().is_none() {
+                signal(&workers[victim], Signal::KILL);
+                kills += 1;
+            }
+            workers[victim].wait().unwrap();
+            generation += 1;
+            workers[victim] = spawn(generation, &mut readers);
+        }
+        for worker in &mut workers {
+            let _ = worker.kill();
+            worker.wait().unwrap();
+        }
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        ok(&root, &["verify"]);
+        let present = step_ids(&root);
+        let committed = committed.lock().unwrap().clone();
+        for (id, _) in &committed {
+            assert!(present.contains(id), "{id} printed COMMITTED but is missing");
+        }
+        let revisions: std::collections::HashSet<_> = committed.iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            revisions.len(),
+            committed.len(),
+            "two commits printed the same revision"
+        );
+        let audit: Value = serde_json::from_slice(&ok(&root, &["--json", "audit"]).stdout).unwrap();
+        let problems = audit["problems"].as_array().unwrap();
+        assert!(
+            problems.iter().all(|p| p["torn"] == true),
+            "the audit trail is damaged: {problems:?}"
+        );
+        let commits = audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["event"] == "commit")
+            .count();
+        assert!(
+            commits >= committed.len(),
+            "{commits} commit records for {} commits",
+            committed.len()
+        );
+        ok(
+            &root,
+            &["--lock-timeout", "2000", "step", "complete", "after-the-crashes"],
+        );
+        println!(
+            "    {} transactions committed by {generation} processes, {kills} killed, {} torn audit lines",
+            committed.len(),
+            problems.len()
+        );
+    }
+
     /// Hazard 6: SIGTERM or Ctrl-C inside a transaction releases the lock and the
     /// process exits with 128 + the signal; a waiting process exits promptly too.
     pub(crate) fn signals_release_the_lock_and_exit() {
@@ -728,6 +876,10 @@ fn main() {
         (
             "signals_release_the_lock_and_exit",
             signals_release_the_lock_and_exit,
+        ),
+        (
+            "transactions_survive_random_kills",
+            transactions_survive_random_kills,
         ),
         (
             "heartbeat_never_keeps_a_process_alive",
