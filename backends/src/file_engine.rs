@@ -31,6 +31,7 @@ use checklist_core::{
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
 use crate::audit_log::AuditFiles;
 use crate::backups::{BackupDir, Contents};
+use crate::blocking::run_blocking;
 use crate::codec::Codec;
 use crate::vfs::{RealFs, Vfs};
 
@@ -184,15 +185,7 @@ impl<C: Codec> FileStore<C> {
         work: impl FnOnce(&Inner<C>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = Arc::clone(&self.inner);
-        match tokio::task::spawn_blocking(move || work(&inner)).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::io(
-                "finish I/O on",
-                self.inner.state_path.clone(),
-                io::Error::other(e.to_string()),
-            )),
-        }
+        run_blocking(&self.inner.state_path, move || work(&inner)).await
     }
 }
 

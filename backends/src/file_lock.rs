@@ -36,6 +36,7 @@ use chrono::Utc;
 use tokio::sync::Notify;
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
+use crate::blocking::run_blocking;
 use crate::lock_file::{FileIdentity, HolderLock, LockFile, Observation, Verdict, World, judge};
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
 use crate::vfs::{RealFs, Vfs};
@@ -127,15 +128,7 @@ impl FileLockProvider {
         work: impl FnOnce(&Arc<Shared>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let shared = Arc::clone(&self.shared);
-        match tokio::task::spawn_blocking(move || work(&shared)).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::io(
-                "finish I/O on",
-                self.shared.lock_path.clone(),
-                io::Error::other(e.to_string()),
-            )),
-        }
+        run_blocking(&self.shared.lock_path, move || work(&shared)).await
     }
 }
 

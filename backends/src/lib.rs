@@ -33,6 +33,7 @@
 pub mod atomic;
 mod audit_log;
 mod backups;
+mod blocking;
 mod codec;
 mod config_file;
 pub mod fault;

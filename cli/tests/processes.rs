@@ -18,10 +18,10 @@ mod unix {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use checklist_backends::{BackendRegistry, OpenOptions, open_project};
+    use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
     use checklist_core::lock::Operation;
     use checklist_core::model::{StepCompletion, StepResult, now};
-    use checklist_core::{Expectation, LockRequest, StateStore, StateStoreExt};
+    use checklist_core::{Expectation, LockGuard, LockRequest, StateStore, StateStoreExt};
     use rustix::process::{Pid, Signal, kill_process};
     use serde_json::Value;
 
@@ -59,16 +59,26 @@ mod unix {
         out.flush().unwrap();
     }
 
-    /// `hold DIR`: take the lock, announce it, and sleep until killed.
-    async fn hold(args: &[String]) -> i32 {
-        let opened = open_project(
-            Path::new(&args[0]),
+    fn open(dir: &str) -> OpenedStore {
+        open_project(
+            Path::new(dir),
             &BackendRegistry::with_builtins(),
             &OpenOptions::default(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Opens the store in `dir` and takes its lock with the timing of its config.
+    async fn open_and_lock(dir: &str) -> (OpenedStore, LockGuard) {
+        let opened = open(dir);
         let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
         let guard = opened.backend.locks.acquire(&request).await.unwrap();
+        (opened, guard)
+    }
+
+    /// `hold DIR`: take the lock, announce it, and sleep until killed.
+    async fn hold(args: &[String]) -> i32 {
+        let (_opened, guard) = open_and_lock(&args[0]).await;
         announce(&format!("HOLDING {}", guard.info().lock_id));
         tokio::time::sleep(Duration::from_secs(600)).await;
         0
@@ -77,14 +87,7 @@ mod unix {
     /// `hold-then-write DIR STEP PAUSE_MS`: take the lock, read the state, announce,
     /// pause (the scenario stops us or breaks the lock meanwhile), then try to write.
     async fn hold_then_write(args: &[String]) -> i32 {
-        let opened = open_project(
-            Path::new(&args[0]),
-            &BackendRegistry::with_builtins(),
-            &OpenOptions::default(),
-        )
-        .unwrap();
-        let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
-        let guard = opened.backend.locks.acquire(&request).await.unwrap();
+        let (opened, guard) = open_and_lock(&args[0]).await;
         let mut state = opened.backend.store.read_existing().await.unwrap();
         let expect = Expectation::current(&state);
         announce(&format!("HOLDING {}", guard.info().lock_id));
@@ -188,14 +191,7 @@ mod unix {
     /// `leak-guard DIR`: take the lock (its heartbeat thread starts), leak the guard so
     /// nothing stops the heartbeat, and return from main.
     async fn leak_guard(args: &[String]) -> i32 {
-        let opened = open_project(
-            Path::new(&args[0]),
-            &BackendRegistry::with_builtins(),
-            &OpenOptions::default(),
-        )
-        .unwrap();
-        let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
-        let guard = opened.backend.locks.acquire(&request).await.unwrap();
+        let (_opened, guard) = open_and_lock(&args[0]).await;
         announce(&format!("HOLDING {}", guard.info().lock_id));
         std::mem::forget(guard);
         0
@@ -206,12 +202,7 @@ mod unix {
     async fn transactions(args: &[String]) -> i32 {
         use checklist_core::RollingBackups;
         use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
-        let opened = open_project(
-            Path::new(&args[0]),
-            &BackendRegistry::with_builtins(),
-            &OpenOptions::default(),
-        )
-        .unwrap();
+        let opened = open(&args[0]);
         let coordinator = TransactionCoordinator::with_options(
             Arc::clone(&opened.backend.store),
             Arc::clone(&opened.backend.locks),

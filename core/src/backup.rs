@@ -60,29 +60,25 @@ pub trait BackupPolicy: Send + Sync + fmt::Debug + 'static {
     fn recovery_order(&self, backups: &[BackupRecord]) -> Vec<String>;
 }
 
-impl<T: BackupPolicy + ?Sized> BackupPolicy for Arc<T> {
-    fn should_back_up(&self, commit: &CommitContext) -> bool {
-        (**self).should_back_up(commit)
-    }
-    fn to_prune(&self, backups: &[BackupRecord], now: DateTime<Utc>) -> Vec<String> {
-        (**self).to_prune(backups, now)
-    }
-    fn recovery_order(&self, backups: &[BackupRecord]) -> Vec<String> {
-        (**self).recovery_order(backups)
-    }
+/// Forwarding impls, so `Arc<dyn BackupPolicy>` and `Box<dyn BackupPolicy>` are
+/// policies.
+macro_rules! forward_backup_policy {
+    ($($wrapper:ident),*) => {$(
+        impl<T: BackupPolicy + ?Sized> BackupPolicy for $wrapper<T> {
+            fn should_back_up(&self, commit: &CommitContext) -> bool {
+                (**self).should_back_up(commit)
+            }
+            fn to_prune(&self, backups: &[BackupRecord], now: DateTime<Utc>) -> Vec<String> {
+                (**self).to_prune(backups, now)
+            }
+            fn recovery_order(&self, backups: &[BackupRecord]) -> Vec<String> {
+                (**self).recovery_order(backups)
+            }
+        }
+    )*};
 }
 
-impl<T: BackupPolicy + ?Sized> BackupPolicy for Box<T> {
-    fn should_back_up(&self, commit: &CommitContext) -> bool {
-        (**self).should_back_up(commit)
-    }
-    fn to_prune(&self, backups: &[BackupRecord], now: DateTime<Utc>) -> Vec<String> {
-        (**self).to_prune(backups, now)
-    }
-    fn recovery_order(&self, backups: &[BackupRecord]) -> Vec<String> {
-        (**self).recovery_order(backups)
-    }
-}
+forward_backup_policy!(Arc, Box);
 
 /// Keep the newest `keep` backups (default 3), optionally also dropping those older
 /// than `max_age` — but never the newest one.

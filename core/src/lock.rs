@@ -228,34 +228,26 @@ pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
     async fn force_release(&self, lock_id: &str) -> Result<bool>;
 }
 
-#[async_trait]
-impl<T: LockProvider + ?Sized> LockProvider for Arc<T> {
-    fn resource(&self) -> &Path {
-        (**self).resource()
-    }
-    async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
-        (**self).acquire(request).await
-    }
-    async fn inspect(&self) -> Result<LockStatus> {
-        (**self).inspect().await
-    }
-    async fn force_release(&self, lock_id: &str) -> Result<bool> {
-        (**self).force_release(lock_id).await
-    }
+/// Forwarding impls, so `Arc<dyn LockProvider>` and `Box<dyn LockProvider>` are
+/// providers.
+macro_rules! forward_lock_provider {
+    ($($wrapper:ident),*) => {$(
+        #[async_trait]
+        impl<T: LockProvider + ?Sized> LockProvider for $wrapper<T> {
+            fn resource(&self) -> &Path {
+                (**self).resource()
+            }
+            async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
+                (**self).acquire(request).await
+            }
+            async fn inspect(&self) -> Result<LockStatus> {
+                (**self).inspect().await
+            }
+            async fn force_release(&self, lock_id: &str) -> Result<bool> {
+                (**self).force_release(lock_id).await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<T: LockProvider + ?Sized> LockProvider for Box<T> {
-    fn resource(&self) -> &Path {
-        (**self).resource()
-    }
-    async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
-        (**self).acquire(request).await
-    }
-    async fn inspect(&self) -> Result<LockStatus> {
-        (**self).inspect().await
-    }
-    async fn force_release(&self, lock_id: &str) -> Result<bool> {
-        (**self).force_release(lock_id).await
-    }
-}
+forward_lock_provider!(Arc, Box);

@@ -186,73 +186,46 @@ pub trait StateStoreExt: StateStore {
 
 impl<T: StateStore + ?Sized> StateStoreExt for T {}
 
-#[async_trait]
-impl<T: StateStore + ?Sized> StateStore for Arc<T> {
-    fn backend_name(&self) -> &str {
-        (**self).backend_name()
-    }
-    fn location(&self) -> &Path {
-        (**self).location()
-    }
-    async fn read(&self) -> Result<Option<ChecklistState>> {
-        (**self).read().await
-    }
-    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
-        (**self).write(state, expect).await
-    }
-    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        (**self).append_audit(record).await
-    }
-    async fn read_audit(&self) -> Result<AuditLog> {
-        (**self).read_audit().await
-    }
-    async fn rotate_audit(&self) -> Result<bool> {
-        (**self).rotate_audit().await
-    }
-    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
-        (**self).create_backup(reason).await
-    }
-    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
-        (**self).list_backups().await
-    }
-    async fn delete_backup(&self, id: &str) -> Result<()> {
-        (**self).delete_backup(id).await
-    }
+/// Forwarding impls, so `Arc<dyn StateStore>` and `Box<dyn StateStore>` are stores.
+macro_rules! forward_state_store {
+    ($($wrapper:ident),*) => {$(
+        #[async_trait]
+        impl<T: StateStore + ?Sized> StateStore for $wrapper<T> {
+            fn backend_name(&self) -> &str {
+                (**self).backend_name()
+            }
+            fn location(&self) -> &Path {
+                (**self).location()
+            }
+            async fn read(&self) -> Result<Option<ChecklistState>> {
+                (**self).read().await
+            }
+            async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
+                (**self).write(state, expect).await
+            }
+            async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+                (**self).append_audit(record).await
+            }
+            async fn read_audit(&self) -> Result<AuditLog> {
+                (**self).read_audit().await
+            }
+            async fn rotate_audit(&self) -> Result<bool> {
+                (**self).rotate_audit().await
+            }
+            async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+                (**self).create_backup(reason).await
+            }
+            async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
+                (**self).list_backups().await
+            }
+            async fn delete_backup(&self, id: &str) -> Result<()> {
+                (**self).delete_backup(id).await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<T: StateStore + ?Sized> StateStore for Box<T> {
-    fn backend_name(&self) -> &str {
-        (**self).backend_name()
-    }
-    fn location(&self) -> &Path {
-        (**self).location()
-    }
-    async fn read(&self) -> Result<Option<ChecklistState>> {
-        (**self).read().await
-    }
-    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
-        (**self).write(state, expect).await
-    }
-    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        (**self).append_audit(record).await
-    }
-    async fn read_audit(&self) -> Result<AuditLog> {
-        (**self).read_audit().await
-    }
-    async fn rotate_audit(&self) -> Result<bool> {
-        (**self).rotate_audit().await
-    }
-    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
-        (**self).create_backup(reason).await
-    }
-    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
-        (**self).list_backups().await
-    }
-    async fn delete_backup(&self, id: &str) -> Result<()> {
-        (**self).delete_backup(id).await
-    }
-}
+forward_state_store!(Arc, Box);
 
 #[cfg(test)]
 mod tests {
