@@ -19,10 +19,19 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 enum Slot {
     Empty,
-    /// A sealed document and its revision.
-    Sealed(Value, u64),
+    /// A document this store sealed itself, as stored and as read.
+    Sealed(Arc<Sealed>),
     /// Raw bytes put there by [`MemoryStore::replace_raw`]; parsed (as JSON) on read.
     Raw(Vec<u8>),
+}
+
+/// A sealed document with the state it reads back as. Nothing but this store can
+/// change it (raw edits become [`Slot::Raw`]), so reads return the state without
+/// re-verifying it.
+#[derive(Debug)]
+struct Sealed {
+    value: Value,
+    state: ChecklistState,
 }
 
 /// An in-memory [`StateStore`]. Cheap to clone; clones share one store.
@@ -51,7 +60,7 @@ struct MemoryInner {
     /// rotates).
     audit: Mutex<Vec<AuditRecord>>,
     /// Backups with the sealed document each keeps.
-    backups: Mutex<Vec<(BackupRecord, Value)>>,
+    backups: Mutex<Vec<(BackupRecord, Arc<Sealed>)>>,
 }
 
 impl Default for MemoryStore {
@@ -84,7 +93,7 @@ impl MemoryStore {
     pub fn raw(&self) -> Option<Vec<u8>> {
         match &*self.slot() {
             Slot::Empty => None,
-            Slot::Sealed(value, _) => serde_json::to_vec_pretty(value).ok(),
+            Slot::Sealed(sealed) => serde_json::to_vec_pretty(&sealed.value).ok(),
             Slot::Raw(bytes) => Some(bytes.clone()),
         }
     }
@@ -112,7 +121,7 @@ impl MemoryStore {
     fn verify(&self, slot: &Slot) -> Result<Option<ChecklistState>> {
         match slot {
             Slot::Empty => Ok(None),
-            Slot::Sealed(value, _) => document::unseal(value.clone(), &self.inner.location).map(Some),
+            Slot::Sealed(sealed) => Ok(Some(sealed.state.clone())),
             Slot::Raw(bytes) => self.unseal_raw(bytes).map(Some),
         }
     }
@@ -139,7 +148,7 @@ impl StateStore for MemoryStore {
         let mut slot = self.slot();
         let found = match &*slot {
             Slot::Empty => None,
-            Slot::Sealed(_, revision) => Some(*revision),
+            Slot::Sealed(sealed) => Some(sealed.state.revision),
             raw @ Slot::Raw(_) => self.verify(raw)?.map(|s| s.revision),
         };
         if !expect.is_met_by(found) {
@@ -149,7 +158,13 @@ impl StateStore for MemoryStore {
                 found,
             });
         }
-        *slot = Slot::Sealed(sealed.value, revision);
+        let mut stored = state.clone();
+        stored.revision = revision;
+        stored.checksum = Some(sealed.checksum.clone());
+        *slot = Slot::Sealed(Arc::new(Sealed {
+            value: sealed.value,
+            state: stored,
+        }));
         Ok(Committed {
             revision,
             checksum: sealed.checksum,
@@ -173,25 +188,31 @@ impl StateStore for MemoryStore {
     }
 
     async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
-        let slot = self.slot().clone();
-        let Some(state) = self.verify(&slot)? else {
-            return Ok(None);
+        let sealed = match &*self.slot() {
+            Slot::Empty => return Ok(None),
+            Slot::Sealed(sealed) => Arc::clone(sealed),
+            raw @ Slot::Raw(_) => {
+                let Some(state) = self.verify(raw)? else {
+                    return Ok(None);
+                };
+                let value = document::seal(&state, state.revision, &self.inner.location)?.value;
+                Arc::new(Sealed { value, state })
+            }
         };
-        let value = document::seal(&state, state.revision, &self.inner.location)?.value;
         let now = checklist_core::model::now();
-        let id = format!("{}-{}", state.revision, now.format("%Y%m%dT%H%M%S%3fZ"));
+        let id = format!("{}-{}", sealed.state.revision, now.format("%Y%m%dT%H%M%S%3fZ"));
         let record = BackupRecord {
             file: format!("memory-backup-{id}"),
             id,
-            revision: state.revision,
-            checksum: state.checksum.unwrap_or_default(),
-            size: serde_json::to_vec(&value).map_or(0, |b| b.len() as u64),
+            revision: sealed.state.revision,
+            checksum: sealed.state.checksum.clone().unwrap_or_default(),
+            size: serde_json::to_vec(&sealed.value).map_or(0, |b| b.len() as u64),
             created_at: now,
             reason: reason.to_owned(),
         };
         let mut backups = lock(&self.inner.backups);
         backups.retain(|(b, _)| b.id != record.id);
-        backups.push((record.clone(), value));
+        backups.push((record.clone(), sealed));
         Ok(Some(record))
     }
 
