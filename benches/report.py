@@ -10,7 +10,10 @@ have none):
 - `*/save_*` against the `floor/durable_replace_*` benchmark of the nearest byte size;
 - `*/load_*` against the `floor/read_*` benchmark of the nearest byte size;
 - `lock/file_*` (benches/benches/locks.rs) against `floor/excl_create_remove`, the
-  exclusive create + remove that DESIGN §4 gives as the floor of taking a lock file.
+  exclusive create + remove that DESIGN §4 gives as the floor of taking a lock file;
+- `tx/*` and `sqlite/*` (benches/benches/transactions.rs: one durable transaction) against
+  the `txfloor/durable_replace_*` benchmark of the nearest byte size, measured in the same
+  run (the `floor/durable_replace_*` ones if there are none).
 
 "Nearest" is by the ratio of the sizes (log scale), so a 3.5 KB document is paired with
 the 4 KiB floor and a 435 KB JSON document with the floor of the 1000-step YAML
@@ -19,6 +22,11 @@ document (~320 KB).
 If `<criterion dir>/contention.json` exists (written by the `contention` bench target,
 benches/benches/contention.rs), a second table follows: commits per second of N
 processes committing M steps each against one store.
+
+If `<criterion dir>/transactions.json` exists (written by the `transactions` bench
+target), its tables follow: p50 and p99 of one durable transaction per backend and size,
+with the ratios of p50 to the floor and to SQLite, and the stage profile of
+`tx/yaml_100`.
 
 Usage: python3 benches/report.py [CRITERION_DIR]
 CRITERION_DIR defaults to $CARGO_TARGET_DIR/criterion, else target/criterion at the
@@ -31,14 +39,27 @@ import os
 import sys
 from pathlib import Path
 
-GROUP_ORDER = {"floor": 0, "yaml": 1, "json": 2, "memory": 3, "lock": 4, "pipeline": 5}
+GROUP_ORDER = {
+    "floor": 0,
+    "yaml": 1,
+    "json": 2,
+    "memory": 3,
+    "lock": 4,
+    "pipeline": 5,
+    "txfloor": 6,
+    "tx": 7,
+    "sqlite": 8,
+}
 FLOOR_GROUP = "floor"
+TX_FLOOR_GROUP = "txfloor"
+TX_GROUPS = ("tx", "sqlite")
 SAVE_FLOOR_PREFIX = "durable_replace_"
 LOAD_FLOOR_PREFIX = "read_"
 LOCK_GROUP = "lock"
 LOCK_FLOOR_PREFIX = "file_"
 LOCK_FLOOR_ID = "floor/excl_create_remove"
 CONTENTION_FILE = "contention.json"
+TRANSACTIONS_FILE = "transactions.json"
 
 
 def default_criterion_dir() -> Path:
@@ -81,9 +102,11 @@ def nearest_floor(result: dict, floors: list):
     return min(floors, key=lambda fl: abs(math.log(max(fl["bytes"] or 1, 1) / max(result["bytes"], 1))))
 
 
-def floor_for(result: dict, save_floors: list, load_floors: list, lock_floor):
-    if result["group"] == FLOOR_GROUP:
+def floor_for(result: dict, save_floors: list, load_floors: list, lock_floor, tx_floors: list):
+    if result["group"] in (FLOOR_GROUP, TX_FLOOR_GROUP):
         return None
+    if result["group"] in TX_GROUPS:
+        return nearest_floor(result, tx_floors or save_floors)
     if result["group"] == LOCK_GROUP:
         return lock_floor if result["function"].startswith(LOCK_FLOOR_PREFIX) else None
     if result["function"].startswith("save"):
@@ -141,33 +164,80 @@ def print_contention(path: Path) -> None:
         )
 
 
+def print_transactions(path: Path) -> None:
+    """The tables of the `transactions` bench target: p50/p99 per benchmark, then stages."""
+    with open(path, encoding="utf-8") as f:
+        report = json.load(f)
+    rows = report.get("floors", []) + report.get("rows", [])
+    iterations = max((row.get("iterations", 0) for row in rows), default=0)
+    print()
+    print(
+        f"Transactions: one durable `step complete` transaction, {iterations} timed iterations each, "
+        f"p50/p99 nearest rank (load average before {report.get('loadavgBefore', '?')}, "
+        f"after {report.get('loadavgAfter', '?')})."
+    )
+    print()
+    print("| benchmark | document | p50 | p99 | floor (p50) | p50 × floor | p50 × sqlite |")
+    print("|---|---:|---:|---:|---|---:|---:|")
+    for row in rows:
+        floor = row.get("floor")
+        floor_text = "—" if floor is None else f"{floor} ({format_time(row['floorP50Ns'])})"
+        over_floor = row.get("p50OverFloor")
+        over_sqlite = row.get("p50OverSqlite")
+        print(
+            f"| {row['id']} | {format_bytes(row.get('bytes'))} | {format_time(row['p50Ns'])} "
+            f"| {format_time(row['p99Ns'])} | {floor_text} "
+            f"| {'—' if over_floor is None else f'{over_floor:.2f}'} "
+            f"| {'—' if over_sqlite is None else f'{over_sqlite:.2f}'} |"
+        )
+    stages = report.get("stages")
+    if not stages:
+        return
+    total = stages["totalP50Ns"]
+    print()
+    print(
+        f"Stages of {stages['id']} ({stages['iterations']} iterations): transaction p50 "
+        f"{format_time(total)}, p99 {format_time(stages['totalP99Ns'])}."
+    )
+    print()
+    print("| stage | p50 | p99 | p50 share of the tx p50 |")
+    print("|---|---:|---:|---:|")
+    for stage in stages["stages"]:
+        share = f"{100 * stage['p50Ns'] / total:.0f} %" if stage["inTransaction"] else "(on its own)"
+        print(f"| {stage['name']} | {format_time(stage['p50Ns'])} | {format_time(stage['p99Ns'])} | {share} |")
+
+
 def main(argv: list) -> int:
     criterion_dir = Path(argv[1]) if len(argv) > 1 else default_criterion_dir()
     results = load_results(criterion_dir)
     contention = criterion_dir / CONTENTION_FILE
-    if not results and not contention.exists():
+    transactions = criterion_dir / TRANSACTIONS_FILE
+    if not results and not contention.exists() and not transactions.exists():
         print(f"no criterion results under {criterion_dir}", file=sys.stderr)
         return 1
 
-    def floors_with(prefix: str) -> list:
-        return [r for r in results if r["group"] == FLOOR_GROUP and r["function"].startswith(prefix)]
+    def floors_with(prefix: str, group: str = FLOOR_GROUP) -> list:
+        return [r for r in results if r["group"] == group and r["function"].startswith(prefix)]
 
     save_floors, load_floors = floors_with(SAVE_FLOOR_PREFIX), floors_with(LOAD_FLOOR_PREFIX)
+    tx_floors = floors_with(SAVE_FLOOR_PREFIX, TX_FLOOR_GROUP)
     lock_floor = next((r for r in results if r["id"] == LOCK_FLOOR_ID), None)
 
     if results:
-        print_medians(results, save_floors, load_floors, lock_floor)
+        print_medians(results, save_floors, load_floors, lock_floor, tx_floors)
     if contention.exists():
         print_contention(contention)
+    if transactions.exists():
+        print_transactions(transactions)
     return 0
 
 
-def print_medians(results: list, save_floors: list, load_floors: list, lock_floor) -> None:
+def print_medians(results: list, save_floors: list, load_floors: list, lock_floor, tx_floors: list) -> None:
     """The table of criterion medians with their floors."""
     print("| benchmark | document | median | floor | × floor |")
     print("|---|---:|---:|---|---:|")
     for result in sorted(results, key=sort_key):
-        floor = floor_for(result, save_floors, load_floors, lock_floor)
+        floor = floor_for(result, save_floors, load_floors, lock_floor, tx_floors)
         if floor is None:
             floor_name, ratio = "—", "—"
         else:

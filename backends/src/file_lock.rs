@@ -368,8 +368,14 @@ impl Shared {
         Ok(())
     }
 
+    /// The id of the lock in `.lock` now, reading only its content (no liveness
+    /// probe): what release, renewal and `ensure_held` need.
     fn current_lock_id(&self) -> Result<Option<String>> {
-        Ok(self.observe()?.and_then(|o| o.lock).map(|l| l.lock_id))
+        match self.vfs.read(&self.lock_path, MAX_LOCK_BYTES) {
+            Ok(bytes) => Ok(LockFile::parse(&bytes).map(|l| l.lock_id)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("read the lock", &self.lock_path, e)),
+        }
     }
 
     /// Replaces `.lock` with `lock` renewed now, if it is still ours. Returns whether it
