@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use checklist_core::config::Durability;
 use checklist_core::{BackupRecord, Error, Result};
@@ -21,7 +22,7 @@ use crate::yaml_file::YamlCodec;
 /// Largest manifest read.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Manifest {
     version: u32,
     #[serde(default)]
@@ -35,6 +36,10 @@ pub(crate) struct BackupDir {
     manifest: PathBuf,
     /// `state.<extension>`: backup files are named `<this>.<id>`.
     state_file_name: String,
+    /// The manifest bytes last read or written and what they parse to: a transaction
+    /// reads the manifest three times (backup, list, prune), and parsing is a pure
+    /// function of the bytes.
+    parsed: Arc<Mutex<Option<(Vec<u8>, Manifest)>>>,
 }
 
 /// What a backup holds, as verified by the caller.
@@ -51,6 +56,7 @@ impl BackupDir {
             manifest: dir.join("manifest.yaml"),
             dir,
             state_file_name: state_file_name.to_owned(),
+            parsed: Arc::default(),
         }
     }
 
@@ -154,10 +160,22 @@ impl BackupDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::default()),
             Err(e) => return Err(io_error("read", &self.manifest, e)),
         };
+        if let Some((known, manifest)) = &*self.cache()
+            && *known == bytes
+        {
+            return Ok(manifest.clone());
+        }
         let value = YamlCodec
             .decode(&bytes)
             .map_err(|e| manifest_damaged(&self.manifest, e.to_string()))?;
-        serde_json::from_value(value).map_err(|e| manifest_damaged(&self.manifest, e.to_string()))
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|e| manifest_damaged(&self.manifest, e.to_string()))?;
+        *self.cache() = Some((bytes, manifest.clone()));
+        Ok(manifest)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<(Vec<u8>, Manifest)>> {
+        self.parsed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write_manifest(&self, vfs: &dyn Vfs, manifest: &Manifest) -> Result<()> {
@@ -169,7 +187,9 @@ impl BackupDir {
                 .encode(&document)
                 .map_err(|e| manifest_damaged(&self.manifest, e.to_string()))?,
         );
-        replace_file(vfs, &self.manifest, &bytes, Durability::Fast, SHARED_FILE_MODE)
+        replace_file(vfs, &self.manifest, &bytes, Durability::Fast, SHARED_FILE_MODE)?;
+        *self.cache() = Some((bytes, manifest.clone()));
+        Ok(())
     }
 }
 
