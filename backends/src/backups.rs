@@ -29,6 +29,9 @@ struct Manifest {
     backups: Vec<BackupRecord>,
 }
 
+/// Manifest bytes and what they parse to.
+type ParsedManifest = (Vec<u8>, Manifest);
+
 /// The backups of one store directory.
 #[derive(Debug, Clone)]
 pub(crate) struct BackupDir {
@@ -39,7 +42,7 @@ pub(crate) struct BackupDir {
     /// The manifest bytes last read or written and what they parse to: a transaction
     /// reads the manifest three times (backup, list, prune), and parsing is a pure
     /// function of the bytes.
-    parsed: Arc<Mutex<Option<(Vec<u8>, Manifest)>>>,
+    parsed: Arc<Mutex<Option<ParsedManifest>>>,
 }
 
 /// What a backup holds, as verified by the caller.
@@ -174,7 +177,7 @@ impl BackupDir {
         Ok(manifest)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Option<(Vec<u8>, Manifest)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<ParsedManifest>> {
         self.parsed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
