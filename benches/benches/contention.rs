@@ -35,9 +35,10 @@
     reason = "this bench has its own main (harness = false): its report is its output"
 )]
 
+use checklist_benches::{bench_root, criterion_dir, current_thread_runtime as runtime, loadavg};
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,7 +101,7 @@ fn main() {
 
     let loadavg_before = loadavg();
     let rt = runtime();
-    let root = bench_root();
+    let root = bench_root("contention");
     let rows: Vec<Row> = runs
         .iter()
         .map(|&(processes, commits_each)| measure(&rt, root.path(), processes, commits_each))
@@ -339,48 +340,4 @@ async fn write_steps(project: &Path, prefix: &str, count: usize) -> Result<Durat
         max_wait = max_wait.max(waited);
     }
     Ok(max_wait)
-}
-
-/// A current-thread runtime; the store's blocking I/O runs on its blocking pool.
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime")
-}
-
-/// The directory the bench projects live in, removed at the end of the run.
-fn bench_root() -> tempfile::TempDir {
-    let parent = std::env::var_os("CHECKLIST_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    tempfile::Builder::new()
-        .prefix("checklist-bench-contention-")
-        .tempdir_in(&parent)
-        .expect("create the benchmark directory")
-}
-
-/// `/proc/loadavg`'s first three fields, or `unknown`.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "unknown".to_owned(),
-        |text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    )
-}
-
-/// Criterion's output directory, found as criterion finds it.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
-        let output = Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .output()
-            .ok()?;
-        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-        Some(PathBuf::from(metadata.get("target_directory")?.as_str()?))
-    });
-    from_metadata.map_or_else(|| PathBuf::from("target/criterion"), |t| t.join("criterion"))
 }

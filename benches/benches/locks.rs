@@ -25,6 +25,7 @@
 //! The throughput of many processes committing through this lock is measured by the
 //! `contention` bench target, not here.
 
+use checklist_benches::{bench_root, current_thread_runtime as runtime};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,23 +37,6 @@ use checklist_core::{LockProvider, LockRequest};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-
-/// The runtime every lock call is driven by (as in store.rs).
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime")
-}
-
-/// The directory all benchmarks work in, removed at the end of the run.
-fn bench_root() -> tempfile::TempDir {
-    let parent = std::env::var_os("CHECKLIST_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    tempfile::Builder::new()
-        .prefix("checklist-bench-locks-")
-        .tempdir_in(&parent)
-        .expect("create the benchmark directory")
-}
 
 /// Every benchmark here takes microseconds per iteration.
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
@@ -159,7 +143,7 @@ fn bench_floor(c: &mut Criterion, root: &Path) {
 
 fn lock_benches(c: &mut Criterion) {
     let rt = runtime();
-    let root = bench_root();
+    let root = bench_root("locks");
     bench_floor(c, root.path());
     bench_providers(c, &rt, root.path());
 }

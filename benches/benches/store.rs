@@ -27,9 +27,11 @@
 //! same size. Everything runs in one temporary directory, by default under the system
 //! temp directory; set `CHECKLIST_BENCH_DIR` to measure another file system.
 
-use std::fs::{self, File, OpenOptions};
+use checklist_benches::{
+    bench_root, current_thread_runtime as runtime, durable_replace, state_with_steps, yaml_document,
+};
+use std::fs::{self};
 use std::hint::black_box;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,7 +39,6 @@ use checklist_backends::{
     Codec, FileStoreOptions, JsonCodec, JsonFileStore, MemoryStore, YamlCodec, YamlFileStore,
 };
 use checklist_core::config::Durability;
-use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
 use checklist_core::{ChecklistState, Expectation, StateStore};
 use checklist_core::{canonical, document, schema};
 use criterion::measurement::WallTime;
@@ -51,66 +52,6 @@ const STEP_COUNTS: [usize; 3] = [10, 100, 1000];
 
 /// The size of the smallest floor.
 const FOUR_KIB: usize = 4096;
-
-/// A state with an active instance and `steps` completed steps, each with one command
-/// result carrying a few lines of output (as backends/tests/common/mod.rs builds them).
-fn state_with_steps(steps: usize) -> ChecklistState {
-    let mut state = ChecklistState::new();
-    state
-        .start_instance(
-            InstanceStart {
-                template_id: "release".into(),
-                template_version: Some("1.2.0".into()),
-                project_path: Some("/work/project".into()),
-                first_step_id: Some("step-0".into()),
-            },
-            now(),
-        )
-        .expect("start an instance");
-    for i in 0..steps {
-        let id = format!("step-{i}");
-        state
-            .complete_step(
-                StepCompletion {
-                    step_id: id.clone(),
-                    result: StepResult::Success,
-                    execution_time_ms: 42,
-                    command_results: vec![CommandResult {
-                        command: format!("make {id}"),
-                        exit_code: 0,
-                        stdout: format!(
-                            "Compiling {id} v0.1.0 (/work/project)\nline two: with colon\n\
-                             Finished `release` profile in 2.3s\n"
-                        ),
-                        stderr: String::new(),
-                        duration: 40,
-                        extra: Default::default(),
-                    }],
-                },
-                now(),
-            )
-            .expect("complete a step");
-    }
-    state
-}
-
-/// The runtime every store call is driven by. Current-thread: the file stores' blocking
-/// I/O still runs on tokio's blocking pool, as it does in the CLI.
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime")
-}
-
-/// The directory all benchmarks work in, removed at the end of the run.
-fn bench_root() -> tempfile::TempDir {
-    let parent = std::env::var_os("CHECKLIST_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    tempfile::Builder::new()
-        .prefix("checklist-bench-")
-        .tempdir_in(&parent)
-        .expect("create the benchmark directory")
-}
 
 /// A fresh, empty store directory under `root`.
 fn store_dir(root: &Path, name: &str) -> PathBuf {
@@ -280,32 +221,6 @@ fn bench_backend<S: Subject>(c: &mut Criterion, rt: &Runtime, root: &Path) {
     group.finish();
 }
 
-/// The document bytes of a freshly written YAML store holding `steps` steps.
-fn yaml_document(rt: &Runtime, root: &Path, steps: usize) -> Vec<u8> {
-    let dir = store_dir(root, &format!("yaml-sample-{steps}"));
-    let store = YamlFileStore::open(&dir, YamlCodec, FileStoreOptions::default()).expect("open a YAML store");
-    rt.block_on(store.write(&state_with_steps(steps), Expectation::Absent))
-        .expect("write the sample state");
-    let bytes = fs::read(store.state_path()).expect("read the sample state");
-    fs::remove_dir_all(&dir).expect("remove the sample store");
-    bytes
-}
-
-/// The engine's durable replace with `std` only: exclusive new temp file in the target's
-/// directory → write → fsync → rename over the target → fsync the directory.
-fn durable_replace(dir: &Path, target: &Path, temp: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(temp, target)?;
-    File::open(dir)?.sync_all()
-}
-
 /// The floors: durable replace and cached read, with `std` alone.
 fn bench_floor(c: &mut Criterion, root: &Path, payloads: &[(&str, Vec<u8>)]) {
     let dir = store_dir(root, "floor");
@@ -401,7 +316,7 @@ fn bench_pipeline(c: &mut Criterion) {
 
 fn store_benches(c: &mut Criterion) {
     let rt = runtime();
-    let root = bench_root();
+    let root = bench_root("store");
 
     let yaml_100 = yaml_document(&rt, root.path(), 100);
     let yaml_1000 = yaml_document(&rt, root.path(), 1000);

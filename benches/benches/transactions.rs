@@ -59,24 +59,26 @@
     reason = "this bench has its own main (harness = false): its report is its output"
 )]
 
+use checklist_benches::{
+    bench_root, completion, criterion_dir, durable_replace, loadavg, state_with_steps, yaml_document,
+};
 use std::fmt;
-use std::fs::{self, File, OpenOptions as FsOpenOptions};
+use std::fs::{self, OpenOptions as FsOpenOptions};
 use std::hint::black_box;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use checklist_backends::{
-    BackendRegistry, Codec, FileStoreOptions, InProcessLockProvider, InitOptions, MemoryStore, OpenOptions,
-    YamlCodec, YamlFileStore, init_project, open_project,
+    BackendRegistry, Codec, InProcessLockProvider, InitOptions, MemoryStore, OpenOptions, YamlCodec,
+    init_project, open_project,
 };
 use checklist_core::config::Durability;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
 use checklist_core::lock::HeldLock;
-use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
+use checklist_core::model::now;
 use checklist_core::{
     AuditEvent, AuditLog, AuditRecord, BackupPolicy, BackupRecord, ChecklistState, Committed, Expectation,
     LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result, RollingBackups, StateStore,
@@ -152,7 +154,7 @@ fn main() {
 
     let loadavg_before = loadavg();
     let rt = runtime();
-    let root = bench_root();
+    let root = bench_root("tx");
 
     let mut floors = floor_subjects(&rt, root.path());
     let mut subjects = subjects(&rt, root.path());
@@ -267,49 +269,6 @@ fn stages_id() -> String {
 // ---------------------------------------------------------------------------------------
 // The state
 
-/// One completed step as store.rs's states hold them: one command with a few lines of
-/// output.
-fn completion(step_id: String) -> StepCompletion {
-    StepCompletion {
-        command_results: vec![CommandResult {
-            command: format!("make {step_id}"),
-            exit_code: 0,
-            stdout: format!(
-                "Compiling {step_id} v0.1.0 (/work/project)\nline two: with colon\n\
-                 Finished `release` profile in 2.3s\n"
-            ),
-            stderr: String::new(),
-            duration: 40,
-            extra: Default::default(),
-        }],
-        step_id,
-        result: StepResult::Success,
-        execution_time_ms: 42,
-    }
-}
-
-/// A state with an active instance and `steps` completed steps (as store.rs builds it).
-fn state_with_steps(steps: usize) -> ChecklistState {
-    let mut state = ChecklistState::new();
-    state
-        .start_instance(
-            InstanceStart {
-                template_id: "release".into(),
-                template_version: Some("1.2.0".into()),
-                project_path: Some("/work/project".into()),
-                first_step_id: Some("step-0".into()),
-            },
-            now(),
-        )
-        .expect("start an instance");
-    for i in 0..steps {
-        state
-            .complete_step(completion(format!("step-{i}")), now())
-            .expect("complete a step");
-    }
-    state
-}
-
 /// The change of one bench transaction: drop the step the previous one added (the
 /// last), complete `step_id`. The step count stays the same.
 fn replace_last_step(state: &mut ChecklistState, step_id: &str) -> Result<()> {
@@ -330,42 +289,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("build a tokio runtime")
-}
-
-/// The directory everything runs in, removed at the end of the run.
-fn bench_root() -> tempfile::TempDir {
-    let parent = std::env::var_os("CHECKLIST_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    tempfile::Builder::new()
-        .prefix("checklist-bench-tx-")
-        .tempdir_in(&parent)
-        .expect("create the benchmark directory")
-}
-
-/// `/proc/loadavg`'s first three fields, or `unknown`.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "unknown".to_owned(),
-        |text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    )
-}
-
-/// Criterion's output directory, found as criterion finds it (as in contention.rs).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
-        let output = Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .output()
-            .ok()?;
-        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-        Some(PathBuf::from(metadata.get("target_directory")?.as_str()?))
-    });
-    from_metadata.map_or_else(|| PathBuf::from("target/criterion"), |t| t.join("criterion"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -747,31 +670,6 @@ impl Subject for FloorSubject {
             .join(format!(".replace.tmp-{}-{}", std::process::id(), self.n));
         durable_replace(&self.dir, &self.target, &temp, &self.bytes).expect("durable replace");
     }
-}
-
-fn durable_replace(dir: &Path, target: &Path, temp: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = FsOpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(temp, target)?;
-    File::open(dir)?.sync_all()
-}
-
-/// The document bytes of a YAML store holding `steps` steps (as store.rs makes them).
-fn yaml_document(rt: &Runtime, root: &Path, steps: usize) -> Vec<u8> {
-    let dir = root.join(format!("yaml-sample-{steps}"));
-    fs::create_dir(&dir).expect("create a sample store directory");
-    let store = YamlFileStore::open(&dir, YamlCodec, FileStoreOptions::default()).expect("open a YAML store");
-    rt.block_on(store.write(&state_with_steps(steps), Expectation::Absent))
-        .expect("write the sample state");
-    let bytes = fs::read(store.state_path()).expect("read the sample state");
-    fs::remove_dir_all(&dir).expect("remove the sample store");
-    bytes
 }
 
 /// The floors: durable replace of 4 KiB and of the 100- and 1000-step YAML documents.

@@ -1,1 +1,133 @@
-//! Benchmarks live in benches/.
+//! What the benchmark targets in `benches/` share: the state they measure, the
+//! directory and runtime they run in, the `std`-only durable-replace floor, and where
+//! criterion keeps its results.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
+use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
+use checklist_core::{ChecklistState, Expectation, StateStore};
+use tokio::runtime::Runtime;
+
+/// One completed step as every benchmark's states hold them: one command with a few
+/// lines of output.
+pub fn completion(step_id: String) -> StepCompletion {
+    StepCompletion {
+        command_results: vec![CommandResult {
+            command: format!("make {step_id}"),
+            exit_code: 0,
+            stdout: format!(
+                "Compiling {step_id} v0.1.0 (/work/project)\nline two: with colon\n\
+                 Finished `release` profile in 2.3s\n"
+            ),
+            stderr: String::new(),
+            duration: 40,
+            extra: Default::default(),
+        }],
+        step_id,
+        result: StepResult::Success,
+        execution_time_ms: 42,
+    }
+}
+
+/// A state with an active instance and `steps` completed steps.
+pub fn state_with_steps(steps: usize) -> ChecklistState {
+    let mut state = ChecklistState::new();
+    state
+        .start_instance(
+            InstanceStart {
+                template_id: "release".into(),
+                template_version: Some("1.2.0".into()),
+                project_path: Some("/work/project".into()),
+                first_step_id: Some("step-0".into()),
+            },
+            now(),
+        )
+        .expect("start an instance");
+    for i in 0..steps {
+        state
+            .complete_step(completion(format!("step-{i}")), now())
+            .expect("complete a step");
+    }
+    state
+}
+
+/// A current-thread runtime; the file stores' blocking I/O still runs on tokio's
+/// blocking pool, as it does in the CLI.
+pub fn current_thread_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+}
+
+/// A new directory for one benchmark target's files, under `$CHECKLIST_BENCH_DIR` (to
+/// measure another file system) or the system temp directory; removed when dropped.
+pub fn bench_root(name: &str) -> tempfile::TempDir {
+    let parent = std::env::var_os("CHECKLIST_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    tempfile::Builder::new()
+        .prefix(&format!("checklist-bench-{name}-"))
+        .tempdir_in(&parent)
+        .expect("create the benchmark directory")
+}
+
+/// `/proc/loadavg`'s first three fields, or `unknown`.
+pub fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
+/// Criterion's output directory, found as criterion finds it.
+pub fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(target).join("criterion");
+    }
+    let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
+        let output = Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .output()
+            .ok()?;
+        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        Some(PathBuf::from(metadata.get("target_directory")?.as_str()?))
+    });
+    from_metadata.map_or_else(|| PathBuf::from("target/criterion"), |t| t.join("criterion"))
+}
+
+/// The engine's durable replace with `std` only — the floor: exclusive new temp file in
+/// the target's directory → write → fsync → rename over the target → fsync the
+/// directory.
+///
+/// # Errors
+/// The first failing operation's error.
+pub fn durable_replace(dir: &Path, target: &Path, temp: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(temp, target)?;
+    File::open(dir)?.sync_all()
+}
+
+/// The bytes of the state file of a YAML store holding `steps` steps.
+pub fn yaml_document(rt: &Runtime, root: &Path, steps: usize) -> Vec<u8> {
+    let dir = root.join(format!("yaml-sample-{steps}"));
+    fs::create_dir(&dir).expect("create a sample store directory");
+    let store = YamlFileStore::open(&dir, YamlCodec, FileStoreOptions::default()).expect("open a YAML store");
+    rt.block_on(store.write(&state_with_steps(steps), Expectation::Absent))
+        .expect("write the sample state");
+    let bytes = fs::read(store.state_path()).expect("read the sample state");
+    fs::remove_dir_all(&dir).expect("remove the sample store");
+    bytes
+}
