@@ -96,7 +96,8 @@ pub async fn init_project_with_vfs(
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(io_error("inspect", layout.dir(), e)),
     };
-    let config = if existing && exists(vfs.as_ref(), &layout.config())? {
+    let has_config = existing && exists(vfs.as_ref(), &layout.config())?;
+    let config = if has_config {
         load_config(vfs.as_ref(), &layout)?
     } else {
         let mut config = Config::default();
@@ -121,9 +122,13 @@ pub async fn init_project_with_vfs(
         layout: layout.clone(),
         created: Vec::new(),
     };
-    if existing && !options.repair && run.holds_a_store(&config, registry).await? {
-        let revision = run.revision(&config, registry).await.ok().flatten();
-        return Ok(run.report(InitOutcome::AlreadyInitialized, &config, revision));
+    if existing && !options.repair {
+        // A store is there if it has a config or a state.
+        let backend = registry.open(layout.dir(), &config, Arc::clone(&vfs))?;
+        if has_config || exists(vfs.as_ref(), backend.store.location())? {
+            let revision = backend.store.read().await.ok().flatten().map(|s| s.revision);
+            return Ok(run.report(InitOutcome::AlreadyInitialized, &config, revision));
+        }
     }
     match run.create_missing(&config, registry).await {
         Ok(revision) => {
@@ -186,20 +191,6 @@ impl InitRun {
             created: self.created,
             revision,
         }
-    }
-
-    /// Whether the directory already holds a store: a config or a state.
-    async fn holds_a_store(&self, config: &Config, registry: &BackendRegistry) -> Result<bool> {
-        if exists(self.vfs.as_ref(), &self.layout.config())? {
-            return Ok(true);
-        }
-        let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
-        exists(self.vfs.as_ref(), backend.store.location())
-    }
-
-    async fn revision(&self, config: &Config, registry: &BackendRegistry) -> Result<Option<u64>> {
-        let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
-        Ok(backend.store.read().await?.map(|s| s.revision))
     }
 
     fn make_dir(&mut self, path: PathBuf) -> Result<()> {
