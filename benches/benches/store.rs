@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use checklist_backends::{
-    Codec, FileStoreOptions, JsonCodec, JsonFileStore, MemoryStore, YamlCodec, YamlFileStore,
+    Codec, FileStore, FileStoreOptions, JsonCodec, JsonFileStore, MemoryStore, YamlCodec, YamlFileStore,
 };
 use checklist_core::config::Durability;
 use checklist_core::{ChecklistState, Expectation, StateStore};
@@ -63,7 +63,7 @@ fn store_dir(root: &Path, name: &str) -> PathBuf {
 /// A store under benchmark: how to build it and how big its document is on disk.
 trait Subject: StateStore + Sized {
     /// The criterion group name.
-    const NAME: &'static str;
+    fn name() -> &'static str;
     /// Whether writes hit the disk (and so are fsync-bound).
     const ON_DISK: bool;
     /// An empty store in a new directory under `root`.
@@ -74,8 +74,10 @@ trait Subject: StateStore + Sized {
     fn fresh_handle(&self) -> Self;
 }
 
-impl Subject for YamlFileStore {
-    const NAME: &'static str = "yaml";
+impl<C: Codec + Clone + Default> Subject for FileStore<C> {
+    fn name() -> &'static str {
+        C::default().name()
+    }
     const ON_DISK: bool = true;
 
     fn create(root: &Path, steps: usize) -> Self {
@@ -85,46 +87,21 @@ impl Subject for YamlFileStore {
             Durability::Full,
             "the default durability is full"
         );
-        Self::open(store_dir(root, &format!("yaml-{steps}")), YamlCodec, options).expect("open a YAML store")
+        Self::open(
+            store_dir(root, &format!("{}-{steps}", Self::name())),
+            C::default(),
+            options,
+        )
+        .expect("open a file store")
     }
 
     fn fresh_handle(&self) -> Self {
         Self::open(
             self.state_path().parent().expect("a store directory"),
-            YamlCodec,
+            self.codec().clone(),
             self.options().clone(),
         )
-        .expect("reopen the YAML store")
-    }
-
-    fn document_bytes(&self) -> u64 {
-        fs::metadata(self.state_path())
-            .expect("stat the state file")
-            .len()
-    }
-}
-
-impl Subject for JsonFileStore {
-    const NAME: &'static str = "json";
-    const ON_DISK: bool = true;
-
-    fn create(root: &Path, steps: usize) -> Self {
-        let options = FileStoreOptions::default();
-        assert_eq!(
-            options.durability,
-            Durability::Full,
-            "the default durability is full"
-        );
-        Self::open(store_dir(root, &format!("json-{steps}")), JsonCodec, options).expect("open a JSON store")
-    }
-
-    fn fresh_handle(&self) -> Self {
-        Self::open(
-            self.state_path().parent().expect("a store directory"),
-            JsonCodec,
-            self.options().clone(),
-        )
-        .expect("reopen the JSON store")
+        .expect("reopen the file store")
     }
 
     fn document_bytes(&self) -> u64 {
@@ -135,7 +112,9 @@ impl Subject for JsonFileStore {
 }
 
 impl Subject for MemoryStore {
-    const NAME: &'static str = "memory";
+    fn name() -> &'static str {
+        "memory"
+    }
     const ON_DISK: bool = false;
 
     fn create(_root: &Path, _steps: usize) -> Self {
@@ -168,7 +147,7 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>, on_disk: bool) {
 
 /// `load_N` and `save_N` of one backend, for every size in [`STEP_COUNTS`].
 fn bench_backend<S: Subject>(c: &mut Criterion, rt: &Runtime, root: &Path) {
-    let mut group = c.benchmark_group(S::NAME);
+    let mut group = c.benchmark_group(S::name());
     configure(&mut group, S::ON_DISK);
     for steps in STEP_COUNTS {
         let store = S::create(root, steps);
