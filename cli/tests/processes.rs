@@ -562,6 +562,9 @@ mod unix {
         signal(&holder, Signal::KILL);
         holder.wait().unwrap();
         // Re-create the dead holder's lock as if its pid had been reused by `sleeper`.
+        // Start times are kept in clock ticks (10 ms); a real reuse of a pid comes long
+        // after the original process started, so make sure the two starts differ.
+        std::thread::sleep(Duration::from_millis(50));
         let sleeper = Command::new("sleep").arg("30").spawn().unwrap();
         lock["metadata"]["pid"] = sleeper.id().into();
         std::fs::write(lock_path(root), serde_json::to_vec(&lock).unwrap()).unwrap();
