@@ -68,13 +68,9 @@ pub type CaseResult = Result<(), Failure>;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// The lock provider excludes other processes, not only other tasks.
-    pub cross_process_locks: bool,
     /// The lock provider breaks a lock whose holder is gone (the subject must then
     /// offer [`Subject::plant_stale_lock_with`]).
     pub stale_lock_detection: bool,
-    /// A committed write survives the process (the store is not in memory).
-    pub persistent: bool,
 }
 
 impl Capabilities {
@@ -86,16 +82,8 @@ impl Capabilities {
     /// The capabilities of a file backend on a local file system.
     pub fn file_backend() -> Self {
         Self {
-            cross_process_locks: true,
             stale_lock_detection: true,
-            persistent: true,
         }
-    }
-
-    /// The same capabilities with `cross_process_locks` set as given.
-    pub fn with_cross_process_locks(mut self, yes: bool) -> Self {
-        self.cross_process_locks = yes;
-        self
     }
 }
 

@@ -248,15 +248,6 @@ pub enum Error {
         message: String,
     },
 
-    /// A capability the caller asked for is not offered by this backend.
-    #[error("the {backend} backend does not support {capability}")]
-    Unsupported {
-        /// The backend's name.
-        backend: String,
-        /// What was asked for.
-        capability: String,
-    },
-
     /// An operating-system I/O error.
     #[error("could not {op} {}: {source}", path.display())]
     Io {
@@ -317,7 +308,6 @@ impl Error {
             Self::TooLarge { .. } => "too_large",
             Self::InvalidOperation { .. } => "invalid_operation",
             Self::Panicked { .. } => "panicked",
-            Self::Unsupported { .. } => "unsupported",
             Self::Io { .. } => "io",
         }
     }
