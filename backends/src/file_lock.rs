@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -511,7 +510,8 @@ struct HeldFileLock {
     info: LockInfo,
     holding: Arc<Mutex<Option<Holding>>>,
     lost: Arc<AtomicBool>,
-    heartbeat: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    /// Dropping it stops the heartbeat thread.
+    stop_heartbeat: Option<mpsc::Sender<()>>,
 }
 
 impl fmt::Debug for HeldFileLock {
@@ -529,20 +529,20 @@ impl HeldFileLock {
         let holding = Arc::new(Mutex::new(Some(holding)));
         let lost = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = mpsc::channel::<()>();
-        let heartbeat = {
+        let stop_heartbeat = {
             let holding = Arc::clone(&holding);
             let lost = Arc::clone(&lost);
             std::thread::Builder::new()
                 .name("checklist-lock-heartbeat".into())
                 .spawn(move || heartbeat(&holding, &lost, &stopped, interval))
                 .ok()
-                .map(|thread| (stop, thread))
+                .map(|_detached| stop)
         };
         Self {
             info,
             holding,
             lost,
-            heartbeat,
+            stop_heartbeat,
         }
     }
 
@@ -616,10 +616,10 @@ impl HeldLock for HeldFileLock {
     }
 
     fn release(&mut self) -> Result<()> {
-        if let Some((stop, thread)) = self.heartbeat.take() {
-            drop(stop);
-            let _ = thread.join();
-        }
+        // Not joined: once `holding` is taken (which waits for a renewal in progress),
+        // the heartbeat has nothing to renew and ends by itself; waiting for the
+        // thread to wake up and exit would only add to every release.
+        self.stop_heartbeat.take();
         let holding = self.holding.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(holding);
         Ok(())
