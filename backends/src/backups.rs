@@ -2,16 +2,18 @@
 //!
 //! A backup is a hard link to the state file as it is — no bytes are copied; the
 //! rename of the next write replaces the name `state.yaml`, and the old inode lives on
-//! under `.backup/`. Where hard links are refused, the bytes are copied. The manifest is
-//! an index that can always be rebuilt from the backup files themselves, so it is
-//! replaced atomically but without fsync.
+//! under `.backup/`. Where hard links are refused, the bytes are copied. Backups are
+//! taken while the store holds its write lock, so the file linked is the one whose
+//! bytes the store just verified. The manifest is an index that can always be rebuilt
+//! from the backup files themselves, so it is replaced atomically but without fsync,
+//! once per backup taken (pruning included).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use checklist_core::config::Durability;
-use checklist_core::{BackupRecord, Error, Result};
+use checklist_core::{BackupPolicy, BackupRecord, Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, SHARED_FILE_MODE, io_error, replace_file};
@@ -21,6 +23,9 @@ use crate::yaml_file::YamlCodec;
 
 /// Largest manifest read.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How many backups may share one millisecond's name before taking one fails.
+const MAX_SAME_STAMP: u32 = 100;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Manifest {
@@ -45,11 +50,23 @@ pub(crate) struct BackupDir {
     parsed: Arc<Mutex<Option<ParsedManifest>>>,
 }
 
-/// What a backup holds, as verified by the caller.
+/// What a state file holds, as verified by the caller.
 pub(crate) struct Contents {
     pub(crate) revision: u64,
     pub(crate) checksum: String,
     pub(crate) size: u64,
+}
+
+/// A state file's bytes and what they hold.
+pub(crate) struct Current {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) contents: Contents,
+}
+
+/// A backup just taken and the ids pruned with it.
+pub(crate) struct Kept {
+    pub(crate) record: BackupRecord,
+    pub(crate) pruned: Vec<String>,
 }
 
 impl BackupDir {
@@ -71,63 +88,104 @@ impl BackupDir {
         }
     }
 
-    /// Keeps `state_path` as a backup. `inspect` reads the kept bytes and says what
-    /// they hold; the backup is named after that, so it always describes exactly the
-    /// file it holds even if the state changed meanwhile.
-    pub(crate) fn create(
+    /// Keeps the state file `state_path`, whose bytes and contents the caller read
+    /// while holding the store's write lock (so the file cannot change meanwhile), as a
+    /// backup, then prunes the backups `policy` names. The index is rewritten once.
+    pub(crate) fn keep(
         &self,
         vfs: &dyn Vfs,
         state_path: &Path,
+        current: &Current,
         reason: &str,
-        inspect: impl FnOnce(&[u8]) -> Result<Contents>,
-    ) -> Result<Option<BackupRecord>> {
+        policy: Option<&dyn BackupPolicy>,
+    ) -> Result<Kept> {
         self.ensure_dir(vfs)?;
         let now = checklist_core::model::now();
-        let staging = self
-            .dir
-            .join(format!(".staging-{}", uuid::Uuid::new_v4().simple()));
-        match vfs.hard_link(state_path, &staging) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(_) => {
-                // No hard links here: copy the bytes instead.
-                let bytes = match vfs.read(state_path, u64::MAX) {
-                    Ok(bytes) => bytes,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(io_error("read", state_path, e)),
-                };
-                replace_file(vfs, &staging, &bytes, Durability::Full, PRIVATE_FILE_MODE)?;
+        let stamp = format!(
+            "{}-{}",
+            current.contents.revision,
+            now.format("%Y%m%dT%H%M%S%3fZ")
+        );
+        let (id, path) = self.place(vfs, state_path, &current.bytes, &stamp)?;
+        let record = BackupRecord {
+            file: format!("{}.{id}", self.state_file_name),
+            id,
+            revision: current.contents.revision,
+            checksum: current.contents.checksum.clone(),
+            size: current.contents.size,
+            created_at: now,
+            reason: reason.to_owned(),
+        };
+        let result = (|| {
+            let mut manifest = self.read_manifest(vfs)?;
+            manifest.backups.push(record.clone());
+            let pruned: Vec<BackupRecord> = match policy {
+                Some(policy) => {
+                    let ids = policy.to_prune(&manifest.backups, now);
+                    let (pruned, kept) = manifest.backups.into_iter().partition(|b| ids.contains(&b.id));
+                    manifest.backups = kept;
+                    pruned
+                }
+                None => Vec::new(),
+            };
+            // The index first: a crash after it leaves at worst an unlisted file, never
+            // a listed backup whose file is gone.
+            self.write_manifest(vfs, &manifest)?;
+            for backup in &pruned {
+                if let Err(error) = self.remove_file_of(vfs, backup) {
+                    tracing::warn!(%error, id = backup.id, "could not remove a pruned backup");
+                }
+            }
+            Ok(pruned.into_iter().map(|b| b.id).collect())
+        })();
+        match result {
+            Ok(pruned) => Ok(Kept { record, pruned }),
+            Err(error) => {
+                let _ = vfs.remove_file(&path);
+                Err(error)
             }
         }
-        let result = (|| {
-            let bytes = vfs
-                .read(&staging, u64::MAX)
-                .map_err(|e| io_error("read the backup", &staging, e))?;
-            let contents = inspect(&bytes)?;
-            let id = format!("{}-{}", contents.revision, now.format("%Y%m%dT%H%M%S%3fZ"));
-            let file = format!("{}.{id}", self.state_file_name);
-            let path = self.dir.join(&file);
-            vfs.rename(&staging, &path)
-                .map_err(|e| io_error("name the backup", &path, e))?;
-            let record = BackupRecord {
-                id,
-                file,
-                revision: contents.revision,
-                checksum: contents.checksum,
-                size: contents.size,
-                created_at: now,
-                reason: reason.to_owned(),
+    }
+
+    /// Puts a backup of `state_path` under a new name starting with `stamp`: a hard
+    /// link, so no bytes are copied (the next write's rename leaves the old inode here),
+    /// or a durable copy of `bytes` where links are refused.
+    fn place(
+        &self,
+        vfs: &dyn Vfs,
+        state_path: &Path,
+        bytes: &[u8],
+        stamp: &str,
+    ) -> Result<(String, PathBuf)> {
+        for attempt in 1..=MAX_SAME_STAMP {
+            let id = match attempt {
+                1 => stamp.to_owned(),
+                n => format!("{stamp}-{n}"),
             };
-            let mut manifest = self.read_manifest(vfs)?;
-            manifest.backups.retain(|b| b.id != record.id);
-            manifest.backups.push(record.clone());
-            self.write_manifest(vfs, &manifest)?;
-            Ok(record)
-        })();
-        if result.is_err() {
-            let _ = vfs.remove_file(&staging);
+            let path = self.dir.join(format!("{}.{id}", self.state_file_name));
+            match vfs.hard_link(state_path, &path) {
+                Ok(()) => return Ok((id, path)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(_) => {
+                    // No hard links here (or none allowed): copy the bytes instead.
+                    replace_file(vfs, &path, bytes, Durability::Full, PRIVATE_FILE_MODE)?;
+                    return Ok((id, path));
+                }
+            }
         }
-        result.map(Some)
+        Err(Error::invalid(format!(
+            "{MAX_SAME_STAMP} backups of {} were taken in the same millisecond; try again",
+            state_path.display()
+        )))
+    }
+
+    fn remove_file_of(&self, vfs: &dyn Vfs, backup: &BackupRecord) -> Result<()> {
+        let path = self.dir.join(&backup.file);
+        match vfs.remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("remove the backup", &path, e)),
+        }
     }
 
     /// The backups, oldest first. A missing manifest means none; a damaged one is
@@ -148,12 +206,7 @@ impl BackupDir {
             )));
         };
         let record = manifest.backups.remove(position);
-        let path = self.dir.join(&record.file);
-        match vfs.remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("remove the backup", &path, e)),
-        }
+        self.remove_file_of(vfs, &record)?;
         self.write_manifest(vfs, &manifest)
     }
 
@@ -223,16 +276,18 @@ mod tests {
         let state = dir.path().join("state.yaml");
         std::fs::write(&state, b"revision one").unwrap();
         let backups = BackupDir::new(dir.path(), "state.yaml");
+        let current = |revision: u64| Current {
+            bytes: std::fs::read(&state).unwrap(),
+            contents: Contents {
+                revision,
+                checksum: format!("sha256:{revision}"),
+                size: std::fs::metadata(&state).unwrap().len(),
+            },
+        };
         let record = backups
-            .create(&RealFs, &state, "commit", |bytes| {
-                Ok(Contents {
-                    revision: 1,
-                    checksum: "sha256:one".into(),
-                    size: bytes.len() as u64,
-                })
-            })
+            .keep(&RealFs, &state, &current(1), "commit", None)
             .unwrap()
-            .unwrap();
+            .record;
         assert!(id_time(&record.id).is_some(), "{}", record.id);
         replace_file(&RealFs, &state, b"revision two", Durability::Fast, 0o600).unwrap();
         let kept = dir.path().join(".backup").join(&record.file);
@@ -251,5 +306,42 @@ mod tests {
         assert!(!kept.exists());
         assert!(backups.list(&RealFs).unwrap().is_empty());
         assert!(backups.delete(&RealFs, &record.id).is_err());
+    }
+
+    #[test]
+    fn backups_in_the_same_millisecond_get_distinct_names_and_pruning_removes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.yaml");
+        std::fs::write(&state, b"revision one").unwrap();
+        let backups = BackupDir::new(dir.path(), "state.yaml");
+        let current = Current {
+            bytes: b"revision one".to_vec(),
+            contents: Contents {
+                revision: 1,
+                checksum: "sha256:one".into(),
+                size: 12,
+            },
+        };
+        let policy = checklist_core::RollingBackups::keep(2);
+        let mut ids = Vec::new();
+        let mut pruned = Vec::new();
+        for _ in 0..5 {
+            let kept = backups
+                .keep(&RealFs, &state, &current, "commit", Some(&policy))
+                .unwrap();
+            ids.push(kept.record.id);
+            pruned.extend(kept.pruned);
+        }
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), 5, "{ids:?}");
+        let listed = backups.list(&RealFs).unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert_eq!(pruned.len(), 3, "{pruned:?}");
+        let files = std::fs::read_dir(dir.path().join(".backup"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("state.yaml."))
+            .count();
+        assert_eq!(files, 2, "pruned backups leave no files behind");
     }
 }

@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::{
-    AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
-    Result, StateStore, document,
+    AuditLog, AuditRecord, BackedUpWrite, BackupRecord, ChecklistState, Committed, CorruptionKind, Error,
+    Expectation, KeepBackup, Result, StateStore, document,
 };
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
 use crate::audit_log::AuditFiles;
-use crate::backups::{BackupDir, Contents};
+use crate::backups::{BackupDir, Contents, Current, Kept};
 use crate::blocking::run_blocking;
 use crate::codec::Codec;
 use crate::vfs::{RealFs, Vfs};
@@ -187,6 +187,45 @@ impl<C: Codec> FileStore<C> {
         let inner = Arc::clone(&self.inner);
         run_blocking(&self.inner.state_path, move || work(&inner)).await
     }
+
+    /// Seals and encodes `state` before touching the disk, then writes it (keeping a
+    /// backup of the replaced file when `keep` says so).
+    async fn commit(
+        &self,
+        state: &ChecklistState,
+        expect: Expectation,
+        keep: Option<KeepBackup>,
+    ) -> Result<(Committed, Option<Kept>)> {
+        let revision = expect.next_revision();
+        let sealed = document::seal(state, revision, &self.inner.state_path)?;
+        let bytes = self
+            .inner
+            .codec
+            .encode(&sealed.value)
+            .map_err(|e| Error::SchemaInvalid {
+                path: self.inner.state_path.clone(),
+                field_path: "/".to_owned(),
+                message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
+            })?;
+        if bytes.len() as u64 > self.inner.options.max_state_bytes {
+            return Err(Error::TooLarge {
+                path: self.inner.state_path.clone(),
+                size: bytes.len() as u64,
+                limit: self.inner.options.max_state_bytes,
+            });
+        }
+        let mut written = state.clone();
+        written.revision = revision;
+        written.checksum = Some(sealed.checksum.clone());
+        let kept = self
+            .blocking(move |inner| inner.write(bytes, expect, written, keep))
+            .await?;
+        let committed = Committed {
+            revision,
+            checksum: sealed.checksum,
+        };
+        Ok((committed, kept))
+    }
 }
 
 /// Checks that `dir` is a real directory, not a symbolic link.
@@ -277,18 +316,28 @@ impl<C: Codec> Inner<C> {
         })
     }
 
-    /// The revision in the file now: from memory when the bytes are unchanged,
-    /// otherwise by verifying the file.
-    fn current_revision(&self) -> Result<Option<u64>> {
+    /// The state file now and what it holds: from memory when the bytes are unchanged,
+    /// otherwise by verifying them.
+    fn current(&self) -> Result<Option<Current>> {
         let Some(bytes) = self.read_bytes()? else {
             return Ok(None);
         };
-        Ok(Some(self.contents(&bytes)?.revision))
+        let contents = self.contents(&bytes)?;
+        Ok(Some(Current { bytes, contents }))
     }
 
-    fn write(&self, bytes: Vec<u8>, expect: Expectation, written: ChecklistState) -> Result<()> {
+    /// Replaces the state file with `bytes` if it meets `expect`, first keeping the
+    /// file it replaces as a backup when `keep` says so.
+    fn write(
+        &self,
+        bytes: Vec<u8>,
+        expect: Expectation,
+        written: ChecklistState,
+        keep: Option<KeepBackup>,
+    ) -> Result<Option<Kept>> {
         let _write_lock = self.lock_for_write()?;
-        let found = self.current_revision()?;
+        let current = self.current()?;
+        let found = current.as_ref().map(|c| c.contents.revision);
         if !expect.is_met_by(found) {
             return Err(Error::Conflict {
                 path: self.state_path.clone(),
@@ -296,6 +345,16 @@ impl<C: Codec> Inner<C> {
                 found,
             });
         }
+        let kept = match (keep, current) {
+            (Some(keep), Some(current)) => Some(self.backups.keep(
+                self.vfs.as_ref(),
+                &self.state_path,
+                &current,
+                &keep.reason,
+                Some(keep.policy.as_ref()),
+            )?),
+            _ => None,
+        };
         if self.sweep_needed.load(Ordering::Acquire) {
             match sweep_stale_temps(self.vfs.as_ref(), &self.dir) {
                 Ok(_) => self.sweep_needed.store(false, Ordering::Release),
@@ -312,13 +371,26 @@ impl<C: Codec> Inner<C> {
         match outcome {
             Ok(()) => {
                 self.remember(bytes, written);
-                Ok(())
+                Ok(kept)
             }
             Err(error) => {
                 self.sweep_needed.store(true, Ordering::Release);
                 Err(error)
             }
         }
+    }
+
+    /// Keeps the state file as it is now as a backup, under the write lock so that it
+    /// is the file just verified.
+    fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+        let _write_lock = self.lock_for_write()?;
+        let Some(current) = self.current()? else {
+            return Ok(None);
+        };
+        let kept = self
+            .backups
+            .keep(self.vfs.as_ref(), &self.state_path, &current, reason, None)?;
+        Ok(Some(kept.record))
     }
 
     /// Takes the OS advisory lock that makes check-and-rename atomic across processes.
@@ -374,32 +446,24 @@ impl<C: Codec> StateStore for FileStore<C> {
     }
 
     async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
-        let revision = expect.next_revision();
-        let sealed = document::seal(state, revision, &self.inner.state_path)?;
-        let bytes = self
-            .inner
-            .codec
-            .encode(&sealed.value)
-            .map_err(|e| Error::SchemaInvalid {
-                path: self.inner.state_path.clone(),
-                field_path: "/".to_owned(),
-                message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
-            })?;
-        if bytes.len() as u64 > self.inner.options.max_state_bytes {
-            return Err(Error::TooLarge {
-                path: self.inner.state_path.clone(),
-                size: bytes.len() as u64,
-                limit: self.inner.options.max_state_bytes,
-            });
-        }
-        let mut written = state.clone();
-        written.revision = revision;
-        written.checksum = Some(sealed.checksum.clone());
-        self.blocking(move |inner| inner.write(bytes, expect, written))
-            .await?;
-        Ok(Committed {
-            revision,
-            checksum: sealed.checksum,
+        Ok(self.commit(state, expect, None).await?.0)
+    }
+
+    async fn write_keeping_backup(
+        &self,
+        state: &ChecklistState,
+        expect: Expectation,
+        keep: KeepBackup,
+    ) -> Result<BackedUpWrite> {
+        let (committed, kept) = self.commit(state, expect, Some(keep)).await?;
+        let (backup, pruned) = match kept {
+            Some(kept) => (Some(kept.record), kept.pruned),
+            None => (None, Vec::new()),
+        };
+        Ok(BackedUpWrite {
+            committed,
+            backup,
+            pruned,
         })
     }
 
@@ -420,14 +484,7 @@ impl<C: Codec> StateStore for FileStore<C> {
 
     async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
         let reason = reason.to_owned();
-        self.blocking(move |inner| {
-            inner
-                .backups
-                .create(inner.vfs.as_ref(), &inner.state_path, &reason, |bytes| {
-                    inner.contents(bytes)
-                })
-        })
-        .await
+        self.blocking(move |inner| inner.create_backup(&reason)).await
     }
 
     async fn list_backups(&self) -> Result<Vec<BackupRecord>> {

@@ -80,9 +80,9 @@ use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
 use checklist_core::lock::HeldLock;
 use checklist_core::model::now;
 use checklist_core::{
-    AuditEvent, AuditLog, AuditRecord, BackupPolicy, BackupRecord, ChecklistState, Committed, Expectation,
-    LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result, RollingBackups, StateStore,
-    StateStoreExt, canonical, document, schema, secrets,
+    AuditEvent, AuditLog, AuditRecord, BackedUpWrite, BackupPolicy, BackupRecord, ChecklistState, Committed,
+    Expectation, KeepBackup, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result,
+    RollingBackups, StateStore, StateStoreExt, canonical, document, schema, secrets,
 };
 use criterion::{Criterion, SamplingMode, Throughput};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -912,6 +912,18 @@ impl<S: StateStore> StateStore for TimedStore<S> {
         self.timed(
             "store.write (seal, encode, CAS, durable replace)",
             self.inner.write(state, expect),
+        )
+        .await
+    }
+    async fn write_keeping_backup(
+        &self,
+        state: &ChecklistState,
+        expect: Expectation,
+        keep: KeepBackup,
+    ) -> Result<BackedUpWrite> {
+        self.timed(
+            "store.write keeping a backup (seal, encode, CAS, link + index + prune, durable replace)",
+            self.inner.write_keeping_backup(state, expect, keep),
         )
         .await
     }

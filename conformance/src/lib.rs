@@ -341,6 +341,8 @@ macro_rules! __for_each_case {
                 audit_records_read_back_in_order,
                 audit_rotation_keeps_records_in_order,
                 backup_keeps_the_current_state,
+                write_keeping_backup_keeps_the_replaced_revision,
+                write_keeping_backup_prunes_by_the_policy,
             ],
             locks: [
                 lock_is_exclusive,

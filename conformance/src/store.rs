@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use checklist_core::{AuditEvent, AuditRecord, CorruptionKind, Error, Expectation, StateStore};
+use checklist_core::{
+    AuditEvent, AuditRecord, CorruptionKind, Error, Expectation, KeepBackup, RollingBackups, StateStore,
+    StateStoreExt,
+};
 
 use crate::support::{MARKER, add_step, ensure, sample_state, step};
 use crate::{CaseResult, Failure, Subject};
@@ -505,4 +508,122 @@ pub async fn backup_keeps_the_current_state(subject: &Subject) -> CaseResult {
             "deleting an unknown backup should be refused, got {other:?}"
         ))),
     }
+}
+
+/// A write that keeps a backup commits like a write and lists a backup of exactly the
+/// revision it replaced; a conflicting one changes nothing and backs up no revision it
+/// did not replace.
+pub async fn write_keeping_backup_keeps_the_replaced_revision(subject: &Subject) -> CaseResult {
+    let keep = || KeepBackup {
+        reason: "commit".into(),
+        policy: Arc::new(RollingBackups::keep(10)),
+    };
+    let mut state = sample_state(1);
+    let first = step(
+        "write 1 keeping a backup",
+        subject
+            .store
+            .write_keeping_backup(&state, Expectation::Absent, keep())
+            .await,
+    )?;
+    ensure!(
+        first.committed.revision == 1 && first.backup.is_none(),
+        "the first write reported revision {} and backup {:?}",
+        first.committed.revision,
+        first.backup
+    );
+    add_step(&mut state, "second");
+    let second = step(
+        "write 2 keeping a backup",
+        subject
+            .store
+            .write_keeping_backup(&state, Expectation::Revision(1), keep())
+            .await,
+    )?;
+    let backup = second
+        .backup
+        .ok_or_else(|| Failure("replacing revision 1 kept no backup".into()))?;
+    ensure!(
+        second.committed.revision == 2,
+        "the second write committed revision {}",
+        second.committed.revision
+    );
+    ensure!(
+        backup.revision == 1 && backup.checksum == first.committed.checksum,
+        "the backup records revision {} and checksum {}, not revision 1's {}",
+        backup.revision,
+        backup.checksum,
+        first.committed.checksum
+    );
+    ensure!(
+        backup.reason == "commit",
+        "the backup's reason is {:?}",
+        backup.reason
+    );
+    let stored = step("reading", subject.store.read_existing().await)?;
+    ensure!(
+        stored.revision == 2 && stored.checksum.as_deref() == Some(second.committed.checksum.as_str()),
+        "the store holds revision {} after the write",
+        stored.revision
+    );
+    add_step(&mut state, "conflicting");
+    match subject
+        .store
+        .write_keeping_backup(&state, Expectation::Revision(1), keep())
+        .await
+    {
+        Err(Error::Conflict { found: Some(2), .. }) => {}
+        other => {
+            return Err(Failure(format!(
+                "a write expecting revision 1 over revision 2 should conflict, got {other:?}"
+            )));
+        }
+    }
+    let after = step("reading after the conflict", subject.store.read_existing().await)?;
+    ensure!(after == stored, "a conflicting write changed the state");
+    let listed = step("listing", subject.store.list_backups().await)?;
+    ensure!(
+        listed.iter().all(|b| b.revision == 1 || b.revision == 2),
+        "backups of revisions that were never stored: {listed:?}"
+    );
+    ensure!(
+        listed.contains(&backup),
+        "the backup taken by the write is not listed: {listed:?}"
+    );
+    Ok(())
+}
+
+/// After a write that keeps a backup, the backups are what the policy leaves: keep 3
+/// leaves the 3 newest.
+pub async fn write_keeping_backup_prunes_by_the_policy(subject: &Subject) -> CaseResult {
+    let keep = || KeepBackup {
+        reason: "commit".into(),
+        policy: Arc::new(RollingBackups::keep(3)),
+    };
+    let mut state = sample_state(1);
+    step("write 1", subject.store.write(&state, Expectation::Absent).await)?;
+    let mut pruned_in_all = Vec::new();
+    for revision in 1..=6u64 {
+        add_step(&mut state, &format!("step after {revision}"));
+        let done = step(
+            "writing keeping a backup",
+            subject
+                .store
+                .write_keeping_backup(&state, Expectation::Revision(revision), keep())
+                .await,
+        )?;
+        pruned_in_all.extend(done.pruned);
+    }
+    let listed = step("listing", subject.store.list_backups().await)?;
+    let mut revisions: Vec<u64> = listed.iter().map(|b| b.revision).collect();
+    revisions.sort_unstable();
+    ensure!(
+        revisions == [4, 5, 6],
+        "keep 3 after backing up revisions 1-6 left revisions {revisions:?}"
+    );
+    ensure!(
+        pruned_in_all.len() == 3,
+        "the writes reported pruning {pruned_in_all:?}, not the 3 oldest"
+    );
+    Ok(())
 }

@@ -2,9 +2,10 @@
 //! nothing, generic over the store, the lock provider and the backup policy.
 //!
 //! One transaction: acquire the lock → read and verify → snapshot → run the change on
-//! a copy → scan for secrets → back up per policy → write with compare-and-swap →
-//! audit `commit` → prune backups, rotate the audit log → release. The document's
-//! schema is checked by the store's write, before anything is written.
+//! a copy → scan for secrets → write with compare-and-swap, keeping the replaced state
+//! as a backup and pruning backups per policy ([`StateStore::write_keeping_backup`]) →
+//! audit `commit` → rotate the audit log → release. The document's schema is checked
+//! by the store's write, before anything is written.
 //!
 //! Any failure — the change's error or panic, a schema violation, a secret, an I/O
 //! error, a lost lock, a revision conflict — leaves the stored state as the snapshot,
@@ -41,6 +42,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use chrono::{DateTime, Utc};
@@ -53,7 +55,7 @@ use crate::error::{Error, Result};
 use crate::lock::{LockGuard, LockProvider, LockRequest, Operation};
 use crate::model::{ChecklistState, ConflictRecord, ConflictResolution, now};
 use crate::secrets;
-use crate::store::{Expectation, StateStore, StateStoreExt};
+use crate::store::{Committed, Expectation, KeepBackup, StateStore, StateStoreExt};
 
 /// How a coordinator runs its transactions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +142,8 @@ tokio::task_local! {
 pub struct TransactionCoordinator<S, L, B> {
     store: S,
     locks: L,
-    policy: B,
+    /// Shared with the store while it prunes backups during a write.
+    policy: Arc<B>,
     options: CoordinatorOptions,
 }
 
@@ -166,7 +169,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
         Self {
             store,
             locks,
-            policy,
+            policy: Arc::new(policy),
             options,
         }
     }
@@ -320,16 +323,10 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
             let replacing = base.revision;
-            if self.policy.should_back_up(&CommitContext {
-                replacing_revision: Some(replacing),
-            }) && let Err(error) = self.store.create_backup("commit").await
-            {
-                return Err(self.rollback(&mut tx, Some(before), error, None).await);
-            }
             if let Err(error) = guard.ensure_held() {
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
-            match self.store.write(&working, Expectation::Revision(replacing)).await {
+            match self.write(&working, Expectation::Revision(replacing)).await {
                 Ok(committed) => {
                     working.revision = committed.revision;
                     working.checksum = Some(committed.checksum.clone());
@@ -367,7 +364,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
                 .await);
         }
         tx.status = TxStatus::Committed;
-        self.housekeeping().await;
+        self.rotate_audit().await;
         Ok(TxOutcome {
             value,
             revision: committed.revision,
@@ -474,17 +471,30 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
     }
 
     /// Backup pruning and audit rotation: failures here never undo a commit.
-    async fn housekeeping(&self) {
-        match self.store.list_backups().await {
-            Ok(backups) => {
-                for id in self.policy.to_prune(&backups, Utc::now()) {
-                    if let Err(error) = self.store.delete_backup(&id).await {
-                        tracing::warn!(%error, id, "could not prune a backup");
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%error, "could not list backups to prune them"),
+    /// Writes `working`, keeping the state it replaces as a backup when the policy
+    /// asks for one; the store prunes the backups by the policy as it adds one.
+    async fn write(&self, working: &ChecklistState, expect: Expectation) -> Result<Committed> {
+        let context = CommitContext {
+            replacing_revision: match expect {
+                Expectation::Absent => None,
+                Expectation::Revision(revision) => Some(revision),
+            },
+        };
+        if !self.policy.should_back_up(&context) {
+            return self.store.write(working, expect).await;
         }
+        let keep = KeepBackup {
+            reason: "commit".to_owned(),
+            policy: Arc::clone(&self.policy) as Arc<dyn BackupPolicy>,
+        };
+        Ok(self
+            .store
+            .write_keeping_backup(working, expect, keep)
+            .await?
+            .committed)
+    }
+
+    async fn rotate_audit(&self) {
         if let Err(error) = self.store.rotate_audit().await {
             tracing::warn!(%error, "could not rotate the audit log");
         }

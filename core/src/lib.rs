@@ -46,4 +46,4 @@ pub use config::Config;
 pub use error::{CorruptionKind, Error, ExitCode, Result};
 pub use lock::{LockGuard, LockInfo, LockProvider, LockRequest, LockStatus};
 pub use model::ChecklistState;
-pub use store::{Committed, Expectation, StateStore, StateStoreExt};
+pub use store::{BackedUpWrite, Committed, Expectation, KeepBackup, StateStore, StateStoreExt};

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::audit::{AuditLog, AuditRecord};
-use crate::backup::BackupRecord;
+use crate::backup::{BackupPolicy, BackupRecord};
 use crate::error::{Error, Result};
 use crate::model::ChecklistState;
 
@@ -64,6 +64,26 @@ pub struct Committed {
     pub checksum: String,
 }
 
+/// What [`StateStore::write_keeping_backup`] keeps of the state it replaces.
+#[derive(Debug, Clone)]
+pub struct KeepBackup {
+    /// Why the backup is taken, as recorded in the backup index (`commit`, `migration` …).
+    pub reason: String,
+    /// Which backups stay once the new one is added.
+    pub policy: Arc<dyn BackupPolicy>,
+}
+
+/// What [`StateStore::write_keeping_backup`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackedUpWrite {
+    /// The committed write.
+    pub committed: Committed,
+    /// The backup of the replaced state (`None` when there was no state to replace).
+    pub backup: Option<BackupRecord>,
+    /// The ids of the backups the policy pruned.
+    pub pruned: Vec<String>,
+}
+
 /// Where the state document lives: read it verified, replace it atomically with a
 /// compare-and-swap on its revision.
 ///
@@ -108,6 +128,13 @@ pub struct Committed {
 ///   the revision and checksum stored at that moment; later writes do not change it;
 ///   [`list_backups`](Self::list_backups) lists it and
 ///   [`delete_backup`](Self::delete_backup) removes it.
+/// - `write_keeping_backup_keeps_the_replaced_revision`:
+///   [`write_keeping_backup`](Self::write_keeping_backup) commits like
+///   [`write`](Self::write) and lists a backup holding exactly the replaced revision and
+///   checksum; a conflicting one changes nothing and keeps no backup of a revision it did
+///   not replace.
+/// - `write_keeping_backup_prunes_by_the_policy`: after it, the listed backups are what
+///   the policy leaves: a keep-N policy leaves exactly the N newest.
 #[async_trait]
 pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// The backend's registered name (`yaml`, `json`, `memory`, …).
@@ -133,6 +160,44 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// any other error nothing observable changed: readers see the previous state,
     /// complete. `state.revision` and `state.checksum` are ignored.
     async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed>;
+
+    /// Like [`write`](Self::write), but first keeps the state it replaces as a backup
+    /// and then prunes the backups by `keep.policy`.
+    ///
+    /// The provided implementation calls [`create_backup`](Self::create_backup),
+    /// [`write`](Self::write), [`list_backups`](Self::list_backups) and
+    /// [`delete_backup`](Self::delete_backup); a store that can do it in one step (the
+    /// file engine links the old file and rewrites the backup index once, while it holds
+    /// its write lock) should override it.
+    ///
+    /// # Contract
+    /// On success the state is committed as by [`write`](Self::write), the backup of the
+    /// replaced revision is listed (with that revision's checksum), and the backups the
+    /// policy names for pruning are gone. On failure the stored state is unchanged; a
+    /// backup of it may have been taken. A backup that cannot be taken fails the write
+    /// before anything is replaced; a prune that fails only leaves an extra backup.
+    async fn write_keeping_backup(
+        &self,
+        state: &ChecklistState,
+        expect: Expectation,
+        keep: KeepBackup,
+    ) -> Result<BackedUpWrite> {
+        let backup = self.create_backup(&keep.reason).await?;
+        let committed = self.write(state, expect).await?;
+        let listed = self.list_backups().await?;
+        let mut pruned = Vec::new();
+        for id in keep.policy.to_prune(&listed, chrono::Utc::now()) {
+            match self.delete_backup(&id).await {
+                Ok(()) => pruned.push(id),
+                Err(error) => tracing::warn!(%error, id, "could not prune a backup"),
+            }
+        }
+        Ok(BackedUpWrite {
+            committed,
+            backup,
+            pruned,
+        })
+    }
 
     /// Appends one record to the audit trail.
     ///
@@ -202,6 +267,14 @@ macro_rules! forward_state_store {
             }
             async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
                 (**self).write(state, expect).await
+            }
+            async fn write_keeping_backup(
+                &self,
+                state: &ChecklistState,
+                expect: Expectation,
+                keep: KeepBackup,
+            ) -> Result<BackedUpWrite> {
+                (**self).write_keeping_backup(state, expect, keep).await
             }
             async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
                 (**self).append_audit(record).await
