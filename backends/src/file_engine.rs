@@ -22,12 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::{
     AuditLog, AuditRecord, BackedUpWrite, BackupRecord, ChecklistState, Committed, CorruptionKind, Error,
     Expectation, KeepBackup, Result, StateStore, document,
 };
 
+use crate::archive_dir::ArchiveDir;
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
 use crate::audit_log::AuditFiles;
 use crate::backups::{BackupDir, Contents, Current, Kept};
@@ -115,6 +117,7 @@ struct Inner<C> {
     vfs: Arc<dyn Vfs>,
     audit: AuditFiles,
     backups: BackupDir,
+    archive: ArchiveDir,
     /// The bytes this store last read or wrote, and what they hold.
     known: Mutex<Option<Known>>,
     /// A write failed and may have left a temp file; the next write sweeps.
@@ -151,6 +154,7 @@ impl<C: Codec> FileStore<C> {
             inner: Arc::new(Inner {
                 audit: AuditFiles::new(&dir, options.audit.clone(), options.durability),
                 backups: BackupDir::new(&dir, &state_file_name),
+                archive: ArchiveDir::new(&dir, options.max_state_bytes),
                 codec,
                 dir,
                 state_path,
@@ -495,6 +499,31 @@ impl<C: Codec> StateStore for FileStore<C> {
     async fn delete_backup(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.blocking(move |inner| inner.backups.delete(inner.vfs.as_ref(), &id))
+            .await
+    }
+
+    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
+        let archived = archived.clone();
+        self.blocking(move |inner| {
+            let _write_lock = inner.lock_for_write()?;
+            inner.archive.store(
+                inner.vfs.as_ref(),
+                &inner.codec,
+                &archived,
+                inner.options.durability,
+            )
+        })
+        .await
+    }
+
+    async fn history(&self) -> Result<Vec<HistoryEntry>> {
+        self.blocking(|inner| inner.archive.history(inner.vfs.as_ref()))
+            .await
+    }
+
+    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
+        let instance_id = instance_id.to_owned();
+        self.blocking(move |inner| inner.archive.read(inner.vfs.as_ref(), &inner.codec, &instance_id))
             .await
     }
 }

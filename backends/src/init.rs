@@ -17,7 +17,7 @@ use crate::layout::Layout;
 use crate::registry::BackendRegistry;
 use crate::vfs::{RealFs, Vfs};
 
-const HISTORY: &str = "# Archived instances (checklist archive).\nversion: 1\ninstances: []\n";
+const HISTORY: &str = "# Archived instances (checklist archive --list).\nversion: 1\ninstances: []\n";
 const METRICS: &str = "# Operation counters.\nversion: 1\ncounters: {}\n";
 const MANIFEST: &str = "# Backups of the state (checklist backup list).\nversion: 1\nbackups: []\n";
 
@@ -31,6 +31,9 @@ pub struct InitOptions {
     /// On an existing store, create whatever part of the layout is missing (never
     /// overwriting anything).
     pub repair: bool,
+    /// The state a new store starts with (an imported export), committed as its
+    /// revision 1; default an empty one. Refused when the store already holds a state.
+    pub initial_state: Option<ChecklistState>,
 }
 
 /// What `init` did.
@@ -127,10 +130,18 @@ pub async fn init_project_with_vfs(
         let backend = registry.open(layout.dir(), &config, Arc::clone(&vfs))?;
         if has_config || exists(vfs.as_ref(), backend.store.location())? {
             let revision = backend.store.read().await.ok().flatten().map(|s| s.revision);
+            refuse_import_over(
+                options.initial_state.is_some(),
+                backend.store.location(),
+                revision,
+            )?;
             return Ok(run.report(InitOutcome::AlreadyInitialized, &config, revision));
         }
     }
-    match run.create_missing(&config, registry).await {
+    match run
+        .create_missing(&config, registry, options.initial_state.as_ref())
+        .await
+    {
         Ok(revision) => {
             let outcome = if existing {
                 InitOutcome::Repaired
@@ -144,6 +155,19 @@ pub async fn init_project_with_vfs(
             Err(error)
         }
     }
+}
+
+/// An import only creates a store; it never replaces a state that is there.
+fn refuse_import_over(importing: bool, state: &Path, revision: Option<u64>) -> Result<()> {
+    if !importing {
+        return Ok(());
+    }
+    let holding = revision.map_or_else(|| "a state".to_owned(), |r| format!("revision {r}"));
+    Err(Error::invalid(format!(
+        "{} already holds {holding}; an import only creates a new store: move .checklist/ aside \
+         (or import in another directory) first",
+        state.display()
+    )))
 }
 
 fn check_project_root(vfs: &dyn Vfs, root: &Path) -> Result<()> {
@@ -221,7 +245,12 @@ impl InitRun {
         Ok(())
     }
 
-    async fn create_missing(&mut self, config: &Config, registry: &BackendRegistry) -> Result<Option<u64>> {
+    async fn create_missing(
+        &mut self,
+        config: &Config,
+        registry: &BackendRegistry,
+        initial_state: Option<&ChecklistState>,
+    ) -> Result<Option<u64>> {
         let durability = config.durability;
         self.make_dir(self.layout.dir().to_owned())?;
         for dir in self.layout.subdirectories() {
@@ -241,13 +270,19 @@ impl InitRun {
             })?;
         }
         let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
-        match backend.store.read().await? {
+        let existing = backend.store.read().await?;
+        if let Some(state) = &existing {
+            refuse_import_over(
+                initial_state.is_some(),
+                backend.store.location(),
+                Some(state.revision),
+            )?;
+        }
+        match existing {
             Some(state) => Ok(Some(state.revision)),
             None => {
-                let committed = backend
-                    .store
-                    .write(&ChecklistState::new(), Expectation::Absent)
-                    .await?;
+                let first = initial_state.cloned().unwrap_or_default();
+                let committed = backend.store.write(&first, Expectation::Absent).await?;
                 // A file backend's state lives inside the store directory; a memory
                 // backend's location is a pseudo-path outside it.
                 if backend.store.location().starts_with(self.layout.dir()) {

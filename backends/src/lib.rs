@@ -30,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod archive_dir;
 pub mod atomic;
 mod audit_log;
 mod backups;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use checklist_core::archive::{ArchivedInstance, HistoryEntry, validate_file_stem};
 use checklist_core::{
     AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
     Result, StateStore, document,
@@ -61,6 +62,9 @@ struct MemoryInner {
     audit: Mutex<Vec<AuditRecord>>,
     /// Backups with the sealed document each keeps.
     backups: Mutex<Vec<(BackupRecord, Arc<Sealed>)>>,
+    /// Archived instances as sealed documents, with their history entries, in
+    /// archiving order.
+    archive: Mutex<Vec<(HistoryEntry, Value)>>,
 }
 
 impl Default for MemoryStore {
@@ -84,6 +88,7 @@ impl MemoryStore {
                 slot: Mutex::new(Slot::Empty),
                 audit: Mutex::new(Vec::new()),
                 backups: Mutex::new(Vec::new()),
+                archive: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -234,6 +239,38 @@ impl StateStore for MemoryStore {
             )));
         }
         Ok(())
+    }
+
+    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
+        let id = &archived.instance.id;
+        validate_file_stem("instance id", id)?;
+        let location = self.inner.location.join("archive").join(id);
+        let sealed = archived.seal(&location)?;
+        let entry = archived.history_entry(format!("archive/{id}"), sealed.checksum);
+        let mut archive = lock(&self.inner.archive);
+        archive.retain(|(e, _)| e.instance_id != *id);
+        archive.push((entry.clone(), sealed.value));
+        Ok(entry)
+    }
+
+    async fn history(&self) -> Result<Vec<HistoryEntry>> {
+        Ok(lock(&self.inner.archive).iter().map(|(e, _)| e.clone()).collect())
+    }
+
+    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
+        validate_file_stem("instance id", instance_id)?;
+        let value = lock(&self.inner.archive)
+            .iter()
+            .find(|(e, _)| e.instance_id == instance_id)
+            .map(|(_, value)| value.clone());
+        let location = self.inner.location.join("archive").join(instance_id);
+        match value {
+            Some(value) => ArchivedInstance::unseal(value, &location),
+            None => Err(Error::invalid(format!(
+                "instance {instance_id} is not archived in {}",
+                self.inner.location.display()
+            ))),
+        }
     }
 }
 

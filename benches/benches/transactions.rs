@@ -75,6 +75,7 @@ use checklist_backends::{
     BackendRegistry, Codec, InProcessLockProvider, InitOptions, MemoryStore, OpenOptions, YamlCodec,
     init_project, open_project,
 };
+use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 use checklist_core::config::Durability;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
 use checklist_core::lock::HeldLock;
@@ -955,6 +956,16 @@ impl<S: StateStore> StateStore for TimedStore<S> {
             self.inner.delete_backup(id),
         )
         .await
+    }
+    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
+        self.timed("archive", self.inner.archive(archived)).await
+    }
+    async fn history(&self) -> Result<Vec<HistoryEntry>> {
+        self.timed("history", self.inner.history()).await
+    }
+    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
+        self.timed("read archived", self.inner.read_archived(instance_id))
+            .await
     }
 }
 

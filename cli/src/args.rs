@@ -50,6 +50,8 @@ pub enum Command {
     /// Record step progress.
     #[command(subcommand)]
     Step(StepCommand),
+    /// Move the finished instance to archive/ and index it in history.yaml.
+    Archive(ArchiveArgs),
     /// Write the verified state as YAML or JSON.
     Export(ExportArgs),
     /// Show the audit trail (all rotated parts, oldest first).
@@ -92,6 +94,10 @@ pub struct InitArgs {
     /// existing is overwritten).
     #[arg(long)]
     pub force: bool,
+    /// Start the new store from this file, written by `checklist export` (YAML, or JSON
+    /// when it ends in .json); it must verify. Refused if a state already exists.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
 }
 
 /// `checklist start`.
@@ -154,6 +160,27 @@ pub enum ResultArg {
     Failure,
     /// The step was skipped.
     Skipped,
+}
+
+/// `checklist archive`.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Finish an active or paused instance this way while archiving it (a finished one
+    /// is archived as it finished).
+    #[arg(long = "as", value_enum, value_name = "STATUS")]
+    pub finish_as: Option<FinishArg>,
+    /// List the archived instances instead of archiving.
+    #[arg(long, conflicts_with = "finish_as")]
+    pub list: bool,
+}
+
+/// `--as`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FinishArg {
+    /// The instance finished successfully.
+    Completed,
+    /// The instance finished unsuccessfully.
+    Failed,
 }
 
 /// `checklist export`.

@@ -1,44 +1,10 @@
 //! The `checklist` binary, run as a real process against stores in temp directories.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
 use serde_json::Value;
 
-fn checklist(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_checklist"))
-        .arg("--dir")
-        .arg(root)
-        .args(args)
-        .env_remove("CHECKLIST_DIR")
-        .output()
-        .expect("run checklist")
-}
-
-fn ok(root: &Path, args: &[&str]) -> String {
-    let out = checklist(root, args);
-    assert!(
-        out.status.success(),
-        "checklist {args:?} failed with {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(root: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&ok(root, &all)).unwrap()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use support::{checklist, code, json, ok, stderr};
 
 /// init → start → step complete → verify on a fresh store of `backend`.
 fn tour(backend: &str) -> tempfile::TempDir {

@@ -119,6 +119,8 @@ mod unix {
         }
     }
 
+    use checklist_core::archive::{ArchivedInstance, HistoryEntry};
+
     /// A state store whose writes take ten seconds, to catch the real CLI inside a
     /// transaction.
     #[derive(Debug)]
@@ -164,6 +166,15 @@ mod unix {
         }
         async fn delete_backup(&self, id: &str) -> checklist_core::Result<()> {
             self.0.delete_backup(id).await
+        }
+        async fn archive(&self, archived: &ArchivedInstance) -> checklist_core::Result<HistoryEntry> {
+            self.0.archive(archived).await
+        }
+        async fn history(&self) -> checklist_core::Result<Vec<HistoryEntry>> {
+            self.0.history().await
+        }
+        async fn read_archived(&self, instance_id: &str) -> checklist_core::Result<ArchivedInstance> {
+            self.0.read_archived(instance_id).await
         }
     }
 

@@ -343,6 +343,8 @@ macro_rules! __for_each_case {
                 backup_keeps_the_current_state,
                 write_keeping_backup_keeps_the_replaced_revision,
                 write_keeping_backup_prunes_by_the_policy,
+                archive_round_trips_and_indexes_once_per_instance,
+                unknown_or_unsafe_archive_ids_are_refused,
             ],
             locks: [
                 lock_is_exclusive,

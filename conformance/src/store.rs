@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use checklist_core::ChecklistState;
+use checklist_core::archive::ArchivedInstance;
+use checklist_core::model::InstanceStatus;
 use checklist_core::{
     AuditEvent, AuditRecord, CorruptionKind, Error, Expectation, KeepBackup, RollingBackups, StateStore,
     StateStoreExt,
@@ -624,6 +627,99 @@ pub async fn write_keeping_backup_prunes_by_the_policy(subject: &Subject) -> Cas
     ensure!(
         pruned_in_all.len() == 3,
         "the writes reported pruning {pruned_in_all:?}, not the 3 oldest"
+    );
+    Ok(())
+}
+
+/// A finished instance taken out of `state`, marked completed.
+fn finished_instance(state: &mut ChecklistState) -> Result<ArchivedInstance, Failure> {
+    step(
+        "taking the instance out to archive it",
+        state.archive_instance(Some(InstanceStatus::Completed), checklist_core::model::now()),
+    )
+}
+
+/// An archived instance reads back verified with the checksum its history entry
+/// carries; the history lists each instance once, and archiving it again replaces it.
+pub async fn archive_round_trips_and_indexes_once_per_instance(subject: &Subject) -> CaseResult {
+    ensure!(
+        step("reading the empty history", subject.store.history().await)?.is_empty(),
+        "a new store has a history"
+    );
+    let mut state = sample_state(3);
+    state.revision = 7;
+    let archived = finished_instance(&mut state)?;
+    let id = archived.instance.id.clone();
+    let entry = step("archiving", subject.store.archive(&archived).await)?;
+    ensure!(
+        entry.instance_id == id && entry.steps == 3 && entry.status == InstanceStatus::Completed,
+        "the history entry does not describe the instance: {entry:?}"
+    );
+    let back = step("reading the archive", subject.store.read_archived(&id).await)?;
+    ensure!(
+        back.checksum.as_deref() == Some(entry.checksum.as_str()),
+        "the archived document's checksum {:?} is not the history's {}",
+        back.checksum,
+        entry.checksum
+    );
+    ensure!(
+        back.instance == archived.instance
+            && back.completed_steps == archived.completed_steps
+            && back.archived_from_revision == 7,
+        "the archived instance did not read back as archived"
+    );
+    let mut again = archived.clone();
+    again.archived_at += chrono::Duration::seconds(1);
+    let second = step(
+        "archiving the same instance again",
+        subject.store.archive(&again).await,
+    )?;
+    let history = step("reading the history", subject.store.history().await)?;
+    ensure!(
+        history == [second.clone()],
+        "archiving an instance twice should leave one entry, the second: {history:?}"
+    );
+    let mut other_state = sample_state(1);
+    other_state.revision = 8;
+    let other = finished_instance(&mut other_state)?;
+    step("archiving another instance", subject.store.archive(&other).await)?;
+    let history = step("reading the history", subject.store.history().await)?;
+    let ids: Vec<_> = history.iter().map(|e| e.instance_id.as_str()).collect();
+    ensure!(
+        ids == [id.as_str(), other.instance.id.as_str()],
+        "the history is not in archiving order: {ids:?}"
+    );
+    Ok(())
+}
+
+/// Reading an instance that was never archived, or an id that cannot be a file name,
+/// is refused; so is archiving an instance whose id cannot be a file name.
+pub async fn unknown_or_unsafe_archive_ids_are_refused(subject: &Subject) -> CaseResult {
+    for id in ["never-archived", "../state", "a/b", ".hidden", ""] {
+        match subject.store.read_archived(id).await {
+            Err(Error::InvalidOperation { .. }) => {}
+            other => {
+                return Err(Failure(format!(
+                    "reading archived instance {id:?} should be refused, got {other:?}"
+                )));
+            }
+        }
+    }
+    let mut state = sample_state(1);
+    state.revision = 1;
+    let mut hostile = finished_instance(&mut state)?;
+    hostile.instance.id = "../../escape".into();
+    match subject.store.archive(&hostile).await {
+        Err(Error::InvalidOperation { .. }) => {}
+        other => {
+            return Err(Failure(format!(
+                "archiving an instance with id ../../escape should be refused, got {other:?}"
+            )));
+        }
+    }
+    ensure!(
+        step("reading the history", subject.store.history().await)?.is_empty(),
+        "a refused archive reached the history"
     );
     Ok(())
 }

@@ -26,6 +26,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod audit;
 pub mod backup;
 pub mod canonical;

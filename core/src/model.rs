@@ -98,6 +98,11 @@ pub enum InstanceStatus {
 }
 
 impl InstanceStatus {
+    /// Whether the instance is over (`completed` or `failed`).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+
     /// The name used in the document.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -348,6 +353,71 @@ impl ChecklistState {
         instance.current_step_id = Some(step_id.to_owned());
         instance.last_modified_at = now;
         Ok(instance)
+    }
+
+    /// Takes the instance and its steps out of the document, to be archived; the
+    /// document is left with no instance.
+    ///
+    /// A finished instance (`completed` or `failed`) is taken as it is; an active or
+    /// paused one only when `finish_as` says how it finished (it is then marked so,
+    /// completed now). The archive records `self.revision` as the revision it came from.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`] without an instance, for an unfinished one without
+    /// `finish_as`, for a `finish_as` that is not a finished status or contradicts how
+    /// the instance finished.
+    pub fn archive_instance(
+        &mut self,
+        finish_as: Option<InstanceStatus>,
+        now: DateTime<Utc>,
+    ) -> Result<crate::archive::ArchivedInstance> {
+        let Some(instance) = &mut self.active_instance else {
+            return Err(Error::invalid(
+                "there is no instance to archive: start one with `checklist start --template ID`",
+            ));
+        };
+        if let Some(status) = finish_as
+            && !status.is_finished()
+        {
+            return Err(Error::invalid(format!(
+                "an instance is archived as completed or failed, not {}",
+                status.as_str()
+            )));
+        }
+        match (instance.status.is_finished(), finish_as) {
+            (true, Some(status)) if status != instance.status => {
+                return Err(Error::invalid(format!(
+                    "instance {} already finished as {}; it cannot be archived as {}",
+                    instance.id,
+                    instance.status.as_str(),
+                    status.as_str()
+                )));
+            }
+            (true, _) => {}
+            (false, Some(status)) => {
+                instance.status = status;
+                instance.completed_at.get_or_insert(now);
+                instance.last_modified_at = now;
+            }
+            (false, None) => {
+                return Err(Error::invalid(format!(
+                    "instance {} is still {}; say how it finished: `checklist archive --as completed` \
+                     or `--as failed`",
+                    instance.id,
+                    instance.status.as_str()
+                )));
+            }
+        }
+        let instance = self.active_instance.take().expect("checked above");
+        Ok(crate::archive::ArchivedInstance {
+            schema_version: CURRENT_SCHEMA_VERSION.to_owned(),
+            checksum: None,
+            archived_at: now,
+            archived_from_revision: self.revision,
+            instance,
+            completed_steps: std::mem::take(&mut self.completed_steps),
+            extra: Map::new(),
+        })
     }
 
     fn active_instance_mut(&mut self) -> Result<&mut ActiveInstance> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::archive::{ArchivedInstance, HistoryEntry};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::backup::{BackupPolicy, BackupRecord};
 use crate::error::{Error, Result};
@@ -135,6 +136,14 @@ pub struct BackedUpWrite {
 ///   not replace.
 /// - `write_keeping_backup_prunes_by_the_policy`: after it, the listed backups are what
 ///   the policy leaves: a keep-N policy leaves exactly the N newest.
+/// - `archive_round_trips_and_indexes_once_per_instance`:
+///   [`archive`](Self::archive) stores a finished instance so that
+///   [`read_archived`](Self::read_archived) returns it verified, with the checksum the
+///   history entry carries, and [`history`](Self::history) lists it once; archiving the
+///   same instance again replaces both.
+/// - `unknown_or_unsafe_archive_ids_are_refused`: reading an id that was never
+///   archived, or one that cannot be a file name (`../x`, `a/b`), fails with
+///   [`Error::InvalidOperation`].
 #[async_trait]
 pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// The backend's registered name (`yaml`, `json`, `memory`, …).
@@ -236,6 +245,30 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// # Contract
     /// Fails with [`Error::InvalidOperation`] for an id that is not listed.
     async fn delete_backup(&self, id: &str) -> Result<()>;
+
+    /// Stores a finished instance in the archive, sealed (checksummed), and indexes it
+    /// in the history. Call it while holding the store's lock, before committing the
+    /// state without the instance: a crash in between leaves the instance in both
+    /// places, never in neither.
+    ///
+    /// # Contract
+    /// The archived document is stored durably (as the store's writes are) before the
+    /// history lists it. Archiving an instance id again replaces its document and its
+    /// history entry. Fails with [`Error::SchemaInvalid`] or
+    /// [`Error::InvalidOperation`] (an id that cannot be a file name) before anything
+    /// is stored.
+    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry>;
+
+    /// The history: one entry per archived instance, in archiving order.
+    async fn history(&self) -> Result<Vec<HistoryEntry>>;
+
+    /// Reads and verifies an archived instance.
+    ///
+    /// # Contract
+    /// Fails with [`Error::InvalidOperation`] for an id that was never archived or
+    /// cannot be a file name, and with [`Error::Corrupted`] when the archived document
+    /// does not verify.
+    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance>;
 }
 
 /// Conveniences on top of [`StateStore`], for every implementation.
@@ -293,6 +326,15 @@ macro_rules! forward_state_store {
             }
             async fn delete_backup(&self, id: &str) -> Result<()> {
                 (**self).delete_backup(id).await
+            }
+            async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
+                (**self).archive(archived).await
+            }
+            async fn history(&self) -> Result<Vec<HistoryEntry>> {
+                (**self).history().await
+            }
+            async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
+                (**self).read_archived(instance_id).await
             }
         }
     )*};

@@ -12,12 +12,26 @@ use std::sync::Arc;
 use checklist_backends::OpenedStore;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator, TxOutcome};
 use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
-use checklist_core::{ChecklistState, Result, RollingBackups};
+use checklist_core::{ChecklistState, LockProvider, Result, RollingBackups, StateStore};
 use serde_json::json;
 
 use super::Context;
 use crate::args::{CompleteArgs, ResultArg, StartArgs};
 use crate::output::Outcome;
+
+/// The transaction coordinator of the opened store, set up by its config.
+pub(crate) type Coordinator =
+    TransactionCoordinator<Arc<dyn StateStore>, Arc<dyn LockProvider>, RollingBackups>;
+
+/// The coordinator for the opened store, as its config sets it up.
+pub(crate) fn coordinator(opened: &OpenedStore) -> Coordinator {
+    TransactionCoordinator::with_options(
+        Arc::clone(&opened.backend.store),
+        Arc::clone(&opened.backend.locks),
+        RollingBackups::from_settings(&opened.config.backup),
+        CoordinatorOptions::from_config(&opened.config),
+    )
+}
 
 /// Runs `apply` as one transaction of the opened store: lock, read, change, secret
 /// scan, backup, compare-and-swap write, audit.
@@ -26,17 +40,11 @@ async fn change<T: Send>(
     operation: &str,
     apply: impl FnMut(&mut ChecklistState) -> Result<T> + Send,
 ) -> Result<TxOutcome<T>> {
-    let coordinator = TransactionCoordinator::with_options(
-        Arc::clone(&opened.backend.store),
-        Arc::clone(&opened.backend.locks),
-        RollingBackups::from_settings(&opened.config.backup),
-        CoordinatorOptions::from_config(&opened.config),
-    );
-    coordinator.transact(operation, apply).await
+    coordinator(opened).transact(operation, apply).await
 }
 
 /// The JSON fields every change reports.
-fn committed_json<T>(outcome: &TxOutcome<T>) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn committed_json<T>(outcome: &TxOutcome<T>) -> serde_json::Map<String, serde_json::Value> {
     let mut fields = serde_json::Map::new();
     fields.insert("ok".into(), json!(true));
     fields.insert("txId".into(), json!(outcome.transaction.id));

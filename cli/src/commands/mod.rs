@@ -9,6 +9,7 @@ use checklist_core::Result;
 use crate::args::{Cli, Command, LockCommand, StepCommand};
 use crate::output::Outcome;
 
+mod archive;
 mod audit;
 mod change;
 mod export;
@@ -70,6 +71,7 @@ pub(crate) async fn dispatch(cli: Cli, registry: &BackendRegistry, err: &mut dyn
         Command::Start(args) => change::start(&ctx, args, err).await,
         Command::Step(StepCommand::Complete(args)) => change::complete(&ctx, args, err).await,
         Command::Step(StepCommand::Current { step_id }) => change::current(&ctx, &step_id, err).await,
+        Command::Archive(args) => archive::run(&ctx, args, err).await,
         Command::Export(args) => export::run(&ctx, args, err).await,
         Command::Audit(args) => audit::run(&ctx, args, err).await,
         Command::Lock(LockCommand::Status) => lock::status(&ctx, err).await,

@@ -1,0 +1,79 @@
+//! `checklist archive`: the finished instance leaves the state for `archive/`, indexed
+//! in `history.yaml`, in one transaction.
+//!
+//! The archived document is stored before the state is committed without the
+//! instance, so a crash in between leaves the instance in both places (archiving again
+//! replaces the archive), never in neither.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use checklist_core::archive::HistoryEntry;
+use checklist_core::model::{InstanceStatus, now};
+use checklist_core::{Result, StateStore};
+use serde_json::json;
+
+use super::Context;
+use super::change::{committed_json, coordinator};
+use crate::args::{ArchiveArgs, FinishArg};
+use crate::output::Outcome;
+
+pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Write) -> Result<Outcome> {
+    let opened = ctx.open(err)?;
+    if args.list {
+        return list(opened.backend.store.history().await?);
+    }
+    let finish_as = args.finish_as.map(|finish| match finish {
+        FinishArg::Completed => InstanceStatus::Completed,
+        FinishArg::Failed => InstanceStatus::Failed,
+    });
+    let store: Arc<dyn StateStore> = Arc::clone(&opened.backend.store);
+    let outcome = coordinator(&opened)
+        .transact_async("archive", |mut state| {
+            let store = Arc::clone(&store);
+            async move {
+                let archived = state.archive_instance(finish_as, now())?;
+                let entry = store.archive(&archived).await?;
+                Ok((state, entry))
+            }
+        })
+        .await?;
+    let entry = &outcome.value;
+    let mut fields = committed_json(&outcome);
+    fields.insert("archived".into(), json!(entry));
+    Ok(Outcome::report(
+        format!(
+            "Archived instance {} of template {} ({}, {} steps) to {}; the state is at revision {} with no instance.",
+            entry.instance_id,
+            entry.template_id,
+            entry.status.as_str(),
+            entry.steps,
+            opened.layout.dir().join(&entry.file).display(),
+            outcome.revision
+        ),
+        fields.into(),
+    ))
+}
+
+fn list(history: Vec<HistoryEntry>) -> Result<Outcome> {
+    let human = if history.is_empty() {
+        "No archived instances.".to_owned()
+    } else {
+        history
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}  {}  {:<9}  {:>4} steps  archived {}  {}",
+                    e.instance_id,
+                    e.template_id,
+                    e.status.as_str(),
+                    e.steps,
+                    e.archived_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    e.file
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Ok(Outcome::report(human, json!({"ok": true, "instances": history})))
+}

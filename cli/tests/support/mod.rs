@@ -1,0 +1,47 @@
+//! Running the real `checklist` binary in the CLI's integration tests.
+#![allow(dead_code, reason = "each test file uses the part of this it needs")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Runs `checklist --dir ROOT ARGS…` and returns what it did.
+pub(crate) fn checklist(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_checklist"))
+        .arg("--dir")
+        .arg(root)
+        .args(args)
+        .env_remove("CHECKLIST_DIR")
+        .output()
+        .expect("run checklist")
+}
+
+/// Runs it, asserts success and returns stdout.
+pub(crate) fn ok(root: &Path, args: &[&str]) -> String {
+    let out = checklist(root, args);
+    assert!(
+        out.status.success(),
+        "checklist {args:?} failed with {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs it with `--json`, asserts success and parses stdout.
+pub(crate) fn json(root: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(root, &all)).unwrap()
+}
+
+/// The exit code.
+pub(crate) fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+/// Stderr as text.
+pub(crate) fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
