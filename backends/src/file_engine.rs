@@ -22,11 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use checklist_core::canonical::{CHECKSUM_FIELD, document_checksum};
 use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::{
     AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
     Result, StateStore, document,
 };
+use serde_json::Value;
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
 use crate::audit_log::AuditFiles;
@@ -92,6 +94,47 @@ impl<C: Codec> fmt::Debug for FileStore<C> {
             .field("durability", &self.inner.options.durability)
             .finish_non_exhaustive()
     }
+}
+
+/// A state file as stored, parsed but not verified; see
+/// [`FileStore::read_unverified`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnverifiedState {
+    /// The file's bytes, exactly.
+    pub bytes: Vec<u8>,
+    /// The document they parse to.
+    pub document: Value,
+    /// Its `revision`, or 0 for a document without one (schema versions before 1.0
+    /// had none).
+    pub revision: u64,
+    /// Its `checksum` when it has one, otherwise the checksum of its content
+    /// (schema versions before 1.0 had none): what a backup of it records.
+    pub checksum: String,
+}
+
+impl UnverifiedState {
+    fn new(bytes: Vec<u8>, document: Value) -> Self {
+        let revision = document.get("revision").and_then(Value::as_u64).unwrap_or(0);
+        let checksum = document
+            .get(CHECKSUM_FIELD)
+            .and_then(Value::as_str)
+            .map_or_else(|| document_checksum(&document), str::to_owned);
+        Self {
+            bytes,
+            document,
+            revision,
+            checksum,
+        }
+    }
+}
+
+/// What [`FileStore::replace_migrated`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationCommit {
+    /// The backup holding the original file's bytes.
+    pub backup: BackupRecord,
+    /// The revision and checksum of the migrated state as written.
+    pub committed: Committed,
 }
 
 /// A state file's bytes that this store verified or wrote itself.
@@ -180,6 +223,76 @@ impl<C: Codec> FileStore<C> {
         &self.inner.options
     }
 
+    /// The state file as it is stored, parsed but not verified: what a migration
+    /// reads, since [`read`](StateStore::read) refuses documents of older schema
+    /// versions. `Ok(None)` when there is no state file.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] (`parse_error`) when the bytes are not a document, and the
+    /// I/O errors of a read.
+    pub async fn read_unverified(&self) -> Result<Option<UnverifiedState>> {
+        self.blocking(|inner| {
+            let Some(bytes) = inner.read_bytes()? else {
+                return Ok(None);
+            };
+            let document = inner.decode(&bytes)?;
+            Ok(Some(UnverifiedState::new(bytes, document)))
+        })
+        .await
+    }
+
+    /// Replaces a state file of an older schema version with `state`, its migration:
+    /// while holding the write lock, checks that the file still holds exactly
+    /// `original`'s bytes, keeps them as a backup (reason `migration`, the bytes
+    /// untouched), then writes `state` through the sealed write path as revision
+    /// `original.revision + 1`. Call it while holding the store's
+    /// [`LockProvider`](checklist_core::LockProvider) lock.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the file changed since `original` was read (nothing is
+    /// written), the errors of [`document::seal`] (nothing is written), and I/O errors
+    /// (the old file stays; a backup taken before the failure stays too).
+    pub async fn replace_migrated(
+        &self,
+        original: &UnverifiedState,
+        state: &ChecklistState,
+    ) -> Result<MigrationCommit> {
+        let revision = original.revision.saturating_add(1);
+        let sealed = document::seal(state, revision, &self.inner.state_path)?;
+        let bytes = self.encode(&sealed.value)?;
+        let mut written = state.clone();
+        written.revision = revision;
+        written.checksum = Some(sealed.checksum.clone());
+        let original = original.clone();
+        let backup = self
+            .blocking(move |inner| inner.replace_migrated(&original, bytes, written))
+            .await?;
+        Ok(MigrationCommit {
+            backup,
+            committed: Committed {
+                revision,
+                checksum: sealed.checksum,
+            },
+        })
+    }
+
+    /// Encodes a sealed document, refusing one too large to be read back.
+    fn encode(&self, value: &Value) -> Result<Vec<u8>> {
+        let bytes = self.inner.codec.encode(value).map_err(|e| Error::SchemaInvalid {
+            path: self.inner.state_path.clone(),
+            field_path: "/".to_owned(),
+            message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
+        })?;
+        if bytes.len() as u64 > self.inner.options.max_state_bytes {
+            return Err(Error::TooLarge {
+                path: self.inner.state_path.clone(),
+                size: bytes.len() as u64,
+                limit: self.inner.options.max_state_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner<C>) -> Result<T> + Send + 'static,
@@ -221,7 +334,8 @@ impl<C: Codec> Inner<C> {
         }
     }
 
-    fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
+    /// Parses `bytes` without verifying them.
+    fn decode(&self, bytes: &[u8]) -> Result<Value> {
         let parse_error = |detail: String| Error::Corrupted {
             kind: CorruptionKind::ParseError,
             path: self.state_path.clone(),
@@ -230,8 +344,11 @@ impl<C: Codec> Inner<C> {
         if bytes.trim_ascii().is_empty() {
             return Err(parse_error(format!("the file is empty ({} bytes)", bytes.len())));
         }
-        let value = self.codec.decode(bytes).map_err(|e| parse_error(e.to_string()))?;
-        document::unseal(value, &self.state_path)
+        self.codec.decode(bytes).map_err(|e| parse_error(e.to_string()))
+    }
+
+    fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        document::unseal(self.decode(bytes)?, &self.state_path)
     }
 
     fn remember(&self, bytes: Vec<u8>, state: ChecklistState) {
@@ -321,6 +438,56 @@ impl<C: Codec> Inner<C> {
         }
     }
 
+    /// Replaces the file holding exactly `original` with `bytes`, keeping `original`
+    /// as a backup first; see [`FileStore::replace_migrated`].
+    fn replace_migrated(
+        &self,
+        original: &UnverifiedState,
+        bytes: Vec<u8>,
+        written: ChecklistState,
+    ) -> Result<BackupRecord> {
+        let _write_lock = self.lock_for_write()?;
+        let changed = |found: Option<&[u8]>| Error::Conflict {
+            path: self.state_path.clone(),
+            expected: Expectation::Revision(original.revision),
+            found: found.and_then(|b| self.contents(b).ok()).map(|c| c.revision),
+        };
+        let current = self.read_bytes()?;
+        if current.as_deref() != Some(original.bytes.as_slice()) {
+            return Err(changed(current.as_deref()));
+        }
+        let backup = self
+            .backups
+            .create(self.vfs.as_ref(), &self.state_path, "migration", |kept| {
+                if kept != original.bytes.as_slice() {
+                    return Err(changed(Some(kept)));
+                }
+                Ok(Contents {
+                    revision: original.revision,
+                    checksum: original.checksum.clone(),
+                    size: kept.len() as u64,
+                })
+            })?
+            .ok_or_else(|| changed(None))?;
+        let outcome = replace_file(
+            self.vfs.as_ref(),
+            &self.state_path,
+            &bytes,
+            self.options.durability,
+            PRIVATE_FILE_MODE,
+        );
+        match outcome {
+            Ok(()) => {
+                self.remember(bytes, written);
+                Ok(backup)
+            }
+            Err(error) => {
+                self.sweep_needed.store(true, Ordering::Release);
+                Err(error)
+            }
+        }
+    }
+
     /// Takes the OS advisory lock that makes check-and-rename atomic across processes.
     fn lock_for_write(&self) -> Result<File> {
         let file = match self.vfs.open_lock_file(&self.write_lock_path) {
@@ -376,22 +543,7 @@ impl<C: Codec> StateStore for FileStore<C> {
     async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
         let revision = expect.next_revision();
         let sealed = document::seal(state, revision, &self.inner.state_path)?;
-        let bytes = self
-            .inner
-            .codec
-            .encode(&sealed.value)
-            .map_err(|e| Error::SchemaInvalid {
-                path: self.inner.state_path.clone(),
-                field_path: "/".to_owned(),
-                message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
-            })?;
-        if bytes.len() as u64 > self.inner.options.max_state_bytes {
-            return Err(Error::TooLarge {
-                path: self.inner.state_path.clone(),
-                size: bytes.len() as u64,
-                limit: self.inner.options.max_state_bytes,
-            });
-        }
+        let bytes = self.encode(&sealed.value)?;
         let mut written = state.clone();
         written.revision = revision;
         written.checksum = Some(sealed.checksum.clone());
