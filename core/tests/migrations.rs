@@ -81,6 +81,22 @@ fn migrating_a_current_document_changes_nothing() {
 }
 
 #[test]
+fn the_current_fixture_verifies_and_has_nothing_to_migrate() {
+    let current = fixture("state-1.0.0.yaml");
+    let state = document::unseal(current.clone(), state_path()).unwrap();
+    assert_eq!(state.revision, 1);
+    let migrated = migrate::migrate(&current, state_path()).unwrap();
+    assert!(migrated.steps.is_empty());
+    assert_eq!(migrated.value, current);
+    // It is the stored form of the 0.9.0 fixture's migration.
+    let from_old = migrate::migrate(&fixture("state-0.9.0.yaml"), state_path())
+        .unwrap()
+        .into_state(state_path())
+        .unwrap();
+    assert_eq!(document::seal(&from_old, 1, state_path()).unwrap().value, current);
+}
+
+#[test]
 fn a_newer_major_version_is_refused_and_left_unchanged() {
     let future = fixture("state-2.0.0.yaml");
     let before = future.clone();
