@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use checklist_core::archive::{ArchivedInstance, HistoryEntry};
+use checklist_core::canonical::{CHECKSUM_FIELD, document_checksum};
 use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::{
-    AuditLog, AuditRecord, BackedUpWrite, BackupRecord, ChecklistState, Committed, CorruptionKind, Error,
-    Expectation, KeepBackup, Result, StateStore, document,
+    AuditLog, AuditRecord, BackedUpWrite, BackupPolicy, BackupRecord, ChecklistState, Committed,
+    CorruptionKind, Error, Expectation, KeepBackup, Result, StateStore, document,
 };
+use serde_json::Value;
 
 use crate::archive_dir::ArchiveDir;
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
@@ -94,6 +96,62 @@ impl<C: Codec> fmt::Debug for FileStore<C> {
             .field("durability", &self.inner.options.durability)
             .finish_non_exhaustive()
     }
+}
+
+/// A state file as stored, parsed but not verified; see
+/// [`FileStore::read_unverified`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnverifiedState {
+    /// The file's bytes, exactly.
+    pub bytes: Vec<u8>,
+    /// The document they parse to.
+    pub document: Value,
+    /// Its `revision`, or 0 for a document without one (schema versions before 1.0
+    /// had none).
+    pub revision: u64,
+    /// Its `checksum` when it has one, otherwise the checksum of its content
+    /// (schema versions before 1.0 had none): what a backup of it records.
+    pub checksum: String,
+}
+
+impl UnverifiedState {
+    fn new(bytes: Vec<u8>, document: Value) -> Self {
+        let revision = document.get("revision").and_then(Value::as_u64).unwrap_or(0);
+        let checksum = document
+            .get(CHECKSUM_FIELD)
+            .and_then(Value::as_str)
+            .map_or_else(|| document_checksum(&document), str::to_owned);
+        Self {
+            bytes,
+            document,
+            revision,
+            checksum,
+        }
+    }
+}
+
+/// What [`FileStore::replace_migrated`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationCommit {
+    /// The backup holding the original file's bytes.
+    pub backup: BackupRecord,
+    /// The revision and checksum of the migrated state as written.
+    pub committed: Committed,
+}
+
+/// What a write requires of the file it replaces.
+enum Precondition {
+    /// A compare-and-swap on the revision.
+    Revision(Expectation),
+    /// Exactly these bytes (a migration, whose input does not verify as current).
+    ExactBytes(UnverifiedState),
+}
+
+/// A backup to keep of the file a write replaces.
+struct BackupRequest {
+    reason: String,
+    /// Prunes the backups once this one is added; `None` prunes nothing.
+    policy: Option<Arc<dyn BackupPolicy>>,
 }
 
 /// A state file's bytes that this store verified or wrote itself.
@@ -184,6 +242,81 @@ impl<C: Codec> FileStore<C> {
         &self.inner.options
     }
 
+    /// The state file as it is stored, parsed but not verified: what a migration
+    /// reads, since [`read`](StateStore::read) refuses documents of older schema
+    /// versions. `Ok(None)` when there is no state file.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] (`parse_error`) when the bytes are not a document, and the
+    /// I/O errors of a read.
+    pub async fn read_unverified(&self) -> Result<Option<UnverifiedState>> {
+        self.blocking(|inner| {
+            let Some(bytes) = inner.read_bytes()? else {
+                return Ok(None);
+            };
+            let document = inner.decode(&bytes)?;
+            Ok(Some(UnverifiedState::new(bytes, document)))
+        })
+        .await
+    }
+
+    /// Replaces a state file of an older schema version with `state`, its migration:
+    /// while holding the write lock, checks that the file still holds exactly
+    /// `original`'s bytes, keeps them as a backup (reason `migration`, the bytes
+    /// untouched), then writes `state` through the sealed write path as revision
+    /// `original.revision + 1`. Call it while holding the store's
+    /// [`LockProvider`](checklist_core::LockProvider) lock.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the file changed since `original` was read (nothing is
+    /// written), the errors of [`document::seal`] (nothing is written), and I/O errors
+    /// (the old file stays; a backup taken before the failure stays too).
+    pub async fn replace_migrated(
+        &self,
+        original: &UnverifiedState,
+        state: &ChecklistState,
+    ) -> Result<MigrationCommit> {
+        let revision = original.revision.saturating_add(1);
+        let sealed = document::seal(state, revision, &self.inner.state_path)?;
+        let bytes = self.encode(&sealed.value)?;
+        let mut written = state.clone();
+        written.revision = revision;
+        written.checksum = Some(sealed.checksum.clone());
+        let precondition = Precondition::ExactBytes(original.clone());
+        let backup = BackupRequest {
+            reason: "migration".to_owned(),
+            policy: None,
+        };
+        let kept = self
+            .blocking(move |inner| inner.write(bytes, &precondition, written, Some(backup)))
+            .await?
+            .ok_or_else(|| Error::invalid("the state file to migrate disappeared"))?;
+        Ok(MigrationCommit {
+            backup: kept.record,
+            committed: Committed {
+                revision,
+                checksum: sealed.checksum,
+            },
+        })
+    }
+
+    /// Encodes a sealed document, refusing one too large to be read back.
+    fn encode(&self, value: &Value) -> Result<Vec<u8>> {
+        let bytes = self.inner.codec.encode(value).map_err(|e| Error::SchemaInvalid {
+            path: self.inner.state_path.clone(),
+            field_path: "/".to_owned(),
+            message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
+        })?;
+        if bytes.len() as u64 > self.inner.options.max_state_bytes {
+            return Err(Error::TooLarge {
+                path: self.inner.state_path.clone(),
+                size: bytes.len() as u64,
+                limit: self.inner.options.max_state_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner<C>) -> Result<T> + Send + 'static,
@@ -202,27 +335,16 @@ impl<C: Codec> FileStore<C> {
     ) -> Result<(Committed, Option<Kept>)> {
         let revision = expect.next_revision();
         let sealed = document::seal(state, revision, &self.inner.state_path)?;
-        let bytes = self
-            .inner
-            .codec
-            .encode(&sealed.value)
-            .map_err(|e| Error::SchemaInvalid {
-                path: self.inner.state_path.clone(),
-                field_path: "/".to_owned(),
-                message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
-            })?;
-        if bytes.len() as u64 > self.inner.options.max_state_bytes {
-            return Err(Error::TooLarge {
-                path: self.inner.state_path.clone(),
-                size: bytes.len() as u64,
-                limit: self.inner.options.max_state_bytes,
-            });
-        }
+        let bytes = self.encode(&sealed.value)?;
         let mut written = state.clone();
         written.revision = revision;
         written.checksum = Some(sealed.checksum.clone());
+        let backup = keep.map(|keep| BackupRequest {
+            reason: keep.reason,
+            policy: Some(keep.policy),
+        });
         let kept = self
-            .blocking(move |inner| inner.write(bytes, expect, written, keep))
+            .blocking(move |inner| inner.write(bytes, &Precondition::Revision(expect), written, backup))
             .await?;
         let committed = Committed {
             revision,
@@ -264,7 +386,8 @@ impl<C: Codec> Inner<C> {
         }
     }
 
-    fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
+    /// Parses `bytes` without verifying them.
+    fn decode(&self, bytes: &[u8]) -> Result<Value> {
         let parse_error = |detail: String| Error::Corrupted {
             kind: CorruptionKind::ParseError,
             path: self.state_path.clone(),
@@ -273,8 +396,11 @@ impl<C: Codec> Inner<C> {
         if bytes.trim_ascii().is_empty() {
             return Err(parse_error(format!("the file is empty ({} bytes)", bytes.len())));
         }
-        let value = self.codec.decode(bytes).map_err(|e| parse_error(e.to_string()))?;
-        document::unseal(value, &self.state_path)
+        self.codec.decode(bytes).map_err(|e| parse_error(e.to_string()))
+    }
+
+    fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        document::unseal(self.decode(bytes)?, &self.state_path)
     }
 
     fn remember(&self, bytes: Vec<u8>, state: ChecklistState) {
@@ -330,32 +456,60 @@ impl<C: Codec> Inner<C> {
         Ok(Some(Current { bytes, contents }))
     }
 
-    /// Replaces the state file with `bytes` if it meets `expect`, first keeping the
-    /// file it replaces as a backup when `keep` says so.
+    /// The state file now, if it meets `precondition` (checked under the write lock).
+    fn check(&self, precondition: &Precondition) -> Result<Option<Current>> {
+        match precondition {
+            Precondition::Revision(expect) => {
+                let current = self.current()?;
+                let found = current.as_ref().map(|c| c.contents.revision);
+                if !expect.is_met_by(found) {
+                    return Err(Error::Conflict {
+                        path: self.state_path.clone(),
+                        expected: *expect,
+                        found,
+                    });
+                }
+                Ok(current)
+            }
+            Precondition::ExactBytes(original) => {
+                let bytes = self.read_bytes()?;
+                if bytes.as_deref() != Some(original.bytes.as_slice()) {
+                    return Err(Error::Conflict {
+                        path: self.state_path.clone(),
+                        expected: Expectation::Revision(original.revision),
+                        found: bytes.and_then(|b| self.contents(&b).ok()).map(|c| c.revision),
+                    });
+                }
+                Ok(Some(Current {
+                    contents: Contents {
+                        revision: original.revision,
+                        checksum: original.checksum.clone(),
+                        size: original.bytes.len() as u64,
+                    },
+                    bytes: original.bytes.clone(),
+                }))
+            }
+        }
+    }
+
+    /// Replaces the state file with `bytes` if it meets `precondition`, first keeping
+    /// the file it replaces as a backup when `backup` asks for one.
     fn write(
         &self,
         bytes: Vec<u8>,
-        expect: Expectation,
+        precondition: &Precondition,
         written: ChecklistState,
-        keep: Option<KeepBackup>,
+        backup: Option<BackupRequest>,
     ) -> Result<Option<Kept>> {
         let _write_lock = self.lock_for_write()?;
-        let current = self.current()?;
-        let found = current.as_ref().map(|c| c.contents.revision);
-        if !expect.is_met_by(found) {
-            return Err(Error::Conflict {
-                path: self.state_path.clone(),
-                expected: expect,
-                found,
-            });
-        }
-        let kept = match (keep, current) {
-            (Some(keep), Some(current)) => Some(self.backups.keep(
+        let current = self.check(precondition)?;
+        let kept = match (backup, current) {
+            (Some(backup), Some(current)) => Some(self.backups.keep(
                 self.vfs.as_ref(),
                 &self.state_path,
                 &current,
-                &keep.reason,
-                Some(keep.policy.as_ref()),
+                &backup.reason,
+                backup.policy.as_deref(),
             )?),
             _ => None,
         };

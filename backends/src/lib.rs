@@ -53,7 +53,7 @@ mod yaml_file;
 
 pub use codec::{Codec, CodecError};
 pub use config_file::{MAX_CONFIG_BYTES, load_config, write_config};
-pub use file_engine::{FileStore, FileStoreOptions};
+pub use file_engine::{FileStore, FileStoreOptions, MigrationCommit, UnverifiedState};
 pub use file_lock::{FileLockProvider, LockEvent};
 pub use in_process_lock::InProcessLockProvider;
 pub use init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};

@@ -59,6 +59,16 @@ pub enum Command {
     /// Inspect or break the store's lock.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Upgrade a state file of an older schema version (the original is kept as a backup).
+    Migrate(MigrateArgs),
+}
+
+/// `checklist migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Show what would change without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `checklist audit`.

@@ -139,6 +139,13 @@ impl AuditRecord {
         self
     }
 
+    /// The same record with one more field (kept in [`extra`](Self::extra)), for
+    /// what only one kind of event has — a migration's versions and backup.
+    pub fn field(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
     /// The record as one line of JSON, with the trailing newline.
     pub fn to_line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).unwrap_or_default();

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::canonical::{CHECKSUM_FIELD, document_checksum};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::model::{CURRENT_SCHEMA_VERSION, ChecklistState};
+use crate::model::ChecklistState;
 use crate::schema;
 
 /// The major schema version this build reads and writes.
@@ -125,7 +125,7 @@ pub fn check_version(version: &str, path: &Path) -> Result<()> {
     Err(Error::UnsupportedVersion {
         path: path.to_owned(),
         found: version.chars().take(64).collect(),
-        supported: format!("{SUPPORTED_MAJOR}.x (writes {CURRENT_SCHEMA_VERSION})"),
+        supported: crate::migrate::supported_versions(),
     })
 }
 

@@ -341,7 +341,14 @@ fn version_advice(found: &str, supported: &str) -> String {
         (Some(f), Some(s)) if f > s => {
             format!("it was written by a newer checklist that reads schema {f}.x; use that version or newer")
         }
-        _ => "migrate it with a checklist build that supports it".to_owned(),
+        _ if crate::migrate::SchemaVersion::parse(found).is_none() => {
+            "that is not a MAJOR.MINOR.PATCH version; restore a good copy from .checklist/.backup/".to_owned()
+        }
+        _ if crate::migrate::can_migrate(found) => format!(
+            "run `checklist migrate` to upgrade it to {} (the original file is kept as a backup)",
+            crate::model::CURRENT_SCHEMA_VERSION
+        ),
+        _ => "no migration leads from that version to this build's format".to_owned(),
     }
 }
 

@@ -11,6 +11,8 @@
 //!   processes. [`BackupPolicy`] decides which backups to keep.
 //! - [`document::seal`] and [`document::unseal`] are the shared save/load pipeline every
 //!   backend runs: schema validation, checksum computation and verification.
+//! - [`migrate`] upgrades documents of older schema versions through a chain of
+//!   one-step migrations.
 //! - [`Error`] is the one public error enum; [`Error::exit_code`] maps it to the CLI's
 //!   documented exit codes.
 //!
@@ -36,6 +38,7 @@ pub mod document;
 mod error;
 pub mod identity;
 pub mod lock;
+pub mod migrate;
 pub mod model;
 pub mod schema;
 pub mod secrets;

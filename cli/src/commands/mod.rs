@@ -16,6 +16,7 @@ mod export;
 mod init;
 mod inspect;
 mod lock;
+mod migrate;
 
 /// What every subcommand needs.
 pub(crate) struct Context<'a> {
@@ -76,5 +77,6 @@ pub(crate) async fn dispatch(cli: Cli, registry: &BackendRegistry, err: &mut dyn
         Command::Audit(args) => audit::run(&ctx, args, err).await,
         Command::Lock(LockCommand::Status) => lock::status(&ctx, err).await,
         Command::Lock(LockCommand::Release { lock_id, .. }) => lock::release(&ctx, &lock_id, err).await,
+        Command::Migrate(args) => migrate::run(&ctx, args, err).await,
     }
 }

@@ -1,0 +1,39 @@
+//! `FileStore::replace_migrated`: the original bytes are backed up and the migrated
+//! state written only if the file still holds exactly what was migrated.
+
+use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
+use checklist_core::{Error, StateStore, migrate};
+
+const OLD: &[u8] = b"schemaVersion: \"0.9.0\"\ncompletedSteps:\n  - {stepId: a, completedAt: \"2025-01-01T00:00:00\", executionTime: 1, result: success}\n";
+
+#[tokio::test]
+async fn a_file_changed_after_it_was_read_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = YamlFileStore::open(dir.path(), YamlCodec, FileStoreOptions::default()).unwrap();
+    std::fs::write(store.state_path(), OLD).unwrap();
+    let original = store.read_unverified().await.unwrap().unwrap();
+    assert_eq!(original.bytes, OLD);
+    assert_eq!(original.revision, 0);
+    let state = migrate::migrate(&original.document, store.state_path())
+        .unwrap()
+        .into_state(store.state_path())
+        .unwrap();
+
+    let edited = [OLD, b"# edited meanwhile\n"].concat();
+    std::fs::write(store.state_path(), &edited).unwrap();
+    let err = store.replace_migrated(&original, &state).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(std::fs::read(store.state_path()).unwrap(), edited);
+    assert!(store.list_backups().await.unwrap().is_empty());
+
+    std::fs::write(store.state_path(), OLD).unwrap();
+    let commit = store.replace_migrated(&original, &state).await.unwrap();
+    assert_eq!(commit.committed.revision, 1);
+    assert_eq!(commit.backup.revision, 0);
+    assert_eq!(commit.backup.reason, "migration");
+    let kept = dir.path().join(".backup").join(&commit.backup.file);
+    assert_eq!(std::fs::read(kept).unwrap(), OLD);
+    let read = store.read().await.unwrap().unwrap();
+    assert_eq!(read.revision, 1);
+    assert_eq!(read.completed_steps[0].execution_time, 1000);
+}

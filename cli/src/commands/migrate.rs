@@ -1,0 +1,169 @@
+//! `checklist migrate [--dry-run]`: upgrades a state file of an older schema version.
+//!
+//! Reads never migrate (docs/decisions/0009-explicit-migration.md): a store whose
+//! state file is of an older version refuses every command with exit 8 and points
+//! here. This command reads the raw file, runs the chain of [`migrate`] steps and shows
+//! every change; without `--dry-run` it then, under the store's lock, keeps the file's
+//! bytes as a backup, writes the migrated state through the sealed write path and
+//! audits a `migration` record.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use checklist_backends::vfs::RealFs;
+use checklist_backends::{Codec, FileStore, JsonCodec, OpenContext, OpenedStore, YamlCodec};
+use checklist_core::lock::Operation;
+use checklist_core::migrate::{self, Migrated};
+use checklist_core::{AuditEvent, AuditRecord, Error, LockRequest, Result, StateStore, StateStoreExt};
+use serde_json::json;
+
+use super::Context;
+use crate::args::MigrateArgs;
+use crate::output::Outcome;
+
+pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Write) -> Result<Outcome> {
+    let opened = ctx.open(err)?;
+    match opened.config.backend.kind.as_str() {
+        "yaml" => migrate_file(&opened, YamlCodec, args.dry_run).await,
+        "json" => migrate_file(&opened, JsonCodec, args.dry_run).await,
+        "memory" => Ok(Outcome::report(
+            "Nothing to migrate: the memory backend keeps no state file, and every state it holds \
+             was written by this build (schema 1.0.0).",
+            json!({"ok": true, "migrated": false, "backend": "memory",
+                   "reason": "the memory backend keeps no state file"}),
+        )),
+        other => Err(Error::invalid(format!(
+            "`checklist migrate` upgrades the state file of the yaml and json backends; the {other} backend \
+             (config.yaml {}) has to migrate its own storage",
+            opened.layout.config().display()
+        ))),
+    }
+}
+
+async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -> Result<Outcome> {
+    let dir = opened.layout.dir();
+    let options = OpenContext {
+        dir,
+        config: &opened.config,
+        vfs: Arc::new(RealFs),
+    }
+    .file_store_options();
+    let store = FileStore::open(dir, codec, options)?;
+    let path = store.state_path().to_owned();
+    // A dry run writes nothing, so it needs no lock: every write replaces the file
+    // atomically, and it reads one whole version or the other.
+    let guard = if dry_run {
+        None
+    } else {
+        let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
+        Some(opened.backend.locks.acquire(&request).await?)
+    };
+    let original = store
+        .read_unverified()
+        .await?
+        .ok_or_else(|| Error::NotInitialized { path: path.clone() })?;
+    let migrated = migrate::migrate(&original.document, &path)?;
+    if migrated.steps.is_empty() {
+        // Already current: say so only for a state that verifies, so a corrupt file
+        // is not reported as fine.
+        let state = store.read_existing().await?;
+        return Ok(Outcome::report(
+            format!(
+                "Nothing to migrate: {} is already schema {} (revision {}).",
+                path.display(),
+                migrated.from,
+                state.revision
+            ),
+            json!({"ok": true, "migrated": false, "dryRun": dry_run, "path": path,
+                   "from": migrated.from, "to": migrated.to, "steps": [], "changes": [],
+                   "revision": state.revision}),
+        ));
+    }
+    let mut lines = vec![format!(
+        "{} is schema {}; migrating to {} in {} step{}:",
+        path.display(),
+        migrated.from,
+        migrated.to,
+        migrated.steps.len(),
+        if migrated.steps.len() == 1 { "" } else { "s" }
+    )];
+    lines.extend(describe(&migrated));
+    let mut report = json!({
+        "ok": true,
+        "migrated": !dry_run,
+        "dryRun": dry_run,
+        "path": path,
+        "from": migrated.from,
+        "to": migrated.to,
+        "steps": migrated.steps,
+        "changes": migrated.changes().collect::<Vec<_>>(),
+    });
+    if dry_run {
+        lines.push("Dry run: nothing was written; run `checklist migrate` to apply it.".to_owned());
+        return Ok(Outcome::report(lines.join("\n"), report));
+    }
+
+    let (from, to) = (migrated.from.clone(), migrated.to.clone());
+    let operations = operations(&migrated);
+    let state = migrated.into_state(&path)?;
+    if let Some(guard) = &guard {
+        guard.ensure_held()?;
+    }
+    let commit = store.replace_migrated(&original, &state).await?;
+    let record = AuditRecord::new(AuditEvent::Migration)
+        .revisions(Some(original.revision), Some(commit.committed.revision))
+        .checksum(commit.committed.checksum.clone())
+        .operations(operations)
+        .field("fromVersion", from.as_str())
+        .field("toVersion", to.as_str())
+        .field("backupId", commit.backup.id.as_str());
+    // The migration stands once written; an audit trail that cannot be appended to
+    // is reported, not turned into a failure of a change that happened.
+    let audit_error = store.append_audit(&record).await.err().map(|e| e.to_string());
+    if let Some(guard) = guard {
+        guard.release()?;
+    }
+    let backup_path = opened.layout.backup_dir().join(&commit.backup.file);
+    lines.push(format!(
+        "Migrated to schema {to} at revision {} ({}); the original is kept as backup {} ({}).",
+        commit.committed.revision,
+        commit.committed.checksum,
+        commit.backup.id,
+        backup_path.display()
+    ));
+    if let Some(error) = &audit_error {
+        lines.push(format!(
+            "warning: the migration record could not be audited: {error}"
+        ));
+    }
+    let fields = report.as_object_mut().expect("the report is an object");
+    fields.insert("revision".into(), json!(commit.committed.revision));
+    fields.insert("checksum".into(), json!(commit.committed.checksum));
+    fields.insert("backupId".into(), json!(commit.backup.id));
+    fields.insert("backupFile".into(), json!(backup_path));
+    fields.insert("auditError".into(), json!(audit_error));
+    Ok(Outcome::report(lines.join("\n"), report))
+}
+
+/// The chain and every change, one line each.
+fn describe(migrated: &Migrated) -> Vec<String> {
+    let mut lines = Vec::new();
+    for step in &migrated.steps {
+        lines.push(format!("{} → {}: {}", step.from, step.to, step.description));
+        lines.extend(step.changes.iter().map(|c| format!("  - {c}")));
+    }
+    lines
+}
+
+/// The audit record's summary: the versions and how many changes each step made
+/// (the changes themselves can run to thousands of lines).
+fn operations(migrated: &Migrated) -> Vec<String> {
+    let mut operations = vec![format!("migrate {} -> {}", migrated.from, migrated.to)];
+    operations.extend(
+        migrated
+            .steps
+            .iter()
+            .map(|s| format!("{} -> {}: {} changes", s.from, s.to, s.changes.len())),
+    );
+    operations
+}
