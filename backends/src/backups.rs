@@ -19,6 +19,8 @@ use crate::codec::Codec;
 use crate::vfs::Vfs;
 use crate::yaml_file::YamlCodec;
 
+mod index;
+
 /// Largest manifest read.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 

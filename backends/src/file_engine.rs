@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use checklist_core::backup::BackupIndexRebuild;
 use checklist_core::config::{AuditSettings, Durability};
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::{
     AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
     Result, StateStore, document,
@@ -34,6 +36,8 @@ use crate::backups::{BackupDir, Contents};
 use crate::blocking::run_blocking;
 use crate::codec::Codec;
 use crate::vfs::{RealFs, Vfs};
+
+mod recovery;
 
 /// Tuning of a [`FileStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +182,40 @@ impl<C: Codec> FileStore<C> {
     /// The options the store was opened with.
     pub fn options(&self) -> &FileStoreOptions {
         &self.inner.options
+    }
+
+    /// Seals `state` as `revision` and encodes it, refusing what could not be read
+    /// back: the bytes to write, the state they hold, and what a write of them commits.
+    fn encode_sealed(
+        &self,
+        state: &ChecklistState,
+        revision: u64,
+    ) -> Result<(Vec<u8>, ChecklistState, Committed)> {
+        let sealed = document::seal(state, revision, &self.inner.state_path)?;
+        let bytes = self
+            .inner
+            .codec
+            .encode(&sealed.value)
+            .map_err(|e| Error::SchemaInvalid {
+                path: self.inner.state_path.clone(),
+                field_path: "/".to_owned(),
+                message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
+            })?;
+        if bytes.len() as u64 > self.inner.options.max_state_bytes {
+            return Err(Error::TooLarge {
+                path: self.inner.state_path.clone(),
+                size: bytes.len() as u64,
+                limit: self.inner.options.max_state_bytes,
+            });
+        }
+        let mut written = state.clone();
+        written.revision = revision;
+        written.checksum = Some(sealed.checksum.clone());
+        let committed = Committed {
+            revision,
+            checksum: sealed.checksum,
+        };
+        Ok((bytes, written, committed))
     }
 
     async fn blocking<T: Send + 'static>(
@@ -439,5 +477,44 @@ impl<C: Codec> StateStore for FileStore<C> {
         let id = id.to_owned();
         self.blocking(move |inner| inner.backups.delete(inner.vfs.as_ref(), &id))
             .await
+    }
+
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        self.blocking(Inner::read_bytes).await
+    }
+
+    fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        self.inner.parse_ignoring_checksum(bytes)
+    }
+
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        let (found, note) = (found.to_vec(), note.clone());
+        self.blocking(move |inner| inner.quarantine(&found, &note)).await
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        self.blocking(Inner::list_quarantine).await
+    }
+
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        let id = id.to_owned();
+        self.blocking(move |inner| inner.read_quarantined(&id)).await
+    }
+
+    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+        let (bytes, written, committed) = self.encode_sealed(state, revision)?;
+        let found = found.to_vec();
+        self.blocking(move |inner| inner.write_over(&found, bytes, written))
+            .await?;
+        Ok(committed)
+    }
+
+    async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
+        let id = id.to_owned();
+        self.blocking(move |inner| inner.read_backup(&id)).await
+    }
+
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        self.blocking(Inner::rebuild_backup_index).await
     }
 }

@@ -9,11 +9,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use checklist_core::backup::BackupIndexRebuild;
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::{
     AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
     Result, StateStore, document,
 };
 use serde_json::Value;
+
+mod recovery;
 
 /// What the store holds.
 #[derive(Debug, Clone)]
@@ -61,6 +65,8 @@ struct MemoryInner {
     audit: Mutex<Vec<AuditRecord>>,
     /// Backups with the sealed document each keeps.
     backups: Mutex<Vec<(BackupRecord, Arc<Sealed>)>>,
+    /// Quarantined documents with their exact bytes.
+    quarantine: Mutex<Vec<(QuarantineRecord, Vec<u8>)>>,
 }
 
 impl Default for MemoryStore {
@@ -84,6 +90,7 @@ impl MemoryStore {
                 slot: Mutex::new(Slot::Empty),
                 audit: Mutex::new(Vec::new()),
                 backups: Mutex::new(Vec::new()),
+                quarantine: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -91,7 +98,11 @@ impl MemoryStore {
     /// The stored document as pretty JSON bytes (`None` when empty), as a file backend
     /// would hold it on disk. For tests and diagnostics.
     pub fn raw(&self) -> Option<Vec<u8>> {
-        match &*self.slot() {
+        Self::raw_of(&self.slot())
+    }
+
+    fn raw_of(slot: &Slot) -> Option<Vec<u8>> {
+        match slot {
             Slot::Empty => None,
             Slot::Sealed(sealed) => serde_json::to_vec_pretty(&sealed.value).ok(),
             Slot::Raw(bytes) => Some(bytes.clone()),
@@ -234,6 +245,38 @@ impl StateStore for MemoryStore {
             )));
         }
         Ok(())
+    }
+
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.raw())
+    }
+
+    fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        self.parse_ignoring_checksum_impl(bytes)
+    }
+
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        self.quarantine_impl(found, note)
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        Ok(self.list_quarantine_impl())
+    }
+
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        self.read_quarantined_impl(id)
+    }
+
+    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+        self.write_over_impl(found, state, revision)
+    }
+
+    async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
+        self.read_backup_impl(id)
+    }
+
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        self.rebuild_backup_index_impl()
     }
 }
 
