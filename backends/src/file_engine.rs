@@ -459,6 +459,9 @@ impl<C: Codec> StateStore for FileStore<C> {
     async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
         let reason = reason.to_owned();
         self.blocking(move |inner| {
+            if reason != "commit" {
+                return inner.create_detached_backup(&reason);
+            }
             inner
                 .backups
                 .create(inner.vfs.as_ref(), &inner.state_path, &reason, |bytes| {

@@ -13,6 +13,40 @@ use crate::atomic::io_error;
 use crate::vfs::Vfs;
 
 impl BackupDir {
+    /// Like [`create`](Self::create), but the backup is a copy, not a hard link. A link
+    /// shares its inode with the live state file until the next write renames a new
+    /// file over it, so a backup taken with no write following (`checklist backup
+    /// create`, `pre-restore`) would be damaged by anything that damages the state
+    /// file in place — exactly what it is meant to survive.
+    pub(crate) fn create_copy(
+        &self,
+        vfs: &dyn Vfs,
+        state_path: &Path,
+        reason: &str,
+        inspect: impl FnOnce(&[u8]) -> Result<Contents>,
+    ) -> Result<Option<BackupRecord>> {
+        self.ensure_dir(vfs)?;
+        let bytes = match vfs.read(state_path, u64::MAX) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("read", state_path, e)),
+        };
+        let copy = self.dir.join(format!(".copy-{}", uuid::Uuid::new_v4().simple()));
+        crate::atomic::replace_file(
+            vfs,
+            &copy,
+            &bytes,
+            checklist_core::config::Durability::Full,
+            crate::atomic::PRIVATE_FILE_MODE,
+        )?;
+        let created = self.create(vfs, &copy, reason, inspect);
+        // The backup now holds the copy's inode under its own name; this name goes.
+        if let Err(error) = vfs.remove_file(&copy) {
+            tracing::warn!(%error, path = %copy.display(), "could not remove a backup copy's temp name");
+        }
+        created
+    }
+
     /// The listed backup `id`, its bytes and its path. The id and the listed file name
     /// are both checked before they name a file, because the manifest can be edited.
     pub(crate) fn read_listed(

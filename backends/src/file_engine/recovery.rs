@@ -203,6 +203,17 @@ impl<C: Codec> Inner<C> {
         Ok(state)
     }
 
+    /// A backup that is a copy of the state file, for backups no write follows.
+    pub(super) fn create_detached_backup(
+        &self,
+        reason: &str,
+    ) -> Result<Option<checklist_core::BackupRecord>> {
+        self.backups
+            .create_copy(self.vfs.as_ref(), &self.state_path, reason, |bytes| {
+                self.contents(bytes)
+            })
+    }
+
     pub(super) fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
         self.backups
             .rebuild(self.vfs.as_ref(), self.options.max_state_bytes, |path, bytes| {
