@@ -21,8 +21,10 @@ use crate::{CaseResult, Failure, RawAccess, Subject};
 type Recoverer = Recovery<Arc<dyn StateStore>, Arc<dyn LockProvider>, Arc<dyn BackupPolicy>>;
 
 fn recovery(subject: &Subject) -> Recoverer {
-    let mut lock = checklist_core::config::LockSettings::default();
-    lock.timeout_ms = 10_000;
+    let lock = checklist_core::config::LockSettings {
+        timeout_ms: 10_000,
+        ..Default::default()
+    };
     Recovery::new(
         Arc::clone(&subject.store),
         Arc::clone(&subject.locks),
@@ -662,8 +664,10 @@ pub async fn auto_recovery_off_changes_nothing(subject: &Subject) -> CaseResult 
     history(subject).await?;
     let raw = subject.raw()?;
     raw.write(b"{{{").map_err(io("corrupting"))?;
-    let mut lock = checklist_core::config::LockSettings::default();
-    lock.timeout_ms = 10_000;
+    let lock = checklist_core::config::LockSettings {
+        timeout_ms: 10_000,
+        ..Default::default()
+    };
     let manual = Recovery::new(
         Arc::clone(&subject.store),
         Arc::clone(&subject.locks),
