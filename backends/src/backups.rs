@@ -21,6 +21,8 @@ use crate::codec::Codec;
 use crate::vfs::Vfs;
 use crate::yaml_file::YamlCodec;
 
+mod index;
+
 /// Largest manifest read.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -63,6 +65,19 @@ pub(crate) struct Current {
     pub(crate) contents: Contents,
 }
 
+/// How a backup keeps the state file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// A hard link, for a backup taken by a write just before it renames the new file
+    /// over the state: the old inode then lives on only as the backup, so no bytes are
+    /// copied. (A copy where links are refused.)
+    LinkBeforeReplace,
+    /// A copy of the bytes, for a backup no write follows: a link would share its inode
+    /// with the live state file, and anything that damages that file in place would
+    /// damage the backup too.
+    Copy,
+}
+
 /// A backup just taken and the ids pruned with it.
 pub(crate) struct Kept {
     pub(crate) record: BackupRecord,
@@ -96,6 +111,7 @@ impl BackupDir {
         vfs: &dyn Vfs,
         state_path: &Path,
         current: &Current,
+        placement: Placement,
         reason: &str,
         policy: Option<&dyn BackupPolicy>,
     ) -> Result<Kept> {
@@ -106,7 +122,7 @@ impl BackupDir {
             current.contents.revision,
             now.format("%Y%m%dT%H%M%S%3fZ")
         );
-        let (id, path) = self.place(vfs, state_path, &current.bytes, &stamp)?;
+        let (id, path) = self.place(vfs, state_path, &current.bytes, &stamp, placement)?;
         let record = BackupRecord {
             file: format!("{}.{id}", self.state_file_name),
             id,
@@ -147,15 +163,16 @@ impl BackupDir {
         }
     }
 
-    /// Puts a backup of `state_path` under a new name starting with `stamp`: a hard
-    /// link, so no bytes are copied (the next write's rename leaves the old inode here),
-    /// or a durable copy of `bytes` where links are refused.
+    /// Puts a backup of `state_path` (holding `bytes`) under a new name starting with
+    /// `stamp`. The caller holds the write lock, so no other backup takes the name
+    /// between the check and the creation.
     fn place(
         &self,
         vfs: &dyn Vfs,
         state_path: &Path,
         bytes: &[u8],
         stamp: &str,
+        placement: Placement,
     ) -> Result<(String, PathBuf)> {
         for attempt in 1..=MAX_SAME_STAMP {
             let id = match attempt {
@@ -163,15 +180,22 @@ impl BackupDir {
                 n => format!("{stamp}-{n}"),
             };
             let path = self.dir.join(format!("{}.{id}", self.state_file_name));
-            match vfs.hard_link(state_path, &path) {
-                Ok(()) => return Ok((id, path)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(_) => {
-                    // No hard links here (or none allowed): copy the bytes instead.
-                    replace_file(vfs, &path, bytes, Durability::Full, PRIVATE_FILE_MODE)?;
-                    return Ok((id, path));
-                }
+            match vfs.metadata(&path) {
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("inspect", &path, e)),
             }
+            let linked = placement == Placement::LinkBeforeReplace
+                && match vfs.hard_link(state_path, &path) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    // No hard links here (or none allowed): copy the bytes instead.
+                    Err(_) => false,
+                };
+            if !linked {
+                replace_file(vfs, &path, bytes, Durability::Full, PRIVATE_FILE_MODE)?;
+            }
+            return Ok((id, path));
         }
         Err(Error::invalid(format!(
             "{MAX_SAME_STAMP} backups of {} were taken in the same millisecond; try again",
@@ -285,7 +309,14 @@ mod tests {
             },
         };
         let record = backups
-            .keep(&RealFs, &state, &current(1), "commit", None)
+            .keep(
+                &RealFs,
+                &state,
+                &current(1),
+                Placement::LinkBeforeReplace,
+                "commit",
+                None,
+            )
             .unwrap()
             .record;
         assert!(id_time(&record.id).is_some(), "{}", record.id);
@@ -327,7 +358,14 @@ mod tests {
         let mut pruned = Vec::new();
         for _ in 0..5 {
             let kept = backups
-                .keep(&RealFs, &state, &current, "commit", Some(&policy))
+                .keep(
+                    &RealFs,
+                    &state,
+                    &current,
+                    Placement::Copy,
+                    "commit",
+                    Some(&policy),
+                )
                 .unwrap();
             ids.push(kept.record.id);
             pruned.extend(kept.pruned);

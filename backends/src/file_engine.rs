@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use checklist_core::archive::{ArchivedInstance, HistoryEntry};
+use checklist_core::backup::BackupIndexRebuild;
 use checklist_core::canonical::{CHECKSUM_FIELD, document_checksum};
 use checklist_core::config::{AuditSettings, Durability};
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::{
     AuditLog, AuditRecord, BackedUpWrite, BackupPolicy, BackupRecord, ChecklistState, Committed,
     CorruptionKind, Error, Expectation, KeepBackup, Result, StateStore, document,
@@ -34,10 +36,12 @@ use serde_json::Value;
 use crate::archive_dir::ArchiveDir;
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
 use crate::audit_log::AuditFiles;
-use crate::backups::{BackupDir, Contents, Current, Kept};
+use crate::backups::{BackupDir, Contents, Current, Kept, Placement};
 use crate::blocking::run_blocking;
 use crate::codec::Codec;
 use crate::vfs::{RealFs, Vfs};
+
+mod recovery;
 
 /// Tuning of a [`FileStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,11 +281,7 @@ impl<C: Codec> FileStore<C> {
         state: &ChecklistState,
     ) -> Result<MigrationCommit> {
         let revision = original.revision.saturating_add(1);
-        let sealed = document::seal(state, revision, &self.inner.state_path)?;
-        let bytes = self.encode(&sealed.value)?;
-        let mut written = state.clone();
-        written.revision = revision;
-        written.checksum = Some(sealed.checksum.clone());
+        let (bytes, written, committed) = self.encode_sealed(state, revision)?;
         let precondition = Precondition::ExactBytes(original.clone());
         let backup = BackupRequest {
             reason: "migration".to_owned(),
@@ -293,20 +293,27 @@ impl<C: Codec> FileStore<C> {
             .ok_or_else(|| Error::invalid("the state file to migrate disappeared"))?;
         Ok(MigrationCommit {
             backup: kept.record,
-            committed: Committed {
-                revision,
-                checksum: sealed.checksum,
-            },
+            committed,
         })
     }
 
-    /// Encodes a sealed document, refusing one too large to be read back.
-    fn encode(&self, value: &Value) -> Result<Vec<u8>> {
-        let bytes = self.inner.codec.encode(value).map_err(|e| Error::SchemaInvalid {
-            path: self.inner.state_path.clone(),
-            field_path: "/".to_owned(),
-            message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
-        })?;
+    /// Seals `state` as `revision` and encodes it, refusing what could not be read
+    /// back: the bytes to write, the state they hold, and what a write of them commits.
+    fn encode_sealed(
+        &self,
+        state: &ChecklistState,
+        revision: u64,
+    ) -> Result<(Vec<u8>, ChecklistState, Committed)> {
+        let sealed = document::seal(state, revision, &self.inner.state_path)?;
+        let bytes = self
+            .inner
+            .codec
+            .encode(&sealed.value)
+            .map_err(|e| Error::SchemaInvalid {
+                path: self.inner.state_path.clone(),
+                field_path: "/".to_owned(),
+                message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
+            })?;
         if bytes.len() as u64 > self.inner.options.max_state_bytes {
             return Err(Error::TooLarge {
                 path: self.inner.state_path.clone(),
@@ -314,7 +321,14 @@ impl<C: Codec> FileStore<C> {
                 limit: self.inner.options.max_state_bytes,
             });
         }
-        Ok(bytes)
+        let mut written = state.clone();
+        written.revision = revision;
+        written.checksum = Some(sealed.checksum.clone());
+        let committed = Committed {
+            revision,
+            checksum: sealed.checksum,
+        };
+        Ok((bytes, written, committed))
     }
 
     async fn blocking<T: Send + 'static>(
@@ -333,12 +347,7 @@ impl<C: Codec> FileStore<C> {
         expect: Expectation,
         keep: Option<KeepBackup>,
     ) -> Result<(Committed, Option<Kept>)> {
-        let revision = expect.next_revision();
-        let sealed = document::seal(state, revision, &self.inner.state_path)?;
-        let bytes = self.encode(&sealed.value)?;
-        let mut written = state.clone();
-        written.revision = revision;
-        written.checksum = Some(sealed.checksum.clone());
+        let (bytes, written, committed) = self.encode_sealed(state, expect.next_revision())?;
         let backup = keep.map(|keep| BackupRequest {
             reason: keep.reason,
             policy: Some(keep.policy),
@@ -346,10 +355,6 @@ impl<C: Codec> FileStore<C> {
         let kept = self
             .blocking(move |inner| inner.write(bytes, &Precondition::Revision(expect), written, backup))
             .await?;
-        let committed = Committed {
-            revision,
-            checksum: sealed.checksum,
-        };
         Ok((committed, kept))
     }
 }
@@ -508,6 +513,7 @@ impl<C: Codec> Inner<C> {
                 self.vfs.as_ref(),
                 &self.state_path,
                 &current,
+                Placement::LinkBeforeReplace,
                 &backup.reason,
                 backup.policy.as_deref(),
             )?),
@@ -538,16 +544,21 @@ impl<C: Codec> Inner<C> {
         }
     }
 
-    /// Keeps the state file as it is now as a backup, under the write lock so that it
-    /// is the file just verified.
+    /// Keeps a copy of the state file as it is now as a backup, under the write lock so
+    /// that it is the file just verified.
     fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
         let _write_lock = self.lock_for_write()?;
         let Some(current) = self.current()? else {
             return Ok(None);
         };
-        let kept = self
-            .backups
-            .keep(self.vfs.as_ref(), &self.state_path, &current, reason, None)?;
+        let kept = self.backups.keep(
+            self.vfs.as_ref(),
+            &self.state_path,
+            &current,
+            Placement::Copy,
+            reason,
+            None,
+        )?;
         Ok(Some(kept.record))
     }
 
@@ -679,5 +690,44 @@ impl<C: Codec> StateStore for FileStore<C> {
         let instance_id = instance_id.to_owned();
         self.blocking(move |inner| inner.archive.read(inner.vfs.as_ref(), &inner.codec, &instance_id))
             .await
+    }
+
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        self.blocking(Inner::read_bytes).await
+    }
+
+    fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        self.inner.parse_ignoring_checksum(bytes)
+    }
+
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        let (found, note) = (found.to_vec(), note.clone());
+        self.blocking(move |inner| inner.quarantine(&found, &note)).await
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        self.blocking(Inner::list_quarantine).await
+    }
+
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        let id = id.to_owned();
+        self.blocking(move |inner| inner.read_quarantined(&id)).await
+    }
+
+    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+        let (bytes, written, committed) = self.encode_sealed(state, revision)?;
+        let found = found.to_vec();
+        self.blocking(move |inner| inner.write_over(&found, bytes, written))
+            .await?;
+        Ok(committed)
+    }
+
+    async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
+        let id = id.to_owned();
+        self.blocking(move |inner| inner.read_backup(&id)).await
+    }
+
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        self.blocking(Inner::rebuild_backup_index).await
     }
 }

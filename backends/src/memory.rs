@@ -10,11 +10,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use checklist_core::archive::{ArchivedInstance, HistoryEntry, validate_file_stem};
+use checklist_core::backup::BackupIndexRebuild;
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::{
     AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
     Result, StateStore, document,
 };
 use serde_json::Value;
+
+mod recovery;
 
 /// What the store holds.
 #[derive(Debug, Clone)]
@@ -65,6 +69,8 @@ struct MemoryInner {
     /// Archived instances as sealed documents, with their history entries, in
     /// archiving order.
     archive: Mutex<Vec<(HistoryEntry, Value)>>,
+    /// Quarantined documents with their exact bytes.
+    quarantine: Mutex<Vec<(QuarantineRecord, Vec<u8>)>>,
 }
 
 impl Default for MemoryStore {
@@ -89,6 +95,7 @@ impl MemoryStore {
                 audit: Mutex::new(Vec::new()),
                 backups: Mutex::new(Vec::new()),
                 archive: Mutex::new(Vec::new()),
+                quarantine: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -96,7 +103,11 @@ impl MemoryStore {
     /// The stored document as pretty JSON bytes (`None` when empty), as a file backend
     /// would hold it on disk. For tests and diagnostics.
     pub fn raw(&self) -> Option<Vec<u8>> {
-        match &*self.slot() {
+        Self::raw_of(&self.slot())
+    }
+
+    fn raw_of(slot: &Slot) -> Option<Vec<u8>> {
+        match slot {
             Slot::Empty => None,
             Slot::Sealed(sealed) => serde_json::to_vec_pretty(&sealed.value).ok(),
             Slot::Raw(bytes) => Some(bytes.clone()),
@@ -271,6 +282,38 @@ impl StateStore for MemoryStore {
                 self.inner.location.display()
             ))),
         }
+    }
+
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.raw())
+    }
+
+    fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        self.parse_ignoring_checksum_impl(bytes)
+    }
+
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        self.quarantine_impl(found, note)
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        Ok(self.list_quarantine_impl())
+    }
+
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        self.read_quarantined_impl(id)
+    }
+
+    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+        self.write_over_impl(found, state, revision)
+    }
+
+    async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
+        self.read_backup_impl(id)
+    }
+
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        self.rebuild_backup_index_impl()
     }
 }
 

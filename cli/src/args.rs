@@ -61,6 +61,13 @@ pub enum Command {
     Lock(LockCommand),
     /// Upgrade a state file of an older schema version (the original is kept as a backup).
     Migrate(MigrateArgs),
+    /// List, take, restore or prune backups of the state.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Recover a corrupt state: quarantine it and restore the newest backup that verifies.
+    Recover(RecoverArgs),
+    /// Accept a deliberate hand edit (schema valid, stale checksum) by writing a fresh checksum.
+    Reseal,
 }
 
 /// `checklist migrate`.
@@ -69,6 +76,37 @@ pub struct MigrateArgs {
     /// Show what would change without writing anything.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `checklist backup …`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// List the backups, oldest first.
+    List {
+        /// Rebuild the backup index (.backup/manifest.yaml) from the backup files first.
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Back up the current state now.
+    Create,
+    /// Replace the state with the backup ID (the replaced state is backed up first).
+    Restore {
+        /// The backup to restore, as `checklist backup list` shows it.
+        id: String,
+    },
+    /// Delete the backups the retention policy (config.yaml `backup:`) no longer keeps.
+    Prune,
+}
+
+/// `checklist recover`.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Restore this backup instead of the newest one that verifies.
+    #[arg(long, value_name = "BACKUP_ID", conflicts_with = "reset")]
+    pub from: Option<String>,
+    /// Start again from an empty state (records dataLoss: true); the corrupt file is kept in quarantine/.
+    #[arg(long)]
+    pub reset: bool,
 }
 
 /// `checklist audit`.

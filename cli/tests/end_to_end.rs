@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use support::{checklist, code, json, ok, stderr};
@@ -200,9 +202,65 @@ fn corrupt_and_verify(backend: &str, file: &str, edit: impl Fn(&mut Vec<u8>), ki
     assert_eq!(doc["error"]["path"], path.to_str().unwrap());
     // verify changes nothing.
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
-    // And a change is refused rather than built on a corrupt state.
-    assert_eq!(code(&checklist(root, &["step", "complete", "s9"])), 5);
+    // With automatic recovery off, a change is refused rather than built on a corrupt
+    // state, and the message says what to run.
+    set_auto_recovery(root, false);
+    let refused = checklist(root, &["step", "complete", "s9"]);
+    assert_eq!(code(&refused), 5);
+    assert!(
+        stderr(&refused).contains("checklist recover"),
+        "{}",
+        stderr(&refused)
+    );
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert!(quarantined(root).is_empty());
+    // With it on (the default), the change recovers first and says so in one line.
+    set_auto_recovery(root, true);
+    let recovered = checklist(root, &["step", "complete", "s9"]);
+    assert_eq!(code(&recovered), 0, "{}", stderr(&recovered));
+    let said = stderr(&recovered);
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("recovered:")).count(),
+        1,
+        "{said}"
+    );
+    assert!(said.contains(kind) && said.contains("quarantine"), "{said}");
+    assert_eq!(quarantined(root), [bytes.clone()]);
+    // The newest backup is revision 2 (before s1): s1 is lost, and the line says so.
+    assert!(said.contains("data loss"), "{said}");
+    let status = json(root, &["status"]);
+    let steps: Vec<_> = status["completedSteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stepId"].clone())
+        .collect();
+    assert_eq!(steps, [Value::from("s9")]);
+    let again = checklist(root, &["status"]);
+    assert!(!stderr(&again).contains("recovered"), "{}", stderr(&again));
+}
+
+fn set_auto_recovery(root: &Path, on: bool) {
+    let config = root.join(".checklist/config.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let (from, to) = if on {
+        ("auto: false", "auto: true")
+    } else {
+        ("auto: true", "auto: false")
+    };
+    assert!(text.contains(from), "{text}");
+    std::fs::write(&config, text.replacen(from, to, 1)).unwrap();
+}
+
+/// The bytes of every quarantined state file, oldest first (notes left out).
+fn quarantined(root: &Path) -> Vec<Vec<u8>> {
+    let mut names: Vec<_> = std::fs::read_dir(root.join(".checklist/quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".why.yaml"))
+        .collect();
+    names.sort();
+    names.into_iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
 fn flip_in(needle: &'static str) -> impl Fn(&mut Vec<u8>) {
@@ -336,4 +394,247 @@ fn export_writes_the_verified_state_in_either_format() {
         on_disk,
         "a YAML export of a YAML store is the file itself"
     );
+}
+
+/// Every file under `.checklist/.backup` and `.checklist/quarantine` with its bytes.
+fn backup_and_quarantine_files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for dir in [".backup", "quarantine"] {
+        for entry in std::fs::read_dir(root.join(".checklist").join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+fn backup_ids(root: &Path) -> Vec<String> {
+    json(root, &["backup", "list"])["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn with_every_backup_corrupt_recovery_is_a_clear_error_and_nothing_is_deleted() {
+    let dir = tour("yaml");
+    let root = dir.path();
+    let state = root.join(".checklist/state.yaml");
+    let listed = json(root, &["backup", "list"]);
+    let backups = listed["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{listed}");
+    for b in backups {
+        let path = root.join(".checklist/.backup").join(b["file"].as_str().unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&path, bytes).unwrap();
+    }
+    std::fs::write(&state, b"schemaVersion: [broken").unwrap();
+    let before = backup_and_quarantine_files(root);
+    for args in [&["status"][..], &["step", "complete", "s2"], &["recover"]] {
+        let out = checklist(root, args);
+        assert_eq!(code(&out), 5, "{args:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(message.contains(state.to_str().unwrap()), "{message}");
+        assert!(message.contains("none of the 2 backups verifies"), "{message}");
+        assert!(message.contains("checklist recover --reset"), "{message}");
+        assert_eq!(std::fs::read(&state).unwrap(), b"schemaVersion: [broken");
+        assert_eq!(
+            backup_and_quarantine_files(root),
+            before,
+            "nothing may change or go"
+        );
+    }
+    // --reset starts again, records the loss, and still deletes nothing.
+    let reset = json(root, &["recover", "--reset"]);
+    assert_eq!(reset["recovery"]["method"], "reset");
+    assert_eq!(reset["recovery"]["dataLoss"], true);
+    let exported: Value = serde_json::from_str(&ok(root, &["export", "--format", "json"])).unwrap();
+    assert_eq!(exported["recovery"]["recoveryMethod"], "reset");
+    assert_eq!(exported["recovery"]["dataLoss"], true);
+    assert_eq!(exported["recovery"]["corruptionType"], "parse_error");
+    assert!(exported["activeInstance"].is_null());
+    assert!(exported["revision"].as_u64().unwrap() > 3, "{exported}");
+    assert_eq!(quarantined(root), [b"schemaVersion: [broken".to_vec()]);
+    let after = backup_and_quarantine_files(root);
+    for (path, bytes) in &before {
+        assert!(
+            after.contains(&(path.clone(), bytes.clone())),
+            "{path} changed or went"
+        );
+    }
+    ok(root, &["verify"]);
+}
+
+#[test]
+fn backup_list_create_restore_and_prune() {
+    let dir = tour("json");
+    let root = dir.path();
+    assert_eq!(backup_ids(root).len(), 2);
+    let created = json(root, &["backup", "create"]);
+    assert_eq!(created["backup"]["revision"], 3);
+    assert_eq!(created["backup"]["reason"], "manual");
+    let ids = backup_ids(root);
+    assert_eq!(ids.len(), 3);
+    assert!(ok(root, &["backup", "list"]).contains(&ids[0]));
+
+    // Restore the first revision (the empty state init wrote).
+    let restored = json(root, &["backup", "restore", &ids[0]]);
+    assert_eq!(restored["revision"], 4);
+    assert_eq!(restored["restore"]["backup"]["revision"], 1);
+    assert_eq!(restored["restore"]["replaced"]["revision"], 3);
+    let status = json(root, &["status"]);
+    assert_eq!(status["revision"], 4);
+    assert!(status["activeInstance"].is_null());
+    let audit = json(root, &["audit"]);
+    let events: Vec<_> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"].clone())
+        .collect();
+    assert!(
+        events.contains(&Value::from("restore")) && events.contains(&Value::from("backup")),
+        "{audit}"
+    );
+
+    // Prune to the policy's 3.
+    assert_eq!(backup_ids(root).len(), 4);
+    let pruned = json(root, &["backup", "prune"]);
+    assert_eq!(pruned["deleted"].as_array().unwrap().len(), 1, "{pruned}");
+    assert_eq!(backup_ids(root).len(), 3);
+
+    // Ids from the user never become paths.
+    for bad in ["../state.json", "a/b", "..", &"7".repeat(300)] {
+        let out = checklist(root, &["backup", "restore", bad]);
+        assert_eq!(code(&out), 1, "{bad}");
+        assert!(stderr(&out).contains("is not a backup id"), "{}", stderr(&out));
+    }
+    let out = checklist(root, &["backup", "restore", "1-20000101T000000000Z"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("backup list"), "{}", stderr(&out));
+
+    // A lost index is rebuilt from the files.
+    let before = backup_ids(root);
+    std::fs::remove_file(root.join(".checklist/.backup/manifest.yaml")).unwrap();
+    assert!(backup_ids(root).is_empty());
+    let rebuilt = json(root, &["backup", "list", "--rebuild"]);
+    let mut ids: Vec<_> = rebuilt["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected = before.clone();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(backup_ids(root), before);
+}
+
+#[test]
+fn prune_never_deletes_the_only_backup_that_verifies() {
+    let dir = tour("yaml");
+    let root = dir.path();
+    ok(root, &["step", "complete", "s2"]);
+    // Backups of revisions 1, 2 and 3; keep only one from now on.
+    let config = root.join(".checklist/config.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replacen("keep: 3", "keep: 1", 1)).unwrap();
+    let listed = json(root, &["backup", "list"]);
+    let backups = listed["backups"].as_array().unwrap().clone();
+    assert_eq!(backups.len(), 3);
+    // The newest backup is damaged: the one the policy would keep.
+    let newest = root
+        .join(".checklist/.backup")
+        .join(backups[2]["file"].as_str().unwrap());
+    std::fs::write(&newest, b"damaged").unwrap();
+    let pruned = json(root, &["backup", "prune"]);
+    assert_eq!(
+        pruned["spared"],
+        serde_json::json!([backups[1]["id"]]),
+        "{pruned}"
+    );
+    assert_eq!(
+        pruned["deleted"],
+        serde_json::json!([backups[0]["id"]]),
+        "{pruned}"
+    );
+    assert!(newest.exists());
+    let file = |b: &Value| root.join(".checklist/.backup").join(b["file"].as_str().unwrap());
+    assert!(file(&backups[1]).exists() && !file(&backups[0]).exists());
+}
+
+#[test]
+fn recover_from_a_named_backup() {
+    let dir = tour("yaml");
+    let root = dir.path();
+    let ids = backup_ids(root);
+    set_auto_recovery(root, false);
+    let state = root.join(".checklist/state.yaml");
+    std::fs::write(&state, b"").unwrap();
+    assert_eq!(code(&checklist(root, &["status"])), 5);
+    let out = checklist(root, &["recover", "--from", "../../etc/passwd"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("is not a backup id"), "{}", stderr(&out));
+    let report = json(root, &["recover", "--from", &ids[0]]);
+    assert_eq!(report["recovery"]["backup"]["id"], ids[0].as_str());
+    assert_eq!(report["recovery"]["method"], "backup");
+    assert_eq!(report["recovery"]["dataLoss"], true);
+    assert_eq!(report["recovery"]["corruptionType"], "parse_error");
+    let status = json(root, &["status"]);
+    assert!(status["activeInstance"].is_null(), "revision 1 had no instance");
+    assert_eq!(status["revision"], report["revision"]);
+    assert_eq!(json(root, &["recover"])["recovered"], false);
+    let audit = json(root, &["audit"]);
+    let recoveries: Vec<_> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "recovery")
+        .collect();
+    assert_eq!(recoveries.len(), 1, "{audit}");
+    assert_eq!(recoveries[0]["dataLoss"], true);
+    assert_eq!(quarantined(root), [Vec::<u8>::new()]);
+}
+
+#[test]
+fn reseal_accepts_a_checksum_only_edit_and_refuses_a_schema_violation() {
+    let dir = tour("yaml");
+    let root = dir.path();
+    let state = root.join(".checklist/state.yaml");
+    let edited = std::fs::read_to_string(&state)
+        .unwrap()
+        .replacen("stepId: s1", "stepId: s1-by-hand", 1);
+    std::fs::write(&state, &edited).unwrap();
+    assert_eq!(code(&checklist(root, &["verify"])), 5);
+    let resealed = json(root, &["reseal"]);
+    assert_eq!(resealed["resealed"], true);
+    assert_eq!(resealed["revision"], 4);
+    ok(root, &["verify"]);
+    let status = json(root, &["status"]);
+    assert_eq!(status["completedSteps"][0]["stepId"], "s1-by-hand");
+    assert_eq!(quarantined(root), [edited.into_bytes()]);
+    let audit = json(root, &["audit"]);
+    let last = audit["records"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"], "recovery");
+    assert_eq!(last["recoveryMethod"], "manual");
+    assert!(
+        last["operations"][0].as_str().unwrap().contains("reseal"),
+        "{last}"
+    );
+    assert_eq!(json(root, &["reseal"])["resealed"], false);
+
+    let broken = std::fs::read_to_string(&state)
+        .unwrap()
+        .replacen("status: active", "status: exploded", 1);
+    std::fs::write(&state, &broken).unwrap();
+    let out = checklist(root, &["reseal"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(stderr(&out).contains("reseal only accepts"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(state.to_str().unwrap()), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), broken);
 }

@@ -44,6 +44,7 @@ use checklist_core::{BackupPolicy, LockInfo, LockProvider, RollingBackups, State
 pub mod backup_policy;
 pub mod coordinator;
 pub mod locks;
+pub mod recovery;
 pub mod store;
 mod support;
 
@@ -71,6 +72,10 @@ pub struct Capabilities {
     /// The lock provider breaks a lock whose holder is gone (the subject must then
     /// offer [`Subject::plant_stale_lock_with`]).
     pub stale_lock_detection: bool,
+    /// The store indexes its backups in a file that can be lost or damaged (the
+    /// subject must then offer [`Subject::backup_index_access`]); without it,
+    /// rebuilding the index must fail clearly.
+    pub backup_index_file: bool,
 }
 
 impl Capabilities {
@@ -83,12 +88,14 @@ impl Capabilities {
     pub fn file_backend() -> Self {
         Self {
             stale_lock_detection: true,
+            backup_index_file: true,
         }
     }
 }
 
 type ReadRaw = dyn Fn() -> io::Result<Option<Vec<u8>>> + Send + Sync;
 type WriteRaw = dyn Fn(&[u8]) -> io::Result<()> + Send + Sync;
+type RemoveRaw = dyn Fn() -> io::Result<()> + Send + Sync;
 
 /// Direct access to the stored document's bytes, bypassing the store — how the
 /// corruption cases damage a document the way a disk or a careless editor would.
@@ -96,6 +103,7 @@ type WriteRaw = dyn Fn(&[u8]) -> io::Result<()> + Send + Sync;
 pub struct RawAccess {
     read: Arc<ReadRaw>,
     write: Arc<WriteRaw>,
+    remove: Option<Arc<RemoveRaw>>,
 }
 
 impl RawAccess {
@@ -108,13 +116,21 @@ impl RawAccess {
         Self {
             read: Arc::new(read),
             write: Arc::new(write),
+            remove: None,
         }
+    }
+
+    /// The same access, able to delete the stored bytes too.
+    pub fn removable(mut self, remove: impl Fn() -> io::Result<()> + Send + Sync + 'static) -> Self {
+        self.remove = Some(Arc::new(remove));
+        self
     }
 
     /// Access to a document kept in the file at `path`.
     pub fn file(path: impl Into<std::path::PathBuf>) -> Self {
         let path = path.into();
         let read_path = path.clone();
+        let remove_path = path.clone();
         Self::new(
             move || match std::fs::read(&read_path) {
                 Ok(bytes) => Ok(Some(bytes)),
@@ -123,6 +139,7 @@ impl RawAccess {
             },
             move |bytes| std::fs::write(&path, bytes),
         )
+        .removable(move || std::fs::remove_file(&remove_path))
     }
 
     /// The stored bytes.
@@ -139,6 +156,21 @@ impl RawAccess {
     /// The I/O error of the underlying write.
     pub fn write(&self, bytes: &[u8]) -> io::Result<()> {
         (self.write)(bytes)
+    }
+
+    /// Deletes the stored bytes.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::Unsupported`] when this access was built without
+    /// [`removable`](Self::removable); otherwise the underlying error.
+    pub fn remove(&self) -> io::Result<()> {
+        match &self.remove {
+            Some(remove) => remove(),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this raw access cannot delete; build it with `removable`",
+            )),
+        }
     }
 }
 
@@ -167,6 +199,7 @@ pub struct Subject {
     reopen_locks: Option<Arc<ReopenLocks>>,
     plant_stale_lock: Option<Arc<PlantStaleLock>>,
     raw: Option<RawAccess>,
+    backup_index: Option<RawAccess>,
     _keep_alive: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -193,6 +226,7 @@ impl Subject {
             reopen_locks: None,
             plant_stale_lock: None,
             raw: None,
+            backup_index: None,
             _keep_alive: Vec::new(),
         }
     }
@@ -242,6 +276,25 @@ impl Subject {
     pub fn raw_access(mut self, raw: RawAccess) -> Self {
         self.raw = Some(raw);
         self
+    }
+
+    /// Direct access to the backup index file (`.backup/manifest.yaml`), for the case
+    /// that loses it. Needed when `backup_index_file` is declared.
+    pub fn backup_index_access(mut self, index: RawAccess) -> Self {
+        self.backup_index = Some(index);
+        self
+    }
+
+    /// The backup index access.
+    ///
+    /// # Errors
+    /// A [`Failure`] naming the missing [`backup_index_access`](Self::backup_index_access).
+    pub fn backup_index(&self) -> Result<&RawAccess, Failure> {
+        self.backup_index.as_ref().ok_or_else(|| {
+            Failure(
+                "the subject declares backup_index_file but gives no `backup_index_access` to test it".into(),
+            )
+        })
     }
 
     /// Keeps `value` (a temp directory, say) alive as long as the subject.
@@ -301,7 +354,8 @@ pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;
 /// One case of the suite, for runners that list and run cases themselves.
 #[derive(Clone, Copy)]
 pub struct Case {
-    /// The contract it checks: `store`, `locks`, `coordinator` or `backup_policy`.
+    /// The contract it checks: `store`, `locks`, `coordinator`, `recovery` or
+    /// `backup_policy`.
     pub suite: &'static str,
     /// Its name, the same as its function's.
     pub name: &'static str,
@@ -372,6 +426,28 @@ macro_rules! __for_each_case {
                 nested_read_returns_and_nested_write_is_refused,
                 snapshot_is_independent,
                 backups_follow_the_policy,
+            ],
+            recovery: [
+                read_raw_returns_the_stored_bytes,
+                quarantine_keeps_the_exact_bytes,
+                write_over_needs_the_exact_bytes,
+                read_backup_verifies,
+                backup_index_is_rebuilt_after_deletion,
+                rotation_keeps_exactly_n,
+                flipped_byte_is_recovered,
+                truncation_at_every_tenth_is_recovered,
+                emptied_state_is_recovered,
+                unparseable_state_is_recovered,
+                schema_violation_is_recovered,
+                wrong_checksum_is_recovered,
+                recovery_without_a_lost_revision_has_no_data_loss,
+                recovered_state_loads_clean_and_is_not_recovered_again,
+                no_valid_backup_is_a_clear_error_and_nothing_changes,
+                reset_records_data_loss,
+                auto_recovery_off_changes_nothing,
+                explicit_restore_is_audited,
+                reseal_accepts_a_checksum_only_edit,
+                reseal_refuses_a_schema_violation,
             ],
             backup_policy: [
                 nothing_to_back_up_before_the_first_write,

@@ -29,6 +29,59 @@ pub struct BackupRecord {
     pub reason: String,
 }
 
+/// Longest backup id accepted from a user, in bytes.
+pub const MAX_BACKUP_ID_LEN: usize = 128;
+
+/// Checks a backup id that came from outside (a command line, a manifest) before it
+/// becomes part of a file name: not empty, at most [`MAX_BACKUP_ID_LEN`] bytes, no
+/// path separator, no `..`, no NUL or other control character.
+///
+/// # Errors
+/// [`Error::InvalidOperation`](crate::Error::InvalidOperation) saying what is wrong
+/// with it.
+pub fn validate_backup_id(id: &str) -> crate::Result<()> {
+    let problem = if id.is_empty() {
+        Some("it is empty")
+    } else if id.len() > MAX_BACKUP_ID_LEN {
+        Some("it is longer than 128 bytes")
+    } else if id.contains('/') || id.contains('\\') {
+        Some("it contains a path separator")
+    } else if id.contains("..") {
+        Some("it contains `..`")
+    } else if id.chars().any(char::is_control) {
+        Some("it contains a NUL or control character")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(crate::Error::invalid(format!(
+            "{:?} is not a backup id ({problem}); `checklist backup list` shows the ids",
+            id.chars().take(MAX_BACKUP_ID_LEN).collect::<String>()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What rebuilding the backup index from the backup files found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupIndexRebuild {
+    /// The backups that verified and are now listed, oldest first.
+    pub kept: Vec<BackupRecord>,
+    /// The backup files that did not verify: left where they are, not listed.
+    pub skipped: Vec<SkippedBackup>,
+}
+
+/// A backup file left out of a rebuilt index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedBackup {
+    /// Its file name inside the backup directory.
+    pub file: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
 /// The commit a backup decision is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitContext {
@@ -174,6 +227,14 @@ mod tests {
             created_at: now - chrono::Duration::days(days_old),
             reason: "commit".into(),
         }
+    }
+
+    #[test]
+    fn backup_ids_from_users_cannot_name_other_files() {
+        for bad in ["", "../state.yaml", "a/b", "a\\b", "x\0y", "..", &"9".repeat(129)] {
+            assert!(validate_backup_id(bad).is_err(), "{bad:?} was accepted");
+        }
+        validate_backup_id("3-20261125T183518100Z").unwrap();
     }
 
     #[test]

@@ -74,6 +74,20 @@ pub fn seal(state: &ChecklistState, revision: u64, path: &Path) -> Result<Sealed
 /// [`Error::UnsupportedVersion`] or [`Error::Corrupted`] with the failing
 /// [`CorruptionKind`].
 pub fn unseal(value: Value, path: &Path) -> Result<ChecklistState> {
+    unseal_checked(value, path, true)
+}
+
+/// Like [`unseal`] but without the checksum check: how `checklist reseal` reads a
+/// deliberate hand edit, whose only fault may be its stale checksum. The returned
+/// state keeps the stored (stale) checksum; sealing it again computes a fresh one.
+///
+/// # Errors
+/// As [`unseal`], except never [`CorruptionKind::ChecksumMismatch`].
+pub fn unseal_ignoring_checksum(value: Value, path: &Path) -> Result<ChecklistState> {
+    unseal_checked(value, path, false)
+}
+
+fn unseal_checked(value: Value, path: &Path, check_checksum: bool) -> Result<ChecklistState> {
     let corrupted = |kind, detail: String| Error::Corrupted {
         kind,
         path: path.to_owned(),
@@ -99,7 +113,7 @@ pub fn unseal(value: Value, path: &Path) -> Result<ChecklistState> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let computed = document_checksum(&value);
-    if stored != computed {
+    if check_checksum && stored != computed {
         return Err(corrupted(
             CorruptionKind::ChecksumMismatch,
             format!("the stored checksum is {stored} but the content hashes to {computed}"),

@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use crate::archive::{ArchivedInstance, HistoryEntry};
 use crate::audit::{AuditLog, AuditRecord};
-use crate::backup::{BackupPolicy, BackupRecord};
+use crate::backup::{BackupIndexRebuild, BackupPolicy, BackupRecord};
 use crate::error::{Error, Result};
 use crate::model::ChecklistState;
+use crate::quarantine::{QuarantineNote, QuarantineRecord};
 
 /// What a compare-and-swap write expects to find in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -144,6 +145,24 @@ pub struct BackedUpWrite {
 /// - `unknown_or_unsafe_archive_ids_are_refused`: reading an id that was never
 ///   archived, or one that cannot be a file name (`../x`, `a/b`), fails with
 ///   [`Error::InvalidOperation`].
+///
+/// The recovery methods (used by [`crate::recovery`]; cases in the `recovery` suite):
+/// - `read_raw_returns_the_stored_bytes`: [`read_raw`](Self::read_raw) returns the
+///   bytes as stored, corrupt or not.
+/// - `quarantine_keeps_the_exact_bytes`: [`quarantine`](Self::quarantine) keeps the
+///   corrupt bytes unchanged with its note, lists them and reads them back.
+/// - `write_over_needs_the_exact_bytes`: [`write_over`](Self::write_over) replaces
+///   the stored document only while it holds exactly the bytes the caller found.
+/// - `read_backup_verifies`: [`read_backup`](Self::read_backup) returns a backup only
+///   when it verifies and matches its listed revision and checksum.
+/// - `backup_index_is_rebuilt_after_deletion`: where backups are indexed in a file,
+///   [`rebuild_backup_index`](Self::rebuild_backup_index) lists again every backup file
+///   that verifies and reports the others; elsewhere it fails with
+///   [`Error::InvalidOperation`].
+///
+/// Those methods have default implementations that refuse with
+/// [`Error::InvalidOperation`], so a backend written before them still compiles; it then
+/// cannot be recovered automatically, and says so.
 #[async_trait]
 pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// The backend's registered name (`yaml`, `json`, `memory`, …).
@@ -269,6 +288,101 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// cannot be a file name, and with [`Error::Corrupted`] when the archived document
     /// does not verify.
     async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance>;
+
+    /// The stored document's bytes exactly as they are, without verifying them;
+    /// `Ok(None)` when no state has been written.
+    ///
+    /// # Contract
+    /// Returns the bytes a read would verify, unchanged, whether or not they verify.
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        Err(unsupported(self, "reading the raw state"))
+    }
+
+    /// Parses `bytes` in this store's format and checks them as a read would — schema
+    /// version, then schema — but not the checksum.
+    ///
+    /// # Contract
+    /// Fails with [`Error::Corrupted`] (`parse_error`, `schema_invalid`) or
+    /// [`Error::UnsupportedVersion`] exactly where a read would, never with
+    /// `checksum_mismatch`. Pure: touches nothing.
+    fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        let _ = bytes;
+        Err(unsupported(self, "parsing a document without its checksum"))
+    }
+
+    /// Keeps `found` — the current document as the caller read it with
+    /// [`read_raw`](Self::read_raw) — in quarantine with `note`.
+    ///
+    /// # Contract
+    /// Fails with [`Error::InvalidOperation`] (run it again) if the stored bytes are no
+    /// longer `found`. The kept bytes equal `found`; nothing is deleted; the current document is left in
+    /// place (call [`write_over`](Self::write_over) next), so a crash in between
+    /// never leaves the store without a state. Call it while holding the lock.
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        let _ = (found, note);
+        Err(unsupported(self, "quarantine"))
+    }
+
+    /// The quarantined documents, oldest first.
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        Err(unsupported(self, "quarantine"))
+    }
+
+    /// The bytes of the quarantined document `id`.
+    ///
+    /// # Contract
+    /// Returns exactly the bytes given to [`quarantine`](Self::quarantine); fails with
+    /// [`Error::InvalidOperation`] for an id that is not listed.
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        let _ = id;
+        Err(unsupported(self, "quarantine"))
+    }
+
+    /// Atomically replaces the stored document, whatever it holds, with `state` sealed
+    /// as `revision` — if and only if the store still holds exactly the bytes `found`.
+    /// How recovery replaces a document that no read can verify.
+    ///
+    /// # Contract
+    /// Fails with [`Error::InvalidOperation`] (run it again) when the stored bytes
+    /// differ from `found` (nothing changes); [`Error::SchemaInvalid`] for an invalid `state` (nothing changes). On
+    /// success the next read returns `state` at `revision` with a correct checksum.
+    /// Call it while holding the lock, with a `revision` above every revision committed
+    /// before, so compare-and-swap writers that read an older state still conflict.
+    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+        let _ = (found, state, revision);
+        Err(unsupported(self, "replacing a corrupt state"))
+    }
+
+    /// Reads the backup `id`, verified like the current state, and checks that it holds
+    /// the revision and checksum it is listed with.
+    ///
+    /// # Contract
+    /// Fails with [`Error::Corrupted`] naming the backup when it does not verify or
+    /// does not match its listing, and with [`Error::InvalidOperation`] for an id that
+    /// is not listed.
+    async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
+        let _ = id;
+        Err(unsupported(self, "reading a backup"))
+    }
+
+    /// Rebuilds the backup index from the backup files after it was lost or damaged:
+    /// every file that verifies is listed again; the others are reported and left
+    /// where they are.
+    ///
+    /// # Contract
+    /// Never deletes or changes a backup file. Fails with [`Error::InvalidOperation`]
+    /// where the backend keeps no index that could be lost (memory).
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        Err(unsupported(self, "rebuilding the backup index"))
+    }
+}
+
+fn unsupported<S: StateStore + ?Sized>(store: &S, what: &str) -> Error {
+    Error::invalid(format!(
+        "the {} backend at {} does not support {what}; repair or replace the state by hand",
+        store.backend_name(),
+        store.location().display()
+    ))
 }
 
 /// Conveniences on top of [`StateStore`], for every implementation.
@@ -335,6 +449,35 @@ macro_rules! forward_state_store {
             }
             async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
                 (**self).read_archived(instance_id).await
+            }
+            async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+                (**self).read_raw().await
+            }
+            fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
+                (**self).parse_ignoring_checksum(bytes)
+            }
+            async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+                (**self).quarantine(found, note).await
+            }
+            async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+                (**self).list_quarantine().await
+            }
+            async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+                (**self).read_quarantined(id).await
+            }
+            async fn write_over(
+                &self,
+                found: &[u8],
+                state: &ChecklistState,
+                revision: u64,
+            ) -> Result<Committed> {
+                (**self).write_over(found, state, revision).await
+            }
+            async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
+                (**self).read_backup(id).await
+            }
+            async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+                (**self).rebuild_backup_index().await
             }
         }
     )*};

@@ -27,6 +27,8 @@ pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Writ
         FinishArg::Completed => InstanceStatus::Completed,
         FinishArg::Failed => InstanceStatus::Failed,
     });
+    // A corrupt state is recovered (when config.yaml allows it) before the transaction.
+    super::recover::load(&opened, err).await?;
     let store: Arc<dyn StateStore> = Arc::clone(&opened.backend.store);
     let outcome = coordinator(&opened)
         .transact_async("archive", |mut state| {

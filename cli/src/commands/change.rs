@@ -39,7 +39,11 @@ async fn change<T: Send>(
     opened: &OpenedStore,
     operation: &str,
     apply: impl FnMut(&mut ChecklistState) -> Result<T> + Send,
+    err: &mut dyn Write,
 ) -> Result<TxOutcome<T>> {
+    // A corrupt state is recovered (when config.yaml allows it) before the
+    // transaction, which would otherwise refuse to build on it.
+    super::recover::load(opened, err).await?;
     coordinator(opened).transact(operation, apply).await
 }
 
@@ -69,9 +73,12 @@ pub(crate) async fn start(ctx: &Context<'_>, args: StartArgs, err: &mut dyn Writ
         first_step_id: args.step,
     };
     let operation = format!("start --template {}", start.template_id);
-    let outcome = change(&opened, &operation, |state| {
-        state.start_instance(start.clone(), now()).cloned()
-    })
+    let outcome = change(
+        &opened,
+        &operation,
+        |state| state.start_instance(start.clone(), now()).cloned(),
+        err,
+    )
     .await?;
     let instance = &outcome.value;
     let mut fields = committed_json(&outcome);
@@ -110,9 +117,12 @@ pub(crate) async fn complete(ctx: &Context<'_>, args: CompleteArgs, err: &mut dy
         command_results,
     };
     let operation = format!("step complete {}", completion.step_id);
-    let outcome = change(&opened, &operation, |state| {
-        state.complete_step(completion.clone(), now()).cloned()
-    })
+    let outcome = change(
+        &opened,
+        &operation,
+        |state| state.complete_step(completion.clone(), now()).cloned(),
+        err,
+    )
     .await?;
     let step = &outcome.value;
     let mut fields = committed_json(&outcome);
@@ -131,9 +141,12 @@ pub(crate) async fn complete(ctx: &Context<'_>, args: CompleteArgs, err: &mut dy
 pub(crate) async fn current(ctx: &Context<'_>, step_id: &str, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err)?;
     let operation = format!("step current {step_id}");
-    let outcome = change(&opened, &operation, |state| {
-        state.set_current_step(step_id, now()).cloned()
-    })
+    let outcome = change(
+        &opened,
+        &operation,
+        |state| state.set_current_step(step_id, now()).cloned(),
+        err,
+    )
     .await?;
     let mut fields = committed_json(&outcome);
     fields.insert("instanceId".into(), json!(outcome.value.id));

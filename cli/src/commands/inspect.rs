@@ -13,7 +13,7 @@ use crate::output::Outcome;
 pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err)?;
     let store = &opened.backend.store;
-    let state = store.read_existing().await?;
+    let state = super::recover::load(&opened, err).await?;
     let lock = opened.backend.locks.inspect().await?;
 
     let count = |r: StepResult| state.completed_steps.iter().filter(|s| s.result == r).count();

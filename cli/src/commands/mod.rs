@@ -6,17 +6,19 @@ use std::path::PathBuf;
 use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
 use checklist_core::Result;
 
-use crate::args::{Cli, Command, LockCommand, StepCommand};
+use crate::args::{BackupCommand, Cli, Command, LockCommand, StepCommand};
 use crate::output::Outcome;
 
 mod archive;
 mod audit;
+mod backup;
 mod change;
 mod export;
 mod init;
 mod inspect;
 mod lock;
 mod migrate;
+mod recover;
 
 /// What every subcommand needs.
 pub(crate) struct Context<'a> {
@@ -78,5 +80,11 @@ pub(crate) async fn dispatch(cli: Cli, registry: &BackendRegistry, err: &mut dyn
         Command::Lock(LockCommand::Status) => lock::status(&ctx, err).await,
         Command::Lock(LockCommand::Release { lock_id, .. }) => lock::release(&ctx, &lock_id, err).await,
         Command::Migrate(args) => migrate::run(&ctx, args, err).await,
+        Command::Backup(BackupCommand::List { rebuild }) => backup::list(&ctx, rebuild, err).await,
+        Command::Backup(BackupCommand::Create) => backup::create(&ctx, err).await,
+        Command::Backup(BackupCommand::Restore { id }) => backup::restore(&ctx, &id, err).await,
+        Command::Backup(BackupCommand::Prune) => backup::prune(&ctx, err).await,
+        Command::Recover(args) => recover::recover(&ctx, args, err).await,
+        Command::Reseal => recover::reseal(&ctx, err).await,
     }
 }

@@ -1,0 +1,217 @@
+//! The file engine's side of recovery: raw reads, `quarantine/`, replacing a corrupt
+//! state file, verified backup reads and rebuilding the backup index.
+//!
+//! Quarantine keeps the corrupt file as a hard link (a copy where links are refused)
+//! named `state.<ext>.<id>` in `.checklist/quarantine/`, with a note
+//! `state.<ext>.<id>.why.yaml`. The state file itself stays until
+//! [`Inner::write_over`] renames the recovered document over it: from then on the
+//! corrupt inode lives only in quarantine — moved, without a moment with no state.
+
+use std::io;
+use std::path::Path;
+
+use checklist_core::backup::{BackupIndexRebuild, validate_backup_id};
+use checklist_core::config::Durability;
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
+use checklist_core::{ChecklistState, CorruptionKind, Error, Result, document};
+
+use super::Inner;
+use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
+use crate::backups::Contents;
+use crate::codec::Codec;
+use crate::yaml_file::YamlCodec;
+
+const NOTE_SUFFIX: &str = ".why.yaml";
+
+impl<C: Codec> Inner<C> {
+    fn quarantine_dir(&self) -> std::path::PathBuf {
+        self.dir.join("quarantine")
+    }
+
+    fn state_file_name(&self) -> String {
+        format!("state.{}", self.codec.extension())
+    }
+
+    /// Decodes and checks `bytes` as the document at `path`, with or without the
+    /// checksum check.
+    fn verify_at(&self, path: &Path, bytes: &[u8], checksum: bool) -> Result<ChecklistState> {
+        let parse_error = |detail: String| Error::Corrupted {
+            kind: CorruptionKind::ParseError,
+            path: path.to_owned(),
+            detail,
+        };
+        if bytes.trim_ascii().is_empty() {
+            return Err(parse_error(format!("the file is empty ({} bytes)", bytes.len())));
+        }
+        let value = self.codec.decode(bytes).map_err(|e| parse_error(e.to_string()))?;
+        if checksum {
+            document::unseal(value, path)
+        } else {
+            document::unseal_ignoring_checksum(value, path)
+        }
+    }
+
+    pub(super) fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
+        self.verify_at(&self.state_path, bytes, false)
+    }
+
+    /// Refuses unless the state file holds exactly `found`: what the caller decided
+    /// about is what gets quarantined or replaced.
+    fn check_unchanged(&self, found: &[u8], doing: &str) -> Result<()> {
+        if self.read_bytes()?.as_deref() == Some(found) {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "{} changed while it was being {doing}; nothing was changed, run the command again",
+            self.state_path.display()
+        )))
+    }
+
+    pub(super) fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        let _write_lock = self.lock_for_write()?;
+        self.check_unchanged(found, "quarantined")?;
+        let dir = self.quarantine_dir();
+        match self.vfs.create_dir(&dir, DIR_MODE) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(io_error("create the directory", &dir, e));
+            }
+            _ => {}
+        }
+        let now = checklist_core::model::now();
+        let id = new_quarantine_id(now);
+        let file = format!("{}.{id}", self.state_file_name());
+        let path = dir.join(&file);
+        let linked = self.vfs.hard_link(&self.state_path, &path).is_ok();
+        // A link shares the inode with the state file: if that changed between the
+        // check and the link, keep the bytes the caller found instead.
+        if !linked || self.vfs.read(&path, u64::MAX).ok().as_deref() != Some(found) {
+            replace_file(
+                self.vfs.as_ref(),
+                &path,
+                found,
+                Durability::Full,
+                PRIVATE_FILE_MODE,
+            )?;
+        } else if self.options.durability == Durability::Full
+            && let Err(e) = self.vfs.sync_dir(&dir)
+        {
+            return Err(io_error("fsync the directory", &dir, e));
+        }
+        let record = QuarantineRecord {
+            id,
+            location: path.display().to_string(),
+            quarantined_at: now,
+            size: found.len() as u64,
+            sha256: bytes_sha256(found),
+            note: note.clone(),
+        };
+        let value = serde_json::to_value(&record).map_err(|e| Error::invalid(e.to_string()))?;
+        let mut bytes =
+            b"# Why the file beside this one was quarantined (never deleted by checklist).\n".to_vec();
+        bytes.extend(
+            YamlCodec
+                .encode(&value)
+                .map_err(|e| Error::invalid(e.to_string()))?,
+        );
+        let note_path = dir.join(format!("{file}{NOTE_SUFFIX}"));
+        replace_file(
+            self.vfs.as_ref(),
+            &note_path,
+            &bytes,
+            self.options.durability,
+            PRIVATE_FILE_MODE,
+        )?;
+        Ok(record)
+    }
+
+    pub(super) fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        let dir = self.quarantine_dir();
+        let names = match self.vfs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("list", &dir, e)),
+        };
+        let mut records = Vec::new();
+        for name in names {
+            let Some(name) = name.to_str().filter(|n| n.ends_with(NOTE_SUFFIX)) else {
+                continue;
+            };
+            let path = dir.join(name);
+            let parsed = self
+                .vfs
+                .read(&path, 1024 * 1024)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| YamlCodec.decode(&bytes).map_err(|e| e.to_string()))
+                .and_then(|value| {
+                    serde_json::from_value::<QuarantineRecord>(value).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(record) => records.push(record),
+                Err(error) => tracing::warn!(%error, path = %path.display(), "unreadable quarantine note"),
+            }
+        }
+        records.sort_by(|a, b| a.quarantined_at.cmp(&b.quarantined_at).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
+    pub(super) fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        validate_backup_id(id)?;
+        if !self.list_quarantine()?.iter().any(|r| r.id == id) {
+            return Err(Error::invalid(format!(
+                "there is no quarantined document {id} in {}",
+                self.quarantine_dir().display()
+            )));
+        }
+        let path = self
+            .quarantine_dir()
+            .join(format!("{}.{id}", self.state_file_name()));
+        self.vfs
+            .read(&path, u64::MAX)
+            .map_err(|e| io_error("read the quarantined file", &path, e))
+    }
+
+    pub(super) fn write_over(&self, found: &[u8], bytes: Vec<u8>, written: ChecklistState) -> Result<()> {
+        let _write_lock = self.lock_for_write()?;
+        self.check_unchanged(found, "recovered")?;
+        replace_file(
+            self.vfs.as_ref(),
+            &self.state_path,
+            &bytes,
+            self.options.durability,
+            PRIVATE_FILE_MODE,
+        )?;
+        self.remember(bytes, written);
+        Ok(())
+    }
+
+    pub(super) fn read_backup(&self, id: &str) -> Result<ChecklistState> {
+        let (record, bytes, path) =
+            self.backups
+                .read_listed(self.vfs.as_ref(), id, self.options.max_state_bytes)?;
+        let state = self.verify_at(&path, &bytes, true)?;
+        let checksum = state.checksum.clone().unwrap_or_default();
+        if state.revision != record.revision || checksum != record.checksum {
+            return Err(Error::Corrupted {
+                kind: CorruptionKind::ChecksumMismatch,
+                path,
+                detail: format!(
+                    "it holds revision {} ({checksum}) but the backup index lists revision {} ({})",
+                    state.revision, record.revision, record.checksum
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    pub(super) fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        self.backups
+            .rebuild(self.vfs.as_ref(), self.options.max_state_bytes, |path, bytes| {
+                let state = self.verify_at(path, bytes, true)?;
+                Ok(Contents {
+                    revision: state.revision,
+                    checksum: state.checksum.unwrap_or_default(),
+                    size: bytes.len() as u64,
+                })
+            })
+    }
+}

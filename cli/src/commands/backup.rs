@@ -1,0 +1,124 @@
+//! `checklist backup list | create | restore ID | prune`.
+
+use std::io::Write;
+
+use checklist_core::{BackupRecord, Error, Result};
+use chrono::SecondsFormat;
+use serde_json::json;
+
+use super::Context;
+use super::recover::recovery;
+use crate::output::Outcome;
+
+fn line(b: &BackupRecord) -> String {
+    format!(
+        "  {}  revision {}  {} bytes  {}  {}",
+        b.id,
+        b.revision,
+        b.size,
+        b.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        b.reason
+    )
+}
+
+pub(crate) async fn list(ctx: &Context<'_>, rebuild: bool, err: &mut dyn Write) -> Result<Outcome> {
+    let opened = ctx.open(err)?;
+    let store = &opened.backend.store;
+    let (backups, skipped) = if rebuild {
+        let rebuilt = store.rebuild_backup_index().await?;
+        (rebuilt.kept, rebuilt.skipped)
+    } else {
+        let backups = store.list_backups().await.map_err(|e| match e {
+            Error::InvalidOperation { message } => Error::invalid(format!(
+                "{message}; run `checklist backup list --rebuild` to rebuild the index from them"
+            )),
+            other => other,
+        })?;
+        (backups, Vec::new())
+    };
+    let mut lines = vec![if backups.is_empty() {
+        format!("No backups of {}.", store.location().display())
+    } else {
+        format!(
+            "{} backups of {}, oldest first:",
+            backups.len(),
+            store.location().display()
+        )
+    }];
+    lines.extend(backups.iter().map(line));
+    for s in &skipped {
+        lines.push(format!("  skipped {} (left where it is): {}", s.file, s.reason));
+    }
+    Ok(Outcome::report(
+        lines.join("\n"),
+        json!({"ok": true, "backups": backups, "rebuilt": rebuild, "skipped": skipped}),
+    ))
+}
+
+pub(crate) async fn create(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
+    let opened = ctx.open(err)?;
+    let store = &opened.backend.store;
+    let backup = recovery(&opened)
+        .backup_now("manual")
+        .await?
+        .ok_or_else(|| Error::NotInitialized {
+            path: store.location().to_owned(),
+        })?;
+    Ok(Outcome::report(
+        format!(
+            "Backed up revision {} of {} as {}.",
+            backup.revision,
+            store.location().display(),
+            backup.id
+        ),
+        json!({"ok": true, "backup": backup}),
+    ))
+}
+
+pub(crate) async fn restore(ctx: &Context<'_>, id: &str, err: &mut dyn Write) -> Result<Outcome> {
+    checklist_core::backup::validate_backup_id(id)?;
+    let opened = ctx.open(err)?;
+    let store = &opened.backend.store;
+    let report = recovery(&opened).restore(id).await?;
+    let kept = match (&report.replaced, &report.recovery) {
+        (Some(replaced), _) => format!("; the replaced state is backup {}", replaced.id),
+        (None, Some(recovered)) => format!(
+            "; the corrupt state it replaced is kept at {}",
+            recovered.quarantined.location
+        ),
+        (None, None) => String::new(),
+    };
+    Ok(Outcome::report(
+        format!(
+            "Restored backup {} (revision {}) into {} as revision {}{kept}.",
+            report.backup.id,
+            report.backup.revision,
+            store.location().display(),
+            report.revision
+        ),
+        json!({"ok": true, "revision": report.revision, "checksum": report.checksum, "restore": report}),
+    ))
+}
+
+pub(crate) async fn prune(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
+    let opened = ctx.open(err)?;
+    let report = recovery(&opened).prune().await?;
+    let mut human = if report.deleted.is_empty() {
+        "Nothing to prune.".to_owned()
+    } else {
+        format!(
+            "Deleted {} backups: {}.",
+            report.deleted.len(),
+            report.deleted.join(", ")
+        )
+    };
+    for id in &report.spared {
+        human.push_str(&format!(
+            " Kept {id}: it is the newest backup that verifies, and none of the kept ones does."
+        ));
+    }
+    Ok(Outcome::report(
+        human,
+        json!({"ok": true, "deleted": report.deleted, "spared": report.spared}),
+    ))
+}
