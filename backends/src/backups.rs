@@ -26,6 +26,9 @@ mod index;
 /// Largest manifest read.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The time part of a backup id (`<revision>-<time>`).
+const STAMP_FORMAT: &str = "%Y%m%dT%H%M%S%3fZ";
+
 /// How many backups may share one millisecond's name before taking one fails.
 const MAX_SAME_STAMP: u32 = 100;
 
@@ -117,11 +120,7 @@ impl BackupDir {
     ) -> Result<Kept> {
         self.ensure_dir(vfs)?;
         let now = checklist_core::model::now();
-        let stamp = format!(
-            "{}-{}",
-            current.contents.revision,
-            now.format("%Y%m%dT%H%M%S%3fZ")
-        );
+        let stamp = format!("{}-{}", current.contents.revision, now.format(STAMP_FORMAT));
         let (id, path) = self.place(vfs, state_path, &current.bytes, &stamp, placement)?;
         let record = BackupRecord {
             file: format!("{}.{id}", self.state_file_name),
@@ -280,17 +279,9 @@ fn manifest_damaged(path: &Path, detail: String) -> Error {
     ))
 }
 
-/// When a backup id was taken, from its timestamp part.
-#[cfg(test)]
-fn id_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let (_, stamp) = id.split_once('-')?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%3fZ")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::index::id_time;
     use super::*;
     use crate::vfs::RealFs;
 

@@ -174,17 +174,7 @@ impl StateStore for MemoryStore {
                 found,
             });
         }
-        let mut stored = state.clone();
-        stored.revision = revision;
-        stored.checksum = Some(sealed.checksum.clone());
-        *slot = Slot::Sealed(Arc::new(Sealed {
-            value: sealed.value,
-            state: stored,
-        }));
-        Ok(Committed {
-            revision,
-            checksum: sealed.checksum,
-        })
+        Ok(put_sealed(&mut slot, state, sealed))
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
@@ -314,6 +304,21 @@ impl StateStore for MemoryStore {
 
     async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
         self.rebuild_backup_index_impl()
+    }
+}
+
+/// Stores `state` as `sealed` holds it, and says what was committed.
+fn put_sealed(slot: &mut Slot, state: &ChecklistState, sealed: document::SealedDocument) -> Committed {
+    let mut stored = state.clone();
+    stored.revision = sealed.revision;
+    stored.checksum = Some(sealed.checksum.clone());
+    *slot = Slot::Sealed(Arc::new(Sealed {
+        value: sealed.value,
+        state: stored,
+    }));
+    Committed {
+        revision: sealed.revision,
+        checksum: sealed.checksum,
     }
 }
 

@@ -29,21 +29,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use checklist_backends::{FileLockProvider, FileStoreOptions, YamlCodec, YamlFileStore};
-use checklist_benches::{bench_root, state_with_steps};
+use checklist_benches::{bench_root, cli_runtime, state_with_steps};
 use checklist_core::{Expectation, KeepBackup, Recovery, RollingBackups, StateStore, StateStoreExt};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
 /// The state sizes measured, in completed steps.
 const STEP_COUNTS: [usize; 2] = [100, 1000];
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime")
-}
 
 /// A YAML store in a new directory under `root`, holding an N-step state at revision 1.
 fn store_with_steps(rt: &Runtime, root: &Path, name: &str, steps: usize) -> YamlFileStore {
@@ -63,7 +55,7 @@ fn keep_three() -> KeepBackup {
 }
 
 fn backups(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = cli_runtime();
     let root = bench_root("recovery");
     let mut group = c.benchmark_group("backup");
     group.sample_size(30).measurement_time(Duration::from_secs(3));
@@ -106,7 +98,7 @@ fn backups(c: &mut Criterion) {
 }
 
 fn recovery(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = cli_runtime();
     let root = bench_root("recovery");
     let steps = 1000;
     let store = store_with_steps(&rt, root.path(), "corrupt-1000", steps);

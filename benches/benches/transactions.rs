@@ -60,7 +60,8 @@
 )]
 
 use checklist_benches::{
-    bench_root, completion, criterion_dir, durable_replace, loadavg, state_with_steps, yaml_document,
+    bench_root, cli_runtime, completion, criterion_dir, durable_replace, loadavg, state_with_steps,
+    yaml_document,
 };
 use std::fmt;
 use std::fs::{self, OpenOptions as FsOpenOptions};
@@ -154,7 +155,7 @@ fn main() {
     }
 
     let loadavg_before = loadavg();
-    let rt = runtime();
+    let rt = cli_runtime();
     let root = bench_root("tx");
 
     let mut floors = floor_subjects(&rt, root.path());
@@ -280,17 +281,6 @@ fn replace_last_step(state: &mut ChecklistState, step_id: &str) -> Result<()> {
 
 // ---------------------------------------------------------------------------------------
 // Environment
-
-/// The runtime of the CLI (cli/src/main.rs): multi-threaded with two workers; the
-/// transaction runs in `block_on` on this thread and the stores' blocking I/O on
-/// tokio's blocking pool.
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime")
-}
 
 // ---------------------------------------------------------------------------------------
 // Subjects

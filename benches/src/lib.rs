@@ -64,6 +64,16 @@ pub fn current_thread_runtime() -> Runtime {
         .expect("build a tokio runtime")
 }
 
+/// The runtime of the CLI (cli/src/main.rs): multi-threaded with two workers, so the
+/// stores' blocking I/O runs in place (`block_in_place`) as it does for a user.
+pub fn cli_runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+}
+
 /// A new directory for one benchmark target's files, under `$CHECKLIST_BENCH_DIR` (to
 /// measure another file system) or the system temp directory; removed when dropped.
 pub fn bench_root(name: &str) -> tempfile::TempDir {

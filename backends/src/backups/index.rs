@@ -8,7 +8,7 @@ use checklist_core::backup::{BackupIndexRebuild, SkippedBackup, validate_backup_
 use checklist_core::{BackupRecord, Error, Result};
 use chrono::{DateTime, Utc};
 
-use super::{BackupDir, Contents, Manifest};
+use super::{BackupDir, Contents, Manifest, STAMP_FORMAT};
 use crate::atomic::io_error;
 use crate::vfs::Vfs;
 
@@ -128,9 +128,9 @@ impl BackupDir {
 }
 
 /// When a backup was taken, from the timestamp part of its id (`<rev>-<time>`).
-fn id_time(id: &str) -> Option<DateTime<Utc>> {
+pub(super) fn id_time(id: &str) -> Option<DateTime<Utc>> {
     let (_, stamp) = id.split_once('-')?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%3fZ")
+    chrono::NaiveDateTime::parse_from_str(stamp, STAMP_FORMAT)
         .ok()
         .map(|t| t.and_utc())
 }

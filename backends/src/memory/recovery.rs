@@ -6,7 +6,7 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256,
 use checklist_core::{ChecklistState, Committed, CorruptionKind, Error, Result, document};
 use serde_json::Value;
 
-use super::{MemoryStore, Sealed, Slot, lock};
+use super::{MemoryStore, Slot, lock, put_sealed};
 
 impl MemoryStore {
     pub(super) fn parse_ignoring_checksum_impl(&self, bytes: &[u8]) -> Result<ChecklistState> {
@@ -75,17 +75,7 @@ impl MemoryStore {
         let sealed = document::seal(state, revision, &self.inner.location)?;
         let mut slot = self.slot();
         self.check_unchanged(&slot, found, "recovered")?;
-        let mut stored = state.clone();
-        stored.revision = revision;
-        stored.checksum = Some(sealed.checksum.clone());
-        *slot = Slot::Sealed(std::sync::Arc::new(Sealed {
-            value: sealed.value,
-            state: stored,
-        }));
-        Ok(Committed {
-            revision,
-            checksum: sealed.checksum,
-        })
+        Ok(put_sealed(&mut slot, state, sealed))
     }
 
     pub(super) fn read_backup_impl(&self, id: &str) -> Result<ChecklistState> {
