@@ -106,8 +106,8 @@ impl BrokenStore {
             let (head, tail) = bytes.split_at(bytes.len() / 2);
             file.write_all(head)?;
             file.flush()?;
-            // The window a crash or a concurrent reader falls into.
-            std::thread::sleep(Duration::from_millis(2));
+            // The window a crash or a concurrent reader falls into (a slow disk).
+            std::thread::sleep(Duration::from_millis(5));
             file.write_all(tail)?;
             file.sync_all()
         })
