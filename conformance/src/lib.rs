@@ -431,6 +431,7 @@ macro_rules! __for_each_case {
                 many_tasks_take_turns,
                 independent_providers_exclude_each_other,
                 stale_lock_is_reclaimed,
+                stale_lock_is_broken_by_exactly_one_waiter,
             ],
             coordinator: [
                 commit_applies_the_change_and_audits_it,

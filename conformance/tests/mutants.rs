@@ -318,3 +318,11 @@ fn a_policy_pruning_the_newest_is_caught() {
         &["prune_never_removes_the_newest_backup"],
     );
 }
+
+#[test]
+fn a_stale_lock_breaker_that_does_not_reverify_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::BreaksWithoutReverifying),
+        &["stale_lock_is_broken_by_exactly_one_waiter"],
+    );
+}

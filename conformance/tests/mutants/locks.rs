@@ -2,6 +2,7 @@
 //! exactly one decision is wrong.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +14,8 @@ use checklist_core::{
 };
 use chrono::{DateTime, Utc};
 
+static JUDGEMENTS: AtomicU64 = AtomicU64::new(0);
+
 /// The one thing a [`BrokenLocks`] gets wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockBug {
@@ -23,6 +26,10 @@ pub(crate) enum LockBug {
     /// A stale-lock breaker that judges every held lock stale: when the lock is
     /// busy, it deletes the holder's lock file and takes the lock.
     BreaksFreshLocks,
+    /// A stale-lock breaker that does not re-verify: it judges the lock stale (its
+    /// holder's pid is gone), and some milliseconds later deletes whatever lock file is
+    /// there — by then, maybe another waiter's fresh lock.
+    BreaksWithoutReverifying,
 }
 
 /// A correct [`FileLockProvider`] with one [`LockBug`].
@@ -67,6 +74,19 @@ impl LockProvider for BrokenLocks {
                     }
                     other => other,
                 }
+            }
+            LockBug::BreaksWithoutReverifying => {
+                let status = self.inner.inspect().await?;
+                if let Some(holder) = status.holder
+                    && !Path::new(&format!("/proc/{}", holder.pid)).exists()
+                {
+                    // The time between judging and breaking varies from waiter to
+                    // waiter (scheduling, a slow disk).
+                    let n = JUDGEMENTS.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5 + 7 * (n % 4))).await;
+                    let _ = std::fs::remove_file(self.dir.join(".lock"));
+                }
+                self.inner.acquire(request).await
             }
         }
     }
