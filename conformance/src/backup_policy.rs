@@ -96,6 +96,42 @@ pub async fn prune_only_names_listed_backups(subject: &Subject) -> CaseResult {
     Ok(())
 }
 
+/// A policy declared as keeping the newest N ([`Subject::with_policy_keeping`]; the
+/// default subject's keep-3 policy) leaves exactly the N newest of recent backups, all
+/// of them when there are fewer. Without a declaration there is nothing to hold it to.
+pub async fn prune_keeps_the_declared_newest_n(subject: &Subject) -> CaseResult {
+    let Some(keep) = subject.policy_keeps() else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    for count in 0..=(keep as u64 + 4) {
+        let backups: Vec<BackupRecord> = (1..=count)
+            .map(|revision| BackupRecord {
+                id: format!("b{revision}"),
+                file: format!("state.yaml.{revision}"),
+                revision,
+                checksum: format!("sha256:{revision:064x}"),
+                size: 100,
+                created_at: now - Duration::seconds((count - revision) as i64),
+                reason: "commit".into(),
+            })
+            .collect();
+        let pruned = subject.policy.to_prune(&backups, now);
+        let mut kept: Vec<u64> = backups
+            .iter()
+            .filter(|b| !pruned.contains(&b.id))
+            .map(|b| b.revision)
+            .collect();
+        kept.sort_unstable();
+        let want: Vec<u64> = (count.saturating_sub(keep as u64) + 1..=count).collect();
+        ensure!(
+            kept == want,
+            "declared as keeping {keep}, the policy leaves revisions {kept:?} of 1..={count}; want {want:?}"
+        );
+    }
+    Ok(())
+}
+
 /// The recovery order lists every backup exactly once.
 pub async fn recovery_order_is_a_permutation(subject: &Subject) -> CaseResult {
     for (backups, _) in backup_lists() {

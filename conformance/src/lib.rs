@@ -39,6 +39,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use checklist_core::config::BackupSettings;
 use checklist_core::{BackupPolicy, LockInfo, LockProvider, RollingBackups, StateStore};
 
 pub mod backup_policy;
@@ -195,6 +196,7 @@ pub struct Subject {
     pub policy: Arc<dyn BackupPolicy>,
     /// What the backend can do.
     pub capabilities: Capabilities,
+    policy_keeps: Option<usize>,
     reopen: Option<Arc<Reopen>>,
     reopen_locks: Option<Arc<ReopenLocks>>,
     plant_stale_lock: Option<Arc<PlantStaleLock>>,
@@ -222,6 +224,7 @@ impl Subject {
             locks,
             policy: Arc::new(RollingBackups::default()),
             capabilities: Capabilities::default(),
+            policy_keeps: Some(BackupSettings::default().keep),
             reopen: None,
             reopen_locks: None,
             plant_stale_lock: None,
@@ -237,10 +240,25 @@ impl Subject {
         self
     }
 
-    /// Sets the backup policy to check.
+    /// Sets the backup policy to check, without declaring how many backups it keeps.
     pub fn with_policy(mut self, policy: Arc<dyn BackupPolicy>) -> Self {
         self.policy = policy;
+        self.policy_keeps = None;
         self
+    }
+
+    /// Sets the backup policy to check, declaring that it keeps the newest `keep`
+    /// backups (a keep-N rolling policy); the case `prune_keeps_the_declared_newest_n`
+    /// holds it to that. The default policy is declared as keeping 3.
+    pub fn with_policy_keeping(mut self, policy: Arc<dyn BackupPolicy>, keep: usize) -> Self {
+        self.policy = policy;
+        self.policy_keeps = Some(keep);
+        self
+    }
+
+    /// How many backups the policy is declared to keep, if it was.
+    pub fn policy_keeps(&self) -> Option<usize> {
+        self.policy_keeps
     }
 
     /// How to open a second, independent handle on the same store (another
@@ -386,6 +404,7 @@ macro_rules! __for_each_case {
                 future_revision_conflicts,
                 revision_expectation_on_an_empty_store_conflicts,
                 concurrent_writers_with_the_same_expectation_exactly_one_wins,
+                readers_never_see_a_torn_write,
                 caller_revision_and_checksum_are_ignored,
                 invalid_document_is_refused_and_nothing_changes,
                 checksum_is_verified_on_read,
@@ -394,6 +413,7 @@ macro_rules! __for_each_case {
                 a_second_handle_sees_every_commit,
                 audit_records_read_back_in_order,
                 audit_rotation_keeps_records_in_order,
+                concurrent_audit_appends_are_all_kept,
                 backup_keeps_the_current_state,
                 write_keeping_backup_keeps_the_replaced_revision,
                 write_keeping_backup_prunes_by_the_policy,
@@ -411,6 +431,7 @@ macro_rules! __for_each_case {
                 many_tasks_take_turns,
                 independent_providers_exclude_each_other,
                 stale_lock_is_reclaimed,
+                stale_lock_is_broken_by_exactly_one_waiter,
             ],
             coordinator: [
                 commit_applies_the_change_and_audits_it,
@@ -453,6 +474,7 @@ macro_rules! __for_each_case {
                 nothing_to_back_up_before_the_first_write,
                 prune_never_removes_the_newest_backup,
                 prune_only_names_listed_backups,
+                prune_keeps_the_declared_newest_n,
                 recovery_order_is_a_permutation,
             ],
         }

@@ -349,3 +349,48 @@ pub async fn stale_lock_is_reclaimed(subject: &Subject) -> CaseResult {
     )?;
     Ok(())
 }
+
+/// Many waiters, through independent providers, find the same stale lock at once —
+/// where the provider declares `stale_lock_detection`. One of them breaks it; the
+/// others wait their turn: none deletes the fresh lock another waiter took in the
+/// meantime, so they hold it one at a time and every holder keeps it until it
+/// releases. Without stale detection there is nothing to break.
+pub async fn stale_lock_is_broken_by_exactly_one_waiter(subject: &Subject) -> CaseResult {
+    if !subject.capabilities.stale_lock_detection {
+        return Ok(());
+    }
+    let template = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+    let info = template.info().clone();
+    step("releasing", template.release())?;
+    subject.plant_stale_lock(&info)?;
+    let waiters = 8;
+    let start = Arc::new(tokio::sync::Barrier::new(waiters));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..waiters {
+        let locks = subject.reopen_locks()?;
+        let (start, inside, overlaps) = (Arc::clone(&start), Arc::clone(&inside), Arc::clone(&overlaps));
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let guard = locks.acquire(&request(20_000)).await?;
+            if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            inside.fetch_sub(1, Ordering::SeqCst);
+            guard.ensure_held()?;
+            guard.release()
+        }));
+    }
+    for task in tasks {
+        let result = task.await.map_err(|e| Failure(format!("task panicked: {e}")))?;
+        step("a waiter over the stale lock", result)?;
+    }
+    ensure!(
+        overlaps.load(Ordering::SeqCst) == 0,
+        "{} waiters held the lock at the same time after the stale lock was broken",
+        overlaps.load(Ordering::SeqCst)
+    );
+    Ok(())
+}

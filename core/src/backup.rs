@@ -100,6 +100,9 @@ pub struct CommitContext {
 ///   at least the newest backup, so rotation cannot delete the only one.
 /// - `prune_only_names_listed_backups`: `to_prune` returns ids from its input, each
 ///   once.
+/// - `prune_keeps_the_declared_newest_n`: a policy that keeps the newest N (like
+///   [`RollingBackups::keep`]) leaves exactly the N newest of backups that are not too
+///   old — all of them when there are fewer.
 /// - `recovery_order_is_a_permutation`: `recovery_order` returns every listed backup
 ///   exactly once.
 pub trait BackupPolicy: Send + Sync + fmt::Debug + 'static {

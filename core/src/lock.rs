@@ -204,6 +204,9 @@ impl Drop for LockGuard {
 /// - `stale_lock_is_reclaimed`: a provider that detects stale locks breaks a lock whose
 ///   holder is gone on the next `acquire`, well within the timeout; one that does not
 ///   (in-process) keeps a leaked lock until `force_release` with its id.
+/// - `stale_lock_is_broken_by_exactly_one_waiter`: where stale locks are detected, many
+///   waiters that find the same stale lock at once take it one at a time — whoever
+///   breaks it never deletes a fresh lock another waiter took in the meantime.
 #[async_trait]
 pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
     /// The lock's resource, for messages: the lock file, or a `memory:` pseudo-path.

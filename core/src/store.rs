@@ -110,6 +110,10 @@ pub struct BackedUpWrite {
 /// - `concurrent_writers_with_the_same_expectation_exactly_one_wins`: of many writers
 ///   racing with the same expectation, exactly one commits; the others get
 ///   [`Error::Conflict`].
+/// - `readers_never_see_a_torn_write`: while writes commit, a read through another
+///   handle returns the previous revision or the new one, complete and verified —
+///   never a torn, corrupt or missing document, and never a revision older than one it
+///   already saw.
 /// - `caller_revision_and_checksum_are_ignored`: the store sets `revision` and
 ///   `checksum` itself; whatever the caller put there has no effect.
 /// - `invalid_document_is_refused_and_nothing_changes`: a document that breaks the
@@ -123,6 +127,9 @@ pub struct BackedUpWrite {
 /// - `audit_records_read_back_in_order`: records appended with
 ///   [`append_audit`](Self::append_audit) are returned by
 ///   [`read_audit`](Self::read_audit) in append order, unchanged.
+/// - `concurrent_audit_appends_are_all_kept`: records appended at the same time from
+///   many tasks and through several handles are all kept, each once and intact, each
+///   appender's in its order (appends never rewrite the trail).
 /// - `audit_rotation_keeps_records_in_order`: after
 ///   [`rotate_audit`](Self::rotate_audit), every record still reads back, oldest first,
 ///   until the oldest rotated file falls off the retention limit.

@@ -1,0 +1,328 @@
+//! The suite tested against deliberately broken backends (issue 6, item 2).
+//!
+//! Each mutant wraps a correct backend — a YAML file store in a temp dir with its file
+//! lock provider, and the default keep-3 rolling policy — and breaks exactly one
+//! behaviour. Every case of [`all_cases`] runs against a fresh subject of each mutant;
+//! the test asserts that at least one case fails, and names the case that is meant to
+//! catch it. A mutant that passes the whole suite is a hole in the suite.
+//!
+//! The unbroken wrapper (`control_passes_every_case`) shows that the failures come
+//! from the mutations, not from the wrapping.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
+use checklist_conformance::{Capabilities, Case, RawAccess, Subject, all_cases};
+use checklist_core::config::Durability;
+
+#[path = "mutants/locks.rs"]
+mod locks;
+#[path = "mutants/store.rs"]
+mod store;
+
+use locks::{BrokenLocks, BrokenPolicy, LockBug, PolicyBug};
+use store::{BrokenStore, StoreBug};
+
+/// What one mutant breaks: at most one of the three.
+#[derive(Debug, Clone, Copy)]
+struct Mutant {
+    store: StoreBug,
+    locks: LockBug,
+    policy: Option<PolicyBug>,
+}
+
+const CONTROL: Mutant = Mutant {
+    store: StoreBug::None,
+    locks: LockBug::None,
+    policy: None,
+};
+
+impl Mutant {
+    fn store(bug: StoreBug) -> Self {
+        Self {
+            store: bug,
+            ..CONTROL
+        }
+    }
+
+    fn locks(bug: LockBug) -> Self {
+        Self {
+            locks: bug,
+            ..CONTROL
+        }
+    }
+
+    fn policy(bug: PolicyBug) -> Self {
+        Self {
+            policy: Some(bug),
+            ..CONTROL
+        }
+    }
+}
+
+/// A fresh subject for `mutant`, built like the built-in YAML backend's (fast
+/// durability: the mutants are about logic, not fsync).
+fn subject(mutant: Mutant) -> Subject {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().to_owned();
+    let options = FileStoreOptions {
+        durability: Durability::Fast,
+        ..FileStoreOptions::default()
+    };
+    let open = {
+        let path = path.clone();
+        let serial = Arc::new(tokio::sync::Mutex::new(()));
+        move || {
+            let inner = YamlFileStore::open(&path, YamlCodec, options.clone()).expect("open the store");
+            BrokenStore::new(inner, mutant.store, &path, Arc::clone(&serial))
+        }
+    };
+    let store = open();
+    let state_path = path.join("state.yaml");
+    let mut subject = Subject::new(Arc::new(store), Arc::new(BrokenLocks::new(&path, mutant.locks)))
+        .with_capabilities(Capabilities::file_backend())
+        .reopen_with(move || Arc::new(open()))
+        .raw_access(RawAccess::file(state_path))
+        .backup_index_access(RawAccess::file(path.join(".backup").join("manifest.yaml")))
+        .reopen_locks_with({
+            let path = path.clone();
+            move || Arc::new(BrokenLocks::new(&path, mutant.locks))
+        })
+        .plant_stale_lock_with({
+            let path = path.clone();
+            move |like| plant_stale_lock(&path, like)
+        })
+        .keep_alive(dir);
+    if let Some(bug) = mutant.policy {
+        // Built as a keep-3 policy, so declared as one.
+        subject = subject.with_policy_keeping(Arc::new(BrokenPolicy::new(bug)), 3);
+    }
+    subject
+}
+
+/// Writes `.lock` held by `like`'s host and user but a pid that no longer exists (as
+/// the built-in backends' test does).
+fn plant_stale_lock(dir: &std::path::Path, like: &checklist_core::LockInfo) -> std::io::Result<()> {
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--list")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let dead_pid = child.id();
+    child.wait()?;
+    let now = chrono::Utc::now();
+    let lock = serde_json::json!({
+        "version": "1.0.0",
+        "lockId": "0badc0de-0000-4000-8000-000000000000",
+        "metadata": {"pid": dead_pid, "ppid": null, "hostname": like.hostname, "user": like.user,
+                     "processStartedAt": null},
+        "timing": {"acquiredAt": now, "expiresAt": now + chrono::Duration::seconds(30), "renewedAt": now},
+        "operation": {"type": "write", "stackTrace": null},
+        "concurrency": {"waitingProcesses": []}
+    });
+    std::fs::write(dir.join(".lock"), serde_json::to_vec_pretty(&lock)?)
+}
+
+/// Runs one case against a fresh subject of `mutant`: `Err` with why it failed (a
+/// failure, a panic, or a hang past a minute).
+fn run(case: &Case, mutant: Mutant) -> Result<(), String> {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async {
+            let subject = subject(mutant);
+            tokio::time::timeout(Duration::from_secs(60), (case.run)(&subject)).await
+        })
+    }));
+    match outcome {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(failure))) => Err(failure.to_string()),
+        Ok(Err(_)) => Err("hung for a minute".into()),
+        Err(panic) => Err(format!(
+            "panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("?")
+        )),
+    }
+}
+
+/// Every case that fails against `mutant`, with why, in suite order. The cases run on
+/// three threads at a time (each on its own runtime and subject): most of their time is
+/// spent waiting out lock timeouts.
+fn failing_cases(mutant: Mutant) -> Vec<(&'static str, String)> {
+    let cases = all_cases();
+    let next = AtomicUsize::new(0);
+    let mut failing: Vec<(usize, &'static str, String)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(case) = cases.get(index) else {
+                            return failed;
+                        };
+                        if let Err(why) = run(case, mutant) {
+                            failed.push((index, case.name, why));
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a case runner thread"))
+            .collect()
+    });
+    failing.sort_by_key(|(index, _, _)| *index);
+    failing.into_iter().map(|(_, name, why)| (name, why)).collect()
+}
+
+/// Asserts that the suite catches `mutant`, and that `expected` are among the cases
+/// that do.
+#[allow(
+    clippy::print_stderr,
+    reason = "the table of which case catches which mutant is the test's report (`-- --nocapture`)"
+)]
+fn assert_caught(mutant: Mutant, expected: &[&str]) {
+    let failing = failing_cases(mutant);
+    let names: Vec<&str> = failing.iter().map(|(name, _)| *name).collect();
+    eprintln!("{mutant:?} is caught by {} case(s): {names:?}", names.len());
+    for (name, why) in &failing {
+        eprintln!("  {name}: {why}");
+    }
+    assert!(
+        !failing.is_empty(),
+        "{mutant:?} passes every conformance case: a hole in the suite"
+    );
+    for want in expected {
+        assert!(
+            names.contains(want),
+            "{mutant:?} should be caught by {want}, but only {names:?} fail"
+        );
+    }
+}
+
+#[test]
+fn control_passes_every_case() {
+    let failing = failing_cases(CONTROL);
+    assert!(failing.is_empty(), "the unbroken wrapper fails: {failing:#?}");
+}
+
+#[test]
+fn a_write_in_place_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::WritesInPlace),
+        &["readers_never_see_a_torn_write"],
+    );
+}
+
+#[test]
+fn a_read_that_skips_the_checksum_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::SkipsChecksum),
+        &["checksum_is_verified_on_read", "wrong_checksum_is_recovered"],
+    );
+}
+
+#[test]
+fn a_write_that_ignores_the_expectation_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::IgnoresExpectation),
+        &[
+            "stale_revision_conflicts",
+            "concurrent_writers_with_the_same_expectation_exactly_one_wins",
+        ],
+    );
+}
+
+#[test]
+fn a_write_keeping_no_backup_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::KeepsNoBackup),
+        &["write_keeping_backup_keeps_the_replaced_revision"],
+    );
+}
+
+#[test]
+fn a_write_backing_up_the_new_revision_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::BacksUpTheNewRevision),
+        &["write_keeping_backup_keeps_the_replaced_revision"],
+    );
+}
+
+#[test]
+fn a_store_pruning_down_to_one_backup_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::PrunesDownToOne),
+        &[
+            "write_keeping_backup_prunes_by_the_policy",
+            "rotation_keeps_exactly_n",
+        ],
+    );
+}
+
+#[test]
+fn an_audit_log_rewritten_on_append_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::AuditRewrites),
+        &["concurrent_audit_appends_are_all_kept"],
+    );
+}
+
+#[test]
+fn an_audit_rotation_that_drops_records_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::AuditRotationDrops),
+        &["audit_rotation_keeps_records_in_order"],
+    );
+}
+
+#[test]
+fn a_lock_that_never_excludes_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::NeverExcludes),
+        &["lock_is_exclusive", "independent_providers_exclude_each_other"],
+    );
+}
+
+#[test]
+fn a_stale_lock_breaker_that_breaks_fresh_locks_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::BreaksFreshLocks),
+        &["lock_is_exclusive", "independent_providers_exclude_each_other"],
+    );
+}
+
+#[test]
+fn a_policy_keeping_too_few_is_caught() {
+    assert_caught(
+        Mutant::policy(PolicyBug::KeepsTooFew),
+        &["prune_keeps_the_declared_newest_n"],
+    );
+}
+
+#[test]
+fn a_policy_pruning_the_newest_is_caught() {
+    assert_caught(
+        Mutant::policy(PolicyBug::PrunesTheNewest),
+        &["prune_never_removes_the_newest_backup"],
+    );
+}
+
+#[test]
+fn a_stale_lock_breaker_that_does_not_reverify_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::BreaksWithoutReverifying),
+        &["stale_lock_is_broken_by_exactly_one_waiter"],
+    );
+}

@@ -1,0 +1,152 @@
+//! Broken lock providers and backup policies, each a correct one wrapped so that
+//! exactly one decision is wrong.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use checklist_backends::{FileLockProvider, InProcessLockProvider};
+use checklist_core::backup::CommitContext;
+use checklist_core::{
+    BackupPolicy, BackupRecord, Error, LockGuard, LockProvider, LockRequest, LockStatus, Result,
+    RollingBackups,
+};
+use chrono::{DateTime, Utc};
+
+static JUDGEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// The one thing a [`BrokenLocks`] gets wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockBug {
+    /// Nothing: the wrapper alone.
+    None,
+    /// `acquire` always succeeds at once: every call takes a lock nobody else knows.
+    NeverExcludes,
+    /// A stale-lock breaker that judges every held lock stale: when the lock is
+    /// busy, it deletes the holder's lock file and takes the lock.
+    BreaksFreshLocks,
+    /// A stale-lock breaker that does not re-verify: it judges the lock stale (its
+    /// holder's pid is gone), and some milliseconds later deletes whatever lock file is
+    /// there — by then, maybe another waiter's fresh lock.
+    BreaksWithoutReverifying,
+}
+
+/// A correct [`FileLockProvider`] with one [`LockBug`].
+#[derive(Debug)]
+pub(crate) struct BrokenLocks {
+    inner: FileLockProvider,
+    bug: LockBug,
+    dir: PathBuf,
+}
+
+impl BrokenLocks {
+    pub(crate) fn new(dir: &Path, bug: LockBug) -> Self {
+        Self {
+            inner: FileLockProvider::new(dir),
+            bug,
+            dir: dir.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl LockProvider for BrokenLocks {
+    fn resource(&self) -> &Path {
+        self.inner.resource()
+    }
+
+    async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
+        match self.bug {
+            LockBug::None => self.inner.acquire(request).await,
+            LockBug::NeverExcludes => {
+                InProcessLockProvider::new(self.inner.resource())
+                    .acquire(request)
+                    .await
+            }
+            LockBug::BreaksFreshLocks => {
+                let quick = request.clone().with_timeout(Duration::ZERO);
+                match self.inner.acquire(&quick).await {
+                    Err(Error::LockTimeout { .. }) => {
+                        // "Stale": delete it without checking its holder is gone.
+                        let _ = std::fs::remove_file(self.dir.join(".lock"));
+                        self.inner.acquire(request).await
+                    }
+                    other => other,
+                }
+            }
+            LockBug::BreaksWithoutReverifying => {
+                let status = self.inner.inspect().await?;
+                if let Some(holder) = status.holder
+                    && !Path::new(&format!("/proc/{}", holder.pid)).exists()
+                {
+                    // The time between judging and breaking varies from waiter to
+                    // waiter (scheduling, a slow disk).
+                    let n = JUDGEMENTS.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5 + 7 * (n % 4))).await;
+                    let _ = std::fs::remove_file(self.dir.join(".lock"));
+                }
+                self.inner.acquire(request).await
+            }
+        }
+    }
+
+    async fn inspect(&self) -> Result<LockStatus> {
+        self.inner.inspect().await
+    }
+
+    async fn force_release(&self, lock_id: &str) -> Result<bool> {
+        self.inner.force_release(lock_id).await
+    }
+}
+
+/// The one thing a [`BrokenPolicy`] gets wrong; otherwise it is
+/// [`RollingBackups::keep`]`(3)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PolicyBug {
+    /// Asked to keep 3, it keeps 1.
+    KeepsTooFew,
+    /// It prunes the newest backup too.
+    PrunesTheNewest,
+}
+
+/// A keep-3 rolling policy with one [`PolicyBug`].
+#[derive(Debug)]
+pub(crate) struct BrokenPolicy {
+    asked: RollingBackups,
+    bug: PolicyBug,
+}
+
+impl BrokenPolicy {
+    pub(crate) fn new(bug: PolicyBug) -> Self {
+        Self {
+            asked: RollingBackups::keep(3),
+            bug,
+        }
+    }
+}
+
+impl BackupPolicy for BrokenPolicy {
+    fn should_back_up(&self, commit: &CommitContext) -> bool {
+        self.asked.should_back_up(commit)
+    }
+
+    fn to_prune(&self, backups: &[BackupRecord], now: DateTime<Utc>) -> Vec<String> {
+        match self.bug {
+            PolicyBug::KeepsTooFew => RollingBackups::keep(1).to_prune(backups, now),
+            PolicyBug::PrunesTheNewest => {
+                let mut pruned = self.asked.to_prune(backups, now);
+                if let Some(newest) = self.asked.recovery_order(backups).into_iter().next()
+                    && !pruned.contains(&newest)
+                {
+                    pruned.push(newest);
+                }
+                pruned
+            }
+        }
+    }
+
+    fn recovery_order(&self, backups: &[BackupRecord]) -> Vec<String> {
+        self.asked.recovery_order(backups)
+    }
+}
