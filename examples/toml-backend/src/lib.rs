@@ -310,7 +310,12 @@ fn parse_error(text: &str, error: &toml::de::Error) -> CodecError {
     let message = error.message().trim().trim_end_matches('.');
     match error.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+            // A span into hostile input is not trusted to fall on a character boundary.
+            let end = (0..=span.start.min(text.len()))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            let before = &text[..end];
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             CodecError(format!("{message} at line {line} column {column}"))
@@ -411,6 +416,10 @@ mod tests {
         let err = TomlCodec.decode(b"a = 1\nb = [1, 2\n").unwrap_err();
         assert!(!err.0.contains('\n') && err.0.contains("line 2"), "{err}");
         let err = TomlCodec.decode(b"a = 1\na = 2\n").unwrap_err();
+        assert!(err.0.contains("line 2"), "{err}");
+        let err = TomlCodec
+            .decode("\"ä\" = 1\n\"ö\" = [\"ü\"".as_bytes())
+            .unwrap_err();
         assert!(err.0.contains("line 2"), "{err}");
         let err = TomlCodec.decode(b"a = \xff\n").unwrap_err();
         assert!(err.0.contains("UTF-8"), "{err}");
