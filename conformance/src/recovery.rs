@@ -1,5 +1,5 @@
 //! Cases for the recovery methods of [`StateStore`] and for
-//! [`Recovery`](checklist_core::Recovery) over them: quarantine, recovery from each kind
+//! [`Recovery`] over them: quarantine, recovery from each kind
 //! of corruption, `dataLoss`, a clean next load, reset, restore, reseal, rotation and
 //! the backup index.
 

@@ -1,0 +1,111 @@
+//! Selecting the TOML backend through config.yaml: `open_project` opens it when it is
+//! registered and names the registered backends when it is not.
+
+use std::path::Path;
+
+use checklist_backends::{BackendRegistry, InitOptions, OpenOptions, init_project, open_project};
+use checklist_core::{ChecklistState, Error, Expectation, StateStoreExt};
+use serde_json::json;
+
+/// A project whose `.checklist/config.yaml` was written by hand, as a person would.
+fn project_selecting_toml() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir(root.path().join(".checklist")).expect("create .checklist");
+    std::fs::write(
+        root.path().join(".checklist").join("config.yaml"),
+        "version: 1\nbackend: {type: toml}\n",
+    )
+    .expect("write config.yaml");
+    root
+}
+
+fn toml_registry() -> BackendRegistry {
+    let mut registry = BackendRegistry::with_builtins();
+    checklist_toml_backend::register(&mut registry);
+    registry
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+#[test]
+fn config_yaml_selects_the_registered_toml_backend() {
+    let root = project_selecting_toml();
+    let opened = open_project(root.path(), &toml_registry(), &OpenOptions::default()).expect("open");
+    assert_eq!(opened.config.backend.kind, "toml");
+    runtime().block_on(async {
+        let mut state = ChecklistState::new();
+        state
+            .extra
+            .insert("x-note".into(), json!({"why": null, "big": u64::MAX}));
+        let committed = opened
+            .backend
+            .store
+            .write(&state, Expectation::Absent)
+            .await
+            .expect("write");
+        assert_eq!(committed.revision, 1);
+        let read = opened.backend.store.read_existing().await.expect("read back");
+        assert_eq!(read.extra["x-note"], json!({"why": null, "big": u64::MAX}));
+    });
+    let text =
+        std::fs::read_to_string(root.path().join(".checklist").join("state.toml")).expect("state.toml");
+    assert!(text.contains("schemaVersion = \"1.0.0\""), "{text}");
+    assert!(text.contains("\"$null\" = true"), "{text}");
+    assert!(!root.path().join(".checklist").join("state.yaml").exists());
+}
+
+#[test]
+fn config_yaml_naming_an_unregistered_toml_backend_lists_the_registered_ones() {
+    let root = project_selecting_toml();
+    let err = open_project(
+        root.path(),
+        &BackendRegistry::with_builtins(),
+        &OpenOptions::default(),
+    )
+    .expect_err("toml is not registered");
+    match &err {
+        Error::UnknownBackend {
+            name,
+            path,
+            registered,
+        } => {
+            assert_eq!(name, "toml");
+            assert_eq!(path, &root.path().join(".checklist").join("config.yaml"));
+            assert_eq!(registered, &["json", "memory", "yaml"]);
+        }
+        other => panic!("expected UnknownBackend, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("\"toml\"") && message.contains("json, memory, yaml"),
+        "{message}"
+    );
+}
+
+#[test]
+fn init_with_the_toml_backend_creates_a_toml_store() {
+    let root = tempfile::tempdir().expect("a temp dir");
+    let registry = toml_registry();
+    let options = InitOptions {
+        backend: Some("toml".into()),
+        ..InitOptions::default()
+    };
+    let report = runtime()
+        .block_on(init_project(root.path(), &options, &registry))
+        .expect("init");
+    assert_eq!(report.backend, "toml");
+    let config = std::fs::read_to_string(root.path().join(".checklist/config.yaml")).expect("config.yaml");
+    assert!(config.contains("toml"), "{config}");
+    let opened = open_project(root.path(), &registry, &OpenOptions::default()).expect("open");
+    let state = runtime()
+        .block_on(opened.backend.store.read_existing())
+        .expect("the initial state reads back");
+    assert_eq!(state.revision, report.revision.expect("a revision"));
+    assert!(Path::new(&root.path().join(".checklist/state.toml")).is_file());
+}
