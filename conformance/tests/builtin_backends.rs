@@ -69,7 +69,12 @@ fn builtin_names_round_trip_and_others_are_refused() {
         assert_eq!(backend.name().parse::<BuiltinBackend>(), Ok(backend));
     }
     let refused = "sqlite".parse::<BuiltinBackend>().unwrap_err();
-    assert!(refused.to_string().contains("\"sqlite\" is not a built-in backend"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("\"sqlite\" is not a built-in backend"),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -104,7 +104,10 @@ async fn assert_lock_released(locks: &InProcessLockProvider) {
         &checklist_core::config::LockSettings::default(),
     );
     request.timeout = Duration::from_millis(50);
-    let guard = locks.acquire(&request).await.expect("the transaction released its lock");
+    let guard = locks
+        .acquire(&request)
+        .await
+        .expect("the transaction released its lock");
     guard.release().unwrap();
 }
 
@@ -177,7 +180,10 @@ async fn an_unaudited_commit_is_undone_by_writing_the_snapshot_back() {
         .withf(|record| {
             record.event == AuditEvent::Rollback
                 && record.revision_before == Some(1)
-                && record.error.as_deref().is_some_and(|e| e.contains("no space left on device"))
+                && record
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("no space left on device"))
                 && record
                     .operations
                     .iter()
@@ -218,7 +224,10 @@ async fn an_unaudited_commit_that_cannot_be_undone_is_reported_as_standing() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_, _| Err(disk_error("rename")));
-    store.expect_append_audit().withf(is(AuditEvent::Rollback)).times(0);
+    store
+        .expect_append_audit()
+        .withf(is(AuditEvent::Rollback))
+        .times(0);
     store.expect_rotate_audit().times(0);
     let locks = locks();
     let coordinator = TransactionCoordinator::new(store, locks.clone(), RollingBackups::default());
@@ -227,7 +236,9 @@ async fn an_unaudited_commit_that_cannot_be_undone_is_reported_as_standing() {
     let message = error.to_string();
     assert_eq!(error.kind(), "invalid_operation", "{message}");
     assert!(
-        message.starts_with(&format!("revision 2 of {STATE} was committed but could not be audited")),
+        message.starts_with(&format!(
+            "revision 2 of {STATE} was committed but could not be audited"
+        )),
         "{message}"
     );
     assert!(
@@ -294,7 +305,10 @@ async fn a_failed_read_rolls_back_before_the_change_runs() {
         .withf(|record| {
             record.event == AuditEvent::Rollback
                 && (record.revision_before, record.revision_after) == (None, None)
-                && record.error.as_deref().is_some_and(|e| e.starts_with("could not read"))
+                && record
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("could not read"))
         })
         .times(1)
         .in_sequence(&mut seq)
