@@ -6,8 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// checklist: the workflow state store in a terminal.
 ///
-/// Exit codes: 0 ok, 1 other error, 2 usage, 3 not initialized, 4 lock timeout,
-/// 5 state corrupted, 6 conflict, 7 secret detected, 8 unsupported schema version.
+/// Exit codes: 0 ok, 1 other error (and a failed conformance case), 2 usage, 3 not
+/// initialized, 4 lock timeout, 5 state corrupted, 6 conflict, 7 secret detected,
+/// 8 unsupported schema version.
 #[derive(Debug, Parser)]
 #[command(name = "checklist", version, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
@@ -68,6 +69,19 @@ pub enum Command {
     Recover(RecoverArgs),
     /// Accept a deliberate hand edit (schema valid, stale checksum) by writing a fresh checksum.
     Reseal,
+    /// Check that this file system gives the store its guarantees: run the conformance
+    /// suite against a built-in backend in a new work directory inside --dir (exit 1 if
+    /// any case fails).
+    Conformance(ConformanceArgs),
+}
+
+/// `checklist conformance`.
+#[derive(Debug, Args)]
+pub struct ConformanceArgs {
+    /// The backend to check: yaml, json or memory (default: backend.type of the
+    /// project's config.yaml if there is one, else yaml).
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
 }
 
 /// `checklist migrate`.

@@ -27,6 +27,7 @@ mod commands;
 pub mod output;
 
 use args::Cli;
+use output::Outcome;
 
 /// The `checklist` command with its backend registry.
 #[derive(Debug)]
@@ -93,12 +94,16 @@ impl App {
     /// Runs an already parsed command line.
     pub async fn run_parsed(&self, cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let (as_json, quiet) = (cli.json, cli.quiet);
-        let result = commands::dispatch(cli, &self.registry, err).await;
+        let result = commands::dispatch(cli, &self.registry, out, err).await;
         let written = match &result {
             Ok(outcome) => output::print_outcome(outcome, as_json, quiet, out),
             Err(error) => output::print_error(error, as_json, out, err),
         };
         match (result, written) {
+            (Ok(Outcome::Failed { error, code, .. }), _) => {
+                let _ = writeln!(err, "error: {error}");
+                code
+            }
             (Ok(_), Ok(())) => 0,
             (Err(error), _) => error.exit_code().code(),
             // stdout went away (a closed pipe): the command itself worked, but its

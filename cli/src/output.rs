@@ -18,6 +18,19 @@ pub enum Outcome {
     },
     /// Bytes written to stdout as they are (an export).
     Raw(Vec<u8>),
+    /// A report of checks some of which failed (`checklist conformance`): printed like
+    /// a [`Report`](Self::Report), then `error` goes to stderr and the command exits
+    /// with `code` instead of 0.
+    Failed {
+        /// Shown without `--json`.
+        human: String,
+        /// Shown with `--json`.
+        json: Value,
+        /// One sentence for stderr saying what failed and where.
+        error: String,
+        /// The exit code.
+        code: u8,
+    },
 }
 
 impl Outcome {
@@ -39,9 +52,11 @@ pub fn print_outcome(
 ) -> std::io::Result<()> {
     match outcome {
         Outcome::Raw(bytes) => out.write_all(bytes),
-        Outcome::Report { json, .. } if as_json => writeln!(out, "{}", pretty(json)),
-        Outcome::Report { human, .. } if !quiet => writeln!(out, "{human}"),
-        Outcome::Report { .. } => Ok(()),
+        Outcome::Report { json, .. } | Outcome::Failed { json, .. } if as_json => {
+            writeln!(out, "{}", pretty(json))
+        }
+        Outcome::Report { human, .. } | Outcome::Failed { human, .. } if !quiet => writeln!(out, "{human}"),
+        Outcome::Report { .. } | Outcome::Failed { .. } => Ok(()),
     }
 }
 

@@ -30,6 +30,11 @@
 //!
 //! Each case is a plain `#[test]` that runs the async case on a multi-threaded tokio
 //! runtime, so the backend's crate does not need tokio's test macros.
+//!
+//! [`builtin::subject_for`] builds the subject of a built-in backend (yaml, json,
+//! memory) in a directory of the caller's choosing; it is what this crate's own tests
+//! and `checklist conformance` (the suite run on the user's file system) share, and
+//! [`all_cases`] with [`Case::run`] lets such a runner list and run the cases itself.
 #![deny(missing_docs)]
 
 use std::any::Any;
@@ -43,6 +48,7 @@ use checklist_core::config::BackupSettings;
 use checklist_core::{BackupPolicy, LockInfo, LockProvider, RollingBackups, StateStore};
 
 pub mod backup_policy;
+pub mod builtin;
 pub mod coordinator;
 pub mod locks;
 pub mod recovery;

@@ -13,6 +13,7 @@ mod archive;
 mod audit;
 mod backup;
 mod change;
+mod conformance;
 mod export;
 mod init;
 mod inspect;
@@ -54,7 +55,13 @@ pub(crate) fn warn_if_ephemeral(backend: &str, quiet: bool, err: &mut dyn Write)
     }
 }
 
-pub(crate) async fn dispatch(cli: Cli, registry: &BackendRegistry, err: &mut dyn Write) -> Result<Outcome> {
+pub(crate) async fn dispatch(
+    cli: Cli,
+    registry: &BackendRegistry,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome> {
+    let dir_given = cli.dir.is_some();
     let root = match cli.dir {
         Some(dir) => dir,
         None => std::env::current_dir()
@@ -86,5 +93,7 @@ pub(crate) async fn dispatch(cli: Cli, registry: &BackendRegistry, err: &mut dyn
         Command::Backup(BackupCommand::Prune) => backup::prune(&ctx, err).await,
         Command::Recover(args) => recover::recover(&ctx, args, err).await,
         Command::Reseal => recover::reseal(&ctx, err).await,
+        // The only command that streams: one line per case as it finishes.
+        Command::Conformance(args) => conformance::run(&ctx, dir_given, args, out).await,
     }
 }

@@ -1,0 +1,399 @@
+//! `checklist conformance [--backend NAME]`: the conformance suite, run by a user on the
+//! file system the store lives on (a network mount, a container volume), to learn
+//! whether it gives the guarantees the store needs.
+//!
+//! The cases run one after another in a work directory created inside the project root
+//! (`--dir`, default the current directory), each in its own fresh subdirectory. The
+//! work directory is removed afterwards; when a case fails and `--dir` was given, the
+//! failed cases' directories are kept there for inspection.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use checklist_backends::vfs::RealFs;
+use checklist_backends::{Layout, load_config};
+use checklist_conformance::builtin::{BuiltinBackend, subject_for};
+use checklist_conformance::{Case, all_cases};
+use checklist_core::config::Durability;
+use checklist_core::{Error, ExitCode, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use super::Context;
+use crate::args::ConformanceArgs;
+use crate::output::Outcome;
+
+/// How long one case may take before it is reported as failed (a hung mount).
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Prefix of the work directory's name.
+const WORK_DIR_PREFIX: &str = ".checklist-conformance-";
+
+/// The result of one case, as `--json` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CaseReport {
+    suite: &'static str,
+    name: &'static str,
+    ok: bool,
+    error: Option<String>,
+    elapsed_ms: u64,
+}
+
+pub(crate) async fn run(
+    ctx: &Context<'_>,
+    dir_given: bool,
+    args: ConformanceArgs,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    // The directory first: when it is unusable, that is the news, not its config.yaml.
+    let work = create_work_dir(&ctx.root)?;
+    let backend = choose_backend(&ctx.root, args.backend.as_deref())?;
+    run_cases(ctx, dir_given, backend, all_cases(), work, out).await
+}
+
+/// Runs `cases` against `backend` in `work`, a new directory inside the project root,
+/// streaming a line per case unless the output is JSON.
+async fn run_cases(
+    ctx: &Context<'_>,
+    dir_given: bool,
+    backend: BuiltinBackend,
+    cases: Vec<Case>,
+    work: tempfile::TempDir,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let stream = !ctx.as_json;
+    if stream && !ctx.quiet {
+        let _ = writeln!(
+            out,
+            "Running {} conformance cases against the {backend} backend in {}{}",
+            cases.len(),
+            work.path().display(),
+            if backend.is_on_disk() {
+                ""
+            } else {
+                " (the memory backend keeps nothing on disk: this checks the backend, not the file system)"
+            }
+        );
+    }
+    let started = Instant::now();
+    let mut reports = Vec::with_capacity(cases.len());
+    for case in cases {
+        let report = run_one(backend, case, work.path()).await;
+        if stream {
+            match &report.error {
+                None if !ctx.quiet => {
+                    let _ = writeln!(out, "ok     {}::{}", report.suite, report.name);
+                }
+                None => {}
+                Some(reason) => {
+                    let _ = writeln!(out, "FAILED {}::{}: {reason}", report.suite, report.name);
+                }
+            }
+            let _ = out.flush();
+        }
+        reports.push(report);
+    }
+    let elapsed = started.elapsed();
+    let total = reports.len();
+    let failed = reports.iter().filter(|r| !r.ok).count();
+    let passed = total - failed;
+    let work_path = work.path().to_owned();
+    // With an explicit --dir, a failed case's directory is evidence: keep it (the
+    // passing ones were removed as they finished). The default temp dir always goes.
+    let kept = failed > 0 && dir_given;
+    if kept {
+        let _ = work.keep();
+    } else {
+        work.close()
+            .map_err(|e| Error::io("remove the conformance work directory", &work_path, e))?;
+    }
+    let counts = format!(
+        "{passed} passed, {failed} failed, {total} total ({:.1} s)",
+        elapsed.as_secs_f64()
+    );
+    let root = ctx.root.display();
+    let document = json!({
+        "ok": failed == 0,
+        "backend": backend.name(),
+        "dir": ctx.root,
+        "workDir": work_path,
+        "workDirKept": kept,
+        "passed": passed,
+        "failed": failed,
+        "total": total,
+        "elapsedMs": millis(elapsed),
+        "cases": reports,
+    });
+    if failed == 0 {
+        return Ok(Outcome::report(
+            format!("{counts}: the {backend} backend gets the guarantees it needs at {root}."),
+            document,
+        ));
+    }
+    let mut human =
+        format!("{counts}: the {backend} backend does NOT get the guarantees it needs at {root}.");
+    if kept {
+        human.push_str(&format!(
+            " The failed cases' directories are kept in {} for inspection.",
+            work_path.display()
+        ));
+    }
+    Ok(Outcome::Failed {
+        human,
+        json: document,
+        error: format!(
+            "{failed} of {total} conformance cases failed for the {backend} backend in {root}; \
+             the store cannot rely on this file system (see the FAILED lines)"
+        ),
+        code: ExitCode::Other.code(),
+    })
+}
+
+/// `--backend`, else `backend.type` of the project's config.yaml, else yaml.
+fn choose_backend(root: &Path, asked: Option<&str>) -> Result<BuiltinBackend> {
+    let (name, from) = match asked {
+        Some(name) => (name.to_owned(), "--backend".to_owned()),
+        None => {
+            let layout = Layout::for_project(root);
+            let config = load_config(&RealFs, &layout)?;
+            (config.backend.kind, layout.config().display().to_string())
+        }
+    };
+    name.parse().map_err(|not_builtin| {
+        Error::invalid(format!("cannot check the backend named in {from}: {not_builtin}"))
+    })
+}
+
+/// A fresh directory for this run inside `root` (created if missing), so two runs never
+/// share one and nothing of the project is touched.
+fn create_work_dir(root: &Path) -> Result<tempfile::TempDir> {
+    let fail = |e| {
+        Error::io(
+            "create the conformance work directory (the directory to check must be a writable directory) in",
+            root,
+            e,
+        )
+    };
+    std::fs::create_dir_all(root).map_err(fail)?;
+    tempfile::Builder::new()
+        .prefix(WORK_DIR_PREFIX)
+        .tempdir_in(root)
+        .map_err(fail)
+}
+
+/// Runs `case` on a fresh subject in its own new subdirectory of `work`, catching a
+/// panic or a hang as a failure; removes the subdirectory when the case passes.
+async fn run_one(backend: BuiltinBackend, case: Case, work: &Path) -> CaseReport {
+    let started = Instant::now();
+    let case_dir = work.join(format!("{}-{}", case.suite, case.name));
+    let error = match run_in(backend, case, &case_dir).await {
+        Ok(()) => {
+            // A leftover of a passing case is not worth failing the run over; the
+            // work directory goes at the end anyway.
+            let _ = std::fs::remove_dir_all(&case_dir);
+            None
+        }
+        Err(reason) => Some(reason),
+    };
+    CaseReport {
+        suite: case.suite,
+        name: case.name,
+        ok: error.is_none(),
+        error,
+        elapsed_ms: millis(started.elapsed()),
+    }
+}
+
+async fn run_in(backend: BuiltinBackend, case: Case, case_dir: &Path) -> std::result::Result<(), String> {
+    std::fs::create_dir(case_dir)
+        .map_err(|e| format!("could not create the case directory {}: {e}", case_dir.display()))?;
+    let subject = subject_for(backend, case_dir, Durability::Full)
+        .map_err(|e| format!("could not open the {backend} store: {e}"))?;
+    let subject = Arc::new(subject);
+    let task = tokio::spawn(async move { (case.run)(&subject).await });
+    let abort = task.abort_handle();
+    match tokio::time::timeout(CASE_TIMEOUT, task).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(failure))) => Err(failure.to_string()),
+        Ok(Err(join)) if join.is_panic() => Err(format!("the case panicked: {}", panic_text(join))),
+        Ok(Err(join)) => Err(format!("the case did not finish: {join}")),
+        Err(_) => {
+            abort.abort();
+            Err(format!(
+                "the case did not finish within {} s",
+                CASE_TIMEOUT.as_secs()
+            ))
+        }
+    }
+}
+
+fn panic_text(join: tokio::task::JoinError) -> String {
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use checklist_backends::BackendRegistry;
+    use checklist_conformance::{CaseFuture, Failure, Subject};
+
+    use super::*;
+
+    // Cases of our own, because no real case fails on a file system that works: they
+    // drive the runner's failure paths (a reported failure, a panic) with a real store.
+    fn writes_then_fails(subject: &Subject) -> CaseFuture<'_> {
+        Box::pin(async move {
+            let state = checklist_core::ChecklistState::new();
+            subject
+                .store
+                .write(&state, checklist_core::Expectation::Absent)
+                .await
+                .map_err(|e| Failure(e.to_string()))?;
+            Err(Failure("expected revision 7, found revision 1".into()))
+        })
+    }
+
+    fn panics(_: &Subject) -> CaseFuture<'_> {
+        Box::pin(async { panic!("boom in the case") })
+    }
+
+    fn passes(subject: &Subject) -> CaseFuture<'_> {
+        Box::pin(async move {
+            match subject.store.read().await {
+                Ok(None) => Ok(()),
+                other => Err(Failure(format!("expected an empty store, found {other:?}"))),
+            }
+        })
+    }
+
+    fn cases() -> Vec<Case> {
+        vec![
+            Case {
+                suite: "runner",
+                name: "passes",
+                run: passes,
+            },
+            Case {
+                suite: "runner",
+                name: "writes_then_fails",
+                run: writes_then_fails,
+            },
+            Case {
+                suite: "runner",
+                name: "panics",
+                run: panics,
+            },
+        ]
+    }
+
+    fn context<'a>(root: &Path, registry: &'a BackendRegistry, as_json: bool) -> Context<'a> {
+        Context {
+            root: root.to_owned(),
+            lock_timeout_ms: None,
+            quiet: false,
+            as_json,
+            registry,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_are_streamed_summarized_and_kept_with_an_explicit_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = BackendRegistry::with_builtins();
+        let ctx = context(dir.path(), &registry, false);
+        let mut out = Vec::new();
+        let outcome = run_cases(
+            &ctx,
+            true,
+            BuiltinBackend::Yaml,
+            cases(),
+            create_work_dir(dir.path()).unwrap(),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[0].starts_with("Running 3 conformance cases against the yaml backend in "),
+            "{text}"
+        );
+        assert_eq!(lines[1], "ok     runner::passes");
+        assert_eq!(
+            lines[2],
+            "FAILED runner::writes_then_fails: expected revision 7, found revision 1"
+        );
+        assert_eq!(
+            lines[3],
+            "FAILED runner::panics: the case panicked: boom in the case"
+        );
+        let Outcome::Failed {
+            human,
+            json,
+            error,
+            code,
+        } = outcome
+        else {
+            panic!("a failed run must not be a plain report: {outcome:?}");
+        };
+        assert_eq!(code, 1);
+        assert!(human.starts_with("1 passed, 2 failed, 3 total ("), "{human}");
+        assert!(human.contains("does NOT get the guarantees"), "{human}");
+        assert!(error.contains(&dir.path().display().to_string()), "{error}");
+        assert_eq!(
+            (json["passed"].as_u64(), json["failed"].as_u64()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(json["workDirKept"], true);
+        // The failed cases' directories are kept, with what the case wrote; the passing
+        // case's directory is gone.
+        let work = Path::new(json["workDir"].as_str().unwrap());
+        assert!(work.starts_with(dir.path()), "{}", work.display());
+        assert!(work.join("runner-writes_then_fails").join("state.yaml").is_file());
+        assert!(work.join("runner-panics").is_dir());
+        assert!(!work.join("runner-passes").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn json_output_streams_nothing_and_the_default_work_dir_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = BackendRegistry::with_builtins();
+        let ctx = context(dir.path(), &registry, true);
+        let mut out = Vec::new();
+        let outcome = run_cases(
+            &ctx,
+            false,
+            BuiltinBackend::Json,
+            cases(),
+            create_work_dir(dir.path()).unwrap(),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        let Outcome::Failed { json, .. } = outcome else {
+            panic!("a failed run must not be a plain report: {outcome:?}");
+        };
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["cases"][1]["error"], "expected revision 7, found revision 1");
+        assert_eq!(json["cases"][0]["ok"], true);
+        assert_eq!(json["workDirKept"], false);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the work dir must be removed"
+        );
+    }
+}
