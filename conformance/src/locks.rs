@@ -354,10 +354,12 @@ pub async fn stale_lock_is_reclaimed(subject: &Subject) -> CaseResult {
 /// where the provider declares `stale_lock_detection`. One of them breaks it; the
 /// others wait their turn: none deletes the fresh lock another waiter took in the
 /// meantime, so they hold it one at a time and every holder keeps it until it
-/// releases. Without stale detection there is nothing to break.
+/// releases. Without stale detection there is nothing to break, and what is checked
+/// instead is that a lock whose holder keeps it is broken by none of them: every
+/// waiter times out naming the holder.
 pub async fn stale_lock_is_broken_by_exactly_one_waiter(subject: &Subject) -> CaseResult {
     if !subject.capabilities.stale_lock_detection {
-        return Ok(());
+        return no_waiter_breaks_a_held_lock(subject).await;
     }
     let template = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
     let info = template.info().clone();
@@ -393,4 +395,30 @@ pub async fn stale_lock_is_broken_by_exactly_one_waiter(subject: &Subject) -> Ca
         overlaps.load(Ordering::SeqCst)
     );
     Ok(())
+}
+
+/// Eight independent providers wait at once for a lock that is held and never
+/// released while they wait: all of them time out, naming the holder.
+async fn no_waiter_breaks_a_held_lock(subject: &Subject) -> CaseResult {
+    let held = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
+    let holder = held.info().lock_id.clone();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let locks = subject.reopen_locks()?;
+        tasks.push(tokio::spawn(async move { locks.acquire(&request(200)).await.map(drop) }));
+    }
+    for task in tasks {
+        match task.await.map_err(|e| Failure(format!("task panicked: {e}")))? {
+            Err(Error::LockTimeout {
+                holder: Some(info), ..
+            }) if info.lock_id == holder => {}
+            other => {
+                return Err(Failure(format!(
+                    "a waiter on a held lock should time out naming holder {holder}, got {other:?}"
+                )));
+            }
+        }
+    }
+    step("ensure_held after the waiters", held.ensure_held())?;
+    step("releasing", held.release())
 }
