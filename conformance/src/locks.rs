@@ -405,7 +405,9 @@ async fn no_waiter_breaks_a_held_lock(subject: &Subject) -> CaseResult {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let locks = subject.reopen_locks()?;
-        tasks.push(tokio::spawn(async move { locks.acquire(&request(200)).await.map(drop) }));
+        tasks.push(tokio::spawn(async move {
+            locks.acquire(&request(200)).await.map(drop)
+        }));
     }
     for task in tasks {
         match task.await.map_err(|e| Failure(format!("task panicked: {e}")))? {

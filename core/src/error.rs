@@ -129,8 +129,8 @@ pub enum Error {
 
     /// A stored document failed verification.
     #[error(
-        "{} is corrupted ({kind}): {detail}; the file was left as it is: restore a good copy (backups are in \
-         .checklist/.backup/) or repair it by hand",
+        "{} is corrupted ({kind}): {detail}; the file was left as it is: `checklist recover` restores the \
+         newest backup that verifies, or repair it by hand and run `checklist reseal`",
         path.display()
     )]
     Corrupted {
