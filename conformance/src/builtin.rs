@@ -117,7 +117,14 @@ pub fn subject_for(backend: BuiltinBackend, dir: &Path, durability: Durability) 
     }
 }
 
-fn file_subject<C: Codec + Clone>(codec: C, dir: &Path, durability: Durability) -> Result<Subject> {
+/// A fresh [`Subject`] for a [`FileStore`] with `codec` in `dir` — a built-in file
+/// backend, or a custom one that is a codec over the shared file engine (the TOML
+/// example backend uses it) — with every hook the suite needs, as [`subject_for`]
+/// describes.
+///
+/// # Errors
+/// As `FileStore::open`.
+pub fn file_subject<C: Codec + Clone>(codec: C, dir: &Path, durability: Durability) -> Result<Subject> {
     let options = FileStoreOptions {
         durability,
         ..FileStoreOptions::default()
@@ -161,9 +168,14 @@ fn memory_subject() -> Subject {
         ))
 }
 
-/// Writes `.lock` as schemas/lock.schema.json describes it, held by `like`'s host and
-/// user but a pid that no longer exists.
-fn plant_stale_lock(dir: &Path, like: &LockInfo) -> io::Result<()> {
+/// Writes `dir/.lock` as schemas/lock.schema.json describes it, held by `like`'s host
+/// and user but a pid that no longer exists: that of a run of the current executable
+/// with `--list` (stdio closed), waited for. For [`Subject::plant_stale_lock_with`] of
+/// any backend that uses [`FileLockProvider`].
+///
+/// # Errors
+/// Spawning or waiting for the child, or writing the file.
+pub fn plant_stale_lock(dir: &Path, like: &LockInfo) -> io::Result<()> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--list")
         .stdin(Stdio::null())

@@ -93,7 +93,7 @@ fn subject(mutant: Mutant) -> Subject {
         })
         .plant_stale_lock_with({
             let path = path.clone();
-            move |like| plant_stale_lock(&path, like)
+            move |like| checklist_conformance::builtin::plant_stale_lock(&path, like)
         })
         .keep_alive(dir);
     if let Some(bug) = mutant.policy {
@@ -101,28 +101,6 @@ fn subject(mutant: Mutant) -> Subject {
         subject = subject.with_policy_keeping(Arc::new(BrokenPolicy::new(bug)), 3);
     }
     subject
-}
-
-/// Writes `.lock` held by `like`'s host and user but a pid that no longer exists (as
-/// the built-in backends' test does).
-fn plant_stale_lock(dir: &std::path::Path, like: &checklist_core::LockInfo) -> std::io::Result<()> {
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .arg("--list")
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    let dead_pid = child.id();
-    child.wait()?;
-    let now = chrono::Utc::now();
-    let lock = serde_json::json!({
-        "version": "1.0.0",
-        "lockId": "0badc0de-0000-4000-8000-000000000000",
-        "metadata": {"pid": dead_pid, "ppid": null, "hostname": like.hostname, "user": like.user,
-                     "processStartedAt": null},
-        "timing": {"acquiredAt": now, "expiresAt": now + chrono::Duration::seconds(30), "renewedAt": now},
-        "operation": {"type": "write", "stackTrace": null},
-        "concurrency": {"waitingProcesses": []}
-    });
-    std::fs::write(dir.join(".lock"), serde_json::to_vec_pretty(&lock)?)
 }
 
 /// Runs one case against a fresh subject of `mutant`: `Err` with why it failed (a
