@@ -75,7 +75,13 @@ impl LockFile {
         let stack_trace = std::env::var_os("CHECKLIST_LOCK_BACKTRACE")
             .filter(|v| v == "1")
             .map(|_| std::backtrace::Backtrace::force_capture().to_string());
-        let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+        // The command line can carry a secret (`--stdout "token=…"`), and the lock file
+        // is on disk for as long as the command runs, or longer after a crash.
+        let mut command_line = std::env::args_os()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        checklist_core::secrets::redact_text(&mut command_line);
         Self {
             version: LOCK_FORMAT_VERSION.to_owned(),
             lock_id,

@@ -7,6 +7,10 @@ use crate::file_engine::FileStore;
 
 /// YAML 1.2 through serde-saphyr: safe Rust, alias and depth budgets, duplicate keys
 /// refused, and ambiguous scalars (`yes`, `on`, dates) quoted when written.
+///
+/// Read with YAML 1.2 booleans only (`true`/`false`): serde-saphyr's default also takes
+/// the YAML 1.1 words `yes`, `no`, `on` and `off` for booleans, which turned a hand-written
+/// `secrets: {mode: off}` into `false` and a step's `stdout: no` into a schema error.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct YamlCodec;
 
@@ -24,7 +28,9 @@ impl Codec for YamlCodec {
 
     fn decode(&self, bytes: &[u8]) -> Result<Value, CodecError> {
         let text = utf8(bytes)?;
-        serde_saphyr::from_str::<Value>(text).map_err(|e| CodecError(one_line(&e.to_string())))
+        let options = serde_saphyr::options! { strict_booleans: true };
+        serde_saphyr::from_str_with_options::<Value>(text, options)
+            .map_err(|e| CodecError(one_line(&e.to_string())))
     }
 
     fn encode(&self, document: &Value) -> Result<Vec<u8>, CodecError> {
@@ -54,6 +60,15 @@ mod tests {
         let bytes = YamlCodec.encode(&doc).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert_eq!(YamlCodec.decode(&bytes).unwrap(), doc, "{text}");
+    }
+
+    #[test]
+    fn hand_written_yaml_1_1_words_stay_text() {
+        let text = b"mode: off\nstdout: no\nflag: yes\nreal: true\nalso: False\n";
+        assert_eq!(
+            YamlCodec.decode(text).unwrap(),
+            json!({"mode": "off", "stdout": "no", "flag": "yes", "real": true, "also": false})
+        );
     }
 
     #[test]

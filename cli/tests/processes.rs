@@ -393,6 +393,28 @@ mod unix {
         );
     }
 
+    /// The lock file records the holder's command line so `lock status` can say who
+    /// holds the lock; a secret on that command line is written as a marker.
+    pub(crate) fn lock_file_never_holds_a_secret_from_the_command_line() {
+        const TOKEN: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+        let dir = new_store(None);
+        let root = dir.path();
+        let mut holder = spawn_role(
+            "hold",
+            &[root.to_str().unwrap(), &format!("--stdout=token {TOKEN}")],
+        );
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        wait_for(&mut stdout, "HOLDING ");
+        let lock = std::fs::read_to_string(lock_path(root)).unwrap();
+        let status = checklist(root, &["--json", "lock", "status"]);
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        assert!(!lock.contains(TOKEN), "{lock}");
+        assert!(lock.contains("--stdout=token [REDACTED:github_token]"), "{lock}");
+        let status = String::from_utf8_lossy(&status.stdout);
+        assert!(!status.contains(TOKEN), "{status}");
+    }
+
     /// A holder killed with SIGKILL: the next command breaks its lock at once (the
     /// kernel dropped its liveness lock) and says whose it was.
     pub(crate) fn killed_holder_is_broken_at_once() {
@@ -873,6 +895,10 @@ fn main() {
     let scenarios: &[Scenario] = &[
         ("concurrent_step_completes", concurrent_step_completes),
         ("killed_holder_is_broken_at_once", killed_holder_is_broken_at_once),
+        (
+            "lock_file_never_holds_a_secret_from_the_command_line",
+            lock_file_never_holds_a_secret_from_the_command_line,
+        ),
         (
             "stopped_holder_past_expiry_cannot_overwrite",
             stopped_holder_past_expiry_cannot_overwrite,

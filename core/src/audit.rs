@@ -48,6 +48,12 @@ impl AuditEvent {
 }
 
 /// One line of `audit.log` (JSON Lines).
+///
+/// Its free-text parts (operations, error, backtrace and extra fields) are serialized
+/// with every secret replaced by `[REDACTED:<kind>]`, whatever `secrets.mode` says: the
+/// trail is append-only and rotated, never rewritten, so a secret that reached it
+/// could not be taken out again. A transaction's description can carry one (a step id,
+/// a command line) even when the document itself is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
@@ -74,17 +80,71 @@ pub struct AuditRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
     /// A summary of the operations involved.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "redacted::texts"
+    )]
     pub operations: Vec<String>,
     /// The error, for a rollback or a failed recovery.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redacted::text"
+    )]
     pub error: Option<String>,
     /// Where the error came from, when a backtrace was captured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redacted::text"
+    )]
     pub backtrace: Option<String>,
     /// Fields this build does not know; kept as they are.
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "redacted::fields")]
     pub extra: Map<String, Value>,
+}
+
+/// The serializers that keep secrets out of the trail.
+mod redacted {
+    use serde::{Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    use crate::secrets::redact_text;
+
+    fn clean(text: &str) -> String {
+        let mut text = text.to_owned();
+        redact_text(&mut text);
+        text
+    }
+
+    fn clean_value(value: &Value) -> Value {
+        match value {
+            Value::String(text) => Value::String(clean(text)),
+            Value::Array(items) => Value::Array(items.iter().map(clean_value).collect()),
+            Value::Object(map) => Value::Object(clean_map(map)),
+            other => other.clone(),
+        }
+    }
+
+    fn clean_map(map: &Map<String, Value>) -> Map<String, Value> {
+        map.iter().map(|(k, v)| (clean(k), clean_value(v))).collect()
+    }
+
+    pub(super) fn text<S: Serializer>(text: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+        text.as_deref().map(clean).serialize(serializer)
+    }
+
+    pub(super) fn texts<S: Serializer>(texts: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(texts.iter().map(|t| clean(t)))
+    }
+
+    pub(super) fn fields<S: Serializer>(
+        fields: &Map<String, Value>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        clean_map(fields).serialize(serializer)
+    }
 }
 
 impl AuditRecord {
@@ -208,6 +268,7 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::path::Path;
 
     #[test]
@@ -233,6 +294,35 @@ mod tests {
         assert!(
             !rotated.problems[0].torn,
             "damage in a rotated file is not a torn append"
+        );
+    }
+
+    #[test]
+    fn secrets_never_reach_a_line_of_the_trail() {
+        const TOKEN: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+        let mut record = AuditRecord::new(AuditEvent::Rollback)
+            .operations(vec![format!("step complete {TOKEN}")])
+            .error(format!(
+                "curl -u admin:hunter2x@ failed: https://deploy:s3cr3tpw@example.com/ {TOKEN}"
+            ))
+            .field(
+                "command",
+                json!({ "argv": ["--token", format!("token={TOKEN}")] }),
+            )
+            .field(&format!("key-{TOKEN}"), 1);
+        record.backtrace = Some(format!("panicked at 'bad {TOKEN}'"));
+        let line = String::from_utf8(record.to_line()).unwrap();
+        assert!(!line.contains(TOKEN), "{line}");
+        assert!(!line.contains("s3cr3tpw"), "{line}");
+        assert_eq!(line.matches("[REDACTED:github_token]").count(), 5, "{line}");
+        assert!(line.contains("[REDACTED:url_password]"), "{line}");
+
+        let mut log = AuditLog::default();
+        log.parse_into(Path::new("audit.log"), line.as_bytes(), true);
+        assert_eq!(log.problems, []);
+        assert_eq!(
+            log.records[0].operations,
+            ["step complete [REDACTED:github_token]"]
         );
     }
 }

@@ -14,54 +14,164 @@ use crate::model::ChecklistState;
 struct Detector {
     kind: &'static str,
     pattern: &'static str,
+    /// Whether a match is a real secret rather than a placeholder or a reference to
+    /// one (`password: true`, `token=${TOKEN}`): a regex alone cannot tell.
+    is_secret: fn(&str) -> bool,
 }
 
 const DETECTORS: &[Detector] = &[
     Detector {
         kind: "private_key",
         pattern: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z)",
+        is_secret: always,
     },
     Detector {
         kind: "aws_access_key_id",
         pattern: r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[0-9A-Z]{16}\b",
+        is_secret: always,
     },
     Detector {
         kind: "aws_secret_access_key",
-        pattern: r#"(?i)\baws_?secret_?access_?key\b\s*[=:]\s*['"]?[A-Za-z0-9/+=]{40}"#,
+        pattern: r#"(?i)\baws_?secret_?access_?key\b['"]?\s*[=:]\s*['"]?[A-Za-z0-9/+=]{40}"#,
+        is_secret: always,
     },
     Detector {
         kind: "github_token",
         pattern: r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{50,255})\b",
+        is_secret: always,
     },
     Detector {
         kind: "gitlab_token",
-        pattern: r"\bglpat-[A-Za-z0-9_-]{20,}",
+        pattern: r"\b(?:glpat|gldt|glrt|glptt|glcbt|glft|glimt|glsoat)-[A-Za-z0-9_-]{20,}|\bGR1348941[A-Za-z0-9_-]{20,}",
+        is_secret: always,
     },
     Detector {
         kind: "slack_token",
-        pattern: r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+        pattern: r"\bxox[abposre]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9_/-]{20,}",
+        is_secret: always,
     },
     Detector {
         kind: "stripe_key",
-        pattern: r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{24,}\b",
+        pattern: r"\b(?:sk|rk|whsec)_(?:(?:live|test)_)?[A-Za-z0-9]{24,}\b",
+        is_secret: is_not_a_word,
     },
     Detector {
         kind: "google_api_key",
         pattern: r"\bAIza[0-9A-Za-z_-]{35}",
+        is_secret: always,
+    },
+    Detector {
+        kind: "google_oauth",
+        pattern: r"\bGOCSPX-[A-Za-z0-9_-]{28}|\bya29\.[0-9A-Za-z_-]{20,}",
+        is_secret: always,
+    },
+    Detector {
+        kind: "package_registry_token",
+        pattern: r"\bnpm_[A-Za-z0-9]{36}\b|\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}",
+        is_secret: always,
     },
     Detector {
         kind: "jwt",
         pattern: r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        is_secret: always,
+    },
+    Detector {
+        kind: "bearer_token",
+        pattern: r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{20,}=*",
+        is_secret: always,
     },
     Detector {
         kind: "url_password",
-        pattern: r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:[^\s/@]+@",
+        pattern: r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:[^\s/@]+@",
+        is_secret: url_password_is_literal,
     },
     Detector {
         kind: "assignment",
-        pattern: r#"(?i)\b(?:password|passwd|pwd|secret|client_secret|token|auth_token|api[_-]?key|access[_-]?key)\b\s*[=:]\s*['"]?[^\s'"$<{*\[(][^\s'"]{3,}"#,
+        pattern: r#"(?i)(?:\b|_)(?:password|passwd|passphrase|secret|client_secret|secret_key|token|auth_token|access_token|refresh_token|api[_-]?key|access[_-]?key|private[_-]?key)\b['"]?\s*[=:]\s*['"]?[^\s'"$%<{*\[(][^\s'"]{3,}"#,
+        is_secret: assigned_value_is_literal,
+    },
+    Detector {
+        kind: "credential_flag",
+        pattern: r#"(?i)--(?:password|passwd|token|auth-token|api-key|access-key|secret|client-secret)\s+['"]?[^\s'"$%<{*\[(-][^\s'"]{3,}"#,
+        is_secret: flag_value_is_literal,
     },
 ];
+
+fn always(_: &str) -> bool {
+    true
+}
+
+/// `sk_live_…` keys are random: a run of letters only (an identifier such as
+/// `sk_test_helpers_for_the_payment_module`) is code, not a key.
+fn is_not_a_word(found: &str) -> bool {
+    found.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// `scheme://user:PASSWORD@` where PASSWORD is not a variable or a mask.
+fn url_password_is_literal(found: &str) -> bool {
+    let credentials = found.trim_end_matches('@');
+    let password = credentials.rsplit_once(':').map_or("", |(_, p)| p);
+    is_literal(password)
+}
+
+/// `name = VALUE` where VALUE is a literal, not a placeholder, a mask, a path or code.
+fn assigned_value_is_literal(found: &str) -> bool {
+    let Some(at) = found.find(['=', ':']) else {
+        return false;
+    };
+    let value = found[at + 1..].trim_start().trim_start_matches(['\'', '"']);
+    is_literal(value)
+}
+
+/// `--password VALUE` where VALUE is a literal (`--password=VALUE` is an assignment).
+fn flag_value_is_literal(found: &str) -> bool {
+    let Some((_, value)) = found.split_once(char::is_whitespace) else {
+        return false;
+    };
+    is_literal(value.trim_start().trim_start_matches(['\'', '"']))
+}
+
+/// Words that stand for a value in documentation, logs and config templates.
+const PLACEHOLDERS: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "nil",
+    "none",
+    "undefined",
+    "empty",
+    "string",
+    "str",
+    "bool",
+    "int",
+    "required",
+    "optional",
+    "redacted",
+    "hidden",
+    "masked",
+    "secret",
+    "password",
+    "token",
+    "example",
+    "placeholder",
+    "expired",
+    "invalid",
+    "missing",
+    "unset",
+    "default",
+];
+
+fn is_literal(value: &str) -> bool {
+    static CODE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_.]*[(\[]").expect("the pattern compiles"));
+    let lower = value.to_ascii_lowercase();
+    let masked = value.chars().all(|c| c == value.chars().next().unwrap_or('*'));
+    !(value.is_empty()
+        || masked
+        || PLACEHOLDERS.contains(&lower.trim_end_matches([',', ';', '.']))
+        || value.starts_with(['$', '%', '<', '{', '*', '/', '~', '.'])
+        || CODE.is_match(value))
+}
 
 static SET: LazyLock<RegexSet> = LazyLock::new(|| {
     RegexSet::new(DETECTORS.iter().map(|d| d.pattern)).expect("the secret patterns compile")
@@ -78,23 +188,49 @@ static EACH: LazyLock<Vec<Regex>> = LazyLock::new(|| {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretFinding {
-    /// JSON pointer of the field holding it.
+    /// JSON pointer of the field holding it. A map key that is itself a secret appears
+    /// as `[REDACTED:<kind>]`, so the path never repeats the secret.
     pub field_path: String,
     /// What kind of secret it looks like (`private_key`, `github_token`, …).
     pub kind: &'static str,
 }
 
+/// The detectors with at least one real secret in `text`.
+fn detectors_in(text: &str) -> Vec<usize> {
+    SET.matches(text)
+        .into_iter()
+        .filter(|&i| {
+            EACH[i]
+                .find_iter(text)
+                .any(|m| (DETECTORS[i].is_secret)(m.as_str()))
+        })
+        .collect()
+}
+
 /// The kinds of secret found in `text`, if any.
 pub fn kinds_in(text: &str) -> Vec<&'static str> {
-    SET.matches(text).into_iter().map(|i| DETECTORS[i].kind).collect()
+    detectors_in(text)
+        .into_iter()
+        .map(|i| DETECTORS[i].kind)
+        .collect()
 }
 
 /// Replaces every secret in `text` with `[REDACTED:<kind>]`; returns the kinds found.
 pub fn redact_text(text: &mut String) -> Vec<&'static str> {
-    let found: Vec<usize> = SET.matches(text).into_iter().collect();
+    let found = detectors_in(text);
     for &i in &found {
-        let marker = format!("[REDACTED:{}]", DETECTORS[i].kind);
-        *text = EACH[i].replace_all(text, marker.as_str()).into_owned();
+        let detector = &DETECTORS[i];
+        let marker = format!("[REDACTED:{}]", detector.kind);
+        *text = EACH[i]
+            .replace_all(text, |caps: &regex::Captures<'_>| {
+                let matched = &caps[0];
+                if (detector.is_secret)(matched) {
+                    marker.clone()
+                } else {
+                    matched.to_owned()
+                }
+            })
+            .into_owned();
     }
     found.into_iter().map(|i| DETECTORS[i].kind).collect()
 }
@@ -179,9 +315,26 @@ impl Scan {
 
     fn map(&mut self, segment: &str, map: &mut Map<String, Value>) {
         self.within(segment, |s| {
+            let mut renamed = false;
             for (key, value) in map.iter_mut() {
-                let key = escape_pointer(key);
-                s.within(&format!("/{key}"), |s| s.value(value));
+                let shown = match kinds_in(key).as_slice() {
+                    [] => escape_pointer(key),
+                    kinds => {
+                        renamed = true;
+                        let shown = format!("[REDACTED:{}]", kinds[0]);
+                        for &kind in kinds {
+                            s.findings.push(SecretFinding {
+                                field_path: format!("{}/{shown}", s.path),
+                                kind,
+                            });
+                        }
+                        shown
+                    }
+                };
+                s.within(&format!("/{shown}"), |s| s.value(value));
+            }
+            if renamed && s.redact {
+                redact_keys(map);
             }
         });
     }
@@ -198,6 +351,26 @@ impl Scan {
             _ => {}
         }
     }
+}
+
+/// Renames every key that holds a secret to its marker (`[REDACTED:kind]`, then
+/// `[REDACTED:kind]-2`… when several would collide), keeping the order of the keys.
+fn redact_keys(map: &mut Map<String, Value>) {
+    let mut redacted = Map::with_capacity(map.len());
+    for (mut key, value) in std::mem::take(map) {
+        if redact_text(&mut key).is_empty() {
+            redacted.insert(key, value);
+            continue;
+        }
+        let mut unique = key.clone();
+        let mut n = 1;
+        while redacted.contains_key(&unique) {
+            n += 1;
+            unique = format!("{key}-{n}");
+        }
+        redacted.insert(unique, value);
+    }
+    *map = redacted;
 }
 
 /// Escapes a key for a JSON pointer (RFC 6901).
