@@ -296,6 +296,43 @@ pub async fn independent_providers_exclude_each_other(subject: &Subject) -> Case
     Ok(())
 }
 
+/// A guard that stays alive keeps the lock however long it is held: after three
+/// expiries the holder's `ensure_held` still succeeds, and another provider waiting two
+/// more expiries times out naming the same holder instead of taking the lock.
+pub async fn a_live_holder_keeps_the_lock_past_its_expiry(subject: &Subject) -> CaseResult {
+    let expiry = Duration::from_millis(300);
+    let short = |timeout_ms| LockRequest {
+        expiry,
+        ..request(timeout_ms)
+    };
+    let guard = step(
+        "acquiring with a 300 ms expiry",
+        subject.locks.acquire(&short(1000)).await,
+    )?;
+    tokio::time::sleep(expiry * 3).await;
+    step("ensure_held after three expiries", guard.ensure_held())?;
+    let other = subject.reopen_locks()?;
+    match other.acquire(&short(600)).await {
+        Err(Error::LockTimeout { holder: Some(h), .. }) if h.lock_id == guard.info().lock_id => {}
+        Err(other_error) => {
+            return Err(Failure(format!(
+                "expected a LockTimeout naming the live holder, got: {other_error}"
+            )));
+        }
+        Ok(_) => {
+            return Err(Failure(
+                "another provider took the lock of a live holder once its expiry had passed".into(),
+            ));
+        }
+    }
+    step(
+        "ensure_held after the other provider gave up",
+        guard.ensure_held(),
+    )?;
+    step("releasing", guard.release())?;
+    Ok(())
+}
+
 /// A lock whose holder is gone is reclaimed by the next acquire — where the provider
 /// declares `stale_lock_detection`. Where it does not (an in-process provider, whose
 /// holders cannot die without dropping their guard), a leaked guard keeps the lock

@@ -201,6 +201,10 @@ impl Drop for LockGuard {
 /// - `independent_providers_exclude_each_other`: two providers opened independently on
 ///   the same resource (what two processes would open) exclude each other and see each
 ///   other's holder.
+/// - `a_live_holder_keeps_the_lock_past_its_expiry`: a guard that stays alive keeps
+///   the lock for as long as it is held, however short `request.expiry` (a file
+///   provider renews it): [`LockGuard::ensure_held`] keeps succeeding and other
+///   providers time out naming the holder.
 /// - `stale_lock_is_reclaimed`: a provider that detects stale locks breaks a lock whose
 ///   holder is gone on the next `acquire`, well within the timeout; one that does not
 ///   (in-process) keeps a leaked lock until `force_release` with its id.
