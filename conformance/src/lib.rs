@@ -474,6 +474,7 @@ macro_rules! __for_each_case {
                 reset_records_data_loss,
                 auto_recovery_off_changes_nothing,
                 explicit_restore_is_audited,
+                restore_over_a_corrupt_state_quarantines_it,
                 reseal_accepts_a_checksum_only_edit,
                 reseal_refuses_a_schema_violation,
             ],

@@ -733,6 +733,82 @@ pub async fn explicit_restore_is_audited(subject: &Subject) -> CaseResult {
     }
 }
 
+/// Restoring a chosen backup over a corrupt state quarantines the corrupt bytes first
+/// (they cannot be backed up: a backup must verify), then writes that backup — not the
+/// newest — above every committed revision; an unknown id changes nothing.
+pub async fn restore_over_a_corrupt_state_quarantines_it(subject: &Subject) -> CaseResult {
+    let last = history(subject).await?;
+    let oldest = step("listing", subject.store.list_backups().await)?
+        .into_iter()
+        .min_by_key(|b| b.revision)
+        .ok_or_else(|| Failure("no backups after three commits".into()))?;
+    let raw = subject.raw()?;
+    let mut corrupt = raw_bytes(raw)?;
+    corrupt.truncate(corrupt.len() / 2);
+    raw.write(&corrupt).map_err(io("writing the corrupt bytes"))?;
+
+    match recovery(subject).restore("0-19700101T000000000Z").await {
+        Err(Error::InvalidOperation { message }) if message.contains("backup list") => {}
+        other => {
+            return Err(Failure(format!(
+                "an unknown backup id was not refused: {other:?}"
+            )));
+        }
+    }
+    ensure!(
+        raw_bytes(raw)? == corrupt,
+        "a refused restore changed the corrupt state"
+    );
+
+    let report = step(
+        "restoring the oldest backup",
+        recovery(subject).restore(&oldest.id).await,
+    )?;
+    ensure!(
+        report.backup.id == oldest.id,
+        "restored {} instead",
+        report.backup.id
+    );
+    ensure!(
+        report.replaced.is_none(),
+        "the corrupt state was reported as backed up: {:?}",
+        report.replaced
+    );
+    let recovered = report
+        .recovery
+        .ok_or_else(|| Failure("the restore did not report recovering the corrupt state".into()))?;
+    ensure!(
+        report.revision > last.revision,
+        "restored as revision {}, not above the last committed {}",
+        report.revision,
+        last.revision
+    );
+    let kept = step(
+        "reading the quarantined bytes",
+        subject.store.read_quarantined(&recovered.quarantined.id).await,
+    )?;
+    ensure!(
+        kept == corrupt,
+        "the quarantined bytes differ from the corrupt state"
+    );
+    let state = step("reading", subject.store.read_existing().await)?;
+    ensure!(
+        state.completed_steps.len() as u64 == oldest.revision && state.revision == report.revision,
+        "the state after the restore holds {} steps at revision {}",
+        state.completed_steps.len(),
+        state.revision
+    );
+    let audit = step("reading the audit", subject.store.read_audit().await)?;
+    ensure!(
+        audit
+            .records
+            .iter()
+            .any(|r| r.event == AuditEvent::Restore && r.revision_after == Some(report.revision)),
+        "no restore record in the audit trail"
+    );
+    Ok(())
+}
+
 /// A hand edit whose only fault is its checksum is accepted by reseal: the edit is
 /// kept as it was, the document is written with a fresh checksum, audited.
 pub async fn reseal_accepts_a_checksum_only_edit(subject: &Subject) -> CaseResult {
