@@ -326,7 +326,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             if let Err(error) = guard.ensure_held() {
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
-            match self.write(&working, Expectation::Revision(replacing)).await {
+            match self.write(&working, replacing).await {
                 Ok(committed) => {
                     working.revision = committed.revision;
                     working.checksum = Some(committed.checksum.clone());
@@ -470,15 +470,12 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
         }
     }
 
-    /// Backup pruning and audit rotation: failures here never undo a commit.
     /// Writes `working`, keeping the state it replaces as a backup when the policy
     /// asks for one; the store prunes the backups by the policy as it adds one.
-    async fn write(&self, working: &ChecklistState, expect: Expectation) -> Result<Committed> {
+    async fn write(&self, working: &ChecklistState, replacing: u64) -> Result<Committed> {
+        let expect = Expectation::Revision(replacing);
         let context = CommitContext {
-            replacing_revision: match expect {
-                Expectation::Absent => None,
-                Expectation::Revision(revision) => Some(revision),
-            },
+            replacing_revision: Some(replacing),
         };
         if !self.policy.should_back_up(&context) {
             return self.store.write(working, expect).await;
@@ -494,6 +491,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             .committed)
     }
 
+    /// Audit rotation after a commit: a failure here never undoes the commit.
     async fn rotate_audit(&self) {
         if let Err(error) = self.store.rotate_audit().await {
             tracing::warn!(%error, "could not rotate the audit log");
