@@ -16,7 +16,7 @@ use checklist_core::Error;
 use checklist_core::config::Durability;
 
 use crate::process::{Liveness, liveness};
-use crate::vfs::{Vfs, is_symlink_refusal};
+use crate::vfs::{Vfs, refused_symlink};
 
 /// Permission bits of files that may hold state content (state, backups, archive,
 /// quarantine, audit, lock): readable by the owner only, since steps record command
@@ -171,11 +171,11 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Maps an I/O error on `path` to the store's error, recognising refused symbolic
-/// links.
+/// links (which name the link: `path` itself or a directory above it).
 pub(crate) fn io_error(op: &'static str, path: &Path, error: io::Error) -> Error {
-    if is_symlink_refusal(&error) {
+    if let Some(link) = refused_symlink(&error) {
         return Error::SymlinkRefused {
-            path: path.to_owned(),
+            path: link.to_owned(),
         };
     }
     Error::io(op, path, error)

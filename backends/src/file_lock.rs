@@ -38,7 +38,7 @@ use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
 use crate::blocking::run_blocking;
 use crate::lock_file::{FileIdentity, HolderLock, LockFile, Observation, Verdict, World, judge};
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
-use crate::vfs::{RealFs, Vfs};
+use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
 /// Largest lock or waiter file read.
 const MAX_LOCK_BYTES: u64 = 64 * 1024;
@@ -109,7 +109,7 @@ impl FileLockProvider {
                 lock_path: dir.join(".lock"),
                 break_path: locks_dir.join("break.lock"),
                 locks_dir,
-                vfs,
+                vfs: ConfinedFs::new(dir, vfs),
                 released: Notify::new(),
                 observer: Mutex::new(None),
             }),
@@ -147,14 +147,26 @@ struct Holding {
     live: Option<File>,
 }
 
-impl Drop for Holding {
-    fn drop(&mut self) {
-        if let Err(error) = self.shared.release(&self.lock.lock_id) {
-            tracing::warn!(%error, "could not remove the lock file on release");
+impl Holding {
+    /// Releases the lock, once: an explicit release reports what went wrong, a drop
+    /// after it does nothing more.
+    fn let_go(&mut self) -> Result<()> {
+        if self.live.is_none() {
+            return Ok(());
         }
+        let released = self.shared.release(&self.lock.lock_id);
         self.live = None;
         let _ = self.shared.vfs.remove_file(&self.live_path);
         self.shared.released.notify_waiters();
+        released
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if let Err(error) = self.let_go() {
+            tracing::warn!(%error, "could not remove the lock file on release");
+        }
     }
 }
 
@@ -434,12 +446,22 @@ impl Shared {
             Err(e) => return Err(io_error("list", &self.locks_dir, e)),
         };
         let host = &ProcessIdentity::current().hostname;
-        let mut waiters: Vec<Waiter> = names
+        let mut registrations = Vec::new();
+        for name in names.iter().filter_map(|n| n.to_str()) {
+            if !(name.starts_with("waiter-") && name.ends_with(".json")) {
+                continue;
+            }
+            let path = self.locks_dir.join(name);
+            match self.vfs.read(&path, MAX_LOCK_BYTES) {
+                Ok(bytes) => registrations.push(bytes),
+                // A waiter that left between the listing and the read is not waiting.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("read the waiter registration", &path, e)),
+            }
+        }
+        let mut waiters: Vec<Waiter> = registrations
             .iter()
-            .filter_map(|n| n.to_str())
-            .filter(|n| n.starts_with("waiter-") && n.ends_with(".json"))
-            .filter_map(|n| self.vfs.read(&self.locks_dir.join(n), MAX_LOCK_BYTES).ok())
-            .filter_map(|bytes| serde_json::from_slice::<Waiter>(&bytes).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Waiter>(bytes).ok())
             // A waiter that died without cleaning up is not waiting.
             .filter(|w| w.hostname != *host || liveness(w.pid) != Liveness::Dead)
             .collect();
@@ -621,8 +643,7 @@ impl HeldLock for HeldFileLock {
         // thread to wake up and exit would only add to every release.
         self.stop_heartbeat.take();
         let holding = self.holding.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(holding);
-        Ok(())
+        holding.map_or(Ok(()), |mut holding| holding.let_go())
     }
 }
 
