@@ -72,10 +72,12 @@ pub fn replace_file(
     let dir = parent_dir(target);
     let temp = dir.join(temp_name(target));
     let in_flight = InFlight::register(temp.clone());
+    // Nothing to clean up when even the creation failed (a link in the way, a full
+    // disk): removing the name could only remove someone else's file.
+    let mut file = vfs
+        .create_new(&temp, mode)
+        .map_err(|e| io_error("create the temp file", &temp, e))?;
     let staged = (|| {
-        let mut file = vfs
-            .create_new(&temp, mode)
-            .map_err(|e| io_error("create the temp file", &temp, e))?;
         file.write_all(bytes).map_err(|e| io_error("write", &temp, e))?;
         if durability == Durability::Full {
             file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;

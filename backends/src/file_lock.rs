@@ -147,26 +147,14 @@ struct Holding {
     live: Option<File>,
 }
 
-impl Holding {
-    /// Releases the lock, once: an explicit release reports what went wrong, a drop
-    /// after it does nothing more.
-    fn let_go(&mut self) -> Result<()> {
-        if self.live.is_none() {
-            return Ok(());
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if let Err(error) = self.shared.release(&self.lock.lock_id) {
+            tracing::warn!(%error, "could not remove the lock file on release");
         }
-        let released = self.shared.release(&self.lock.lock_id);
         self.live = None;
         let _ = self.shared.vfs.remove_file(&self.live_path);
         self.shared.released.notify_waiters();
-        released
-    }
-}
-
-impl Drop for Holding {
-    fn drop(&mut self) {
-        if let Err(error) = self.let_go() {
-            tracing::warn!(%error, "could not remove the lock file on release");
-        }
     }
 }
 
@@ -643,7 +631,8 @@ impl HeldLock for HeldFileLock {
         // thread to wake up and exit would only add to every release.
         self.stop_heartbeat.take();
         let holding = self.holding.lock().unwrap_or_else(|p| p.into_inner()).take();
-        holding.map_or(Ok(()), |mut holding| holding.let_go())
+        drop(holding);
+        Ok(())
     }
 }
 

@@ -213,7 +213,6 @@ enum Op {
     ListQuarantine,
     ReadQuarantined,
     AcquireLock,
-    ReleaseLock,
     InspectLock,
 }
 
@@ -272,11 +271,6 @@ async fn run(fx: &Fixture, op: Op) -> Result<(), Error> {
         Op::AcquireLock => {
             let request = LockRequest::default().with_timeout(Duration::from_millis(300));
             fx.locks().acquire(&request).await.map(drop)
-        }
-        Op::ReleaseLock => {
-            let locks = fx.locks();
-            let guard = locks.acquire(&LockRequest::default()).await?;
-            guard.release()
         }
         Op::InspectLock => fx.locks().inspect().await.map(drop),
     }
@@ -355,7 +349,6 @@ refusal_cases! {
     write_lock_write: ".locks/write.lock", WriteState;
     write_lock_backup: ".locks/write.lock", CreateBackup;
     write_lock_archive: ".locks/write.lock", Archive;
-    break_lock_release: ".locks/break.lock", ReleaseLock;
     backup_dir_create: ".backup", CreateBackup;
     backup_dir_write_keeping: ".backup", WriteKeepingBackup;
     backup_dir_list: ".backup", ListBackups;

@@ -24,7 +24,7 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     )];
     if opened.fallback {
         lines.push(format!(
-            "           in the per-user state directory, since {} is not writable",
+            "           in the per-user state directory, since {} has no .checklist/",
             ctx.root.display()
         ));
     }

@@ -56,7 +56,7 @@ impl Context<'_> {
         if !self.quiet {
             let _ = writeln!(
                 err,
-                "warning: {} has no .checklist/ and is not writable, so its state lives in {}",
+                "warning: {} has no .checklist/ (it was not writable), so its state lives in the per-user store {}",
                 self.root.display(),
                 store_dir.display()
             );
