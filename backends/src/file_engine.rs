@@ -208,7 +208,7 @@ impl<C: Codec> FileStore<C> {
     ) -> Result<Self> {
         let dir = dir.into();
         check_store_dir(vfs.as_ref(), &dir)?;
-        let vfs = ConfinedFs::new(&dir, vfs);
+        let vfs = ConfinedFs::wrap(&dir, vfs);
         let state_file_name = format!("state.{}", codec.extension());
         let state_path = dir.join(&state_file_name);
         let locks_dir = dir.join(".locks");

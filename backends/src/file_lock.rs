@@ -109,7 +109,7 @@ impl FileLockProvider {
                 lock_path: dir.join(".lock"),
                 break_path: locks_dir.join("break.lock"),
                 locks_dir,
-                vfs: ConfinedFs::new(dir, vfs),
+                vfs: ConfinedFs::wrap(dir, vfs),
                 released: Notify::new(),
                 observer: Mutex::new(None),
             }),

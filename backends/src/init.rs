@@ -107,7 +107,7 @@ pub async fn init_project_with_vfs(
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(io_error("inspect", layout.dir(), e)),
     };
-    let confined = ConfinedFs::new(layout.dir(), Arc::clone(&vfs));
+    let confined = ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs));
     let has_config = existing && exists(confined.as_ref(), &layout.config())?;
     let config = if has_config {
         load_config(confined.as_ref(), &layout)?
@@ -130,7 +130,7 @@ pub async fn init_project_with_vfs(
     }
 
     let mut run = InitRun {
-        vfs: ConfinedFs::new(layout.dir(), Arc::clone(&vfs)),
+        vfs: ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs)),
         unconfined: Arc::clone(&vfs),
         layout: layout.clone(),
         fallback,
@@ -271,7 +271,7 @@ impl InitRun {
                 let fallback =
                     state_home::create_fallback_store_dir(self.unconfined.as_ref(), state_home, root)?;
                 tracing::debug!(project = %dir.display(), fallback = %fallback.display(), error = %e, "the project directory is not writable; using the fallback store");
-                self.vfs = ConfinedFs::new(&fallback, Arc::clone(&self.unconfined));
+                self.vfs = ConfinedFs::wrap(&fallback, Arc::clone(&self.unconfined));
                 self.layout = Layout::at(&fallback);
                 self.fallback = true;
                 self.created.push(fallback);

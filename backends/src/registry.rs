@@ -190,7 +190,7 @@ pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
 fn audited_file_lock(ctx: &OpenContext<'_>) -> FileLockProvider {
     let locks = FileLockProvider::with_vfs(ctx.dir, Arc::clone(&ctx.vfs));
     let audit = AuditFiles::new(ctx.dir, ctx.config.audit.clone(), ctx.config.durability);
-    let vfs = ConfinedFs::new(ctx.dir, Arc::clone(&ctx.vfs));
+    let vfs = ConfinedFs::wrap(ctx.dir, Arc::clone(&ctx.vfs));
     locks.set_observer(move |event| {
         log_event(event);
         if let Err(error) = audit.append(vfs.as_ref(), &event.audit_record()) {
@@ -250,7 +250,7 @@ pub fn open_project_with_vfs(
 ) -> Result<OpenedStore> {
     let Located { layout, fallback } = state_home::locate(vfs.as_ref(), root, options.state_home.as_deref())?;
     check_store_dir(vfs.as_ref(), layout.dir())?;
-    let mut config = load_config(ConfinedFs::new(layout.dir(), Arc::clone(&vfs)).as_ref(), &layout)?;
+    let mut config = load_config(ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs)).as_ref(), &layout)?;
     if let Some(durability) = options.durability {
         config.durability = durability;
     }

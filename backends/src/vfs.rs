@@ -271,7 +271,7 @@ pub(crate) struct ConfinedFs {
 
 impl ConfinedFs {
     /// `inner`, confined to the store directory `root`.
-    pub(crate) fn new(root: &Path, inner: Arc<dyn Vfs>) -> Arc<dyn Vfs> {
+    pub(crate) fn wrap(root: &Path, inner: Arc<dyn Vfs>) -> Arc<dyn Vfs> {
         Arc::new(Self {
             root: root.to_owned(),
             inner,
