@@ -38,6 +38,8 @@ struct Fixture {
     elsewhere: tempfile::TempDir,
     backup_id: String,
     quarantine_id: String,
+    /// `.lock` as this process wrote it while holding the lock.
+    held_lock: String,
 }
 
 impl Fixture {
@@ -52,6 +54,7 @@ impl Fixture {
             elsewhere: tempfile::tempdir().unwrap(),
             backup_id: String::new(),
             quarantine_id: String::new(),
+            held_lock: String::new(),
         };
         let store = fixture.store();
         let first = store.read().await.unwrap().unwrap();
@@ -73,15 +76,13 @@ impl Fixture {
         let raw = store.read_raw().await.unwrap().unwrap();
         let quarantine_id = store.quarantine(&raw, &note()).await.unwrap().id;
         let locks = fixture.locks();
-        locks
-            .acquire(&LockRequest::default())
-            .await
-            .unwrap()
-            .release()
-            .unwrap();
+        let guard = locks.acquire(&LockRequest::default()).await.unwrap();
+        let held_lock = std::fs::read_to_string(fixture.dir().join(".lock")).unwrap();
+        guard.release().unwrap();
         Self {
             backup_id,
             quarantine_id,
+            held_lock,
             ..fixture
         }
     }
@@ -103,6 +104,17 @@ impl Fixture {
 
     fn locks(&self) -> FileLockProvider {
         FileLockProvider::new(&self.dir())
+    }
+
+    /// Leaves `.lock` as a holder that died would: its content, with a pid that is gone.
+    fn plant_stale_lock(&self) {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let own = format!("\"pid\": {},", std::process::id());
+        assert!(self.held_lock.contains(&own), "{}", self.held_lock);
+        let stale = self.held_lock.replace(&own, &format!("\"pid\": {dead},"));
+        std::fs::write(self.dir().join(".lock"), stale).unwrap();
     }
 
     /// Moves what is at `relative` (or, when nothing is, a file holding `content`) out
@@ -213,6 +225,7 @@ enum Op {
     ListQuarantine,
     ReadQuarantined,
     AcquireLock,
+    BreakStaleLock,
     InspectLock,
 }
 
@@ -269,6 +282,11 @@ async fn run(fx: &Fixture, op: Op) -> Result<(), Error> {
         Op::ListQuarantine => store()?.list_quarantine().await.map(drop),
         Op::ReadQuarantined => store()?.read_quarantined(&fx.quarantine_id).await.map(drop),
         Op::AcquireLock => {
+            let request = LockRequest::default().with_timeout(Duration::from_millis(300));
+            fx.locks().acquire(&request).await.map(drop)
+        }
+        Op::BreakStaleLock => {
+            fx.plant_stale_lock();
             let request = LockRequest::default().with_timeout(Duration::from_millis(300));
             fx.locks().acquire(&request).await.map(drop)
         }
@@ -349,6 +367,7 @@ refusal_cases! {
     write_lock_write: ".locks/write.lock", WriteState;
     write_lock_backup: ".locks/write.lock", CreateBackup;
     write_lock_archive: ".locks/write.lock", Archive;
+    break_lock_stale: ".locks/break.lock", BreakStaleLock;
     backup_dir_create: ".backup", CreateBackup;
     backup_dir_write_keeping: ".backup", WriteKeepingBackup;
     backup_dir_list: ".backup", ListBackups;
