@@ -16,7 +16,7 @@ use checklist_core::Error;
 use checklist_core::config::Durability;
 
 use crate::process::{Liveness, liveness};
-use crate::vfs::{Vfs, is_symlink_refusal};
+use crate::vfs::{Vfs, refused_symlink};
 
 /// Permission bits of files that may hold state content (state, backups, archive,
 /// quarantine, audit, lock): readable by the owner only, since steps record command
@@ -72,10 +72,12 @@ pub fn replace_file(
     let dir = parent_dir(target);
     let temp = dir.join(temp_name(target));
     let in_flight = InFlight::register(temp.clone());
+    // Nothing to clean up when even the creation failed (a link in the way, a full
+    // disk): removing the name could only remove someone else's file.
+    let mut file = vfs
+        .create_new(&temp, mode)
+        .map_err(|e| io_error("create the temp file", &temp, e))?;
     let staged = (|| {
-        let mut file = vfs
-            .create_new(&temp, mode)
-            .map_err(|e| io_error("create the temp file", &temp, e))?;
         file.write_all(bytes).map_err(|e| io_error("write", &temp, e))?;
         if durability == Durability::Full {
             file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;
@@ -171,11 +173,11 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Maps an I/O error on `path` to the store's error, recognising refused symbolic
-/// links.
+/// links (which name the link: `path` itself or a directory above it).
 pub(crate) fn io_error(op: &'static str, path: &Path, error: io::Error) -> Error {
-    if is_symlink_refusal(&error) {
+    if let Some(link) = refused_symlink(&error) {
         return Error::SymlinkRefused {
-            path: path.to_owned(),
+            path: link.to_owned(),
         };
     }
     Error::io(op, path, error)

@@ -39,7 +39,7 @@ use crate::audit_log::AuditFiles;
 use crate::backups::{BackupDir, Contents, Current, Kept, Placement};
 use crate::blocking::run_blocking;
 use crate::codec::Codec;
-use crate::vfs::{RealFs, Vfs};
+use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
 mod recovery;
 
@@ -208,6 +208,7 @@ impl<C: Codec> FileStore<C> {
     ) -> Result<Self> {
         let dir = dir.into();
         check_store_dir(vfs.as_ref(), &dir)?;
+        let vfs = ConfinedFs::wrap(&dir, vfs);
         let state_file_name = format!("state.{}", codec.extension());
         let state_path = dir.join(&state_file_name);
         let locks_dir = dir.join(".locks");

@@ -38,7 +38,7 @@ use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
 use crate::blocking::run_blocking;
 use crate::lock_file::{FileIdentity, HolderLock, LockFile, Observation, Verdict, World, judge};
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
-use crate::vfs::{RealFs, Vfs};
+use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
 /// Largest lock or waiter file read.
 const MAX_LOCK_BYTES: u64 = 64 * 1024;
@@ -109,7 +109,7 @@ impl FileLockProvider {
                 lock_path: dir.join(".lock"),
                 break_path: locks_dir.join("break.lock"),
                 locks_dir,
-                vfs,
+                vfs: ConfinedFs::wrap(dir, vfs),
                 released: Notify::new(),
                 observer: Mutex::new(None),
             }),
@@ -434,12 +434,22 @@ impl Shared {
             Err(e) => return Err(io_error("list", &self.locks_dir, e)),
         };
         let host = &ProcessIdentity::current().hostname;
-        let mut waiters: Vec<Waiter> = names
+        let mut registrations = Vec::new();
+        for name in names.iter().filter_map(|n| n.to_str()) {
+            if !(name.starts_with("waiter-") && name.ends_with(".json")) {
+                continue;
+            }
+            let path = self.locks_dir.join(name);
+            match self.vfs.read(&path, MAX_LOCK_BYTES) {
+                Ok(bytes) => registrations.push(bytes),
+                // A waiter that left between the listing and the read is not waiting.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("read the waiter registration", &path, e)),
+            }
+        }
+        let mut waiters: Vec<Waiter> = registrations
             .iter()
-            .filter_map(|n| n.to_str())
-            .filter(|n| n.starts_with("waiter-") && n.ends_with(".json"))
-            .filter_map(|n| self.vfs.read(&self.locks_dir.join(n), MAX_LOCK_BYTES).ok())
-            .filter_map(|bytes| serde_json::from_slice::<Waiter>(&bytes).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Waiter>(bytes).ok())
             // A waiter that died without cleaning up is not waiting.
             .filter(|w| w.hostname != *host || liveness(w.pid) != Liveness::Dead)
             .collect();

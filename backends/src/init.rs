@@ -15,7 +15,8 @@ use crate::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
 use crate::config_file::{load_config, write_config};
 use crate::layout::Layout;
 use crate::registry::BackendRegistry;
-use crate::vfs::{RealFs, Vfs};
+use crate::state_home::{self, Located};
+use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
 const HISTORY: &str = "# Archived instances (checklist archive --list).\nversion: 1\ninstances: []\n";
 const METRICS: &str = "# Operation counters.\nversion: 1\ncounters: {}\n";
@@ -34,6 +35,10 @@ pub struct InitOptions {
     /// The state a new store starts with (an imported export), committed as its
     /// revision 1; default an empty one. Refused when the store already holds a state.
     pub initial_state: Option<ChecklistState>,
+    /// The per-user state directory: where the project's store is found, or created
+    /// when the project directory is not writable ([`state_home`](crate::state_home));
+    /// `None` keeps the store in the project or fails.
+    pub state_home: Option<PathBuf>,
 }
 
 /// What `init` did.
@@ -56,6 +61,9 @@ pub struct InitReport {
     pub outcome: InitOutcome,
     /// The store directory.
     pub dir: PathBuf,
+    /// Whether the store is the per-user fallback of a project whose directory is not
+    /// writable, not `<root>/.checklist/`.
+    pub fallback: bool,
     /// The backend the store uses.
     pub backend: String,
     /// The files and directories created, in creation order.
@@ -87,8 +95,8 @@ pub async fn init_project_with_vfs(
     registry: &BackendRegistry,
     vfs: Arc<dyn Vfs>,
 ) -> Result<InitReport> {
-    let layout = Layout::for_project(root);
     check_project_root(vfs.as_ref(), root)?;
+    let Located { layout, fallback } = state_home::locate(vfs.as_ref(), root, options.state_home.as_deref())?;
     let existing = match vfs.metadata(layout.dir()) {
         Ok(meta) if meta.file_type().is_symlink() => {
             return Err(Error::SymlinkRefused {
@@ -99,9 +107,10 @@ pub async fn init_project_with_vfs(
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(io_error("inspect", layout.dir(), e)),
     };
-    let has_config = existing && exists(vfs.as_ref(), &layout.config())?;
+    let confined = ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs));
+    let has_config = existing && exists(confined.as_ref(), &layout.config())?;
     let config = if has_config {
-        load_config(vfs.as_ref(), &layout)?
+        load_config(confined.as_ref(), &layout)?
     } else {
         let mut config = Config::default();
         if let Some(name) = &options.backend {
@@ -121,8 +130,10 @@ pub async fn init_project_with_vfs(
     }
 
     let mut run = InitRun {
-        vfs: Arc::clone(&vfs),
+        vfs: ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs)),
+        unconfined: Arc::clone(&vfs),
         layout: layout.clone(),
+        fallback,
         created: Vec::new(),
     };
     if existing && !options.repair {
@@ -139,7 +150,13 @@ pub async fn init_project_with_vfs(
         }
     }
     match run
-        .create_missing(&config, registry, options.initial_state.as_ref())
+        .create_missing(
+            &config,
+            registry,
+            options.initial_state.as_ref(),
+            root,
+            options.state_home.as_deref(),
+        )
         .await
     {
         Ok(revision) => {
@@ -192,8 +209,13 @@ fn not_a_directory(root: &Path) -> Error {
     )
 }
 
+/// Whether something is at `path`; a symbolic link is refused, so neither a check of
+/// an existing store nor a repair accepts one in place of a file.
 fn exists(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
     match vfs.metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::SymlinkRefused {
+            path: path.to_owned(),
+        }),
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_error("inspect", path, e)),
@@ -201,8 +223,11 @@ fn exists(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
 }
 
 struct InitRun {
+    /// The file system confined to the store directory.
     vfs: Arc<dyn Vfs>,
+    unconfined: Arc<dyn Vfs>,
     layout: Layout,
+    fallback: bool,
     created: Vec<PathBuf>,
 }
 
@@ -211,6 +236,7 @@ impl InitRun {
         InitReport {
             outcome,
             dir: self.layout.dir().to_owned(),
+            fallback: self.fallback,
             backend: config.backend.kind.clone(),
             created: self.created,
             revision,
@@ -236,6 +262,30 @@ impl InitRun {
         }
     }
 
+    /// Creates the store directory; when it is `<root>/.checklist/` and the project
+    /// directory is not writable, creates the fallback store in `state_home` instead.
+    fn make_store_dir(&mut self, root: &Path, state_home: Option<&Path>) -> Result<()> {
+        let dir = self.layout.dir().to_owned();
+        match (self.vfs.create_dir(&dir, DIR_MODE), state_home) {
+            (Err(e), Some(state_home)) if !self.fallback && state_home::is_unwritable(&e) => {
+                let fallback =
+                    state_home::create_fallback_store_dir(self.unconfined.as_ref(), state_home, root)?;
+                tracing::debug!(project = %dir.display(), fallback = %fallback.display(), error = %e, "the project directory is not writable; using the fallback store");
+                self.vfs = ConfinedFs::wrap(&fallback, Arc::clone(&self.unconfined));
+                self.layout = Layout::at(&fallback);
+                self.fallback = true;
+                self.created.push(fallback);
+                Ok(())
+            }
+            (Err(e), _) if e.kind() == io::ErrorKind::AlreadyExists => self.make_dir(dir),
+            (Err(e), _) => Err(io_error("create the directory", &dir, e)),
+            (Ok(()), _) => {
+                self.created.push(dir);
+                Ok(())
+            }
+        }
+    }
+
     fn make_file(&mut self, path: PathBuf, write: impl FnOnce(&dyn Vfs, &Path) -> Result<()>) -> Result<()> {
         if exists(self.vfs.as_ref(), &path)? {
             return Ok(());
@@ -250,9 +300,11 @@ impl InitRun {
         config: &Config,
         registry: &BackendRegistry,
         initial_state: Option<&ChecklistState>,
+        root: &Path,
+        state_home: Option<&Path>,
     ) -> Result<Option<u64>> {
         let durability = config.durability;
-        self.make_dir(self.layout.dir().to_owned())?;
+        self.make_store_dir(root, state_home)?;
         for dir in self.layout.subdirectories() {
             self.make_dir(dir)?;
         }

@@ -14,6 +14,7 @@
 //! - [`BackendRegistry`]: `backend.type` in config.yaml names a factory; the built-ins
 //!   are pre-registered and custom backends register by name.
 //! - [`init_project`] and [`open_project`]: create and open a project's `.checklist/`.
+//! - [`state_home`]: the per-user store of a project whose directory is not writable.
 //! - [`vfs`] and [`fault`]: the file-system seam and fault injection through it.
 //!
 //! ```no_run
@@ -48,6 +49,7 @@ mod lock_file;
 mod memory;
 mod process;
 mod registry;
+pub mod state_home;
 pub mod vfs;
 mod yaml_file;
 

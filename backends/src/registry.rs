@@ -31,7 +31,8 @@ use crate::in_process_lock::InProcessLockProvider;
 use crate::json_file::JsonCodec;
 use crate::layout::Layout;
 use crate::memory::MemoryStore;
-use crate::vfs::{RealFs, Vfs};
+use crate::state_home::{self, Located};
+use crate::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::yaml_file::YamlCodec;
 
 /// What a factory gets to open a backend.
@@ -189,7 +190,7 @@ pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
 fn audited_file_lock(ctx: &OpenContext<'_>) -> FileLockProvider {
     let locks = FileLockProvider::with_vfs(ctx.dir, Arc::clone(&ctx.vfs));
     let audit = AuditFiles::new(ctx.dir, ctx.config.audit.clone(), ctx.config.durability);
-    let vfs = Arc::clone(&ctx.vfs);
+    let vfs = ConfinedFs::wrap(ctx.dir, Arc::clone(&ctx.vfs));
     locks.set_observer(move |event| {
         log_event(event);
         if let Err(error) = audit.append(vfs.as_ref(), &event.audit_record()) {
@@ -208,6 +209,9 @@ pub struct OpenedStore {
     pub config: Config,
     /// Its backend.
     pub backend: Backend,
+    /// Whether it is the per-user fallback store of a project whose directory could
+    /// not hold one ([`state_home`](crate::state_home)), not `<root>/.checklist/`.
+    pub fallback: bool,
 }
 
 /// Options for [`open_project`].
@@ -217,14 +221,19 @@ pub struct OpenOptions {
     pub durability: Option<Durability>,
     /// Overrides config.yaml's `lock.timeoutMs`.
     pub lock_timeout_ms: Option<u64>,
+    /// The per-user state directory in which to look for the project's fallback store
+    /// when it has no `.checklist/` ([`state_home::locate`]); `None` looks only in the
+    /// project.
+    pub state_home: Option<PathBuf>,
 }
 
-/// Opens the store of the project at `root`: checks `.checklist/`, loads its
+/// Opens the store of the project at `root`: finds it ([`state_home::locate`]: its
+/// `.checklist/`, or its fallback store in `options.state_home`), loads its
 /// config.yaml and opens the backend it names.
 ///
 /// # Errors
-/// [`Error::NotInitialized`] without a `.checklist/` directory, the errors of
-/// [`load_config`] and of [`BackendRegistry::open`].
+/// [`Error::NotInitialized`] without a store, the errors of [`state_home::locate`],
+/// [`load_config`] and [`BackendRegistry::open`].
 pub fn open_project(root: &Path, registry: &BackendRegistry, options: &OpenOptions) -> Result<OpenedStore> {
     open_project_with_vfs(root, registry, options, Arc::new(RealFs))
 }
@@ -239,9 +248,9 @@ pub fn open_project_with_vfs(
     options: &OpenOptions,
     vfs: Arc<dyn Vfs>,
 ) -> Result<OpenedStore> {
-    let layout = Layout::for_project(root);
+    let Located { layout, fallback } = state_home::locate(vfs.as_ref(), root, options.state_home.as_deref())?;
     check_store_dir(vfs.as_ref(), layout.dir())?;
-    let mut config = load_config(vfs.as_ref(), &layout)?;
+    let mut config = load_config(ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs)).as_ref(), &layout)?;
     if let Some(durability) = options.durability {
         config.durability = durability;
     }
@@ -253,6 +262,7 @@ pub fn open_project_with_vfs(
         layout,
         config,
         backend,
+        fallback,
     })
 }
 

@@ -11,7 +11,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// The file operations the file engine uses.
 pub trait Vfs: Send + Sync + fmt::Debug + 'static {
@@ -32,14 +33,16 @@ pub trait Vfs: Send + Sync + fmt::Debug + 'static {
     fn open_append(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>>;
 
     /// Renames `from` over `to` atomically (on Windows, retrying a bounded number of
-    /// times while another process briefly holds `to` open).
+    /// times while another process briefly holds `to` open). Refuses when `from` is a
+    /// symbolic link, so a link planted in the store is never carried to another name.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
 
     /// Makes the directory entry changes inside `dir` durable (fsync of the directory
     /// on Unix; a no-op on Windows, where directory handles cannot be flushed).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
-    /// Removes a file (or a symbolic link, never its target).
+    /// Removes a file; refuses a symbolic link (the store removes only files it
+    /// made, so a link at one of their names is reported, not silently dropped).
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 
     /// Creates one directory with permission bits `mode` on Unix.
@@ -141,6 +144,7 @@ impl Vfs for RealFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        refuse_symlink(from)?;
         platform::rename(from, to)
     }
 
@@ -149,6 +153,7 @@ impl Vfs for RealFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        refuse_symlink(path)?;
         fs::remove_file(path)
     }
 
@@ -205,6 +210,15 @@ impl VfsFile for RealFile {
     }
 }
 
+/// Fails when `path` is a symbolic link; a missing `path` is left for the operation
+/// to report.
+fn refuse_symlink(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(symlink_error(path)),
+        _ => Ok(()),
+    }
+}
+
 fn too_large(size: u64, limit: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::FileTooLarge,
@@ -214,28 +228,156 @@ fn too_large(size: u64, limit: u64) -> io::Error {
 
 /// The error every method returns for a symbolic link it refuses to follow.
 pub(crate) fn symlink_error(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        SymlinkRefused(path.display().to_string()),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, SymlinkRefused(path.to_owned()))
 }
 
 /// Marks an [`io::Error`] as a refusal to follow a symbolic link, so the engine can
-/// report it as [`checklist_core::Error::SymlinkRefused`].
+/// report it as [`checklist_core::Error::SymlinkRefused`] naming the link itself (which
+/// may be a directory above the file the operation was about).
 #[derive(Debug)]
-pub(crate) struct SymlinkRefused(String);
+pub(crate) struct SymlinkRefused(PathBuf);
 
 impl fmt::Display for SymlinkRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} is a symbolic link", self.0)
+        write!(f, "{} is a symbolic link", self.0.display())
     }
 }
 
 impl std::error::Error for SymlinkRefused {}
 
-/// Whether `error` is a refusal to follow a symbolic link.
-pub(crate) fn is_symlink_refusal(error: &io::Error) -> bool {
-    error.get_ref().is_some_and(|inner| inner.is::<SymlinkRefused>())
+/// The symbolic link that `error` refused to follow, if it is such a refusal.
+pub(crate) fn refused_symlink(error: &io::Error) -> Option<&Path> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<SymlinkRefused>())
+        .map(|refused| refused.0.as_path())
+}
+
+/// A [`Vfs`] confined to one store directory: before forwarding an operation on a path
+/// inside `root`, it checks that `root` and every directory between it and the path
+/// is a real directory, not a symbolic link. [`RealFs`] only guards the last
+/// component (`O_NOFOLLOW`); without this, a `.backup` that links elsewhere would
+/// take the backups out of the store. Paths outside `root` are forwarded unchecked.
+///
+/// The checks are `lstat`s before the operation, so they stop links that are planted
+/// in the store (a committed or copied `.checklist/`), not a process that swaps a
+/// directory for a link between the check and the operation: such a process can
+/// already write the store itself.
+#[derive(Debug)]
+pub(crate) struct ConfinedFs {
+    root: PathBuf,
+    inner: Arc<dyn Vfs>,
+}
+
+impl ConfinedFs {
+    /// `inner`, confined to the store directory `root`.
+    pub(crate) fn wrap(root: &Path, inner: Arc<dyn Vfs>) -> Arc<dyn Vfs> {
+        Arc::new(Self {
+            root: root.to_owned(),
+            inner,
+        })
+    }
+
+    /// Checks the directories from `root` down to `path`'s parent, and `path` itself
+    /// when the operation would follow a link there (opening a directory).
+    fn check(&self, path: &Path, including_last: bool) -> io::Result<()> {
+        let Ok(relative) = path.strip_prefix(&self.root) else {
+            return Ok(());
+        };
+        let mut components: Vec<Component<'_>> = relative.components().collect();
+        if !including_last {
+            components.pop();
+        }
+        let mut dir = self.root.clone();
+        self.check_dir(&dir)?;
+        for component in components {
+            match component {
+                Component::Normal(name) => dir.push(name),
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{} leaves the store directory", path.display()),
+                    ));
+                }
+            }
+            self.check_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn check_dir(&self, dir: &Path) -> io::Result<()> {
+        match self.inner.metadata(dir) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(symlink_error(dir)),
+            // A missing directory is for the operation itself to report.
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Vfs for ConfinedFs {
+    fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        self.check(path, false)?;
+        self.inner.read(path, limit)
+    }
+
+    fn create_new(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>> {
+        self.check(path, false)?;
+        self.inner.create_new(path, mode)
+    }
+
+    fn open_append(&self, path: &Path, mode: u32) -> io::Result<Box<dyn VfsFile>> {
+        self.check(path, false)?;
+        self.inner.open_append(path, mode)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(from, false)?;
+        self.check(to, false)?;
+        self.inner.rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(dir, true)?;
+        self.inner.sync_dir(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check(path, false)?;
+        self.inner.remove_file(path)
+    }
+
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.check(path, false)?;
+        self.inner.create_dir(path, mode)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.check(path, false)?;
+        self.inner.remove_dir(path)
+    }
+
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.check(path, false)?;
+        self.inner.metadata(path)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        self.check(dir, true)?;
+        self.inner.list_dir(dir)
+    }
+
+    fn open_lock_file(&self, path: &Path) -> io::Result<File> {
+        self.check(path, false)?;
+        self.inner.open_lock_file(path)
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        self.check(original, false)?;
+        self.check(link, false)?;
+        self.inner.hard_link(original, link)
+    }
 }
 
 #[cfg(unix)]
@@ -368,7 +510,7 @@ mod tests {
             let link = dir.path().join("link");
             std::os::unix::fs::symlink(&real, &link).unwrap();
             let err = RealFs.read(&link, 100).unwrap_err();
-            assert!(is_symlink_refusal(&err), "{err:?}");
+            assert_eq!(refused_symlink(&err), Some(link.as_path()), "{err:?}");
             assert!(RealFs.create_new(&link, 0o600).is_err());
             assert!(RealFs.open_lock_file(&link).is_err());
         }

@@ -19,6 +19,7 @@ use super::Inner;
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
 use crate::backups::Contents;
 use crate::codec::Codec;
+use crate::vfs::refused_symlink;
 use crate::yaml_file::YamlCodec;
 
 const NOTE_SUFFIX: &str = ".why.yaml";
@@ -137,9 +138,11 @@ impl<C: Codec> Inner<C> {
                 continue;
             };
             let path = dir.join(name);
-            let parsed = self
-                .vfs
-                .read(&path, 1024 * 1024)
+            let bytes = match self.vfs.read(&path, 1024 * 1024) {
+                Err(e) if refused_symlink(&e).is_some() => return Err(io_error("read", &path, e)),
+                other => other,
+            };
+            let parsed = bytes
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| YamlCodec.decode(&bytes).map_err(|e| e.to_string()))
                 .and_then(|value| {

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::io::Read;
 use std::path::Path;
 
+use checklist_backends::state_home::default_state_home;
 use checklist_backends::{Codec, InitOptions, InitOutcome, JsonCodec, YamlCodec, init_project};
 use checklist_core::{ChecklistState, CorruptionKind, Error, Result, document};
 use serde_json::json;
@@ -25,11 +26,15 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             durability: None,
             repair: args.force,
             initial_state: imported.clone(),
+            state_home: default_state_home(),
         },
         ctx.registry,
     )
     .await?;
     warn_if_ephemeral(&report.backend, ctx.quiet, err);
+    if report.fallback {
+        ctx.warn_fallback(&report.dir, err);
+    }
     let dir = report.dir.display();
     let revision = report
         .revision

@@ -17,18 +17,22 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     let lock = opened.backend.locks.inspect().await?;
 
     let count = |r: StepResult| state.completed_steps.iter().filter(|s| s.result == r).count();
-    let mut lines = vec![
-        format!(
-            "Store:     {} (backend {})",
-            store.location().display(),
-            store.backend_name()
-        ),
-        format!(
-            "Revision:  {} (integrity ok, {})",
-            state.revision,
-            state.checksum.as_deref().unwrap_or("no checksum")
-        ),
-    ];
+    let mut lines = vec![format!(
+        "Store:     {} (backend {})",
+        store.location().display(),
+        store.backend_name()
+    )];
+    if opened.fallback {
+        lines.push(format!(
+            "           in the per-user state directory, since {} has no .checklist/",
+            ctx.root.display()
+        ));
+    }
+    lines.extend([format!(
+        "Revision:  {} (integrity ok, {})",
+        state.revision,
+        state.checksum.as_deref().unwrap_or("no checksum")
+    )]);
     match &state.active_instance {
         Some(i) => {
             lines.push(format!(
@@ -80,7 +84,12 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
 
     let json = json!({
         "ok": true,
-        "store": {"backend": store.backend_name(), "location": store.location()},
+        "store": {
+            "backend": store.backend_name(),
+            "location": store.location(),
+            "dir": opened.layout.dir(),
+            "fallback": opened.fallback,
+        },
         "revision": state.revision,
         "checksum": state.checksum,
         "integrity": "ok",

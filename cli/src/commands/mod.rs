@@ -1,8 +1,9 @@
 //! The subcommands.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use checklist_backends::state_home::default_state_home;
 use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
 use checklist_core::Result;
 
@@ -31,18 +32,35 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Opens the project's store, warning when its state will not outlive the process.
+    /// Opens the project's store, warning when its state will not outlive the process
+    /// or lives outside the project.
     pub(crate) fn open(&self, err: &mut dyn Write) -> Result<OpenedStore> {
         let opened = open_project(
             &self.root,
             self.registry,
             &OpenOptions {
                 lock_timeout_ms: self.lock_timeout_ms,
+                state_home: default_state_home(),
                 ..OpenOptions::default()
             },
         )?;
         warn_if_ephemeral(&opened.config.backend.kind, self.quiet, err);
+        if opened.fallback {
+            self.warn_fallback(opened.layout.dir(), err);
+        }
         Ok(opened)
+    }
+
+    /// Says that the state lives in the per-user fallback store, not in the project.
+    pub(crate) fn warn_fallback(&self, store_dir: &Path, err: &mut dyn Write) {
+        if !self.quiet {
+            let _ = writeln!(
+                err,
+                "warning: {} has no .checklist/ (it was not writable), so its state lives in the per-user store {}",
+                self.root.display(),
+                store_dir.display()
+            );
+        }
     }
 }
 
