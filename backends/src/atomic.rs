@@ -16,7 +16,7 @@ use checklist_core::Error;
 use checklist_core::config::Durability;
 
 use crate::process::{Liveness, liveness};
-use crate::vfs::{Vfs, is_symlink_refusal};
+use crate::vfs::{Vfs, is_symlink_refusal, over_limit};
 
 /// Permission bits of files that may hold state content (state, backups, archive,
 /// quarantine, audit, lock): readable by the owner only, since steps record command
@@ -73,12 +73,16 @@ pub fn replace_file(
     let temp = dir.join(temp_name(target));
     let in_flight = InFlight::register(temp.clone());
     let staged = (|| {
+        // Errors name the target, not the temp file: that is the file a person knows,
+        // and the temp file is gone by the time they read the message.
         let mut file = vfs
             .create_new(&temp, mode)
-            .map_err(|e| io_error("create the temp file", &temp, e))?;
-        file.write_all(bytes).map_err(|e| io_error("write", &temp, e))?;
+            .map_err(|e| io_error("create a temp file to replace", target, e))?;
+        file.write_all(bytes)
+            .map_err(|e| io_error("write the new version of", target, e))?;
         if durability == Durability::Full {
-            file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;
+            file.sync_all()
+                .map_err(|e| io_error("fsync the new version of", target, e))?;
         }
         drop(file);
         vfs.rename(&temp, target)
@@ -171,11 +175,20 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Maps an I/O error on `path` to the store's error, recognising refused symbolic
-/// links.
+/// links and reads over their size limit; every other condition (a full disk, a
+/// read-only file system, a refused permission) stays an [`Error::Io`], whose message
+/// says what to do about it.
 pub(crate) fn io_error(op: &'static str, path: &Path, error: io::Error) -> Error {
     if is_symlink_refusal(&error) {
         return Error::SymlinkRefused {
             path: path.to_owned(),
+        };
+    }
+    if let Some(over) = over_limit(&error) {
+        return Error::TooLarge {
+            path: path.to_owned(),
+            size: over.size,
+            limit: over.limit,
         };
     }
     Error::io(op, path, error)
