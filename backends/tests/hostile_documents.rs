@@ -106,6 +106,7 @@ fn yaml_inputs() -> Vec<Hostile> {
             "schemaVersion: [1, 0, 0]\nrevision: seven\nversion: {a: 1}\n",
         ),
         hostile("a list at the top", "- 1\n- 2\n"),
+        hostile("too many nodes", "- 1\n".repeat(300_000)),
         hostile("empty file", ""),
     ]
 }
@@ -137,6 +138,7 @@ fn json_inputs() -> Vec<Hostile> {
         ),
         hostile("NaN", "{\"schemaVersion\": \"1.0.0\", \"revision\": NaN}"),
         hostile("wrong types", "{\"schemaVersion\": [1], \"revision\": \"seven\"}"),
+        hostile("too many values", format!("[{}1]", "1,".repeat(300_000))),
         hostile("empty file", ""),
     ]
 }

@@ -358,8 +358,8 @@ fn io_advice(kind: io::ErrorKind) -> &'static str {
              to it; the state was left as it was"
         }
         K::NotFound => {
-            "it disappeared while checklist was using it (deleted or moved by something else): make sure \
-             nothing removes files in .checklist/ and run the command again"
+            "it does not exist (or was deleted or moved while checklist was using it): check the path, make \
+             sure nothing else removes files in .checklist/, and run the command again"
         }
         K::NotADirectory => "a file is where a directory belongs: move it aside and run the command again",
         K::InvalidInput | K::IsADirectory => {
