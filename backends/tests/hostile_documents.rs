@@ -152,6 +152,9 @@ enum Planted {
     Fifo,
 }
 
+/// Puts one hostile input in a document's place.
+type Plant = Box<dyn Fn(&Path)>;
+
 fn plant(path: &Path, planted: Planted) {
     remove_any(path);
     match planted {
@@ -364,12 +367,12 @@ async fn every_input_is_refused(backend: &str, document: Document) {
     let (_root, opened) = project(backend).await;
     let path = document.path(&opened).await;
     let original = std::fs::read(&path).ok();
-    let mut planted: Vec<(String, Box<dyn Fn(&Path)>)> = document
+    let mut planted: Vec<(String, Plant)> = document
         .inputs(backend)
         .into_iter()
         .map(|input| {
             let bytes = input.bytes;
-            let plant_bytes: Box<dyn Fn(&Path)> = Box::new(move |path: &Path| {
+            let plant_bytes: Plant = Box::new(move |path: &Path| {
                 remove_any(path);
                 std::fs::write(path, &bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             });

@@ -58,6 +58,9 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Puts one hostile input in the state file's place.
+type Plant = Box<dyn Fn(&Path)>;
+
 fn remove_any(path: &Path) {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path).unwrap(),
@@ -78,10 +81,10 @@ async fn hostile_toml_state_files_are_refused_and_left_alone() {
     let good = std::fs::read(&path).unwrap();
     let limit = FileStoreOptions::default().max_state_bytes;
 
-    let mut cases: Vec<(&str, Box<dyn Fn(&Path)>)> = inputs()
+    let mut cases: Vec<(&str, Plant)> = inputs()
         .into_iter()
         .map(|(name, bytes)| {
-            let plant: Box<dyn Fn(&Path)> = Box::new(move |p: &Path| std::fs::write(p, &bytes).unwrap());
+            let plant: Plant = Box::new(move |p: &Path| std::fs::write(p, &bytes).unwrap());
             (name, plant)
         })
         .collect();
