@@ -16,7 +16,7 @@ use checklist_core::Error;
 use checklist_core::config::Durability;
 
 use crate::process::{Liveness, liveness};
-use crate::vfs::{Vfs, refused_symlink};
+use crate::vfs::{Vfs, over_limit, refused_symlink};
 
 /// Permission bits of files that may hold state content (state, backups, archive,
 /// quarantine, audit, lock): readable by the owner only, since steps record command
@@ -72,15 +72,19 @@ pub fn replace_file(
     let dir = parent_dir(target);
     let temp = dir.join(temp_name(target));
     let in_flight = InFlight::register(temp.clone());
-    // Nothing to clean up when even the creation failed (a link in the way, a full
-    // disk): removing the name could only remove someone else's file.
+    // Errors name the target, not the temp file: that is the file a person knows, and
+    // the temp file is gone by the time they read the message. Nothing to clean up
+    // when even the creation failed (a link in the way, a full disk): removing the
+    // name could only remove someone else's file.
     let mut file = vfs
         .create_new(&temp, mode)
-        .map_err(|e| io_error("create the temp file", &temp, e))?;
+        .map_err(|e| io_error("create a temp file to replace", target, e))?;
     let staged = (|| {
-        file.write_all(bytes).map_err(|e| io_error("write", &temp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| io_error("write the new version of", target, e))?;
         if durability == Durability::Full {
-            file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;
+            file.sync_all()
+                .map_err(|e| io_error("fsync the new version of", target, e))?;
         }
         drop(file);
         vfs.rename(&temp, target)
@@ -173,11 +177,20 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Maps an I/O error on `path` to the store's error, recognising refused symbolic
-/// links (which name the link: `path` itself or a directory above it).
+/// links (which name the link: `path` itself or a directory above it) and reads over
+/// their size limit; every other condition (a full disk, a read-only file system, a
+/// refused permission) stays an [`Error::Io`], whose message says what to do about it.
 pub(crate) fn io_error(op: &'static str, path: &Path, error: io::Error) -> Error {
     if let Some(link) = refused_symlink(&error) {
         return Error::SymlinkRefused {
             path: link.to_owned(),
+        };
+    }
+    if let Some(over) = over_limit(&error) {
+        return Error::TooLarge {
+            path: path.to_owned(),
+            size: over.size,
+            limit: over.limit,
         };
     }
     Error::io(op, path, error)

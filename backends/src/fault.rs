@@ -5,6 +5,12 @@
 //! bytes, the way a full disk does. After the fault, operations either go on working
 //! ([`AfterFault::Recover`], a transient error) or all fail ([`AfterFault::Crash`],
 //! the process died: nothing it tries afterwards reaches the disk).
+//!
+//! The fault is an [`io::ErrorKind`] ([`FaultyFs::fail_at`]) or a real operating-system
+//! error number such as `ENOSPC`, `EROFS` or `EACCES` ([`FaultyFs::fail_at_os_error`]),
+//! which the engine sees exactly as it would see the kernel's. [`FaultyFs::before`]
+//! instead changes the world just before an operation runs — deletes a file or the
+//! whole store under the engine, between its read and its write.
 
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
@@ -36,13 +42,45 @@ pub struct Operation {
     pub failed: bool,
 }
 
-#[derive(Debug)]
+/// The error an injected fault returns.
+#[derive(Debug, Clone, Copy)]
+enum Injected {
+    Kind(io::ErrorKind),
+    Os(i32),
+}
+
+impl Injected {
+    fn error(self, name: &str, index: usize) -> io::Error {
+        match self {
+            Self::Kind(kind) => io::Error::new(kind, format!("injected fault in {name} (operation {index})")),
+            Self::Os(code) => io::Error::from_raw_os_error(code),
+        }
+    }
+}
+
+/// Something done to the real file system just before an operation runs.
+type Action = Box<dyn FnOnce() + Send>;
+
 struct Plan {
     fail_at: Option<usize>,
     after: AfterFault,
-    kind: io::ErrorKind,
+    injected: Injected,
     crashed: bool,
+    before: Option<(usize, Action)>,
     log: Vec<Operation>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("fail_at", &self.fail_at)
+            .field("after", &self.after)
+            .field("injected", &self.injected)
+            .field("crashed", &self.crashed)
+            .field("before", &self.before.as_ref().map(|(index, _)| index))
+            .field("log", &self.log)
+            .finish()
+    }
 }
 
 /// A [`Vfs`] that fails a chosen operation; see the module docs.
@@ -60,8 +98,9 @@ impl FaultyFs {
             plan: Arc::new(Mutex::new(Plan {
                 fail_at: None,
                 after: AfterFault::Recover,
-                kind: io::ErrorKind::Other,
+                injected: Injected::Kind(io::ErrorKind::Other),
                 crashed: false,
+                before: None,
                 log: Vec::new(),
             })),
         }
@@ -70,19 +109,43 @@ impl FaultyFs {
     /// Fails the operation with index `index` (counting from the next one as 0) with
     /// an error of `kind`, then behaves as `after` says. Clears the log.
     pub fn fail_at(&self, index: usize, kind: io::ErrorKind, after: AfterFault) {
+        self.plan_fault(index, Injected::Kind(kind), after);
+    }
+
+    /// Like [`fail_at`](Self::fail_at), failing with the operating-system error
+    /// number `code` (`ENOSPC`, `EROFS`, `EACCES`…): the error is built by
+    /// [`io::Error::from_raw_os_error`], so it carries the same kind and message as the
+    /// kernel's own.
+    pub fn fail_at_os_error(&self, index: usize, code: i32, after: AfterFault) {
+        self.plan_fault(index, Injected::Os(code), after);
+    }
+
+    /// Runs `action` just before the operation with index `index` (counting from the
+    /// next one as 0) is forwarded, so that operation and every later one see what
+    /// `action` did (a file or the whole store deleted under the engine). The
+    /// operation itself is not failed. Clears the log.
+    pub fn before(&self, index: usize, action: impl FnOnce() + Send + 'static) {
+        let mut plan = self.plan();
+        plan.before = Some((index, Box::new(action)));
+        plan.log.clear();
+    }
+
+    fn plan_fault(&self, index: usize, injected: Injected, after: AfterFault) {
         let mut plan = self.plan();
         plan.fail_at = Some(index);
         plan.after = after;
-        plan.kind = kind;
+        plan.injected = injected;
         plan.crashed = false;
         plan.log.clear();
     }
 
-    /// Stops injecting faults and clears the log.
+    /// Stops injecting faults, drops a pending [`before`](Self::before) action and
+    /// clears the log.
     pub fn heal(&self) {
         let mut plan = self.plan();
         plan.fail_at = None;
         plan.crashed = false;
+        plan.before = None;
         plan.log.clear();
     }
 
@@ -113,6 +176,14 @@ impl FaultyFs {
     fn step_detailed(&self, name: &'static str, path: &Path) -> Result<(), (io::Error, bool)> {
         let mut plan = self.plan();
         let index = plan.log.len();
+        if plan.before.as_ref().is_some_and(|(at, _)| *at == index)
+            && let Some((_, action)) = plan.before.take()
+        {
+            // Run without holding the plan: the action may use the file system freely.
+            drop(plan);
+            action();
+            plan = self.plan();
+        }
         let planned = plan.fail_at == Some(index);
         let fail = planned || plan.crashed;
         if planned && plan.after == AfterFault::Crash {
@@ -125,8 +196,7 @@ impl FaultyFs {
             failed: fail,
         });
         if fail {
-            let error = io::Error::new(plan.kind, format!("injected fault in {name} (operation {index})"));
-            Err((error, planned))
+            Err((plan.injected.error(name, index), planned))
         } else {
             Ok(())
         }

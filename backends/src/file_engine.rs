@@ -48,7 +48,8 @@ mod recovery;
 pub struct FileStoreOptions {
     /// Whether writes are fsynced (config.yaml `durability`).
     pub durability: Durability,
-    /// Largest state file the store will read (default 64 MiB).
+    /// Largest state file the store will read or write (config.yaml
+    /// `limits.maxStateBytes`, default 64 MiB).
     pub max_state_bytes: u64,
     /// How long a write waits for another process's write to finish (default 10 s).
     pub write_lock_timeout: Duration,
@@ -60,7 +61,7 @@ impl Default for FileStoreOptions {
     fn default() -> Self {
         Self {
             durability: Durability::Full,
-            max_state_bytes: 64 * 1024 * 1024,
+            max_state_bytes: checklist_core::config::DEFAULT_MAX_STATE_BYTES,
             write_lock_timeout: Duration::from_secs(10),
             audit: AuditSettings::default(),
         }
@@ -383,11 +384,6 @@ impl<C: Codec> Inner<C> {
                 check_store_dir(self.vfs.as_ref(), &self.dir)?;
                 Ok(None)
             }
-            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => Err(Error::TooLarge {
-                path: self.state_path.clone(),
-                size: self.vfs.metadata(&self.state_path).map(|m| m.len()).unwrap_or(0),
-                limit: self.options.max_state_bytes,
-            }),
             Err(e) => Err(io_error("read", &self.state_path, e)),
         }
     }

@@ -59,7 +59,7 @@ pub use file_engine::{FileStore, FileStoreOptions, MigrationCommit, UnverifiedSt
 pub use file_lock::{FileLockProvider, LockEvent};
 pub use in_process_lock::InProcessLockProvider;
 pub use init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};
-pub use json_file::{JsonCodec, JsonFileStore};
+pub use json_file::{JsonCodec, JsonFileStore, MAX_JSON_VALUES};
 pub use layout::{Layout, STORE_DIR_NAME};
 pub use memory::MemoryStore;
 pub use registry::{

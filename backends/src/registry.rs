@@ -52,6 +52,7 @@ impl OpenContext<'_> {
         FileStoreOptions {
             durability: self.config.durability,
             audit: self.config.audit.clone(),
+            max_state_bytes: self.config.limits.max_state_bytes,
             ..FileStoreOptions::default()
         }
     }

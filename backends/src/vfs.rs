@@ -220,10 +220,33 @@ fn refuse_symlink(path: &Path) -> io::Result<()> {
 }
 
 fn too_large(size: u64, limit: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::FileTooLarge,
-        format!("{size} bytes, over the limit of {limit}"),
-    )
+    io::Error::new(io::ErrorKind::FileTooLarge, OverLimit { size, limit })
+}
+
+/// Marks an [`io::Error`] as a file over its read limit, keeping both sizes so the
+/// engine can report [`checklist_core::Error::TooLarge`] wherever the read happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverLimit {
+    /// The file's size in bytes (at least `limit + 1` when it grew while being read).
+    pub(crate) size: u64,
+    /// The limit in bytes.
+    pub(crate) limit: u64,
+}
+
+impl fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes, over the limit of {}", self.size, self.limit)
+    }
+}
+
+impl std::error::Error for OverLimit {}
+
+/// The sizes of a read refused for being over its limit.
+pub(crate) fn over_limit(error: &io::Error) -> Option<OverLimit> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<OverLimit>())
+        .copied()
 }
 
 /// The error every method returns for a symbolic link it refuses to follow.

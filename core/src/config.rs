@@ -34,6 +34,8 @@ pub struct Config {
     pub recovery: RecoverySettings,
     /// Secret scanning of written documents.
     pub secrets: SecretSettings,
+    /// Size limits on what the store reads.
+    pub limits: LimitSettings,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             audit: AuditSettings::default(),
             recovery: RecoverySettings::default(),
             secrets: SecretSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -178,6 +181,30 @@ impl Default for RecoverySettings {
     }
 }
 
+/// The default of `limits.maxStateBytes`: 64 MiB, far above any real checklist (a
+/// state with 10,000 steps is about 3 MiB) and well under what the YAML parser's own
+/// budgets accept.
+pub const DEFAULT_MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// `limits:` — the largest files the store reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LimitSettings {
+    /// Largest state file (and backup, archived instance) read or written, in bytes
+    /// (default [`DEFAULT_MAX_STATE_BYTES`]). A larger file is refused with
+    /// [`Error::TooLarge`] before it is parsed, which bounds the memory a hostile file
+    /// can make a command use.
+    pub max_state_bytes: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+        }
+    }
+}
+
 /// `secrets:` — what to do when a written document contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -267,6 +294,18 @@ mod tests {
         assert!(err.to_string().contains("config.yaml"), "{err}");
         let err = Config::from_value(json!({"backup": {"keep": 0}}), p()).unwrap_err();
         assert!(err.to_string().contains("/backup/keep"), "{err}");
+    }
+
+    #[test]
+    fn the_state_size_limit_is_configurable_within_bounds() {
+        let c = Config::from_value(json!({"limits": {"maxStateBytes": 65536}}), p()).unwrap();
+        assert_eq!(c.limits.max_state_bytes, 65536);
+        assert_eq!(Config::default().limits.max_state_bytes, DEFAULT_MAX_STATE_BYTES);
+        for out_of_range in [json!(1024), json!(DEFAULT_MAX_STATE_BYTES + 1), json!("64MiB")] {
+            let err =
+                Config::from_value(json!({"limits": {"maxStateBytes": out_of_range}}), p()).unwrap_err();
+            assert!(err.to_string().contains("/limits/maxStateBytes"), "{err}");
+        }
     }
 
     #[test]

@@ -222,7 +222,9 @@ pub enum Error {
 
     /// A file is larger than the store is willing to read.
     #[error(
-        "{} is {size} bytes, over the {limit}-byte limit for this file; nothing was read or written",
+        "{} is {size} bytes, over the {limit}-byte limit for this file; nothing was read or written: move it \
+         aside and restore a good copy (for the state file, `limits.maxStateBytes` in config.yaml raises the \
+         limit)",
         path.display()
     )]
     TooLarge {
@@ -249,7 +251,11 @@ pub enum Error {
     },
 
     /// An operating-system I/O error.
-    #[error("could not {op} {}: {source}", path.display())]
+    ///
+    /// The message ends with what to do about the condition the operating system
+    /// reported: a full disk, a read-only file system, a permission refused, a file
+    /// removed while in use, something other than a regular file in its place.
+    #[error("could not {op} {}: {source}; {}", path.display(), io_advice(source.kind()))]
     Io {
         /// The operation, as a verb phrase (`read`, `rename`, `fsync the directory`…).
         op: &'static str,
@@ -332,6 +338,35 @@ fn lock_timeout_message(resource: &std::path::Path, waited: Duration, holder: Op
              run `checklist lock status` to see it",
             resource.display()
         ),
+    }
+}
+
+/// What a person can do about an I/O error of `kind`.
+fn io_advice(kind: io::ErrorKind) -> &'static str {
+    use io::ErrorKind as K;
+    match kind {
+        K::StorageFull | K::QuotaExceeded => {
+            "the disk is full (or the quota is used up): free space and run the command again; the state was \
+             left as it was"
+        }
+        K::ReadOnlyFilesystem => {
+            "the file system is read-only: remount it read-write or use a store on a writable disk; the state \
+             was left as it was"
+        }
+        K::PermissionDenied => {
+            "permission denied: run as the user who owns .checklist/ or give this user read and write access \
+             to it; the state was left as it was"
+        }
+        K::NotFound => {
+            "it does not exist (or was deleted or moved while checklist was using it): check the path, make \
+             sure nothing else removes files in .checklist/, and run the command again"
+        }
+        K::NotADirectory => "a file is where a directory belongs: move it aside and run the command again",
+        K::InvalidInput | K::IsADirectory => {
+            "something other than a regular file (a directory, a pipe, a device) is in its place: move it \
+             aside and run the command again"
+        }
+        _ => "check the disk and the file, then run the command again",
     }
 }
 

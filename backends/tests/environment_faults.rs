@@ -1,0 +1,308 @@
+//! Environment faults through the [`FaultyFs`] seam: the kernel's own error numbers
+//! for a full disk (`ENOSPC`), a read-only file system (`EROFS`) and a refused
+//! permission (`EACCES`) at every I/O operation of a transaction, and the store
+//! deleted under a running command.
+//!
+//! Each failure must come back as one sentence that names a file of the store and
+//! says what to do, leave the last good state in place and loadable, and leave no
+//! temp file. The real-kernel versions of these faults (a full tmpfs, a read-only
+//! mount, a user without access) run the binary in `cli/tests/environment_faults.rs`.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
+use checklist_backends::vfs::{RealFs, Vfs};
+use checklist_backends::{
+    BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, YamlCodec, init_project,
+};
+use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
+use checklist_core::{ChecklistState, Error, RollingBackups, StateStore};
+use common::{add_step, state_with_steps};
+use rustix::io::Errno;
+
+type Coordinator = TransactionCoordinator<FileStore<YamlCodec>, FileLockProvider, RollingBackups>;
+
+fn coordinator(dir: &Path, vfs: Arc<dyn Vfs>) -> Coordinator {
+    let store =
+        FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs)).unwrap();
+    let locks = FileLockProvider::with_vfs(dir, vfs);
+    let mut options = CoordinatorOptions::default();
+    options.lock.timeout_ms = 2_000;
+    TransactionCoordinator::with_options(store, locks, RollingBackups::keep(1), options)
+}
+
+/// A project whose state holds three steps; returns its root and its store directory.
+async fn seeded_project() -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    init_project(
+        root.path(),
+        &InitOptions::default(),
+        &BackendRegistry::with_builtins(),
+    )
+    .await
+    .unwrap();
+    let dir = root.path().join(".checklist");
+    coordinator(&dir, Arc::new(RealFs))
+        .transact("seed", |state| {
+            *state = state_with_steps(3);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    (root, dir)
+}
+
+fn temp_files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name().to_string_lossy().contains(".tmp-") {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn same_content(a: &ChecklistState, b: &ChecklistState) -> bool {
+    a.completed_steps == b.completed_steps && a.active_instance == b.active_instance
+}
+
+/// Whether the state file was renamed into place before operation `index`.
+fn renamed_before(log: &[Operation], index: usize) -> bool {
+    log.iter()
+        .any(|op| op.index < index && op.name == "rename" && op.path.ends_with("state.yaml"))
+}
+
+/// The advice each error number's message must carry.
+fn advice(errno: Errno) -> &'static str {
+    if errno == Errno::NOSPC {
+        "free space and run the command again"
+    } else if errno == Errno::ROFS {
+        "the file system is read-only"
+    } else {
+        "permission denied: run as the user who owns .checklist/"
+    }
+}
+
+/// Fails every operation of a transaction in turn with `errno`, as the kernel would.
+async fn every_operation_fails_cleanly_with(errno: Errno) {
+    let mut failures = 0;
+    for n in 0.. {
+        let (_root, dir) = seeded_project().await;
+        let state_path = dir.join("state.yaml");
+        let old_bytes = std::fs::read(&state_path).unwrap();
+        let old = coordinator(&dir, Arc::new(RealFs)).read().await.unwrap();
+
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        let tx = coordinator(&dir, Arc::new(faulty.clone()));
+        faulty.fail_at_os_error(n, errno.raw_os_error(), AfterFault::Recover);
+        let result = tx
+            .transact("add a step", |state| {
+                add_step(state, "the-new-step");
+                Ok(())
+            })
+            .await;
+        if !faulty.fault_injected() {
+            result.unwrap();
+            assert!(
+                failures > 10,
+                "{errno}: only {failures} operations failed the transaction"
+            );
+            return;
+        }
+        let faulty_log = faulty.log();
+        let failed = faulty_log.iter().find(|op| op.failed).unwrap().clone();
+        faulty.heal();
+        drop(tx);
+
+        let now = coordinator(&dir, Arc::new(RealFs))
+            .read()
+            .await
+            .unwrap_or_else(|e| panic!("{errno} in {failed:?}: the state no longer loads: {e}"));
+        match result {
+            // A fault after the rename (the directory fsync, the audit commit, pruning)
+            // does not undo a commit that already stands.
+            Ok(_) => assert_eq!(now.completed_steps.len(), old.completed_steps.len() + 1),
+            Err(error) => {
+                failures += 1;
+                let message = error.to_string();
+                // Before the rename the file is untouched; after it (the audit of the
+                // commit failed) the coordinator writes the old content back at a
+                // higher revision, so the content, not the bytes, is what stands.
+                assert!(
+                    std::fs::read(&state_path).unwrap() == old_bytes
+                        || renamed_before(&faulty_log, failed.index),
+                    "{errno} in {failed:?}: the state file changed although the transaction failed with {message}"
+                );
+                assert!(
+                    same_content(&now, &old),
+                    "{errno} in {failed:?}: the transaction failed with {message} but its change stands"
+                );
+                let Error::Io { source, path, .. } = &error else {
+                    panic!(
+                        "{errno} in {failed:?}: expected an I/O error, got {}: {message}",
+                        error.kind()
+                    );
+                };
+                assert_eq!(source.raw_os_error(), Some(errno.raw_os_error()), "{message}");
+                assert!(path.starts_with(&dir), "{errno} in {failed:?}: {message}");
+                assert!(message.contains(&path.display().to_string()), "{message}");
+                assert!(
+                    !path.to_string_lossy().contains(".tmp-"),
+                    "name the target, not the temp: {message}"
+                );
+                assert!(
+                    message.contains(advice(errno)),
+                    "{errno} in {failed:?}: no advice: {message}"
+                );
+                assert_eq!(error.exit_code().code(), 1, "{message}");
+            }
+        }
+        assert_eq!(
+            temp_files_under(&dir),
+            Vec::<String>::new(),
+            "{errno} in {failed:?}"
+        );
+        // A lock whose release failed is left behind, but its holder's liveness lock
+        // is gone, so the next command breaks it at once instead of waiting.
+        coordinator(&dir, Arc::new(RealFs))
+            .transact("after the fault", |state| {
+                add_step(state, "after-the-fault");
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{errno} in {failed:?}: the next transaction failed: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_any_operation_says_so_and_keeps_the_state() {
+    every_operation_fails_cleanly_with(Errno::NOSPC).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_file_system_at_any_operation_says_so_and_keeps_the_state() {
+    every_operation_fails_cleanly_with(Errno::ROFS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_permission_at_any_operation_says_so_and_keeps_the_state() {
+    every_operation_fails_cleanly_with(Errno::ACCESS).await;
+}
+
+/// Index of the first operation named `name` on a path containing `fragment` in a
+/// clean run of one transaction on a fresh project.
+async fn index_of(name: &str, fragment: &str) -> usize {
+    let (_root, dir) = seeded_project().await;
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    coordinator(&dir, Arc::new(faulty.clone()))
+        .transact("count", |state| {
+            add_step(state, "counted");
+            Ok(())
+        })
+        .await
+        .unwrap();
+    faulty
+        .log()
+        .iter()
+        .find(|op| op.name == name && op.path.to_string_lossy().contains(fragment))
+        .unwrap_or_else(|| panic!("no {name} of *{fragment}* in {:?}", faulty.log()))
+        .index
+}
+
+/// The whole `.checklist/` directory removed between the transaction's read and its
+/// write: the write fails naming the vanished store, and nothing half-recreates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_deleted_between_read_and_write_is_reported_not_recreated() {
+    // The write takes `.locks/write.lock` and then compares the revision: strike
+    // between the transaction's read and that.
+    let write_lock = index_of("open lock file", "write.lock").await;
+    let (_root, dir) = seeded_project().await;
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let tx = coordinator(&dir, Arc::new(faulty.clone()));
+    let doomed = dir.clone();
+    faulty.before(write_lock, move || std::fs::remove_dir_all(&doomed).unwrap());
+    let error = tx
+        .transact("add a step", |state| {
+            add_step(state, "lost");
+            Ok(())
+        })
+        .await
+        .expect_err("a write into a deleted store must fail");
+    let message = error.to_string();
+    assert!(
+        matches!(error, Error::Io { .. } | Error::NotInitialized { .. }),
+        "{message}"
+    );
+    assert!(message.contains(".checklist"), "{message}");
+    assert!(
+        message.contains("does not exist") || message.contains("checklist init"),
+        "the message must say what happened: {message}"
+    );
+    assert!(
+        !dir.join("state.yaml").exists(),
+        "the state was recreated in a deleted store"
+    );
+    assert_eq!(temp_files_under(&dir), Vec::<String>::new());
+}
+
+/// The state file alone removed between the read and the write: the compare-and-swap
+/// sees that the state it read is gone and refuses the write as a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_file_deleted_between_read_and_write_is_a_conflict() {
+    // The write takes `.locks/write.lock` and then compares the revision: strike
+    // between the transaction's read and that.
+    let write_lock = index_of("open lock file", "write.lock").await;
+    let (_root, dir) = seeded_project().await;
+    let state_path = dir.join("state.yaml");
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let tx = coordinator(&dir, Arc::new(faulty.clone()));
+    let doomed = state_path.clone();
+    faulty.before(write_lock, move || std::fs::remove_file(&doomed).unwrap());
+    let error = tx
+        .transact("add a step", |state| {
+            add_step(state, "lost");
+            Ok(())
+        })
+        .await
+        .expect_err("a write over a deleted state must fail");
+    let message = error.to_string();
+    assert!(
+        matches!(&error, Error::Conflict { found: None, .. }),
+        "expected a conflict, got {}: {message}",
+        error.kind()
+    );
+    assert_eq!(error.exit_code().code(), 6);
+    assert!(message.contains(&state_path.display().to_string()), "{message}");
+    assert!(!state_path.exists(), "the write went ahead over a deleted state");
+    assert_eq!(temp_files_under(&dir), Vec::<String>::new());
+}
+
+/// The state file removed between two commands: the next read says there is no state
+/// rather than inventing one, and the backups are still there to recover from.
+#[tokio::test]
+async fn the_state_file_deleted_between_commands_leaves_the_backups_to_recover_from() {
+    let (_root, dir) = seeded_project().await;
+    coordinator(&dir, Arc::new(RealFs))
+        .transact("another", |state| {
+            add_step(state, "another");
+            Ok(())
+        })
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.join("state.yaml")).unwrap();
+    let store = FileStore::open(&dir, YamlCodec, FileStoreOptions::default()).unwrap();
+    assert_eq!(store.read().await.unwrap(), None::<ChecklistState>);
+    assert!(!store.list_backups().await.unwrap().is_empty());
+}

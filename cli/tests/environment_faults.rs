@@ -1,0 +1,301 @@
+//! Environment faults made by the real kernel, through the real binary: a full disk
+//! (a tiny tmpfs filled up), a read-only file system (a read-only bind mount), a
+//! permission refused (the binary run as `nobody`, or, for a non-root user, a store
+//! made read-only), and the store deleted between two commands.
+//!
+//! Each mutating command must exit 1 with one stderr sentence that names a file of the
+//! store and says what to do; the state must be byte-for-byte what it was and still
+//! verify once the condition is gone, and no temp file may be left.
+//!
+//! The mounts use a private mount namespace (`unshare --mount --map-root-user`), which
+//! works for root and for ordinary users where user namespaces are enabled; where they
+//! are not, these tests fail with a message saying so rather than pass silently. The
+//! same faults are injected at every single operation through the fault seam in
+//! `backends/tests/environment_faults.rs`.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::{checklist, code, ok, stderr};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_checklist")
+}
+
+/// Runs `script` with `sh` in a private mount namespace, with `$BIN` the binary, `$D`
+/// the project directory and `$OUT` a directory outside the mount for results.
+fn in_mount_namespace(script: &str, project: &Path, out: &Path) -> Output {
+    let output = Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-euc", script])
+        .env("BIN", bin())
+        .env("D", project)
+        .env("OUT", out)
+        .env_remove("CHECKLIST_DIR")
+        .output()
+        .expect("run unshare (util-linux)");
+    assert!(
+        output.status.success(),
+        "the mount namespace script failed — are user namespaces enabled? status {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Asserts the shape of the refusal: exit 1, one sentence naming a file of the store
+/// and carrying `advice`.
+fn assert_refusal(case: &str, exit: i32, err: &str, advice: &str) {
+    assert_eq!(exit, 1, "{case}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{case}: one sentence: {err}");
+    assert!(
+        err.contains(".checklist/"),
+        "{case}: the message must name the file: {err}"
+    );
+    assert!(
+        !err.contains(".tmp-"),
+        "{case}: name the target, not the temp file: {err}"
+    );
+    assert!(
+        err.contains(advice),
+        "{case}: the message must say what to do ({advice}): {err}"
+    );
+    assert!(!err.contains("panicked"), "{case}: {err}");
+}
+
+fn no_temp_files(listing: &str) -> bool {
+    !listing.contains(".tmp-")
+}
+
+#[test]
+fn a_full_disk_fails_the_write_with_advice_and_keeps_the_state() {
+    let project = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Everything happens inside the namespace: the tmpfs vanishes with it.
+    let script = r#"
+        mount -t tmpfs -o size=256k tmpfs "$D"
+        "$BIN" --dir "$D" init >/dev/null
+        "$BIN" --dir "$D" start --template release --step build >/dev/null
+        "$BIN" --dir "$D" step complete build >/dev/null
+        cp "$D/.checklist/state.yaml" "$OUT/before"
+        dd if=/dev/zero of="$D/filler" bs=1k 2>/dev/null || true
+        set +e
+        "$BIN" --dir "$D" step complete test 2>"$OUT/stderr" >/dev/null
+        echo $? >"$OUT/code"
+        set -e
+        cp "$D/.checklist/state.yaml" "$OUT/after"
+        ls -aR "$D/.checklist" >"$OUT/listing"
+        rm "$D/filler"
+        "$BIN" --dir "$D" verify >"$OUT/verify" 2>&1
+        "$BIN" --dir "$D" step complete test >/dev/null
+        echo recovered >"$OUT/next"
+    "#;
+    in_mount_namespace(script, project.path(), out.path());
+    let exit: i32 = read(out.path().join("code")).trim().parse().unwrap();
+    assert_refusal(
+        "full disk",
+        exit,
+        &read(out.path().join("stderr")),
+        "the disk is full (or the quota is used up): free space and run the command again",
+    );
+    assert_eq!(read(out.path().join("before")), read(out.path().join("after")));
+    assert!(
+        no_temp_files(&read(out.path().join("listing"))),
+        "{}",
+        read(out.path().join("listing"))
+    );
+    assert_eq!(read(out.path().join("next")).trim(), "recovered");
+}
+
+#[test]
+fn a_read_only_file_system_fails_the_write_with_advice_and_keeps_the_state() {
+    let project = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    ok(project.path(), &["init"]);
+    ok(
+        project.path(),
+        &["start", "--template", "release", "--step", "build"],
+    );
+    ok(project.path(), &["step", "complete", "build"]);
+    let state = project.path().join(".checklist/state.yaml");
+    let before = std::fs::read(&state).unwrap();
+    let script = r#"
+        mount --bind "$D" "$D"
+        mount -o remount,bind,ro "$D"
+        set +e
+        "$BIN" --dir "$D" step complete test 2>"$OUT/stderr" >/dev/null
+        echo $? >"$OUT/code"
+        "$BIN" --dir "$D" verify >"$OUT/verify" 2>&1
+        echo $? >"$OUT/verify-code"
+    "#;
+    in_mount_namespace(script, project.path(), out.path());
+    let exit: i32 = read(out.path().join("code")).trim().parse().unwrap();
+    assert_refusal(
+        "read-only file system",
+        exit,
+        &read(out.path().join("stderr")),
+        "the file system is read-only: remount it read-write",
+    );
+    // Reading still works on a read-only mount.
+    assert_eq!(
+        read(out.path().join("verify-code")).trim(),
+        "0",
+        "{}",
+        read(out.path().join("verify"))
+    );
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+    ok(project.path(), &["verify"]);
+    assert!(support_temp_files(project.path()).is_empty());
+}
+
+fn support_temp_files(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.join(".checklist")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name().to_string_lossy().contains(".tmp-") {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Makes the existing store readable by everyone and writable by nobody but its owner
+/// (as root, the test then runs the binary as `nobody`); as an ordinary user, takes
+/// the write permission away from the owner too.
+fn make_store_unwritable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                pending.push(entry.unwrap().path());
+            }
+            0o555
+        } else {
+            0o444
+        };
+        let mode = if is_root() { mode | 0o200 } else { mode };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+fn make_store_writable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            0o755
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// Runs the binary as a user who may read the store but not write it.
+fn as_reader(root: &Path, args: &[&str]) -> Output {
+    if is_root() {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .arg("--dir")
+            .arg(root)
+            .args(args)
+            .env_remove("CHECKLIST_DIR")
+            .output()
+            .expect("run setpriv (util-linux)")
+    } else {
+        checklist(root, args)
+    }
+}
+
+#[test]
+fn a_refused_permission_fails_the_write_with_advice_and_keeps_the_state() {
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    ok(root, &["init"]);
+    ok(root, &["start", "--template", "release", "--step", "build"]);
+    ok(root, &["step", "complete", "build"]);
+    let state = root.join(".checklist/state.yaml");
+    let before = std::fs::read(&state).unwrap();
+    make_store_unwritable(root);
+
+    let out = as_reader(root, &["step", "complete", "test"]);
+    assert_refusal(
+        "permission denied",
+        code(&out),
+        &stderr(&out),
+        "permission denied: run as the user who owns .checklist/",
+    );
+    let verify = as_reader(root, &["verify"]);
+    assert_eq!(code(&verify), 0, "a reader may still verify: {}", stderr(&verify));
+
+    make_store_writable(root);
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+    assert!(support_temp_files(root).is_empty());
+    ok(root, &["verify"]);
+    ok(root, &["step", "complete", "test"]);
+}
+
+#[test]
+fn a_store_deleted_between_commands_is_reported_as_not_initialized() {
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    ok(root, &["init"]);
+    ok(root, &["start", "--template", "release", "--step", "build"]);
+    std::fs::remove_dir_all(root.join(".checklist")).unwrap();
+    for args in [&["status"][..], &["step", "complete", "build"], &["verify"]] {
+        let out = checklist(root, args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 3, "{args:?}: {err}");
+        assert!(
+            err.contains(".checklist") && err.contains("checklist init"),
+            "{args:?}: {err}"
+        );
+        assert!(!root.join(".checklist").exists(), "{args:?} recreated the store");
+    }
+}
+
+#[test]
+fn a_state_file_deleted_between_commands_is_reported_with_the_backups_kept() {
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    ok(root, &["init"]);
+    ok(root, &["start", "--template", "release", "--step", "build"]);
+    ok(root, &["step", "complete", "build"]);
+    ok(root, &["backup", "create"]);
+    let backups = std::fs::read_dir(root.join(".checklist/.backup"))
+        .unwrap()
+        .count();
+    std::fs::remove_file(root.join(".checklist/state.yaml")).unwrap();
+    let out = checklist(root, &["step", "complete", "test"]);
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "a step cannot be completed without a state: {err}");
+    assert!(err.contains("state.yaml"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(
+        std::fs::read_dir(root.join(".checklist/.backup"))
+            .unwrap()
+            .count(),
+        backups
+    );
+}
