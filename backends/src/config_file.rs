@@ -1,6 +1,7 @@
 //! Reading and writing `.checklist/config.yaml`.
 
 use std::io;
+use std::path::Path;
 
 use checklist_core::config::Durability;
 use checklist_core::{Config, Error, Result};
@@ -38,16 +39,36 @@ pub fn load_config(vfs: &dyn Vfs, layout: &Layout) -> Result<Config> {
         }
         Err(e) => return Err(io_error("read", &path, e)),
     };
+    parse_config(&bytes, &path)
+}
+
+/// Parses the bytes of a config.yaml as [`load_config`] does: YAML, validated against
+/// `schemas/config.schema.json`; an empty file means the defaults. `path` names the
+/// file in errors. It checks a configuration before it is installed.
+///
+/// ```
+/// use checklist_backends::parse_config;
+/// use checklist_core::config::Durability;
+///
+/// let config = parse_config(b"durability: fast\n", "config.yaml".as_ref()).unwrap();
+/// assert_eq!(config.durability, Durability::Fast);
+/// assert!(parse_config(b"durability: sometimes\n", "config.yaml".as_ref()).is_err());
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming the field for bytes that do not parse or break the
+/// schema.
+pub fn parse_config(bytes: &[u8], path: &Path) -> Result<Config> {
     let value = if bytes.trim_ascii().is_empty() {
         serde_json::Value::Null
     } else {
-        YamlCodec.decode(&bytes).map_err(|e| Error::InvalidConfig {
-            path: path.clone(),
+        YamlCodec.decode(bytes).map_err(|e| Error::InvalidConfig {
+            path: path.to_owned(),
             field: "/".to_owned(),
             message: format!("it is not valid YAML: {e}"),
         })?
     };
-    Config::from_value(value, &path)
+    Config::from_value(value, path)
 }
 
 /// Writes the configuration atomically, every field spelled out.

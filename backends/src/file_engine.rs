@@ -361,6 +361,41 @@ impl<C: Codec> FileStore<C> {
     }
 }
 
+/// Verifies the bytes of a state file exactly as a [`FileStore`] verifies its own on
+/// every read: an empty file is refused, `codec` decodes the rest, then
+/// [`document::unseal`] checks the schema version, the schema and the checksum. `path`
+/// names the file in errors. It checks a state file outside its store — a copy, an
+/// attachment to a bug report — without opening one.
+///
+/// ```
+/// use checklist_backends::{YamlCodec, verify_state_file};
+/// use checklist_core::{CorruptionKind, Error};
+///
+/// let err = verify_state_file(&YamlCodec, b"  \n", "state.yaml".as_ref()).unwrap_err();
+/// assert!(matches!(err, Error::Corrupted { kind: CorruptionKind::ParseError, .. }));
+/// ```
+///
+/// # Errors
+/// [`Error::Corrupted`] (`parse_error` when the bytes are not a document, otherwise
+/// the failing check) and [`Error::UnsupportedVersion`].
+pub fn verify_state_file<C: Codec + ?Sized>(codec: &C, bytes: &[u8], path: &Path) -> Result<ChecklistState> {
+    document::unseal(decode_state_file(codec, bytes, path)?, path)
+}
+
+/// Parses a state file's bytes without verifying them; an empty (or all-blank) file is
+/// a parse error rather than whatever the codec makes of nothing.
+pub(crate) fn decode_state_file<C: Codec + ?Sized>(codec: &C, bytes: &[u8], path: &Path) -> Result<Value> {
+    let parse_error = |detail: String| Error::Corrupted {
+        kind: CorruptionKind::ParseError,
+        path: path.to_owned(),
+        detail,
+    };
+    if bytes.trim_ascii().is_empty() {
+        return Err(parse_error(format!("the file is empty ({} bytes)", bytes.len())));
+    }
+    codec.decode(bytes).map_err(|e| parse_error(e.to_string()))
+}
+
 /// Checks that `dir` is a real directory, not a symbolic link.
 pub(crate) fn check_store_dir(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     match vfs.metadata(dir) {
@@ -390,19 +425,11 @@ impl<C: Codec> Inner<C> {
 
     /// Parses `bytes` without verifying them.
     fn decode(&self, bytes: &[u8]) -> Result<Value> {
-        let parse_error = |detail: String| Error::Corrupted {
-            kind: CorruptionKind::ParseError,
-            path: self.state_path.clone(),
-            detail,
-        };
-        if bytes.trim_ascii().is_empty() {
-            return Err(parse_error(format!("the file is empty ({} bytes)", bytes.len())));
-        }
-        self.codec.decode(bytes).map_err(|e| parse_error(e.to_string()))
+        decode_state_file(&self.codec, bytes, &self.state_path)
     }
 
     fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        document::unseal(self.decode(bytes)?, &self.state_path)
+        verify_state_file(&self.codec, bytes, &self.state_path)
     }
 
     fn remember(&self, bytes: Vec<u8>, state: ChecklistState) {

@@ -54,13 +54,14 @@ pub mod vfs;
 mod yaml_file;
 
 pub use codec::{Codec, CodecError};
-pub use config_file::{MAX_CONFIG_BYTES, load_config, write_config};
-pub use file_engine::{FileStore, FileStoreOptions, MigrationCommit, UnverifiedState};
+pub use config_file::{MAX_CONFIG_BYTES, load_config, parse_config, write_config};
+pub use file_engine::{FileStore, FileStoreOptions, MigrationCommit, UnverifiedState, verify_state_file};
 pub use file_lock::{FileLockProvider, LockEvent};
 pub use in_process_lock::InProcessLockProvider;
 pub use init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};
 pub use json_file::{JsonCodec, JsonFileStore, MAX_JSON_VALUES};
 pub use layout::{Layout, STORE_DIR_NAME};
+pub use lock_file::parse_lock_file;
 pub use memory::MemoryStore;
 pub use registry::{
     Backend, BackendFactory, BackendRegistry, OpenContext, OpenOptions, OpenedStore, file_backend_factory,

@@ -159,6 +159,19 @@ impl LockFile {
     }
 }
 
+/// Reads the bytes of a lock file (`.checklist/.lock`) into the holder they describe,
+/// as [`FileLockProvider`](crate::FileLockProvider) reads them when it inspects or
+/// judges a lock. `None` for anything that is not a complete lock valid against
+/// `schemas/lock.schema.json` (being written, damaged, a foreign tool's): the provider
+/// judges such a lock by its age alone.
+///
+/// ```
+/// assert_eq!(checklist_backends::parse_lock_file(b"{\"version\": \"1.0.0\""), None);
+/// ```
+pub fn parse_lock_file(bytes: &[u8]) -> Option<LockInfo> {
+    LockFile::parse(bytes).map(|lock| lock.info())
+}
+
 fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }

@@ -15,7 +15,7 @@ use checklist_core::config::Durability;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
 use checklist_core::{ChecklistState, CorruptionKind, Error, Result, document};
 
-use super::Inner;
+use super::{Inner, decode_state_file};
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
 use crate::backups::Contents;
 use crate::codec::Codec;
@@ -36,15 +36,7 @@ impl<C: Codec> Inner<C> {
     /// Decodes and checks `bytes` as the document at `path`, with or without the
     /// checksum check.
     fn verify_at(&self, path: &Path, bytes: &[u8], checksum: bool) -> Result<ChecklistState> {
-        let parse_error = |detail: String| Error::Corrupted {
-            kind: CorruptionKind::ParseError,
-            path: path.to_owned(),
-            detail,
-        };
-        if bytes.trim_ascii().is_empty() {
-            return Err(parse_error(format!("the file is empty ({} bytes)", bytes.len())));
-        }
-        let value = self.codec.decode(bytes).map_err(|e| parse_error(e.to_string()))?;
+        let value = decode_state_file(&self.codec, bytes, path)?;
         if checksum {
             document::unseal(value, path)
         } else {
