@@ -48,6 +48,7 @@ mod lock_file;
 mod memory;
 mod process;
 mod registry;
+mod sys;
 pub mod vfs;
 mod yaml_file;
 
