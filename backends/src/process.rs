@@ -174,7 +174,7 @@ pub(crate) fn process_start(_pid: u32) -> Option<ProcessStart> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::process::Stdio;
 
     use super::*;
@@ -190,8 +190,8 @@ mod tests {
             .unwrap()
     }
 
-    /// A process that waits until it is killed.
-    fn long_lived_child() -> std::process::Child {
+    /// A process that waits until it is killed (or its stdin closes).
+    pub(crate) fn long_lived_child() -> std::process::Child {
         let mut command = if cfg!(windows) {
             let mut command = std::process::Command::new("cmd");
             command.args(["/C", "pause"]);

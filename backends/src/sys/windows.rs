@@ -53,22 +53,31 @@ pub(crate) fn liveness(pid: u32) -> Liveness {
             };
         }
     };
+    match is_running(&process) {
+        Some(true) => Liveness::Alive,
+        Some(false) => Liveness::Dead,
+        None => Liveness::Unknown,
+    }
+}
+
+/// Whether `process` has not exited yet; `None` when Windows does not say.
+fn is_running(process: &OwnedHandle) -> Option<bool> {
     let mut exit_code = 0u32;
     // SAFETY: the handle is valid while `process` lives; `exit_code` outlives the call.
     if unsafe { GetExitCodeProcess(process.as_raw_handle(), &mut exit_code) } == 0 {
-        return Liveness::Unknown;
+        return None;
     }
-    if exit_code == STILL_ACTIVE.cast_unsigned() {
-        Liveness::Alive
-    } else {
-        Liveness::Dead
-    }
+    Some(exit_code == STILL_ACTIVE.cast_unsigned())
 }
 
 /// When process `pid` was created, in 100-ns intervals since 1601-01-01 UTC (a
 /// `FILETIME`): an absolute time, so it tells a reused pid apart across reboots too.
+/// `None` once the process has exited, even while someone still holds a handle to it.
 pub(crate) fn creation_time(pid: u32) -> Option<u64> {
     let process = open_process(pid).ok()?;
+    if !is_running(&process)? {
+        return None;
+    }
     let (mut created, mut exited, mut kernel, mut user) = Default::default();
     // SAFETY: the handle is valid while `process` lives; the four FILETIMEs outlive
     // the call.
