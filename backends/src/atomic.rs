@@ -231,7 +231,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mine_stale = dir.path().join(format!(".s.tmp-{}-aa", std::process::id()));
         let mine_live = dir.path().join(format!(".s.tmp-{}-bb", std::process::id()));
-        let other_alive = dir.path().join(".s.tmp-1-cc");
+        let mut alive = crate::process::tests::long_lived_child();
+        let other_alive = dir.path().join(format!(".s.tmp-{}-cc", alive.id()));
         let unrelated = dir.path().join("state.yaml");
         for p in [&mine_stale, &mine_live, &other_alive, &unrelated] {
             std::fs::write(p, b"x").unwrap();
@@ -240,5 +241,7 @@ mod tests {
         assert_eq!(sweep_stale_temps(&RealFs, dir.path()).unwrap(), 1);
         assert!(!mine_stale.exists());
         assert!(mine_live.exists() && other_alive.exists() && unrelated.exists());
+        alive.kill().unwrap();
+        alive.wait().unwrap();
     }
 }

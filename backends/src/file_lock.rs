@@ -248,6 +248,11 @@ impl Shared {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("inspect the lock", &self.lock_path, e)),
         };
+        let identity = match FileIdentity::of(&self.lock_path, &meta) {
+            Ok(identity) => identity,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("inspect the lock", &self.lock_path, e)),
+        };
         let lock = LockFile::parse(&bytes);
         let holder_lock = match &lock {
             Some(lock) if lock.metadata.hostname == ProcessIdentity::current().hostname => {
@@ -258,7 +263,7 @@ impl Shared {
         Ok(Some(Observation {
             lock,
             modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
-            identity: FileIdentity::of(&meta),
+            identity,
             holder_lock,
         }))
     }

@@ -50,6 +50,7 @@ mod memory;
 mod process;
 mod registry;
 pub mod state_home;
+mod sys;
 pub mod vfs;
 mod yaml_file;
 

@@ -191,7 +191,8 @@ pub(crate) struct Observation {
     pub(crate) holder_lock: HolderLock,
 }
 
-/// Device, inode, size and modification time of a file.
+/// Which file a path names (device and inode on Unix, volume serial number and file
+/// index on Windows), with its size and modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileIdentity {
     pub(crate) dev: u64,
@@ -201,20 +202,29 @@ pub(crate) struct FileIdentity {
 }
 
 impl FileIdentity {
-    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+    /// The identity of the file at `path`, whose metadata (not following a symbolic
+    /// link) is `meta`.
+    pub(crate) fn of(path: &std::path::Path, meta: &std::fs::Metadata) -> std::io::Result<Self> {
         #[cfg(unix)]
         let (dev, ino) = {
             use std::os::unix::fs::MetadataExt;
+            let _ = path;
             (meta.dev(), meta.ino())
         };
-        #[cfg(not(unix))]
-        let (dev, ino) = (0, 0);
-        Self {
+        // std's accessors for these are unstable (`windows_by_handle`), so ask Windows.
+        #[cfg(windows)]
+        let (dev, ino) = crate::sys::windows::file_id(path)?;
+        #[cfg(not(any(unix, windows)))]
+        let (dev, ino) = {
+            let _ = path;
+            (0, 0)
+        };
+        Ok(Self {
             dev,
             ino,
             len: meta.len(),
             modified: meta.modified().ok(),
-        }
+        })
     }
 }
 

@@ -18,13 +18,25 @@ pub(crate) struct ProcessIdentity {
 /// apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProcessStart {
-    /// The kernel's id of the current boot (Linux `boot_id`).
+    /// The clock `ticks` counts on: on Linux the kernel's id of the current boot
+    /// (`boot_id`), ticks being relative to it; where the start time is absolute, the
+    /// clock's name — [`FILETIME_CLOCK`] on Windows, [`UNIX_MICROS_CLOCK`] on macOS.
     pub(crate) boot_id: String,
-    /// Start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+    /// Start time on that clock: clock ticks since boot (field 22 of
+    /// `/proc/<pid>/stat`) on Linux, 100-ns intervals since 1601 on Windows,
+    /// microseconds since 1970 on macOS.
     pub(crate) ticks: u64,
     /// The same instant as wall-clock time, for people.
     pub(crate) at: chrono::DateTime<chrono::Utc>,
 }
+
+/// The `boot_id` of a Windows start time: `ticks` is the process creation `FILETIME`.
+#[cfg(windows)]
+pub(crate) const FILETIME_CLOCK: &str = "windows-filetime";
+
+/// The `boot_id` of a macOS start time: `ticks` is microseconds since the Unix epoch.
+#[cfg(target_os = "macos")]
+pub(crate) const UNIX_MICROS_CLOCK: &str = "unix-micros";
 
 impl ProcessIdentity {
     /// This process, computed once.
@@ -59,7 +71,12 @@ fn parent_pid() -> Option<u32> {
     rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs())
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn parent_pid() -> Option<u32> {
+    crate::sys::windows::parent_pid()
+}
+
+#[cfg(not(any(unix, windows)))]
 fn parent_pid() -> Option<u32> {
     None
 }
@@ -80,7 +97,13 @@ pub(crate) fn liveness(pid: u32) -> Liveness {
 }
 
 /// Whether the process `pid` on this host exists.
-#[cfg(not(unix))]
+#[cfg(windows)]
+pub(crate) fn liveness(pid: u32) -> Liveness {
+    crate::sys::windows::liveness(pid)
+}
+
+/// Whether the process `pid` on this host exists.
+#[cfg(not(any(unix, windows)))]
 pub(crate) fn liveness(pid: u32) -> Liveness {
     if pid == std::process::id() {
         Liveness::Alive
@@ -89,8 +112,8 @@ pub(crate) fn liveness(pid: u32) -> Liveness {
     }
 }
 
-/// When the process `pid` on this host started (Linux only; `None` elsewhere or when
-/// it cannot be read, e.g. because the process is gone).
+/// When the process `pid` on this host started; `None` when it cannot be read, e.g.
+/// because the process is gone.
 #[cfg(target_os = "linux")]
 pub(crate) fn process_start(pid: u32) -> Option<ProcessStart> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -115,38 +138,104 @@ pub(crate) fn process_start(pid: u32) -> Option<ProcessStart> {
     Some(ProcessStart { boot_id, ticks, at })
 }
 
-/// When the process `pid` on this host started (Linux only; `None` elsewhere or when
-/// it cannot be read, e.g. because the process is gone).
-#[cfg(not(target_os = "linux"))]
+/// When the process `pid` on this host started; `None` when it cannot be read, e.g.
+/// because the process is gone.
+#[cfg(windows)]
+pub(crate) fn process_start(pid: u32) -> Option<ProcessStart> {
+    /// Seconds from 1601-01-01 (the FILETIME epoch) to 1970-01-01.
+    const FILETIME_TO_UNIX_SECS: i64 = 11_644_473_600;
+    let ticks = crate::sys::windows::creation_time(pid)?;
+    let secs = i64::try_from(ticks / 10_000_000).ok()? - FILETIME_TO_UNIX_SECS;
+    let nanos = u32::try_from(ticks % 10_000_000).ok()? * 100;
+    Some(ProcessStart {
+        boot_id: FILETIME_CLOCK.to_owned(),
+        ticks,
+        at: chrono::DateTime::from_timestamp(secs, nanos)?,
+    })
+}
+
+/// When the process `pid` on this host started; `None` when it cannot be read, e.g.
+/// because the process is gone or belongs to another user.
+#[cfg(target_os = "macos")]
+pub(crate) fn process_start(pid: u32) -> Option<ProcessStart> {
+    let ticks = crate::sys::macos::start_micros(pid)?;
+    Some(ProcessStart {
+        boot_id: UNIX_MICROS_CLOCK.to_owned(),
+        ticks,
+        at: chrono::DateTime::from_timestamp_micros(i64::try_from(ticks).ok()?)?,
+    })
+}
+
+/// When the process `pid` on this host started: not known on this platform, so a
+/// reused pid is told apart only by the holder's liveness lock.
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub(crate) fn process_start(_pid: u32) -> Option<ProcessStart> {
     None
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::process::Stdio;
+
     use super::*;
+
+    /// A process that exits at once: this test binary listing its tests.
+    fn short_lived_child() -> std::process::Child {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--list")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// A process that waits until it is killed (or its stdin closes).
+    pub(crate) fn long_lived_child() -> std::process::Child {
+        let mut command = if cfg!(windows) {
+            let mut command = std::process::Command::new("cmd");
+            command.args(["/C", "pause"]);
+            command
+        } else {
+            let mut command = std::process::Command::new("sleep");
+            command.arg("30");
+            command
+        };
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
 
     #[test]
     fn this_process_is_alive_and_a_reaped_child_is_dead() {
         assert_eq!(liveness(std::process::id()), Liveness::Alive);
-        #[cfg(unix)]
-        {
-            let mut child = std::process::Command::new("true").spawn().unwrap();
-            let pid = child.id();
-            child.wait().unwrap();
-            assert_eq!(liveness(pid), Liveness::Dead);
-        }
+        let mut child = long_lived_child();
+        let pid = child.id();
+        assert_eq!(liveness(pid), Liveness::Alive);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(child);
+        assert_eq!(liveness(pid), Liveness::Dead);
+        let mut child = short_lived_child();
+        let pid = child.id();
+        child.wait().unwrap();
+        drop(child);
+        assert_eq!(liveness(pid), Liveness::Dead);
     }
 
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     #[test]
     fn start_times_tell_processes_apart() {
         let me = process_start(std::process::id()).unwrap();
         assert_eq!(process_start(std::process::id()), Some(me.clone()));
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
-        let other = process_start(child.id()).unwrap();
+        let mut child = long_lived_child();
+        let pid = child.id();
+        let other = process_start(pid).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
+        drop(child);
         assert_eq!(other.boot_id, me.boot_id);
         assert!(other.ticks >= me.ticks);
         assert!(
@@ -154,13 +243,17 @@ mod tests {
             "{:?}",
             other.at
         );
-        assert_eq!(process_start(child.id()), None);
+        assert_eq!(process_start(pid), None);
     }
 
     #[test]
     fn identity_is_filled_in() {
         let me = ProcessIdentity::current();
         assert_eq!(me.pid, std::process::id());
+        #[cfg(any(unix, windows))]
+        assert!(me.ppid.is_some_and(|ppid| ppid != me.pid), "{:?}", me.ppid);
+        #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+        assert!(me.start.is_some());
         assert!(!me.hostname.is_empty());
         assert!(!me.user.is_empty());
     }
