@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" != "--report" ]]; then
   cargo llvm-cov clean --workspace
-  RUST_BACKTRACE=0 cargo llvm-cov --workspace --no-report
+  # Some tests run the binary as nobody (setpriv); its profile must still be written.
+  mkdir -p target/llvm-cov-target && chmod 1777 target/llvm-cov-target
+  RUST_BACKTRACE=0 cargo llvm-cov --workspace --no-report --no-fail-fast
 fi
 
 # The per-file table of `cargo llvm-cov report` (columns 8 and 9: lines, missed lines),

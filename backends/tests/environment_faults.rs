@@ -7,6 +7,11 @@
 //! says what to do, leave the last good state in place and loadable, and leave no
 //! temp file. The real-kernel versions of these faults (a full tmpfs, a read-only
 //! mount, a user without access) run the binary in `cli/tests/environment_faults.rs`.
+//!
+//! Unix only: the injected numbers are Unix errno values (Windows reports a full disk
+//! as `ERROR_DISK_FULL`, which std maps to the same `StorageFull` kind and so to the
+//! same advice).
+#![cfg(unix)]
 
 mod common;
 

@@ -11,7 +11,9 @@
 //! works for root and for ordinary users where user namespaces are enabled; where they
 //! are not, these tests fail with a message saying so rather than pass silently. The
 //! same faults are injected at every single operation through the fault seam in
-//! `backends/tests/environment_faults.rs`.
+//! `backends/tests/environment_faults.rs` (on every Unix); this file is Linux-only,
+//! like mount namespaces.
+#![cfg(target_os = "linux")]
 
 mod support;
 
