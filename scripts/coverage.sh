@@ -18,6 +18,12 @@ if [[ "${1:-}" != "--report" ]]; then
   # Some tests run the binary as nobody (setpriv); its profile must still be written.
   mkdir -p target/llvm-cov-target && chmod 1777 target/llvm-cov-target
   RUST_BACKTRACE=0 cargo llvm-cov --workspace --no-report --no-fail-fast
+  # The crash tests kill processes with SIGKILL, sometimes while one writes its
+  # profile; llvm-profdata refuses to merge anything when one file is torn.
+  profdata="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-profdata"
+  for profile in target/llvm-cov-target/*.profraw; do
+    "$profdata" show "$profile" > /dev/null 2>&1 || { echo "dropping torn profile $profile" >&2; rm -f "$profile"; }
+  done
 fi
 
 # The per-file table of `cargo llvm-cov report` (columns 8 and 9: lines, missed lines),

@@ -178,6 +178,27 @@ pub async fn change_panic_rolls_back(subject: &Subject) -> CaseResult {
     assert_rolled_back(subject, &before, raw).await
 }
 
+/// An async change that panics after it has yielded (in a later poll, not when it is
+/// called) rolls back with `Panicked` the same way.
+pub async fn async_change_panic_rolls_back(subject: &Subject) -> CaseResult {
+    let before = seeded(subject).await?;
+    let raw = raw_bytes(subject)?;
+    let result = coordinator(subject, |_| {})
+        .transact_async("panics later", panics_after_an_await)
+        .await;
+    ensure!(
+        matches!(&result, Err(Error::Panicked { message }) if message.contains("after an await")),
+        "expected Error::Panicked, got {result:?}"
+    );
+    assert_rolled_back(subject, &before, raw).await
+}
+
+async fn panics_after_an_await(mut state: ChecklistState) -> checklist_core::Result<(ChecklistState, ())> {
+    add_step(&mut state, "half-done");
+    tokio::task::yield_now().await;
+    panic!("deliberate panic after an await")
+}
+
 /// A change that breaks the schema rolls back with `SchemaInvalid`.
 pub async fn schema_violation_rolls_back(subject: &Subject) -> CaseResult {
     let before = seeded(subject).await?;

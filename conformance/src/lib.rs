@@ -444,6 +444,7 @@ macro_rules! __for_each_case {
                 commit_applies_the_change_and_audits_it,
                 change_error_rolls_back,
                 change_panic_rolls_back,
+                async_change_panic_rolls_back,
                 schema_violation_rolls_back,
                 secret_is_refused_and_rolls_back,
                 secret_is_redacted,
