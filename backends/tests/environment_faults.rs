@@ -24,7 +24,7 @@ use checklist_backends::{
     BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, YamlCodec, init_project,
 };
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
-use checklist_core::{ChecklistState, Error, RollingBackups, StateStore};
+use checklist_core::{ChecklistState, Error, LockProvider, RollingBackups, StateStore};
 use common::{add_step, state_with_steps};
 use rustix::io::Errno;
 
@@ -310,4 +310,41 @@ async fn the_state_file_deleted_between_commands_leaves_the_backups_to_recover_f
     let store = FileStore::open(&dir, YamlCodec, FileStoreOptions::default()).unwrap();
     assert_eq!(store.read().await.unwrap(), None::<ChecklistState>);
     assert!(!store.list_backups().await.unwrap().is_empty());
+}
+
+/// A holder whose renewals fail (its disk filled up) is not kept alive by its
+/// heartbeat: once its expiry passes without a renewal, another process takes the lock,
+/// and the holder's `ensure_held` — what the coordinator asks before it writes —
+/// reports `LockLost` instead of letting it write under someone else's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_cannot_renew_loses_the_lock_and_is_told() {
+    let (_root, dir) = seeded_project().await;
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let holder = FileLockProvider::with_vfs(&dir, Arc::new(faulty.clone()));
+    let request = checklist_core::LockRequest {
+        expiry: std::time::Duration::from_millis(300),
+        timeout: std::time::Duration::from_secs(5),
+        retry_interval: std::time::Duration::from_millis(10),
+        ..checklist_core::LockRequest::default()
+    };
+    let guard = holder.acquire(&request).await.unwrap();
+    faulty.fail_at_os_error(0, Errno::NOSPC.raw_os_error(), AfterFault::Crash);
+
+    let other = FileLockProvider::new(&dir);
+    let taken = other
+        .acquire(&request)
+        .await
+        .expect("a lock that stopped being renewed is taken once it expires");
+    assert!(
+        faulty.log().iter().any(|op| op.failed),
+        "the holder's heartbeat never tried to renew: {:?}",
+        faulty.log()
+    );
+    faulty.heal();
+    match guard.ensure_held() {
+        Err(Error::LockLost { lock_id, .. }) => assert_eq!(lock_id, guard.info().lock_id),
+        other => panic!("the holder was not told it lost the lock: {other:?}"),
+    }
+    assert_ne!(taken.info().lock_id, guard.info().lock_id);
+    taken.release().unwrap();
 }
