@@ -11,8 +11,8 @@ use checklist_core::model::RecoveryMethod;
 use checklist_core::quarantine::bytes_sha256;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::{
-    AuditEvent, BackupPolicy, ChecklistState, CorruptionKind, Error, ExitCode, Expectation, LockProvider,
-    QuarantineNote, Recovery, RollingBackups, StateStore, StateStoreExt,
+    AuditEvent, BackupPolicy, BackupRecord, ChecklistState, CorruptionKind, Error, ExitCode, Expectation,
+    LockProvider, QuarantineNote, Recovery, RollingBackups, StateStore, StateStoreExt,
 };
 
 use crate::support::{MARKER, add_step, ensure, sample_state, step};
@@ -77,6 +77,28 @@ async fn history(subject: &Subject) -> Result<ChecklistState, Failure> {
         state.revision
     );
     Ok(state)
+}
+
+/// The oldest backup of the [`history`]: revision 1.
+async fn oldest_backup(subject: &Subject) -> Result<BackupRecord, Failure> {
+    step("listing", subject.store.list_backups().await)?
+        .into_iter()
+        .min_by_key(|b| b.revision)
+        .ok_or_else(|| Failure("no backups after three commits".into()))
+}
+
+/// The audit trail holds an `event` record that ends at `revision`.
+async fn ensure_audited(subject: &Subject, event: AuditEvent, revision: u64) -> CaseResult {
+    let audit = step("reading the audit", subject.store.read_audit().await)?;
+    ensure!(
+        audit
+            .records
+            .iter()
+            .any(|r| r.event == event && r.revision_after == Some(revision)),
+        "no {} record to revision {revision} in the audit trail",
+        event.as_str()
+    );
+    Ok(())
 }
 
 fn corrupted_kind(result: checklist_core::Result<Option<ChecklistState>>) -> Result<CorruptionKind, Failure> {
@@ -699,10 +721,7 @@ pub async fn auto_recovery_off_changes_nothing(subject: &Subject) -> CaseResult 
 /// a new revision and audits `restore`.
 pub async fn explicit_restore_is_audited(subject: &Subject) -> CaseResult {
     let last = history(subject).await?;
-    let oldest = step("listing", subject.store.list_backups().await)?
-        .into_iter()
-        .min_by_key(|b| b.revision)
-        .ok_or_else(|| Failure("no backups after three commits".into()))?;
+    let oldest = oldest_backup(subject).await?;
     let report = step("restoring", recovery(subject).restore(&oldest.id).await)?;
     ensure!(
         report.revision == last.revision + 1,
@@ -719,14 +738,7 @@ pub async fn explicit_restore_is_audited(subject: &Subject) -> CaseResult {
         "the restored state holds {} steps",
         state.completed_steps.len()
     );
-    let audit = step("reading the audit", subject.store.read_audit().await)?;
-    ensure!(
-        audit
-            .records
-            .iter()
-            .any(|r| r.event == AuditEvent::Restore && r.revision_after == Some(report.revision)),
-        "no restore record in the audit trail"
-    );
+    ensure_audited(subject, AuditEvent::Restore, report.revision).await?;
     match recovery(subject).restore("../../etc/passwd").await {
         Err(Error::InvalidOperation { .. }) => Ok(()),
         other => Err(Failure(format!("a malformed backup id was accepted: {other:?}"))),
@@ -738,10 +750,7 @@ pub async fn explicit_restore_is_audited(subject: &Subject) -> CaseResult {
 /// newest — above every committed revision; an unknown id changes nothing.
 pub async fn restore_over_a_corrupt_state_quarantines_it(subject: &Subject) -> CaseResult {
     let last = history(subject).await?;
-    let oldest = step("listing", subject.store.list_backups().await)?
-        .into_iter()
-        .min_by_key(|b| b.revision)
-        .ok_or_else(|| Failure("no backups after three commits".into()))?;
+    let oldest = oldest_backup(subject).await?;
     let raw = subject.raw()?;
     let mut corrupt = raw_bytes(raw)?;
     corrupt.truncate(corrupt.len() / 2);
@@ -798,14 +807,7 @@ pub async fn restore_over_a_corrupt_state_quarantines_it(subject: &Subject) -> C
         state.completed_steps.len(),
         state.revision
     );
-    let audit = step("reading the audit", subject.store.read_audit().await)?;
-    ensure!(
-        audit
-            .records
-            .iter()
-            .any(|r| r.event == AuditEvent::Restore && r.revision_after == Some(report.revision)),
-        "no restore record in the audit trail"
-    );
+    ensure_audited(subject, AuditEvent::Restore, report.revision).await?;
     Ok(())
 }
 
@@ -845,14 +847,7 @@ pub async fn reseal_accepts_a_checksum_only_edit(subject: &Subject) -> CaseResul
         step("resealing again", recovery(subject).reseal().await)?.is_none(),
         "a second reseal did something"
     );
-    let audit = step("reading the audit", subject.store.read_audit().await)?;
-    ensure!(
-        audit
-            .records
-            .iter()
-            .any(|r| r.event == AuditEvent::Recovery && r.revision_after == Some(report.revision)),
-        "the reseal was not audited"
-    );
+    ensure_audited(subject, AuditEvent::Recovery, report.revision).await?;
     Ok(())
 }
 
