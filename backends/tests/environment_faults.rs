@@ -19,46 +19,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
-use checklist_backends::vfs::{RealFs, Vfs};
-use checklist_backends::{
-    BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, YamlCodec, init_project,
-};
-use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
-use checklist_core::{ChecklistState, Error, LockProvider, RollingBackups, StateStore};
-use common::{add_step, state_with_steps};
+use checklist_backends::vfs::RealFs;
+use checklist_backends::{FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
+use checklist_core::{ChecklistState, Error, LockProvider, StateStore};
+use common::{add_step, coordinator, seeded_project};
 use rustix::io::Errno;
-
-type Coordinator = TransactionCoordinator<FileStore<YamlCodec>, FileLockProvider, RollingBackups>;
-
-fn coordinator(dir: &Path, vfs: Arc<dyn Vfs>) -> Coordinator {
-    let store =
-        FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs)).unwrap();
-    let locks = FileLockProvider::with_vfs(dir, vfs);
-    let mut options = CoordinatorOptions::default();
-    options.lock.timeout_ms = 2_000;
-    TransactionCoordinator::with_options(store, locks, RollingBackups::keep(1), options)
-}
-
-/// A project whose state holds three steps; returns its root and its store directory.
-async fn seeded_project() -> (tempfile::TempDir, std::path::PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    init_project(
-        root.path(),
-        &InitOptions::default(),
-        &BackendRegistry::with_builtins(),
-    )
-    .await
-    .unwrap();
-    let dir = root.path().join(".checklist");
-    coordinator(&dir, Arc::new(RealFs))
-        .transact("seed", |state| {
-            *state = state_with_steps(3);
-            Ok(())
-        })
-        .await
-        .unwrap();
-    (root, dir)
-}
 
 fn temp_files_under(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();

@@ -9,30 +9,13 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
-use std::path::Path;
 use std::sync::Arc;
 
 use checklist_backends::fault::{AfterFault, FaultyFs};
-use checklist_backends::vfs::{RealFs, Vfs};
-use checklist_backends::{
-    BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, YamlCodec, init_project,
-};
-use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
-use checklist_core::{AuditEvent, ChecklistState, RollingBackups, StateStore, StateStoreExt};
-use common::{add_step, state_with_steps};
-
-fn coordinator(
-    dir: &Path,
-    vfs: Arc<dyn Vfs>,
-) -> TransactionCoordinator<FileStore<YamlCodec>, FileLockProvider, RollingBackups> {
-    let store =
-        FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs)).unwrap();
-    let locks = FileLockProvider::with_vfs(dir, vfs);
-    let mut options = CoordinatorOptions::default();
-    options.lock.timeout_ms = 2_000;
-    // Backups every commit, pruned to one, so pruning runs inside the loop too.
-    TransactionCoordinator::with_options(store, locks, RollingBackups::keep(1), options)
-}
+use checklist_backends::vfs::RealFs;
+use checklist_backends::{FileStore, FileStoreOptions, YamlCodec};
+use checklist_core::{AuditEvent, ChecklistState, StateStore, StateStoreExt};
+use common::{add_step, coordinator, seeded_project};
 
 fn same_content(a: &ChecklistState, b: &ChecklistState) -> bool {
     a.completed_steps == b.completed_steps && a.active_instance == b.active_instance
@@ -41,24 +24,7 @@ fn same_content(a: &ChecklistState, b: &ChecklistState) -> bool {
 async fn transaction_loop(after: AfterFault) -> BTreeSet<&'static str> {
     let mut failed_ops = BTreeSet::new();
     for n in 0.. {
-        let root = tempfile::tempdir().unwrap();
-        init_project(
-            root.path(),
-            &InitOptions::default(),
-            &BackendRegistry::with_builtins(),
-        )
-        .await
-        .unwrap();
-        let dir = root.path().join(".checklist");
-        {
-            let seed = coordinator(&dir, Arc::new(RealFs));
-            seed.transact("seed", |state| {
-                *state = state_with_steps(3);
-                Ok(())
-            })
-            .await
-            .unwrap();
-        }
+        let (_root, dir) = seeded_project().await;
         let old = coordinator(&dir, Arc::new(RealFs)).read().await.unwrap();
         let seeded_records = coordinator(&dir, Arc::new(RealFs))
             .store()

@@ -1,10 +1,16 @@
 //! Helpers shared by the backends' integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use checklist_core::ChecklistState;
+use checklist_backends::vfs::{RealFs, Vfs};
+use checklist_backends::{
+    BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, YamlCodec, init_project,
+};
+use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
 use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
+use checklist_core::{ChecklistState, RollingBackups};
 
 /// A state with an active instance and `steps` completed steps.
 pub fn state_with_steps(steps: usize) -> ChecklistState {
@@ -55,4 +61,41 @@ pub fn temp_files(dir: &Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp-"))
         .collect()
+}
+
+/// The coordinator the fault tests drive: a YAML store and a file lock on `vfs`, a
+/// 2 s lock timeout, and a backup every commit pruned to one, so pruning runs inside
+/// every faulted transaction too.
+pub type FaultCoordinator = TransactionCoordinator<FileStore<YamlCodec>, FileLockProvider, RollingBackups>;
+
+/// A [`FaultCoordinator`] on the store directory `dir`.
+pub fn coordinator(dir: &Path, vfs: Arc<dyn Vfs>) -> FaultCoordinator {
+    let store =
+        FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs)).unwrap();
+    let locks = FileLockProvider::with_vfs(dir, vfs);
+    let mut options = CoordinatorOptions::default();
+    options.lock.timeout_ms = 2_000;
+    TransactionCoordinator::with_options(store, locks, RollingBackups::keep(1), options)
+}
+
+/// A new project whose state holds three steps; returns its root (delete it by
+/// dropping) and its store directory.
+pub async fn seeded_project() -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    init_project(
+        root.path(),
+        &InitOptions::default(),
+        &BackendRegistry::with_builtins(),
+    )
+    .await
+    .unwrap();
+    let dir = root.path().join(".checklist");
+    coordinator(&dir, Arc::new(RealFs))
+        .transact("seed", |state| {
+            *state = state_with_steps(3);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    (root, dir)
 }
