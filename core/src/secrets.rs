@@ -165,9 +165,10 @@ fn is_literal(value: &str) -> bool {
     static CODE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_.]*[(\[]").expect("the pattern compiles"));
     let lower = value.to_ascii_lowercase();
-    let masked = value.chars().all(|c| c == value.chars().next().unwrap_or('*'));
-    !(value.is_empty()
-        || masked
+    // Empty, or one character repeated (`xxxxxxxx`, `--------`): a mask, not a value.
+    let first = value.chars().next();
+    let masked = value.chars().all(|c| Some(c) == first);
+    !(masked
         || PLACEHOLDERS.contains(&lower.trim_end_matches([',', ';', '.']))
         || value.starts_with(['$', '%', '<', '{', '*', '/', '~', '.'])
         || CODE.is_match(value))
