@@ -1,6 +1,7 @@
 //! The lock file format (schemas/lock.schema.json) and the staleness rule of DESIGN §4,
 //! kept apart from the I/O so the rule can be tested case by case.
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use checklist_core::LockInfo;
@@ -75,13 +76,6 @@ impl LockFile {
         let stack_trace = std::env::var_os("CHECKLIST_LOCK_BACKTRACE")
             .filter(|v| v == "1")
             .map(|_| std::backtrace::Backtrace::force_capture().to_string());
-        // The command line can carry a secret (`--stdout "token=…"`), and the lock file
-        // is on disk for as long as the command runs, or longer after a crash.
-        let mut command_line = std::env::args_os()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
-        checklist_core::secrets::redact_text(&mut command_line);
         Self {
             version: LOCK_FORMAT_VERSION.to_owned(),
             lock_id,
@@ -102,7 +96,7 @@ impl LockFile {
             operation: LockOperation {
                 kind: request.operation,
                 stack_trace,
-                command_line: Some(command_line),
+                command_line: Some(COMMAND_LINE.clone()),
             },
             concurrency: Concurrency::default(),
         }
@@ -171,6 +165,19 @@ impl LockFile {
 pub fn parse_lock_file(bytes: &[u8]) -> Option<LockInfo> {
     LockFile::parse(bytes).map(|lock| lock.info())
 }
+
+/// This process's command line as the lock file records it, built once: it cannot
+/// change, and every acquire would otherwise scan it for secrets again. Secrets are
+/// redacted because the command line can carry one (`--stdout "token=…"`) and the lock
+/// file is on disk for as long as the command runs, or longer after a crash.
+static COMMAND_LINE: LazyLock<String> = LazyLock::new(|| {
+    let mut command_line = std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    checklist_core::secrets::redact_text(&mut command_line);
+    command_line
+});
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
