@@ -328,6 +328,16 @@ impl ConfinedFs {
         Ok(())
     }
 
+    /// [`check`](Self::check) for the two paths of a rename or a link, once when they
+    /// share a directory (a temp file and its target always do).
+    fn check_both(&self, a: &Path, b: &Path) -> io::Result<()> {
+        self.check(a, false)?;
+        if a.parent() == b.parent() {
+            return Ok(());
+        }
+        self.check(b, false)
+    }
+
     fn check_dir(&self, dir: &Path) -> io::Result<()> {
         match self.inner.metadata(dir) {
             Ok(meta) if meta.file_type().is_symlink() => Err(symlink_error(dir)),
@@ -356,8 +366,7 @@ impl Vfs for ConfinedFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.check(from, false)?;
-        self.check(to, false)?;
+        self.check_both(from, to)?;
         self.inner.rename(from, to)
     }
 
@@ -397,8 +406,7 @@ impl Vfs for ConfinedFs {
     }
 
     fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
-        self.check(original, false)?;
-        self.check(link, false)?;
+        self.check_both(original, link)?;
         self.inner.hard_link(original, link)
     }
 }
