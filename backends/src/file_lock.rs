@@ -228,12 +228,18 @@ impl Shared {
         }
     }
 
+    /// Creates `path` holding `bytes`; a file whose write failed is removed again, so a
+    /// full disk does not leave partial lock or waiter files behind.
     fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let mut file = self
             .vfs
             .create_new(path, PRIVATE_FILE_MODE)
             .map_err(|e| io_error("create", path, e))?;
-        file.write_all(bytes).map_err(|e| io_error("write", path, e))
+        file.write_all(bytes).map_err(|e| {
+            drop(file);
+            let _ = self.vfs.remove_file(path);
+            io_error("write", path, e)
+        })
     }
 
     /// Reads the lock as it is now; `None` when there is none.
