@@ -284,6 +284,25 @@ impl Error {
         }
     }
 
+    /// Whether this is a failure to get at a file (a refused permission, an I/O error)
+    /// rather than a verdict on the file. It says nothing about the file's content and a
+    /// retry may read it fine, so whoever would pass over a file that fails to load (recovery
+    /// choosing a backup, an index rebuild) must stop and report these instead. A missing
+    /// file is not one: it is gone.
+    ///
+    /// ```
+    /// use checklist_core::Error;
+    /// use std::io;
+    ///
+    /// let refused = Error::io("read", "b.yaml", io::Error::from(io::ErrorKind::PermissionDenied));
+    /// let gone = Error::io("read", "b.yaml", io::Error::from(io::ErrorKind::NotFound));
+    /// assert!(refused.is_access_failure());
+    /// assert!(!gone.is_access_failure());
+    /// ```
+    pub fn is_access_failure(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() != io::ErrorKind::NotFound)
+    }
+
     /// The exit code the CLI uses for this error (DESIGN §7).
     pub fn exit_code(&self) -> ExitCode {
         match self {

@@ -487,21 +487,25 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
 
     /// The backups recovery can choose from: the index, or the index rebuilt from the
     /// backup files when it is missing, empty or damaged.
-    async fn recovery_candidates(&self) -> (Vec<BackupRecord>, Vec<SkippedBackup>) {
-        match self.store.list_backups().await {
-            Ok(listed) if !listed.is_empty() => (listed, Vec::new()),
-            listed => match self.store.rebuild_backup_index().await {
-                Ok(rebuilt) => (rebuilt.kept, rebuilt.skipped),
-                Err(error) => {
-                    tracing::debug!(%error, "no backup index to rebuild");
-                    (listed.unwrap_or_default(), Vec::new())
-                }
-            },
+    ///
+    /// An index or a backup directory that cannot be read (permission refused, an I/O
+    /// error) is an error, not an empty list: "there are no backups" would send the user
+    /// to `recover --reset` and lose the backups that are there.
+    async fn recovery_candidates(&self) -> Result<(Vec<BackupRecord>, Vec<SkippedBackup>)> {
+        let listed = match self.store.list_backups().await {
+            Ok(listed) if !listed.is_empty() => return Ok((listed, Vec::new())),
+            listed => listed,
+        };
+        match self.store.rebuild_backup_index().await {
+            Ok(rebuilt) => Ok((rebuilt.kept, rebuilt.skipped)),
+            // The backend keeps no index that could be lost: what it listed is all.
+            Err(Error::InvalidOperation { .. }) => Ok((listed?, Vec::new())),
+            Err(error) => Err(error),
         }
     }
 
     async fn listed_backup(&self, id: &str) -> Result<BackupRecord> {
-        let (backups, _) = self.recovery_candidates().await;
+        let (backups, _) = self.recovery_candidates().await?;
         backups.into_iter().find(|b| b.id == id).ok_or_else(|| {
             Error::invalid(format!(
                 "there is no backup {id} of {}; `checklist backup list` shows the backups",
@@ -547,7 +551,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             Err(Error::Corrupted { kind, path, detail }) => (kind, path, detail),
             Err(error) => return Err(error),
         };
-        let (backups, mut skipped) = self.recovery_candidates().await;
+        let (backups, mut skipped) = self.recovery_candidates().await?;
         let order = match &request.from {
             Some(id) if backups.iter().any(|b| &b.id == id) => vec![id.clone()],
             Some(id) => {
@@ -566,7 +570,9 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                     chosen = backups.iter().find(|b| b.id == id).cloned().map(|b| (b, state));
                     break;
                 }
-                Err(error) if request.from.is_some() => return Err(error),
+                // An I/O error says nothing about the backup: passing over it would restore an
+                // older revision than needed, and record a data loss a retry would not have.
+                Err(error) if request.from.is_some() || error.is_access_failure() => return Err(error),
                 Err(error) => skipped.push(SkippedBackup {
                     file: id,
                     reason: error.to_string(),

@@ -377,8 +377,11 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// where they are.
     ///
     /// # Contract
-    /// Never deletes or changes a backup file. Fails with [`Error::InvalidOperation`]
-    /// where the backend keeps no index that could be lost (memory).
+    /// Never deletes or changes a backup file. A backup file that cannot be read for a
+    /// reason other than its content ([`Error::is_access_failure`]: a refused
+    /// permission, an I/O error) fails the rebuild with that error rather than dropping
+    /// the backup from the index. Fails with [`Error::InvalidOperation`] where the backend
+    /// keeps no index that could be lost (memory).
     async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
         Err(unsupported(self, "rebuilding the backup index"))
     }

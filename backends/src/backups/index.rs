@@ -63,7 +63,8 @@ impl BackupDir {
         let previous = self.read_manifest(vfs).unwrap_or_default().backups;
         let names = match vfs.list_dir(&self.dir) {
             Ok(names) => names,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            // No backup directory: no backups, and nowhere to write an index.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BackupIndexRebuild::default()),
             Err(e) => return Err(io_error("list", &self.dir, e)),
         };
         let prefix = self.file_prefix();
@@ -106,6 +107,8 @@ impl BackupDir {
                         reason: known.map_or_else(|| "rebuilt".to_owned(), |b| b.reason.clone()),
                     });
                 }
+                // A backup that could not be read this time is not dropped from the index.
+                Err(error) if error.is_access_failure() => return Err(error),
                 Err(error) => rebuilt.skipped.push(SkippedBackup {
                     file,
                     reason: error.to_string(),
