@@ -1,0 +1,473 @@
+//! Faults of the file engine's own mechanisms that the transaction loop does not reach:
+//! a store directory that is not one, the write lock held by a process that hangs or
+//! whose directory cannot be created, a codec that cannot encode, a backup file swapped
+//! for another one, and recovery with every one of its operations failed in turn.
+//!
+//! What must hold: an error that names the file and what went wrong, the last good
+//! state (or, while recovering, the corrupt bytes) still there, and no temp file left.
+
+mod common;
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use checklist_backends::fault::{AfterFault, FaultyFs};
+use checklist_backends::vfs::{RealFs, Vfs};
+use checklist_backends::{Codec, CodecError, FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
+use checklist_core::recovery::{RecoverRequest, Recovery};
+use checklist_core::{
+    ChecklistState, CorruptionKind, Error, Expectation, RollingBackups, StateStore, StateStoreExt,
+};
+use common::{add_step, coordinator, seeded_project};
+use serde_json::Value;
+
+fn yaml_store(dir: &Path) -> FileStore<YamlCodec> {
+    FileStore::open(dir, YamlCodec, FileStoreOptions::default()).unwrap()
+}
+
+/// Every file under `dir` whose name marks it as a temp file of an atomic write.
+fn temp_files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name().to_string_lossy().contains(".tmp-") {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_store_directory_that_is_a_file_is_refused_by_name() {
+    let root = tempfile::tempdir().unwrap();
+    let not_a_dir = root.path().join(".checklist");
+    std::fs::write(&not_a_dir, b"a file where the store directory should be").unwrap();
+    let error = FileStore::open(&not_a_dir, YamlCodec, FileStoreOptions::default()).unwrap_err();
+    match &error {
+        Error::Io { path, source, .. } => {
+            assert_eq!(path, &not_a_dir);
+            assert_eq!(source.kind(), io::ErrorKind::NotADirectory);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("not a directory"), "{error}");
+    assert_eq!(
+        std::fs::read(&not_a_dir).unwrap(),
+        b"a file where the store directory should be"
+    );
+}
+
+#[tokio::test]
+async fn a_store_directory_that_cannot_be_inspected_is_an_io_error_naming_it() {
+    let (_root, dir) = seeded_project().await;
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    faulty.fail_at(0, io::ErrorKind::PermissionDenied, AfterFault::Recover);
+    let error = FileStore::open_with_vfs(
+        &dir,
+        YamlCodec,
+        FileStoreOptions::default(),
+        Arc::new(faulty.clone()),
+    )
+    .unwrap_err();
+    assert_eq!(faulty.log()[0].path, dir, "{:?}", faulty.log());
+    match &error {
+        Error::Io { path, source, .. } => {
+            assert_eq!(path, &dir);
+            assert_eq!(source.kind(), io::ErrorKind::PermissionDenied);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The write lock makes check-and-rename atomic across processes; a process that keeps
+/// it (hung on a slow disk) makes a writer give up after its patience, naming the write
+/// lock, with the state untouched.
+#[tokio::test]
+async fn a_write_lock_held_too_long_fails_the_write_and_names_it() {
+    let (_root, dir) = seeded_project().await;
+    let before = std::fs::read(dir.join("state.yaml")).unwrap();
+    let write_lock = dir.join(".locks/write.lock");
+    let wedged = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&write_lock)
+        .unwrap();
+    wedged.lock().unwrap();
+
+    let options = FileStoreOptions {
+        write_lock_timeout: Duration::from_millis(200),
+        ..FileStoreOptions::default()
+    };
+    let store = FileStore::open(&dir, YamlCodec, options).unwrap();
+    let mut state = store.read_existing().await.unwrap();
+    add_step(&mut state, "blocked");
+    let error = store
+        .write(&state, Expectation::Revision(state.revision))
+        .await
+        .unwrap_err();
+    match &error {
+        Error::LockTimeout { resource, .. } => assert_eq!(resource, &write_lock),
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("write.lock"), "{error}");
+    assert_eq!(std::fs::read(dir.join("state.yaml")).unwrap(), before);
+    assert!(temp_files_under(&dir).is_empty());
+
+    drop(wedged);
+    store
+        .write(&state, Expectation::Revision(state.revision))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_write_lock_directory_that_cannot_be_created_fails_the_write_and_names_it() {
+    let (_root, dir) = seeded_project().await;
+    std::fs::remove_dir_all(dir.join(".locks")).unwrap();
+    let before = std::fs::read(dir.join("state.yaml")).unwrap();
+    let mut state = yaml_store(&dir).read_existing().await.unwrap();
+    add_step(&mut state, "no-locks-dir");
+    let write = |store: FileStore<YamlCodec>, state: ChecklistState| async move {
+        store.write(&state, Expectation::Revision(state.revision)).await
+    };
+    // Where in a write the engine creates the missing `.locks/`.
+    let index = operation_index(&dir, "create directory", ".locks", |store| {
+        let state = state.clone();
+        async move {
+            write(store, state).await.unwrap();
+        }
+    })
+    .await;
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let store = FileStore::open_with_vfs(
+        &dir,
+        YamlCodec,
+        FileStoreOptions::default(),
+        Arc::new(faulty.clone()),
+    )
+    .unwrap();
+    faulty.fail_at(index, io::ErrorKind::PermissionDenied, AfterFault::Recover);
+    let error = write(store.clone(), state.clone()).await.unwrap_err();
+    match &error {
+        Error::Io { path, op, .. } => {
+            assert_eq!(path, &dir.join(".locks"));
+            assert_eq!(*op, "create the directory");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(dir.join("state.yaml")).unwrap(), before);
+    assert!(temp_files_under(&dir).is_empty());
+    write(store, state).await.unwrap();
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The index of the operation `name` on `path` (relative to the store) among those that
+/// `run` makes on a copy of the store `dir`: a dry run, so that a fault can be aimed at
+/// exactly that operation.
+async fn operation_index<Run, Done>(dir: &Path, name: &str, path: &str, run: Run) -> usize
+where
+    Run: FnOnce(FileStore<YamlCodec>) -> Done,
+    Done: Future<Output = ()>,
+{
+    let copy_root = tempfile::tempdir().unwrap();
+    let copy = copy_root.path().join(".checklist");
+    copy_tree(dir, &copy);
+    let probe = FaultyFs::new(Arc::new(RealFs));
+    let store = FileStore::open_with_vfs(
+        &copy,
+        YamlCodec,
+        FileStoreOptions::default(),
+        Arc::new(probe.clone()),
+    )
+    .unwrap();
+    probe.heal();
+    run(store).await;
+    let log = probe.log();
+    let target = copy.join(path);
+    log.iter()
+        .position(|op| op.name == name && op.path == target)
+        .unwrap_or_else(|| panic!("no {name} of {} in {log:?}", target.display()))
+}
+
+/// A codec that reads YAML but cannot write anything.
+#[derive(Debug, Clone, Copy)]
+struct ReadOnlyCodec;
+
+impl Codec for ReadOnlyCodec {
+    fn name(&self) -> &'static str {
+        "read-only"
+    }
+    fn extension(&self) -> &'static str {
+        YamlCodec.extension()
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Value, CodecError> {
+        YamlCodec.decode(bytes)
+    }
+    fn encode(&self, _document: &Value) -> Result<Vec<u8>, CodecError> {
+        Err(CodecError("this format cannot hold the document".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_codec_that_cannot_encode_fails_the_write_by_name_and_writes_nothing() {
+    let (_root, dir) = seeded_project().await;
+    let before = std::fs::read(dir.join("state.yaml")).unwrap();
+    let store = FileStore::open(&dir, ReadOnlyCodec, FileStoreOptions::default()).unwrap();
+    let mut state = store.read_existing().await.unwrap();
+    add_step(&mut state, "unwritable");
+    let error = store
+        .write(&state, Expectation::Revision(state.revision))
+        .await
+        .unwrap_err();
+    match &error {
+        Error::SchemaInvalid { path, message, .. } => {
+            assert_eq!(path, &dir.join("state.yaml"));
+            assert!(
+                message.contains("read-only codec could not encode it"),
+                "{message}"
+            );
+            assert!(
+                message.contains("this format cannot hold the document"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(dir.join("state.yaml")).unwrap(), before);
+    assert!(temp_files_under(&dir).is_empty());
+}
+
+/// Each backup file verifies on its own; one copied over another still must not be
+/// restored as the revision the index lists for it.
+#[tokio::test]
+async fn a_backup_file_swapped_for_another_backup_is_refused() {
+    let (_root, dir) = seeded_project().await;
+    let store = yaml_store(&dir);
+    let recovery = Recovery::new(
+        store.clone(),
+        FileLockProvider::new(&dir),
+        RollingBackups::keep(5),
+    );
+    for id in ["a", "b"] {
+        let mut state = store.read_existing().await.unwrap();
+        add_step(&mut state, id);
+        store
+            .write(&state, Expectation::Revision(state.revision))
+            .await
+            .unwrap();
+        recovery.backup_now("test").await.unwrap();
+    }
+    let backups = store.list_backups().await.unwrap();
+    let newer = backups.iter().max_by_key(|b| b.revision).unwrap();
+    let older = backups.iter().find(|b| b.revision < newer.revision).unwrap();
+    let backup_dir = dir.join(".backup");
+    std::fs::copy(backup_dir.join(&older.file), backup_dir.join(&newer.file)).unwrap();
+    let state_before = std::fs::read(dir.join("state.yaml")).unwrap();
+
+    let error = store.read_backup(&newer.id).await.unwrap_err();
+    match &error {
+        Error::Corrupted { kind, path, detail } => {
+            assert_eq!(*kind, CorruptionKind::ChecksumMismatch);
+            assert_eq!(path, &backup_dir.join(&newer.file));
+            assert!(
+                detail.contains(&format!("backup index lists revision {}", newer.revision)),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(recovery.restore(&newer.id).await.is_err());
+    assert_eq!(std::fs::read(dir.join("state.yaml")).unwrap(), state_before);
+}
+
+/// A recovery where every operation in turn fails once: it either completes (the state
+/// verifies and the corrupt bytes are in quarantine) or fails with an error naming a
+/// file of the store, and then the corrupt bytes are still in the state file or in
+/// quarantine — never lost — and a recovery after the fault succeeds.
+#[tokio::test]
+async fn recovery_survives_a_failure_of_every_operation() {
+    let corrupt_project = || async {
+        let (root, dir) = seeded_project().await;
+        // One more commit, so the newest backup holds the seeded three steps.
+        coordinator(&dir, Arc::new(RealFs))
+            .transact("a fourth step", |state| {
+                add_step(state, "step-3");
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let path = dir.join("state.yaml");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        (root, dir, bytes)
+    };
+    let recovery_on = |dir: &Path, vfs: Arc<dyn Vfs>| {
+        let store =
+            FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs)).unwrap();
+        Recovery::new(
+            store,
+            FileLockProvider::with_vfs(dir, vfs),
+            RollingBackups::keep(1),
+        )
+    };
+    let operations = {
+        let (_root, dir, _) = corrupt_project().await;
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        let recovery = recovery_on(&dir, Arc::new(faulty.clone()));
+        faulty.heal();
+        recovery
+            .recover(&RecoverRequest::default())
+            .await
+            .unwrap()
+            .expect("the dry run found nothing to recover");
+        faulty.log().len()
+    };
+    assert!(operations > 30, "a recovery made only {operations} operations");
+    let mut failed_names = std::collections::BTreeSet::new();
+    for n in 0..operations {
+        let (_root, dir, corrupt) = corrupt_project().await;
+        let newest_backup = yaml_store(&dir)
+            .list_backups()
+            .await
+            .unwrap()
+            .into_iter()
+            .max_by_key(|b| b.revision);
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        let recovery = recovery_on(&dir, Arc::new(faulty.clone()));
+        faulty.fail_at(n, io::ErrorKind::PermissionDenied, AfterFault::Recover);
+        let outcome = recovery.recover(&RecoverRequest::default()).await;
+        let op = faulty.log().into_iter().find(|op| op.failed).unwrap();
+        failed_names.insert(op.name);
+        faulty.heal();
+
+        let store = yaml_store(&dir);
+        let quarantined: Vec<Vec<u8>> = store
+            .list_quarantine()
+            .await
+            .unwrap()
+            .iter()
+            .map(|q| std::fs::read(&q.location).unwrap())
+            .collect();
+        match &outcome {
+            Ok(Some(report)) => {
+                let state = store.read_existing().await.unwrap();
+                assert_eq!(state.revision, report.revision, "after failing {op:?}");
+                // A backup that could not be read is no reason to fall back to an older one.
+                assert_eq!(report.backup, newest_backup, "after failing {op:?}");
+                assert!(quarantined.contains(&corrupt), "after failing {op:?}");
+            }
+            Ok(None) => panic!("failing {op:?} made the corrupt state look fine"),
+            Err(error) => {
+                let state_now = std::fs::read(dir.join("state.yaml")).unwrap();
+                assert!(
+                    state_now == corrupt || quarantined.contains(&corrupt),
+                    "failing {op:?} lost the corrupt bytes ({error})"
+                );
+                match error {
+                    Error::Io { path, .. } => assert!(path.starts_with(&dir), "{error}"),
+                    Error::LockTimeout { .. } => {}
+                    other => panic!("failing {op:?} gave {other:?}"),
+                }
+            }
+        }
+        assert!(
+            temp_files_under(&dir)
+                .iter()
+                .all(|t| op.name == "remove" && op.path == *t),
+            "after failing {op:?}: {:?}",
+            temp_files_under(&dir)
+        );
+        recovery_on(&dir, Arc::new(RealFs))
+            .recover(&RecoverRequest::default())
+            .await
+            .unwrap_or_else(|e| panic!("after failing {op:?}, recovery still fails: {e}"));
+        let healed: ChecklistState = store.read_existing().await.unwrap();
+        assert_eq!(healed.completed_steps.len(), 3, "after failing {op:?}");
+    }
+    for expected in [
+        "read",
+        "create directory",
+        "hard link",
+        "create",
+        "write",
+        "fsync",
+        "rename",
+    ] {
+        assert!(
+            failed_names.contains(expected),
+            "never failed a {expected}: {failed_names:?}"
+        );
+    }
+}
+
+/// A backup the rebuild cannot read this time (permission refused) is not dropped from
+/// the index it writes: the rebuild fails naming the file, and works once it can read.
+#[tokio::test]
+async fn an_index_rebuild_that_cannot_read_a_backup_fails_and_drops_nothing() {
+    let (_root, dir) = seeded_project().await;
+    let store = yaml_store(&dir);
+    let backup = store
+        .list_backups()
+        .await
+        .unwrap()
+        .pop()
+        .expect("the seeded project has a backup");
+    let backup_path = dir.join(".backup").join(&backup.file);
+    std::fs::remove_file(dir.join(".backup/manifest.yaml")).unwrap();
+
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let store = FileStore::open_with_vfs(
+        &dir,
+        YamlCodec,
+        FileStoreOptions::default(),
+        Arc::new(faulty.clone()),
+    )
+    .unwrap();
+    let backup_file = format!(".backup/{}", backup.file);
+    let read = operation_index(&dir, "read", &backup_file, |store| async move {
+        store.rebuild_backup_index().await.unwrap();
+    })
+    .await;
+    faulty.fail_at(read, io::ErrorKind::PermissionDenied, AfterFault::Recover);
+    let error = store.rebuild_backup_index().await.unwrap_err();
+    match &error {
+        Error::Io { path, source, .. } => {
+            assert_eq!(path, &backup_path);
+            assert_eq!(source.kind(), io::ErrorKind::PermissionDenied);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !dir.join(".backup/manifest.yaml").exists(),
+        "an index without the backup was written"
+    );
+    faulty.heal();
+    let rebuilt = store.rebuild_backup_index().await.unwrap();
+    assert_eq!(
+        rebuilt.kept.iter().map(|b| &b.id).collect::<Vec<_>>(),
+        [&backup.id]
+    );
+}
