@@ -232,6 +232,38 @@ async fn a_restore_over_a_state_repaired_meanwhile_stops_and_changes_nothing() {
     assert_nothing_changed(&dir, &valid, audited, "restore").await;
 }
 
+/// The audit trail cannot be read while a corrupt state is recovered or a hand edit
+/// resealed: without it the last committed revision is unknown, so the recovered state
+/// could be written at a revision already committed (a writer holding that revision
+/// would not conflict) and the report could not tell whether changes were lost. The
+/// command fails with the audit trail's I/O error, naming it, and changes nothing.
+#[tokio::test]
+async fn an_unreadable_audit_trail_stops_recover_and_reseal_and_changes_nothing() {
+    for command in [Command::Recover, Command::Reseal] {
+        let log = clean_run_of(command).await;
+        let at = nth(&log, "read", "audit.log", 0);
+        let (_root, dir, _) = command.project().await;
+        let before = std::fs::read(dir.join("state.yaml")).unwrap();
+        let audited = audited(&dir).await;
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        let recovery = recovery(&dir, Arc::new(faulty.clone()));
+        faulty.fail_at(at, ErrorKind::PermissionDenied, AfterFault::Recover);
+        let error = run(command, &recovery)
+            .await
+            .expect_err("a recovery that cannot know the last committed revision must stop");
+        let message = error.to_string();
+        match &error {
+            Error::Io { path, .. } => assert_eq!(path, &dir.join("audit.log"), "{command:?}: {message}"),
+            other => panic!(
+                "{command:?}: expected the I/O error, got {}: {message}",
+                other.kind()
+            ),
+        }
+        faulty.heal();
+        assert_nothing_changed(&dir, &before, audited, &format!("{command:?}")).await;
+    }
+}
+
 /// The `recovery` record cannot be appended once the recovered state is written: the
 /// recovery stands (undoing it would bring the corruption back) — the state loads clean
 /// at the reported revision, the corrupt bytes are kept — and only the record is
