@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use checklist_core::backup::CommitContext;
 use checklist_core::config::SecretMode;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator, TxStatus};
 use checklist_core::model::{ConflictResolution, StepCompletion, StepResult, now};
 use checklist_core::{
-    AuditEvent, BackupPolicy, ChecklistState, Error, Expectation, LockProvider, LockRequest, RollingBackups,
-    StateStore, StateStoreExt,
+    AuditEvent, BackupPolicy, BackupRecord, ChecklistState, Error, Expectation, LockProvider, LockRequest,
+    RollingBackups, StateStore, StateStoreExt,
 };
+use chrono::{DateTime, Utc};
 
 use crate::support::{add_step, ensure, sample_state, step};
 use crate::{CaseResult, Failure, Subject};
@@ -540,8 +542,28 @@ pub async fn snapshot_is_independent(subject: &Subject) -> CaseResult {
     Ok(())
 }
 
+/// A policy that keeps no backup of a commit (and so never prunes), trying backups in
+/// the default order.
+#[derive(Debug)]
+struct NoCommitBackups;
+
+impl BackupPolicy for NoCommitBackups {
+    fn should_back_up(&self, _commit: &CommitContext) -> bool {
+        false
+    }
+
+    fn to_prune(&self, _backups: &[BackupRecord], _now: DateTime<Utc>) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn recovery_order(&self, backups: &[BackupRecord]) -> Vec<String> {
+        RollingBackups::default().recovery_order(backups)
+    }
+}
+
 /// Every commit backs up the state it replaces, and the policy's pruning keeps exactly
-/// the newest ones.
+/// the newest ones; under a policy that asks for no backup, a commit goes through and
+/// leaves the backups as they were.
 pub async fn backups_follow_the_policy(subject: &Subject) -> CaseResult {
     seeded(subject).await?;
     let coordinator = TransactionCoordinator::with_options(
@@ -569,6 +591,39 @@ pub async fn backups_follow_the_policy(subject: &Subject) -> CaseResult {
     ensure!(
         kept == [last - 2, last - 1],
         "kept backups of revisions {kept:?}, want the 2 replaced last"
+    );
+
+    let unbacked = TransactionCoordinator::with_options(
+        Arc::clone(&subject.store),
+        Arc::clone(&subject.locks),
+        NoCommitBackups,
+        CoordinatorOptions::default(),
+    );
+    let outcome = step(
+        "a transaction under a policy that keeps no backup",
+        unbacked
+            .transact("adds a step", |state| {
+                add_step(state, "unbacked");
+                Ok(())
+            })
+            .await,
+    )?;
+    ensure!(
+        outcome.revision == last + 1,
+        "committed revision {} after {last}",
+        outcome.revision
+    );
+    let stored = step("reading", subject.store.read_existing().await)?;
+    ensure!(
+        stored.revision == outcome.revision
+            && stored.completed_steps.last().map(|s| s.step_id.as_str()) == Some("unbacked"),
+        "the commit under a policy that keeps no backup is not stored"
+    );
+    let after = step("listing backups", subject.store.list_backups().await)?;
+    ensure!(
+        after == backups,
+        "a commit under a policy that keeps no backup changed the backups: {:?}, were {kept:?}",
+        after.iter().map(|b| b.revision).collect::<Vec<_>>()
     );
     Ok(())
 }

@@ -257,16 +257,32 @@ pub async fn many_tasks_take_turns(subject: &Subject) -> CaseResult {
     Ok(())
 }
 
-/// Two independent providers on the same lock (what two processes would open)
-/// exclude each other and see each other's holder.
+/// Two independent providers on the same lock (what two processes would open) report
+/// the same resource, exclude each other (the timeout names that resource) and see each
+/// other's holder.
 pub async fn independent_providers_exclude_each_other(subject: &Subject) -> CaseResult {
     let other = subject.reopen_locks()?;
     let guard = step(
         "acquiring through the first provider",
         subject.locks.acquire(&request(1000)).await,
     )?;
+    ensure!(
+        other.resource() == subject.locks.resource(),
+        "two providers on the same lock report different resources: {} and {}",
+        other.resource().display(),
+        subject.locks.resource().display()
+    );
     match other.acquire(&request(150)).await {
-        Err(Error::LockTimeout { holder: Some(h), .. }) if h.lock_id == guard.info().lock_id => {}
+        Err(Error::LockTimeout {
+            holder: Some(h),
+            resource,
+            ..
+        }) if h.lock_id == guard.info().lock_id => ensure!(
+            resource == subject.locks.resource(),
+            "the timeout names {}, not the contended lock {}",
+            resource.display(),
+            subject.locks.resource().display()
+        ),
         Err(other_error) => {
             return Err(Failure(format!(
                 "expected a LockTimeout naming the holder, got: {other_error}"

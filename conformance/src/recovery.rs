@@ -21,16 +21,16 @@ use crate::{CaseResult, Failure, RawAccess, Subject};
 type Recoverer = Recovery<Arc<dyn StateStore>, Arc<dyn LockProvider>, Arc<dyn BackupPolicy>>;
 
 fn recovery(subject: &Subject) -> Recoverer {
+    recovery_over(subject, Arc::clone(&subject.store), Arc::clone(&subject.locks))
+}
+
+/// Recovery of the subject's policy over `store` and `locks` (another handle, say).
+fn recovery_over(subject: &Subject, store: Arc<dyn StateStore>, locks: Arc<dyn LockProvider>) -> Recoverer {
     let lock = checklist_core::config::LockSettings {
         timeout_ms: 10_000,
         ..Default::default()
     };
-    Recovery::new(
-        Arc::clone(&subject.store),
-        Arc::clone(&subject.locks),
-        Arc::clone(&subject.policy),
-    )
-    .with_settings(&lock, &Default::default())
+    Recovery::new(store, locks, Arc::clone(&subject.policy)).with_settings(&lock, &Default::default())
 }
 
 fn io(doing: &str) -> impl Fn(std::io::Error) -> Failure + '_ {
@@ -244,7 +244,7 @@ pub async fn read_raw_returns_the_stored_bytes(subject: &Subject) -> CaseResult 
 }
 
 /// Quarantine keeps exactly the bytes found, leaves the current document in place and
-/// refuses bytes that are no longer stored.
+/// refuses bytes that are no longer stored; an id never quarantined is refused.
 pub async fn quarantine_keeps_the_exact_bytes(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     step(
@@ -284,9 +284,18 @@ pub async fn quarantine_keeps_the_exact_bytes(subject: &Subject) -> CaseResult {
         }
     }
     match subject.store.read_quarantined("../state").await {
-        Err(Error::InvalidOperation { .. }) => Ok(()),
+        Err(Error::InvalidOperation { .. }) => {}
+        other => {
+            return Err(Failure(format!(
+                "a malformed quarantine id was accepted: {other:?}"
+            )));
+        }
+    }
+    let unknown = "0-19700101T000000000Z";
+    match subject.store.read_quarantined(unknown).await {
+        Err(Error::InvalidOperation { message }) if message.contains(unknown) => Ok(()),
         other => Err(Failure(format!(
-            "a malformed quarantine id was accepted: {other:?}"
+            "reading a quarantine id that was never listed must be refused naming it, got {other:?}"
         ))),
     }
 }
@@ -600,6 +609,125 @@ pub async fn recovered_state_loads_clean_and_is_not_recovered_again(subject: &Su
     ensure!(
         recoveries == 1,
         "{recoveries} recoveries were audited, expected 1"
+    );
+    Ok(())
+}
+
+/// Loads that find the state corrupt at the same time (two commands, two processes)
+/// recover it once: the first to get the lock recovers; the other, once it has waited
+/// for the lock, finds the state verifies and returns it as it is — without recovering,
+/// quarantining or auditing a second time.
+pub async fn concurrent_loads_recover_once(subject: &Subject) -> CaseResult {
+    history(subject).await?;
+    let raw = subject.raw()?;
+    raw.write(b"{{{").map_err(io("corrupting"))?;
+    let audits_before = step("reading the audit", subject.store.read_audit().await)?
+        .records
+        .len();
+    // Held while both loads read the corrupt state and queue for the lock.
+    let guard = step(
+        "holding the lock",
+        subject
+            .locks
+            .acquire(&checklist_core::LockRequest::default().with_timeout(Duration::from_secs(10)))
+            .await,
+    )?;
+    let loads: Vec<_> = [
+        recovery(subject),
+        recovery_over(subject, subject.reopen()?, subject.reopen_locks()?),
+    ]
+    .into_iter()
+    .map(|recovery| tokio::spawn(async move { recovery.load().await }))
+    .collect();
+    let mut waiting = 0;
+    for _ in 0..1000 {
+        waiting = step("inspecting the lock", subject.locks.inspect().await)?
+            .waiters
+            .len();
+        if waiting >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ensure!(
+        waiting >= 2,
+        "the two loads never waited for the lock ({waiting} waiting)"
+    );
+    step("releasing the lock", guard.release())?;
+    let mut loaded = Vec::new();
+    for load in loads {
+        let result = load.await.map_err(|e| Failure(format!("a load panicked: {e}")))?;
+        loaded.push(step("a concurrent load", result)?);
+    }
+    let recovered = loaded.iter().filter(|l| l.recovered.is_some()).count();
+    ensure!(
+        recovered == 1,
+        "{recovered} of two concurrent loads recovered the state, expected exactly one"
+    );
+    ensure!(
+        loaded[0].state == loaded[1].state,
+        "the loads returned different states: revisions {} and {}",
+        loaded[0].state.revision,
+        loaded[1].state.revision
+    );
+    let quarantined = step("listing quarantine", subject.store.list_quarantine().await)?.len();
+    ensure!(
+        quarantined == 1,
+        "{quarantined} documents were quarantined, expected one"
+    );
+    let audit = step("reading the audit", subject.store.read_audit().await)?;
+    let recoveries = audit.records[audits_before..]
+        .iter()
+        .filter(|r| r.event == AuditEvent::Recovery)
+        .count();
+    ensure!(
+        recoveries == 1,
+        "{recoveries} recoveries were audited, expected one"
+    );
+    Ok(())
+}
+
+/// On a store that holds no state yet, `recover`, `reseal`, `backup restore` and a
+/// load all fail with `NotInitialized` naming the store, and create nothing.
+pub async fn recovery_of_an_uninitialized_store_says_so(subject: &Subject) -> CaseResult {
+    let recovery = recovery(subject);
+    let location = subject.store.location().to_owned();
+    let results = [
+        (
+            "recover",
+            recovery.recover(&RecoverRequest::default()).await.map(drop),
+        ),
+        ("reseal", recovery.reseal().await.map(drop)),
+        (
+            "restore",
+            recovery.restore("0-19700101T000000000Z").await.map(drop),
+        ),
+        ("load", recovery.load().await.map(drop)),
+    ];
+    for (command, result) in results {
+        match result {
+            Err(Error::NotInitialized { path }) if path == location => {}
+            other => {
+                return Err(Failure(format!(
+                    "{command} on an empty store must fail with NotInitialized naming {}, got {other:?}",
+                    location.display()
+                )));
+            }
+        }
+    }
+    ensure!(
+        step("reading", subject.store.read().await)?.is_none(),
+        "a refused recovery created a state"
+    );
+    ensure!(
+        step("listing quarantine", subject.store.list_quarantine().await)?.is_empty(),
+        "a refused recovery quarantined something"
+    );
+    ensure!(
+        step("reading the audit", subject.store.read_audit().await)?
+            .records
+            .is_empty(),
+        "a refused recovery was audited"
     );
     Ok(())
 }

@@ -316,8 +316,9 @@ pub async fn checksum_is_verified_on_read(subject: &Subject) -> CaseResult {
     }
 }
 
-/// Bytes that are not a document are reported as a parse error, and a write over them
-/// is refused rather than silently replacing them.
+/// Bytes that are not a document are reported as a parse error (by a read and by
+/// `parse_ignoring_checksum` alike), and a write over them is refused rather than
+/// silently replacing them.
 pub async fn unparseable_bytes_are_a_parse_error(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     step(
@@ -326,17 +327,32 @@ pub async fn unparseable_bytes_are_a_parse_error(subject: &Subject) -> CaseResul
     )?;
     raw.write(b"{{{ not a document")
         .map_err(|e| Failure(format!("writing the raw bytes: {e}")))?;
-    match subject.store.read().await {
+    let read_path = match subject.store.read().await {
         Err(Error::Corrupted {
             kind: CorruptionKind::ParseError,
+            path,
             ..
-        }) => {}
+        }) => path,
         Err(other) => {
             return Err(Failure(format!(
                 "expected a parse_error corruption, got: {other}"
             )));
         }
         Ok(_) => return Err(Failure("garbage was returned as a valid state".into())),
+    };
+    // What reseal parses a hand edit with fails exactly where a read does.
+    match subject.store.parse_ignoring_checksum(b"{{{ not a document") {
+        Err(Error::Corrupted {
+            kind: CorruptionKind::ParseError,
+            path,
+            ..
+        }) if path == read_path => {}
+        other => {
+            return Err(Failure(format!(
+                "parse_ignoring_checksum of garbage must be a parse_error naming {}, got {other:?}",
+                read_path.display()
+            )));
+        }
     }
     match subject
         .store

@@ -199,8 +199,9 @@ impl Drop for LockGuard {
 /// - `many_tasks_take_turns`: many tasks contending through one provider hold the lock
 ///   one at a time, and all of them get it.
 /// - `independent_providers_exclude_each_other`: two providers opened independently on
-///   the same resource (what two processes would open) exclude each other and see each
-///   other's holder.
+///   the same resource (what two processes would open) report the same
+///   [`resource`](Self::resource), exclude each other (the timeout names that resource)
+///   and see each other's holder.
 /// - `a_live_holder_keeps_the_lock_past_its_expiry`: a guard that stays alive keeps
 ///   the lock for as long as it is held, however short `request.expiry` (a file
 ///   provider renews it): [`LockGuard::ensure_held`] keeps succeeding and other

@@ -16,7 +16,9 @@
 //!
 //! `dataLoss` is true when the restored revision is older than the last revision known
 //! to have been committed — the highest `revisionAfter` in the audit trail or revision
-//! in the backup index — and always for a reset.
+//! in the backup index — and always for a reset. A recovery or reseal that cannot read
+//! the audit trail stops with that error before changing anything: it could not know
+//! either.
 
 use std::fmt;
 
@@ -373,8 +375,8 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             reason: "reseal: the hand-edited document as it was, kept before its checksum was replaced"
                 .to_owned(),
         };
+        let last = self.last_committed().await?;
         let kept = self.store.quarantine(&raw, &note).await?;
-        let last = self.last_committed().await;
         let revision = last.unwrap_or(0).max(edited.revision) + 1;
         edited.recovery = Some(RecoveryRecord {
             last_corruption: now(),
@@ -522,21 +524,27 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
 
     /// The highest revision known to have been committed: from the audit trail and the
     /// backup index. The corrupt document's own `revision` is not trusted.
-    async fn last_committed(&self) -> Option<u64> {
-        let audited = match self.store.read_audit().await {
-            Ok(log) => log.records.iter().filter_map(|r| r.revision_after).max(),
-            Err(error) => {
-                tracing::warn!(%error, "could not read the audit trail to find the last revision");
-                None
-            }
-        };
+    ///
+    /// # Errors
+    /// The audit trail's read error: without it the last committed revision is not
+    /// known, so a recovered state could be written at a revision already committed (a
+    /// writer holding it would not conflict) and `dataLoss` could not be decided.
+    async fn last_committed(&self) -> Result<Option<u64>> {
+        let audited = self
+            .store
+            .read_audit()
+            .await?
+            .records
+            .iter()
+            .filter_map(|r| r.revision_after)
+            .max();
         let backed_up = self
             .store
             .list_backups()
             .await
             .ok()
             .and_then(|b| b.iter().map(|b| b.revision).max());
-        audited.max(backed_up)
+        Ok(audited.max(backed_up))
     }
 
     async fn recover_locked(
@@ -579,7 +587,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                 }),
             }
         }
-        let last_committed = self.last_committed().await;
+        let last_committed = self.last_committed().await?;
         let (mut state, backup, method, data_loss) = match chosen {
             Some((backup, state)) => {
                 let lost = last_committed.is_some_and(|last| backup.revision < last);
