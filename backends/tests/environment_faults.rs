@@ -15,34 +15,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
 use checklist_core::{ChecklistState, Error, LockProvider, StateStore};
-use common::{add_step, coordinator, seeded_project};
+use common::{add_step, coordinator, seeded_project, temp_files_under};
 use rustix::io::Errno;
-
-fn temp_files_under(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(current) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                pending.push(entry.path());
-            } else if entry.file_name().to_string_lossy().contains(".tmp-") {
-                found.push(entry.path().display().to_string());
-            }
-        }
-    }
-    found
-}
 
 fn same_content(a: &ChecklistState, b: &ChecklistState) -> bool {
     a.completed_steps == b.completed_steps && a.active_instance == b.active_instance

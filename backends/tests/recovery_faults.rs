@@ -1,7 +1,8 @@
 //! Recovery, restore and reseal ([`Recovery`]) on a file store at the faults a real
 //! disk cannot produce on demand, through the [`FaultyFs`] seam: the state file
 //! unreadable in the middle of a command, the state repaired by hand while a restore
-//! runs, the audit trail unreadable or not appendable.
+//! runs, the audit trail unreadable or not appendable, and every operation of a
+//! recovery failed in turn.
 //!
 //! Each fault is placed by a clean run of the same command first: its operation log
 //! says which operation to fail (or to run something before), counting from the
@@ -18,8 +19,10 @@ use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
 use checklist_core::recovery::RecoverRequest;
-use checklist_core::{AuditEvent, Error, LockProvider, LockRequest, Recovery, RollingBackups, StateStore};
-use common::{add_step, coordinator, seeded_project};
+use checklist_core::{
+    AuditEvent, Error, LockProvider, LockRequest, Recovery, RollingBackups, StateStore, StateStoreExt,
+};
+use common::{add_step, coordinator, seeded_project, temp_files_under};
 
 type FileRecovery = Recovery<FileStore<YamlCodec>, FileLockProvider, RollingBackups>;
 
@@ -311,6 +314,95 @@ async fn a_recovery_whose_audit_record_cannot_be_appended_still_stands() {
         "the recovered state was recovered again"
     );
     assert_eq!(again.state.revision, report.revision);
+}
+
+/// A recovery where every operation in turn fails once: it either completes (the state
+/// verifies, restored from the newest backup, and the corrupt bytes are in quarantine)
+/// or fails with an error naming a file of the store, and then the corrupt bytes are
+/// still in the state file or in quarantine — never lost. No temp file is left but one
+/// whose own removal failed, and a recovery after the fault succeeds.
+#[tokio::test]
+async fn a_recovery_survives_a_failure_of_every_operation() {
+    let operations = clean_run_of(Command::Recover).await.len();
+    assert!(operations > 30, "a recovery made only {operations} operations");
+    let mut failed_names = std::collections::BTreeSet::new();
+    for n in 0..operations {
+        let (_root, dir, _) = corrupt_project().await;
+        let corrupt = std::fs::read(dir.join("state.yaml")).unwrap();
+        let newest_backup = observer(&dir)
+            .list_backups()
+            .await
+            .unwrap()
+            .into_iter()
+            .max_by_key(|b| b.revision);
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        let faulty_recovery = recovery(&dir, Arc::new(faulty.clone()));
+        faulty.fail_at(n, ErrorKind::PermissionDenied, AfterFault::Recover);
+        let outcome = faulty_recovery.recover(&RecoverRequest::default()).await;
+        let op = faulty.log().into_iter().find(|op| op.failed).unwrap();
+        failed_names.insert(op.name);
+        faulty.heal();
+
+        let store = observer(&dir);
+        let quarantined: Vec<Vec<u8>> = store
+            .list_quarantine()
+            .await
+            .unwrap()
+            .iter()
+            .map(|q| std::fs::read(&q.location).unwrap())
+            .collect();
+        match &outcome {
+            Ok(Some(report)) => {
+                let state = store.read_existing().await.unwrap();
+                assert_eq!(state.revision, report.revision, "after failing {op:?}");
+                // A backup that could not be read is no reason to fall back to an older one.
+                assert_eq!(report.backup, newest_backup, "after failing {op:?}");
+                assert!(quarantined.contains(&corrupt), "after failing {op:?}");
+            }
+            Ok(None) => panic!("failing {op:?} made the corrupt state look fine"),
+            Err(error) => {
+                let state_now = std::fs::read(dir.join("state.yaml")).unwrap();
+                assert!(
+                    state_now == corrupt || quarantined.contains(&corrupt),
+                    "failing {op:?} lost the corrupt bytes ({error})"
+                );
+                match error {
+                    Error::Io { path, .. } => assert!(path.starts_with(&dir), "{error}"),
+                    other => panic!("failing {op:?} gave {other:?}"),
+                }
+            }
+        }
+        let left = temp_files_under(&dir);
+        assert!(
+            left.iter()
+                .all(|t| op.name == "remove" && op.path.display().to_string() == *t),
+            "after failing {op:?}: {left:?}"
+        );
+        recovery(&dir, Arc::new(RealFs))
+            .recover(&RecoverRequest::default())
+            .await
+            .unwrap_or_else(|e| panic!("after failing {op:?}, recovery still fails: {e}"));
+        let newest = newest_backup.as_ref().expect("the project has backups");
+        assert_eq!(
+            store.read_existing().await.unwrap().completed_steps,
+            store.read_backup(&newest.id).await.unwrap().completed_steps,
+            "after failing {op:?}, the newest backup was not restored"
+        );
+    }
+    for expected in [
+        "read",
+        "create directory",
+        "hard link",
+        "create",
+        "write",
+        "fsync",
+        "rename",
+    ] {
+        assert!(
+            failed_names.contains(expected),
+            "never failed a {expected}: {failed_names:?}"
+        );
+    }
 }
 
 /// What a log line about recovery needs: a [`Recovery`] names its state file and its

@@ -1,48 +1,31 @@
 //! Faults of the file engine's own mechanisms that the transaction loop does not reach:
 //! a store directory that is not one, the write lock held by a process that hangs or
 //! whose directory cannot be created, a codec that cannot encode, a backup file swapped
-//! for another one, and recovery with every one of its operations failed in turn.
+//! for another one, a backup an index rebuild cannot read.
 //!
 //! What must hold: an error that names the file and what went wrong, the last good
-//! state (or, while recovering, the corrupt bytes) still there, and no temp file left.
+//! state still there, and no temp file left.
 
 mod common;
 
 use std::future::Future;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use checklist_backends::fault::{AfterFault, FaultyFs};
-use checklist_backends::vfs::{RealFs, Vfs};
+use checklist_backends::vfs::RealFs;
 use checklist_backends::{Codec, CodecError, FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
-use checklist_core::recovery::{RecoverRequest, Recovery};
+use checklist_core::recovery::Recovery;
 use checklist_core::{
     ChecklistState, CorruptionKind, Error, Expectation, RollingBackups, StateStore, StateStoreExt,
 };
-use common::{add_step, coordinator, seeded_project};
+use common::{add_step, seeded_project, temp_files_under};
 use serde_json::Value;
 
 fn yaml_store(dir: &Path) -> FileStore<YamlCodec> {
     FileStore::open(dir, YamlCodec, FileStoreOptions::default()).unwrap()
-}
-
-/// Every file under `dir` whose name marks it as a temp file of an atomic write.
-fn temp_files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                pending.push(entry.path());
-            } else if entry.file_name().to_string_lossy().contains(".tmp-") {
-                found.push(entry.path());
-            }
-        }
-    }
-    found
 }
 
 #[test]
@@ -299,128 +282,6 @@ async fn a_backup_file_swapped_for_another_backup_is_refused() {
     }
     assert!(recovery.restore(&newer.id).await.is_err());
     assert_eq!(std::fs::read(dir.join("state.yaml")).unwrap(), state_before);
-}
-
-/// A recovery where every operation in turn fails once: it either completes (the state
-/// verifies and the corrupt bytes are in quarantine) or fails with an error naming a
-/// file of the store, and then the corrupt bytes are still in the state file or in
-/// quarantine — never lost — and a recovery after the fault succeeds.
-#[tokio::test]
-async fn recovery_survives_a_failure_of_every_operation() {
-    let corrupt_project = || async {
-        let (root, dir) = seeded_project().await;
-        // One more commit, so the newest backup holds the seeded three steps.
-        coordinator(&dir, Arc::new(RealFs))
-            .transact("a fourth step", |state| {
-                add_step(state, "step-3");
-                Ok(())
-            })
-            .await
-            .unwrap();
-        let path = dir.join("state.yaml");
-        let mut bytes = std::fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x20;
-        std::fs::write(&path, &bytes).unwrap();
-        (root, dir, bytes)
-    };
-    let recovery_on = |dir: &Path, vfs: Arc<dyn Vfs>| {
-        let store =
-            FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs)).unwrap();
-        Recovery::new(
-            store,
-            FileLockProvider::with_vfs(dir, vfs),
-            RollingBackups::keep(1),
-        )
-    };
-    let operations = {
-        let (_root, dir, _) = corrupt_project().await;
-        let faulty = FaultyFs::new(Arc::new(RealFs));
-        let recovery = recovery_on(&dir, Arc::new(faulty.clone()));
-        faulty.heal();
-        recovery
-            .recover(&RecoverRequest::default())
-            .await
-            .unwrap()
-            .expect("the dry run found nothing to recover");
-        faulty.log().len()
-    };
-    assert!(operations > 30, "a recovery made only {operations} operations");
-    let mut failed_names = std::collections::BTreeSet::new();
-    for n in 0..operations {
-        let (_root, dir, corrupt) = corrupt_project().await;
-        let newest_backup = yaml_store(&dir)
-            .list_backups()
-            .await
-            .unwrap()
-            .into_iter()
-            .max_by_key(|b| b.revision);
-        let faulty = FaultyFs::new(Arc::new(RealFs));
-        let recovery = recovery_on(&dir, Arc::new(faulty.clone()));
-        faulty.fail_at(n, io::ErrorKind::PermissionDenied, AfterFault::Recover);
-        let outcome = recovery.recover(&RecoverRequest::default()).await;
-        let op = faulty.log().into_iter().find(|op| op.failed).unwrap();
-        failed_names.insert(op.name);
-        faulty.heal();
-
-        let store = yaml_store(&dir);
-        let quarantined: Vec<Vec<u8>> = store
-            .list_quarantine()
-            .await
-            .unwrap()
-            .iter()
-            .map(|q| std::fs::read(&q.location).unwrap())
-            .collect();
-        match &outcome {
-            Ok(Some(report)) => {
-                let state = store.read_existing().await.unwrap();
-                assert_eq!(state.revision, report.revision, "after failing {op:?}");
-                // A backup that could not be read is no reason to fall back to an older one.
-                assert_eq!(report.backup, newest_backup, "after failing {op:?}");
-                assert!(quarantined.contains(&corrupt), "after failing {op:?}");
-            }
-            Ok(None) => panic!("failing {op:?} made the corrupt state look fine"),
-            Err(error) => {
-                let state_now = std::fs::read(dir.join("state.yaml")).unwrap();
-                assert!(
-                    state_now == corrupt || quarantined.contains(&corrupt),
-                    "failing {op:?} lost the corrupt bytes ({error})"
-                );
-                match error {
-                    Error::Io { path, .. } => assert!(path.starts_with(&dir), "{error}"),
-                    Error::LockTimeout { .. } => {}
-                    other => panic!("failing {op:?} gave {other:?}"),
-                }
-            }
-        }
-        assert!(
-            temp_files_under(&dir)
-                .iter()
-                .all(|t| op.name == "remove" && op.path == *t),
-            "after failing {op:?}: {:?}",
-            temp_files_under(&dir)
-        );
-        recovery_on(&dir, Arc::new(RealFs))
-            .recover(&RecoverRequest::default())
-            .await
-            .unwrap_or_else(|e| panic!("after failing {op:?}, recovery still fails: {e}"));
-        let healed: ChecklistState = store.read_existing().await.unwrap();
-        assert_eq!(healed.completed_steps.len(), 3, "after failing {op:?}");
-    }
-    for expected in [
-        "read",
-        "create directory",
-        "hard link",
-        "create",
-        "write",
-        "fsync",
-        "rename",
-    ] {
-        assert!(
-            failed_names.contains(expected),
-            "never failed a {expected}: {failed_names:?}"
-        );
-    }
 }
 
 /// A backup the rebuild cannot read this time (permission refused) is not dropped from

@@ -63,6 +63,27 @@ pub fn temp_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Every file under `dir`, at any depth, whose name marks it as the temp file of an
+/// atomic write (`.<name>.tmp-<pid>-<nonce>`); none when `dir` is gone.
+pub fn temp_files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name().to_string_lossy().contains(".tmp-") {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
 /// The coordinator the fault tests drive: a YAML store and a file lock on `vfs`, a
 /// 2 s lock timeout, and a backup every commit pruned to one, so pruning runs inside
 /// every faulted transaction too.
