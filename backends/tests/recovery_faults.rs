@@ -158,6 +158,46 @@ async fn audited(dir: &Path) -> usize {
     observer(dir).read_audit().await.unwrap().records.len()
 }
 
+/// Runs `command` on a fresh project of its own with its `read`-th read (from 0) of
+/// `file` refused, and asserts it fails with that I/O error, naming the file, and
+/// changes nothing.
+async fn assert_refused_when_unreadable(command: Command, file: &str, read: usize) {
+    let at = nth(&clean_run_of(command).await, "read", file, read);
+    let (_root, dir, _) = command.project().await;
+    let path = dir.join(file);
+    let before = std::fs::read(dir.join("state.yaml")).unwrap();
+    let audited = audited(&dir).await;
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let recovery = recovery(&dir, Arc::new(faulty.clone()));
+    faulty.fail_at(at, ErrorKind::PermissionDenied, AfterFault::Recover);
+    let error = run(command, &recovery)
+        .await
+        .expect_err("a command that cannot read what it needs must stop");
+    let message = error.to_string();
+    match &error {
+        Error::Io {
+            path: named, source, ..
+        } => {
+            assert_eq!(named, &path, "{command:?}: {message}");
+            assert_eq!(
+                source.kind(),
+                ErrorKind::PermissionDenied,
+                "{command:?}: {message}"
+            );
+        }
+        other => panic!(
+            "{command:?}: expected the I/O error, got {}: {message}",
+            other.kind()
+        ),
+    }
+    assert!(
+        message.contains(&path.display().to_string()),
+        "{command:?}: {message}"
+    );
+    faulty.heal();
+    assert_nothing_changed(&dir, &before, audited, &format!("{command:?}")).await;
+}
+
 /// The state file unreadable (permission denied) where each command reads it to decide
 /// what to do: the command fails with that I/O error, naming the state file, instead of
 /// taking it for a corruption — and changes nothing.
@@ -166,39 +206,7 @@ async fn an_unreadable_state_fails_recover_reseal_and_restore_naming_it() {
     // restore reads the state once to choose between a plain restore and a recovery;
     // recover and reseal read the raw bytes first, then verify them with a read.
     for (command, read) in [(Command::Restore, 0), (Command::Recover, 1), (Command::Reseal, 1)] {
-        let log = clean_run_of(command).await;
-        let at = nth(&log, "read", "state.yaml", read);
-        let (_root, dir, _) = command.project().await;
-        let state_path = dir.join("state.yaml");
-        let before = std::fs::read(&state_path).unwrap();
-        let audited = audited(&dir).await;
-        let faulty = FaultyFs::new(Arc::new(RealFs));
-        let recovery = recovery(&dir, Arc::new(faulty.clone()));
-        faulty.fail_at(at, ErrorKind::PermissionDenied, AfterFault::Recover);
-        let error = run(command, &recovery)
-            .await
-            .expect_err("an unreadable state must fail the command");
-        let message = error.to_string();
-        match &error {
-            Error::Io { path, source, .. } => {
-                assert_eq!(path, &state_path, "{command:?}: {message}");
-                assert_eq!(
-                    source.kind(),
-                    ErrorKind::PermissionDenied,
-                    "{command:?}: {message}"
-                );
-            }
-            other => panic!(
-                "{command:?}: expected the I/O error, got {}: {message}",
-                other.kind()
-            ),
-        }
-        assert!(
-            message.contains(&state_path.display().to_string()),
-            "{command:?}: {message}"
-        );
-        faulty.heal();
-        assert_nothing_changed(&dir, &before, audited, &format!("{command:?}")).await;
+        assert_refused_when_unreadable(command, "state.yaml", read).await;
     }
 }
 
@@ -243,27 +251,7 @@ async fn a_restore_over_a_state_repaired_meanwhile_stops_and_changes_nothing() {
 #[tokio::test]
 async fn an_unreadable_audit_trail_stops_recover_and_reseal_and_changes_nothing() {
     for command in [Command::Recover, Command::Reseal] {
-        let log = clean_run_of(command).await;
-        let at = nth(&log, "read", "audit.log", 0);
-        let (_root, dir, _) = command.project().await;
-        let before = std::fs::read(dir.join("state.yaml")).unwrap();
-        let audited = audited(&dir).await;
-        let faulty = FaultyFs::new(Arc::new(RealFs));
-        let recovery = recovery(&dir, Arc::new(faulty.clone()));
-        faulty.fail_at(at, ErrorKind::PermissionDenied, AfterFault::Recover);
-        let error = run(command, &recovery)
-            .await
-            .expect_err("a recovery that cannot know the last committed revision must stop");
-        let message = error.to_string();
-        match &error {
-            Error::Io { path, .. } => assert_eq!(path, &dir.join("audit.log"), "{command:?}: {message}"),
-            other => panic!(
-                "{command:?}: expected the I/O error, got {}: {message}",
-                other.kind()
-            ),
-        }
-        faulty.heal();
-        assert_nothing_changed(&dir, &before, audited, &format!("{command:?}")).await;
+        assert_refused_when_unreadable(command, "audit.log", 0).await;
     }
 }
 

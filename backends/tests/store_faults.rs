@@ -130,14 +130,7 @@ async fn a_write_lock_directory_that_cannot_be_created_fails_the_write_and_names
         }
     })
     .await;
-    let faulty = FaultyFs::new(Arc::new(RealFs));
-    let store = FileStore::open_with_vfs(
-        &dir,
-        YamlCodec,
-        FileStoreOptions::default(),
-        Arc::new(faulty.clone()),
-    )
-    .unwrap();
+    let (store, faulty) = faulty_store(&dir);
     faulty.fail_at(index, io::ErrorKind::PermissionDenied, AfterFault::Recover);
     let error = write(store.clone(), state.clone()).await.unwrap_err();
     match &error {
@@ -165,6 +158,21 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A YAML store on `dir` whose I/O goes through a [`FaultyFs`], and the seam, with the
+/// operations of opening it already forgotten.
+fn faulty_store(dir: &Path) -> (FileStore<YamlCodec>, FaultyFs) {
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    let store = FileStore::open_with_vfs(
+        dir,
+        YamlCodec,
+        FileStoreOptions::default(),
+        Arc::new(faulty.clone()),
+    )
+    .unwrap();
+    faulty.heal();
+    (store, faulty)
+}
+
 /// The index of the operation `name` on `path` (relative to the store) among those that
 /// `run` makes on a copy of the store `dir`: a dry run, so that a fault can be aimed at
 /// exactly that operation.
@@ -176,15 +184,7 @@ where
     let copy_root = tempfile::tempdir().unwrap();
     let copy = copy_root.path().join(".checklist");
     copy_tree(dir, &copy);
-    let probe = FaultyFs::new(Arc::new(RealFs));
-    let store = FileStore::open_with_vfs(
-        &copy,
-        YamlCodec,
-        FileStoreOptions::default(),
-        Arc::new(probe.clone()),
-    )
-    .unwrap();
-    probe.heal();
+    let (store, probe) = faulty_store(&copy);
     run(store).await;
     let log = probe.log();
     let target = copy.join(path);
@@ -299,14 +299,7 @@ async fn an_index_rebuild_that_cannot_read_a_backup_fails_and_drops_nothing() {
     let backup_path = dir.join(".backup").join(&backup.file);
     std::fs::remove_file(dir.join(".backup/manifest.yaml")).unwrap();
 
-    let faulty = FaultyFs::new(Arc::new(RealFs));
-    let store = FileStore::open_with_vfs(
-        &dir,
-        YamlCodec,
-        FileStoreOptions::default(),
-        Arc::new(faulty.clone()),
-    )
-    .unwrap();
+    let (store, faulty) = faulty_store(&dir);
     let backup_file = format!(".backup/{}", backup.file);
     let read = operation_index(&dir, "read", &backup_file, |store| async move {
         store.rebuild_backup_index().await.unwrap();
