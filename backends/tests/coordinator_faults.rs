@@ -18,7 +18,7 @@ use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator, Tx
 use checklist_core::{
     AuditEvent, Error, Expectation, LockProvider, LockRequest, RollingBackups, StateStore, StateStoreExt,
 };
-use common::{FaultCoordinator, add_step, seeded_project};
+use common::{FaultCoordinator, add_step, seeded_project, yaml_store};
 
 /// The options of [`retrying`]: one conflict retry, a 2 s lock timeout.
 fn retry_once() -> CoordinatorOptions {
@@ -32,15 +32,8 @@ fn retry_once() -> CoordinatorOptions {
 /// system, so that only the store's operations are counted), re-running a conflicting
 /// change once.
 fn retrying(dir: &Path, faulty: &FaultyFs) -> FaultCoordinator {
-    let store = FileStore::open_with_vfs(
-        dir,
-        YamlCodec,
-        FileStoreOptions::default(),
-        Arc::new(faulty.clone()),
-    )
-    .unwrap();
     TransactionCoordinator::with_options(
-        store,
+        yaml_store(dir, Arc::new(faulty.clone())),
         FileLockProvider::new(dir),
         RollingBackups::keep(1),
         retry_once(),

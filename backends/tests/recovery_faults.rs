@@ -17,22 +17,25 @@ use std::sync::Arc;
 
 use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::{RealFs, Vfs};
-use checklist_backends::{FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
+use checklist_backends::{FileLockProvider, FileStore, YamlCodec};
 use checklist_core::recovery::RecoverRequest;
 use checklist_core::{
     AuditEvent, Error, LockProvider, LockRequest, Recovery, RollingBackups, StateStore, StateStoreExt,
 };
-use common::{add_step, coordinator, seeded_project, temp_files_under};
+use common::{add_step, coordinator, seeded_project, temp_files_under, yaml_store};
 
 type FileRecovery = Recovery<FileStore<YamlCodec>, FileLockProvider, RollingBackups>;
 
 fn recovery(dir: &Path, vfs: Arc<dyn Vfs>) -> FileRecovery {
-    let store = FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), vfs).unwrap();
-    Recovery::new(store, FileLockProvider::new(dir), RollingBackups::keep(3))
+    Recovery::new(
+        yaml_store(dir, vfs),
+        FileLockProvider::new(dir),
+        RollingBackups::keep(3),
+    )
 }
 
 fn observer(dir: &Path) -> FileStore<YamlCodec> {
-    FileStore::open(dir, YamlCodec, FileStoreOptions::default()).unwrap()
+    yaml_store(dir, Arc::new(RealFs))
 }
 
 /// A seeded project with one more commit: revisions 1–3, backups of 1 and 2 (the

@@ -21,12 +21,8 @@ use checklist_core::recovery::Recovery;
 use checklist_core::{
     ChecklistState, CorruptionKind, Error, Expectation, RollingBackups, StateStore, StateStoreExt,
 };
-use common::{add_step, seeded_project, temp_files_under};
+use common::{add_step, seeded_project, temp_files_under, yaml_store};
 use serde_json::Value;
-
-fn yaml_store(dir: &Path) -> FileStore<YamlCodec> {
-    FileStore::open(dir, YamlCodec, FileStoreOptions::default()).unwrap()
-}
 
 #[test]
 fn a_store_directory_that_is_a_file_is_refused_by_name() {
@@ -117,7 +113,7 @@ async fn a_write_lock_directory_that_cannot_be_created_fails_the_write_and_names
     let (_root, dir) = seeded_project().await;
     std::fs::remove_dir_all(dir.join(".locks")).unwrap();
     let before = std::fs::read(dir.join("state.yaml")).unwrap();
-    let mut state = yaml_store(&dir).read_existing().await.unwrap();
+    let mut state = yaml_store(&dir, Arc::new(RealFs)).read_existing().await.unwrap();
     add_step(&mut state, "no-locks-dir");
     let write = |store: FileStore<YamlCodec>, state: ChecklistState| async move {
         store.write(&state, Expectation::Revision(state.revision)).await
@@ -162,13 +158,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// operations of opening it already forgotten.
 fn faulty_store(dir: &Path) -> (FileStore<YamlCodec>, FaultyFs) {
     let faulty = FaultyFs::new(Arc::new(RealFs));
-    let store = FileStore::open_with_vfs(
-        dir,
-        YamlCodec,
-        FileStoreOptions::default(),
-        Arc::new(faulty.clone()),
-    )
-    .unwrap();
+    let store = yaml_store(dir, Arc::new(faulty.clone()));
     faulty.heal();
     (store, faulty)
 }
@@ -246,7 +236,7 @@ async fn a_codec_that_cannot_encode_fails_the_write_by_name_and_writes_nothing()
 #[tokio::test]
 async fn a_backup_file_swapped_for_another_backup_is_refused() {
     let (_root, dir) = seeded_project().await;
-    let store = yaml_store(&dir);
+    let store = yaml_store(&dir, Arc::new(RealFs));
     let recovery = Recovery::new(
         store.clone(),
         FileLockProvider::new(&dir),
@@ -289,7 +279,7 @@ async fn a_backup_file_swapped_for_another_backup_is_refused() {
 #[tokio::test]
 async fn an_index_rebuild_that_cannot_read_a_backup_fails_and_drops_nothing() {
     let (_root, dir) = seeded_project().await;
-    let store = yaml_store(&dir);
+    let store = yaml_store(&dir, Arc::new(RealFs));
     let backup = store
         .list_backups()
         .await

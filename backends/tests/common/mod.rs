@@ -89,10 +89,15 @@ pub fn temp_files_under(dir: &Path) -> Vec<String> {
 /// every faulted transaction too.
 pub type FaultCoordinator = TransactionCoordinator<FileStore<YamlCodec>, FileLockProvider, RollingBackups>;
 
+/// A YAML store with the default options on the store directory `dir`, doing its I/O
+/// through `vfs`.
+pub fn yaml_store(dir: &Path, vfs: Arc<dyn Vfs>) -> FileStore<YamlCodec> {
+    FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), vfs).unwrap()
+}
+
 /// A [`FaultCoordinator`] on the store directory `dir`.
 pub fn coordinator(dir: &Path, vfs: Arc<dyn Vfs>) -> FaultCoordinator {
-    let store =
-        FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs)).unwrap();
+    let store = yaml_store(dir, Arc::clone(&vfs));
     let locks = FileLockProvider::with_vfs(dir, vfs);
     let mut options = CoordinatorOptions::default();
     options.lock.timeout_ms = 2_000;
