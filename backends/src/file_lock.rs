@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use checklist_core::lock::{HeldLock, Waiter};
 use checklist_core::{
     AuditEvent, AuditRecord, Error, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result,
+    UnreadableLock,
 };
 use chrono::Utc;
 use tokio::sync::Notify;
@@ -703,9 +704,21 @@ impl LockProvider for FileLockProvider {
 
     async fn inspect(&self) -> Result<LockStatus> {
         self.blocking(|shared| {
+            let (holder, unreadable) = match shared.observe()? {
+                Some(Observation { lock: Some(lock), .. }) => (Some(lock.info()), None),
+                // A `.lock` that does not parse still keeps everyone out until it is stale.
+                Some(observation) => (
+                    None,
+                    Some(UnreadableLock {
+                        modified_at: observation.modified.into(),
+                    }),
+                ),
+                None => (None, None),
+            };
             Ok(LockStatus {
-                holder: shared.observe()?.and_then(|o| o.lock).map(|l| l.info()),
+                holder,
                 waiters: shared.waiters()?,
+                unreadable,
             })
         })
         .await

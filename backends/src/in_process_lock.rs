@@ -161,6 +161,7 @@ impl LockProvider for InProcessLockProvider {
         Ok(LockStatus {
             holder: table.holder.as_ref().map(|(info, _)| info.clone()),
             waiters: table.waiters.iter().map(|(_, w)| w.clone()).collect(),
+            unreadable: None,
         })
     }
 

@@ -315,9 +315,13 @@ impl Document {
             Self::Config => load_config(&RealFs, &opened.layout).map(drop),
             Self::Lock => {
                 let locks = FileLockProvider::new(opened.layout.dir());
-                // A lock file that does not parse counts as held (it may be mid-write),
-                // so acquiring it times out, and inspecting it shows no holder.
-                locks.inspect().await?;
+                // A lock file that does not parse counts as held (it may be mid-write):
+                // inspecting it says so, without a holder, and acquiring it times out.
+                let status = locks.inspect().await?;
+                assert!(
+                    status.holder.is_none() && status.unreadable.is_some(),
+                    "an unparseable lock file is not shown as held by an unreadable lock: {status:?}"
+                );
                 let request = LockRequest::default().with_timeout(Duration::from_millis(150));
                 locks.acquire(&request).await.map(drop)
             }

@@ -274,3 +274,44 @@ fn the_state_size_limit_comes_from_config_yaml() {
     );
     assert_eq!(std::fs::read(&state).unwrap(), bytes);
 }
+
+/// A lock file that does not parse keeps writers out until it is stale, so `lock status`
+/// and `status` must not call the lock free: they say it is held by an unreadable lock
+/// file, when it last changed and when a waiter takes it over.
+#[test]
+fn an_unparseable_lock_file_is_shown_as_held() {
+    let root = project();
+    let lock = root.path().join(".checklist/.lock");
+    std::fs::write(&lock, b"{\"lockId\": [not a lock").unwrap();
+
+    let text = ok(root.path(), &["lock", "status"]);
+    assert!(
+        text.contains(&format!(
+            "{} is held by a lock file that cannot be read",
+            lock.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("takes it over at") && text.contains("30000 ms"),
+        "{text}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(root.path(), &["--json", "lock", "status"])).unwrap();
+    assert!(json["holder"].is_null(), "{json}");
+    assert!(json["unreadable"]["modifiedAt"].is_string(), "{json}");
+
+    let status = ok(root.path(), &["status"]);
+    assert!(
+        status.contains("Lock:      held by a lock file that cannot be read"),
+        "{status}"
+    );
+
+    let out = checklist(
+        root.path(),
+        &["--lock-timeout", "200", "step", "complete", "test"],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(std::fs::read(&lock).unwrap(), b"{\"lockId\": [not a lock");
+}

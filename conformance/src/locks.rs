@@ -80,7 +80,8 @@ pub async fn acquire_times_out_with_holder(subject: &Subject) -> CaseResult {
     Ok(())
 }
 
-/// A waiting acquire is listed by `inspect`, and gone once it stops waiting.
+/// `inspect` shows the holder and a waiting acquire, the waiter is gone once it stops
+/// waiting, and a free lock has neither a holder nor an unreadable one.
 pub async fn waiters_are_visible(subject: &Subject) -> CaseResult {
     let guard = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
     let waiter = {
@@ -105,6 +106,11 @@ pub async fn waiters_are_visible(subject: &Subject) -> CaseResult {
         "inspect does not show the holder"
     );
     ensure!(
+        status.unreadable.is_none(),
+        "a holder whose metadata was read is also reported as unreadable: {:?}",
+        status.unreadable
+    );
+    ensure!(
         status.waiters.iter().any(|w| w.pid == std::process::id()),
         "the waiter is not listed with our pid: {:?}",
         status.waiters
@@ -119,6 +125,11 @@ pub async fn waiters_are_visible(subject: &Subject) -> CaseResult {
         after.waiters.is_empty(),
         "a waiter that got the lock is still listed: {:?}",
         after.waiters
+    );
+    let free = step("inspect", subject.locks.inspect().await)?;
+    ensure!(
+        free.holder.is_none() && free.unreadable.is_none(),
+        "a free lock is reported as held: {free:?}"
     );
     Ok(())
 }

@@ -50,7 +50,7 @@ pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use backup::{BackupPolicy, BackupRecord, RollingBackups};
 pub use config::Config;
 pub use error::{CorruptionKind, Error, ExitCode, Result};
-pub use lock::{LockGuard, LockInfo, LockProvider, LockRequest, LockStatus};
+pub use lock::{LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, UnreadableLock};
 pub use model::ChecklistState;
 pub use quarantine::{QuarantineNote, QuarantineRecord};
 pub use recovery::Recovery;

@@ -106,10 +106,24 @@ pub struct Waiter {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockStatus {
-    /// The current holder, if the lock is held.
+    /// The current holder, if the lock is held by one whose metadata can be read.
     pub holder: Option<LockInfo>,
     /// Who is waiting, oldest first.
     pub waiters: Vec<Waiter>,
+    /// Set when the lock is held but its holder cannot be read (then `holder` is
+    /// `None`): the lock still keeps everyone out until it is judged stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<UnreadableLock>,
+}
+
+/// A lock held by something its provider cannot read, such as a damaged or hand-written
+/// lock file. Nobody can say who holds it, so it cannot be force-released by id; a
+/// waiter takes it over once it has not changed for the waiter's lock expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadableLock {
+    /// When it last changed.
+    pub modified_at: DateTime<Utc>,
 }
 
 /// The provider-specific side of a held lock, owned by a [`LockGuard`].
@@ -226,6 +240,11 @@ pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
     async fn acquire(&self, request: &LockRequest) -> Result<LockGuard>;
 
     /// Reports the holder and the waiters without changing anything.
+    ///
+    /// # Contract
+    /// Never changes the lock and never waits for it. While the lock is held, exactly
+    /// one of [`LockStatus::holder`] (its metadata could be read) and
+    /// [`LockStatus::unreadable`] is set; while it is free, neither is.
     async fn inspect(&self) -> Result<LockStatus>;
 
     /// Breaks the lock held under `lock_id`.

@@ -79,7 +79,14 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
             h.lock_id,
             lock.waiters.len()
         ),
-        None => "Lock:      free".to_owned(),
+        None => match &lock.unreadable {
+            Some(unreadable) => format!(
+                "Lock:      held by {}, {} waiting",
+                super::lock::describe_unreadable(unreadable, opened.config.lock.expiry_ms),
+                lock.waiters.len()
+            ),
+            None => "Lock:      free".to_owned(),
+        },
     });
 
     let json = json!({

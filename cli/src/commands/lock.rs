@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use checklist_core::{Error, LockInfo, Result};
+use checklist_core::{Error, LockInfo, Result, UnreadableLock};
 use chrono::SecondsFormat;
 use serde_json::json;
 
@@ -26,13 +26,32 @@ fn describe(holder: &LockInfo) -> String {
     )
 }
 
+/// What holds a lock whose holder cannot be read, and when a waiter takes it over.
+pub(crate) fn describe_unreadable(unreadable: &UnreadableLock, expiry_ms: u64) -> String {
+    let takeover = unreadable.modified_at + chrono::Duration::milliseconds(expiry_ms as i64);
+    format!(
+        "a lock file that cannot be read (damaged, or not written by checklist), last changed {}; \
+         a waiting command takes it over at {} (once it has been unchanged for the {expiry_ms} ms \
+         lock expiry)",
+        unreadable
+            .modified_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true),
+        takeover.to_rfc3339_opts(SecondsFormat::Millis, true)
+    )
+}
+
 pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err)?;
     let locks = &opened.backend.locks;
     let status = locks.inspect().await?;
-    let mut lines = vec![match &status.holder {
-        Some(holder) => format!("{} is held by {}.", locks.resource().display(), describe(holder)),
-        None => format!("{} is free.", locks.resource().display()),
+    let mut lines = vec![match (&status.holder, &status.unreadable) {
+        (Some(holder), _) => format!("{} is held by {}.", locks.resource().display(), describe(holder)),
+        (None, Some(unreadable)) => format!(
+            "{} is held by {}. If no checklist command is running, you may delete it.",
+            locks.resource().display(),
+            describe_unreadable(unreadable, opened.config.lock.expiry_ms)
+        ),
+        (None, None) => format!("{} is free.", locks.resource().display()),
     }];
     for waiter in &status.waiters {
         lines.push(format!(
@@ -44,21 +63,27 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     }
     Ok(Outcome::report(
         lines.join("\n"),
-        json!({"ok": true, "path": locks.resource(), "holder": status.holder, "waiters": status.waiters}),
+        json!({"ok": true, "path": locks.resource(), "holder": status.holder, "waiters": status.waiters,
+               "unreadable": status.unreadable}),
     ))
 }
 
 pub(crate) async fn release(ctx: &Context<'_>, lock_id: &str, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err)?;
     let locks = &opened.backend.locks;
-    let holder = locks.inspect().await?.holder;
+    let status = locks.inspect().await?;
     if !locks.force_release(lock_id).await? {
+        let held_by = match (&status.holder, &status.unreadable) {
+            (Some(holder), _) => format!(" (it is held by {})", describe(holder)),
+            (None, Some(unreadable)) => format!(
+                " (it is held by {})",
+                describe_unreadable(unreadable, opened.config.lock.expiry_ms)
+            ),
+            (None, None) => String::new(),
+        };
         return Err(Error::invalid(format!(
-            "no lock with id {lock_id} holds {}{}; nothing was released",
+            "no lock with id {lock_id} holds {}{held_by}; nothing was released",
             locks.resource().display(),
-            holder
-                .map(|h| format!(" (it is held by {})", describe(&h)))
-                .unwrap_or_default()
         )));
     }
     Ok(Outcome::report(
