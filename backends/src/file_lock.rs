@@ -148,14 +148,28 @@ struct Holding {
     live: Option<File>,
 }
 
-impl Drop for Holding {
-    fn drop(&mut self) {
-        if let Err(error) = self.shared.release(&self.lock.lock_id) {
-            tracing::warn!(%error, "could not remove the lock file on release");
-        }
-        self.live = None;
+impl Holding {
+    /// Removes `.lock` if it is still this holder's, then lets the liveness lock go and
+    /// wakes this process's waiters; only the first call does anything. A `.lock` that
+    /// could not be removed is reported, and is stale at once for everyone on this host,
+    /// since its liveness lock is gone.
+    fn release(&mut self) -> Result<()> {
+        let Some(live) = self.live.take() else {
+            return Ok(());
+        };
+        let removed = self.shared.release(&self.lock.lock_id);
+        drop(live);
         let _ = self.shared.vfs.remove_file(&self.live_path);
         self.shared.released.notify_waiters();
+        removed
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if let Err(error) = self.release() {
+            tracing::warn!(%error, "could not remove the lock file on release");
+        }
     }
 }
 
@@ -643,8 +657,7 @@ impl HeldLock for HeldFileLock {
         // thread to wake up and exit would only add to every release.
         self.stop_heartbeat.take();
         let holding = self.holding.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(holding);
-        Ok(())
+        holding.map_or(Ok(()), |mut holding| holding.release())
     }
 }
 

@@ -172,10 +172,10 @@ async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
             .acquire(&request(Duration::from_millis(300), Duration::from_secs(60)))
             .await?;
         let id = guard.info().lock_id.clone();
-        guard.release()?;
-        Ok::<_, Error>(id)
+        let released = guard.release();
+        Ok::<_, Error>((id, released))
     };
-    acquire_and_release(dry_run).await.unwrap();
+    acquire_and_release(dry_run).await.unwrap().1.unwrap();
     let dry = faulty.log();
 
     let mut failed_names = std::collections::BTreeSet::new();
@@ -189,7 +189,12 @@ async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
         let failed = failed_op(&faulty).unwrap_or_else(|| panic!("operation {n} of {dry:?} never ran"));
         failed_names.insert(failed.name);
         let own_lock = match outcome {
-            Ok(id) => Some(id),
+            Ok((id, released)) => {
+                if let Err(error) = released {
+                    assert_names_failed_path(&error, &failed);
+                }
+                Some(id)
+            }
             Err(error) if probes_liveness(purpose(&dry, n), &dir, &abandoned.lock_id) => {
                 assert!(
                     matches!(error, Error::LockTimeout { .. }),
@@ -208,6 +213,7 @@ async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
         events.watch(&next);
         acquire_and_release(next)
             .await
+            .and_then(|(_, released)| released)
             .unwrap_or_else(|e| panic!("after failing {failed:?}, the next process cannot lock: {e}"));
         assert_eq!(
             events.broken(&abandoned.lock_id),
@@ -512,4 +518,60 @@ async fn a_stale_lock_removed_by_someone_else_mid_break_is_not_reported_as_broke
         Some(guard.info().lock_id.clone())
     );
     guard.release().unwrap();
+}
+
+/// `LockGuard::release` reports a lock file it could not remove (its contract), and the
+/// lock left behind does not block anyone: its holder let go of its liveness lock, so
+/// the next process on this host breaks it at once.
+#[tokio::test]
+async fn a_release_that_cannot_remove_the_lock_says_so_and_blocks_nobody() {
+    let (_root, dir) = store_dir();
+    let lock_path = dir.join(".lock");
+    let removal = {
+        let (provider, faulty) = faulty_provider(&dir);
+        let guard = provider
+            .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        faulty.heal();
+        guard.release().unwrap();
+        faulty
+            .log()
+            .iter()
+            .position(|op| op.name == "remove" && op.path == lock_path)
+            .expect("a release removes .lock")
+    };
+
+    let (provider, faulty) = faulty_provider(&dir);
+    let guard = provider
+        .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let lock_id = guard.info().lock_id.clone();
+    faulty.fail_at(removal, io::ErrorKind::PermissionDenied, AfterFault::Recover);
+    let error = guard.release().unwrap_err();
+    match &error {
+        Error::Io { path, op, .. } => {
+            assert_eq!(path, &lock_path);
+            assert_eq!(*op, "remove the lock");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(lock_path.exists());
+
+    let next = FileLockProvider::new(&dir);
+    let events = Events::default();
+    events.watch(&next);
+    let started = std::time::Instant::now();
+    let taken = next
+        .acquire(&request(Duration::from_secs(10), Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(events.broken(&lock_id), 1, "{:?}", events.all());
+    taken.release().unwrap();
 }

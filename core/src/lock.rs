@@ -170,7 +170,9 @@ impl LockGuard {
         }
     }
 
-    /// Releases the lock now, reporting a failure to release.
+    /// Releases the lock now, reporting a failure to release. Dropping the guard
+    /// releases it too, logging a failure (with `tracing`) instead: what a caller wants
+    /// after work that stands whether or not the lock comes off, such as a commit.
     pub fn release(mut self) -> Result<()> {
         match self.held.take() {
             Some(mut held) => held.release(),

@@ -19,6 +19,9 @@
 //! in the backup index — and always for a reset. A recovery or reseal that cannot read
 //! the audit trail stops with that error before changing anything: it could not know
 //! either.
+//!
+//! Every command lets go of the lock by dropping its guard: what it did stands whether
+//! or not the lock comes off, so a failure to release is logged, not returned.
 
 use std::fmt;
 
@@ -223,7 +226,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                 let outcome = self
                     .recover_locked(&guard, &RecoverRequest::default(), AuditEvent::Recovery)
                     .await;
-                guard.release()?;
+                drop(guard);
                 match outcome? {
                     Some((report, state)) => Ok(Loaded {
                         state,
@@ -253,7 +256,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         }
         let guard = self.acquire().await?;
         let outcome = self.recover_locked(&guard, request, AuditEvent::Recovery).await;
-        guard.release()?;
+        drop(guard);
         Ok(outcome?.map(|(report, _)| report))
     }
 
@@ -267,7 +270,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         validate_backup_id(id)?;
         let guard = self.acquire().await?;
         let outcome = self.restore_locked(&guard, id).await;
-        guard.release()?;
+        drop(guard);
         outcome
     }
 
@@ -342,7 +345,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     pub async fn reseal(&self) -> Result<Option<ResealReport>> {
         let guard = self.acquire().await?;
         let outcome = self.reseal_locked(&guard).await;
-        guard.release()?;
+        drop(guard);
         outcome
     }
 
@@ -417,7 +420,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     pub async fn backup_now(&self, reason: &str) -> Result<Option<BackupRecord>> {
         let guard = self.acquire().await?;
         let outcome = self.store.create_backup(reason).await;
-        guard.release()?;
+        drop(guard);
         let record = outcome?;
         if let Some(backup) = &record {
             let mut audit = AuditRecord::new(AuditEvent::Backup)
@@ -439,7 +442,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     pub async fn prune(&self) -> Result<PruneReport> {
         let guard = self.acquire().await?;
         let outcome = self.prune_locked().await;
-        guard.release()?;
+        drop(guard);
         let report = outcome?;
         if !report.deleted.is_empty() {
             let mut operations: Vec<String> = report

@@ -120,9 +120,9 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
     // The migration stands once written; an audit trail that cannot be appended to
     // is reported, not turned into a failure of a change that happened.
     let audit_error = store.append_audit(&record).await.err().map(|e| e.to_string());
-    if let Some(guard) = guard {
-        guard.release()?;
-    }
+    // Released here, before the report is printed; like the audit append, a failure to
+    // release does not undo the migration, so the guard's drop logs it.
+    drop(guard);
     let backup_path = opened.layout.backup_dir().join(&commit.backup.file);
     lines.push(format!(
         "Migrated to schema {to} at revision {} ({}); the original is kept as backup {} ({}).",
