@@ -202,8 +202,9 @@ impl Drop for LockGuard {
 ///   `request.timeout` fails with [`Error::LockTimeout`](crate::Error::LockTimeout)
 ///   naming the holder.
 /// - `waiters_are_visible`: while an `acquire` waits, [`inspect`](Self::inspect) lists
-///   it among the waiters; once it stops waiting (acquired, timed out or its future
-///   dropped), it is gone from the list.
+///   it among the waiters and shows the holder (and no unreadable lock); once it stops
+///   waiting (acquired, timed out or its future dropped), it is gone from the list, and
+///   a free lock shows neither a holder nor an unreadable lock.
 /// - `release_lets_the_next_acquire_in`: after a guard is released or dropped, the
 ///   next `acquire` succeeds without waiting for the timeout.
 /// - `lock_ids_are_unique`: every acquisition gets a fresh `lock_id`.
