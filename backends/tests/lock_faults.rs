@@ -1,7 +1,8 @@
 //! I/O faults in the file lock's own operations, through the [`FaultyFs`] seam: breaking
 //! a stale lock, inspecting, force-releasing and renewing, each with every one of its
 //! operations failed in turn (the SQLite I/O-error loop, as `transaction_faults.rs` does
-//! for a whole transaction), and the races a test can stage: a break lock that stays
+//! for a whole transaction; breaking also with a crash at each operation), and the
+//! races a test can stage: a break lock that stays
 //! held, a stale lock removed by someone else while it is being broken.
 //!
 //! What must hold whatever fails: the caller gets either the right answer or an error
@@ -118,8 +119,19 @@ fn purpose(log: &[Operation], index: usize) -> &Operation {
 
 /// Asserts that `error` is an I/O error naming the path `op` touched or, when `op`
 /// checked a directory on the way, the file the operation was for (under that
-/// directory, or beside it for a link or rename out of it).
-fn assert_names_failed_path(error: &Error, op: &Operation) {
+/// directory, or beside it for a link or rename out of it). After a crash at `op`, any
+/// file of the store `dir`.
+fn assert_names_failed_path(error: &Error, op: &Operation, after: AfterFault, dir: &Path) {
+    if after == AfterFault::Crash {
+        // Everything after the crash fails too, so the error may be any later one.
+        match error {
+            Error::Io { path, .. } | Error::LockTimeout { resource: path, .. } => {
+                assert!(path.starts_with(dir), "after a crash at {op:?}: {error}");
+            }
+            other => panic!("a crash at {op:?} gave {other:?}"),
+        }
+        return;
+    }
     let checked_dir =
         |path: &Path| op.name == "stat" && op.path.parent().is_some_and(|p| path.starts_with(p));
     match error {
@@ -161,8 +173,10 @@ fn probes_liveness(op: &Operation, dir: &Path, lock_id: &str) -> bool {
     op.path == live_path(dir, lock_id) && matches!(op.name, "stat" | "open lock file")
 }
 
-#[tokio::test]
-async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
+/// Acquires over a stale lock and releases, with every operation failed in turn, once
+/// (`Recover`) or with all that follow (`Crash`: the process died there). Returns the
+/// kinds of operation failed.
+async fn break_loop(after: AfterFault) -> std::collections::BTreeSet<&'static str> {
     let (_root, dir) = store_dir();
     let (abandoned, stale) = plant_abandoned_lock(&dir).await;
     let (dry_run, faulty) = faulty_provider(&dir);
@@ -184,18 +198,21 @@ async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
         let events = Events::default();
         let (provider, faulty) = faulty_provider(&dir);
         events.watch(&provider);
-        faulty.fail_at(n, io::ErrorKind::PermissionDenied, AfterFault::Recover);
+        faulty.fail_at(n, io::ErrorKind::PermissionDenied, after);
         let outcome = acquire_and_release(provider).await;
         let failed = failed_op(&faulty).unwrap_or_else(|| panic!("operation {n} of {dry:?} never ran"));
         failed_names.insert(failed.name);
         let own_lock = match outcome {
             Ok((id, released)) => {
                 if let Err(error) = released {
-                    assert_names_failed_path(&error, &failed);
+                    assert_names_failed_path(&error, &failed, after, &dir);
                 }
                 Some(id)
             }
-            Err(error) if probes_liveness(purpose(&dry, n), &dir, &abandoned.lock_id) => {
+            Err(error)
+                if after == AfterFault::Recover
+                    && probes_liveness(purpose(&dry, n), &dir, &abandoned.lock_id) =>
+            {
                 assert!(
                     matches!(error, Error::LockTimeout { .. }),
                     "failing {failed:?} gave {error:?}"
@@ -203,7 +220,7 @@ async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
                 None
             }
             Err(error) => {
-                assert_names_failed_path(&error, &failed);
+                assert_names_failed_path(&error, &failed, after, &dir);
                 None
             }
         };
@@ -233,7 +250,10 @@ async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
                 );
             }
         }
-        assert_no_temp_left(&dir, &failed, purpose(&dry, n));
+        // A process that died leaves its temp files behind (as a real crash would).
+        if after == AfterFault::Recover {
+            assert_no_temp_left(&dir, &failed, purpose(&dry, n));
+        }
         assert!(
             !dir.join(".lock").exists(),
             "a lock was left after failing {failed:?}"
@@ -242,6 +262,12 @@ async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
             std::fs::remove_file(leftover).unwrap();
         }
     }
+    failed_names
+}
+
+#[tokio::test]
+async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
+    let failed_names = break_loop(AfterFault::Recover).await;
     for expected in [
         "read",
         "stat",
@@ -256,6 +282,15 @@ async fn breaking_a_stale_lock_survives_a_failure_of_every_operation() {
             "never failed a {expected}: {failed_names:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn breaking_a_stale_lock_survives_a_crash_at_every_operation() {
+    let failed = break_loop(AfterFault::Crash).await;
+    assert!(
+        failed.contains("remove") && failed.contains("hard link"),
+        "{failed:?}"
+    );
 }
 
 #[tokio::test]
@@ -299,7 +334,7 @@ async fn inspect_tells_the_truth_or_names_the_file_it_could_not_read() {
                 );
                 assert_eq!(status, truth, "failing {op:?} changed what inspect reports");
             }
-            Err(error) => assert_names_failed_path(&error, &op),
+            Err(error) => assert_names_failed_path(&error, &op, AfterFault::Recover, &dir),
         }
     }
     guard.ensure_held().unwrap();
@@ -356,7 +391,7 @@ async fn force_release_either_releases_or_leaves_the_lock_as_it_was() {
                 ));
             }
             Err(error) => {
-                assert_names_failed_path(&error, &op);
+                assert_names_failed_path(&error, &op, AfterFault::Recover, &dir);
                 assert_eq!(
                     std::fs::read(dir.join(".lock")).unwrap(),
                     before,

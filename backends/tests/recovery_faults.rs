@@ -2,7 +2,7 @@
 //! disk cannot produce on demand, through the [`FaultyFs`] seam: the state file
 //! unreadable in the middle of a command, the state repaired by hand while a restore
 //! runs, the audit trail unreadable or not appendable, and every operation of a
-//! recovery failed in turn.
+//! recovery failed in turn, once or with a crash there.
 //!
 //! Each fault is placed by a clean run of the same command first: its operation log
 //! says which operation to fail (or to run something before), counting from the
@@ -307,13 +307,14 @@ async fn a_recovery_whose_audit_record_cannot_be_appended_still_stands() {
     assert_eq!(again.state.revision, report.revision);
 }
 
-/// A recovery where every operation in turn fails once: it either completes (the state
+/// A recovery where every operation in turn fails — once (`Recover`) or with every
+/// operation after it (`Crash`: the process died there) — either completes (the state
 /// verifies, restored from the newest backup, and the corrupt bytes are in quarantine)
 /// or fails with an error naming a file of the store, and then the corrupt bytes are
-/// still in the state file or in quarantine — never lost. No temp file is left but one
-/// whose own removal failed, and a recovery after the fault succeeds.
-#[tokio::test]
-async fn a_recovery_survives_a_failure_of_every_operation() {
+/// still in the state file or in quarantine — never lost. After a transient failure no
+/// temp file is left but one whose own removal failed; after either, the next recovery
+/// succeeds. Returns the kinds of operation failed.
+async fn recovery_loop(after: AfterFault) -> std::collections::BTreeSet<&'static str> {
     let operations = clean_run_of(Command::Recover).await.len();
     assert!(operations > 30, "a recovery made only {operations} operations");
     let mut failed_names = std::collections::BTreeSet::new();
@@ -328,7 +329,7 @@ async fn a_recovery_survives_a_failure_of_every_operation() {
             .max_by_key(|b| b.revision);
         let faulty = FaultyFs::new(Arc::new(RealFs));
         let faulty_recovery = recovery(&dir, Arc::new(faulty.clone()));
-        faulty.fail_at(n, ErrorKind::PermissionDenied, AfterFault::Recover);
+        faulty.fail_at(n, ErrorKind::PermissionDenied, after);
         let outcome = faulty_recovery.recover(&RecoverRequest::default()).await;
         let op = faulty.log().into_iter().find(|op| op.failed).unwrap();
         failed_names.insert(op.name);
@@ -363,12 +364,16 @@ async fn a_recovery_survives_a_failure_of_every_operation() {
                 }
             }
         }
-        let left = temp_files_under(&dir);
-        assert!(
-            left.iter()
-                .all(|t| op.name == "remove" && op.path.display().to_string() == *t),
-            "after failing {op:?}: {left:?}"
-        );
+        // A process that died leaves its temp files; the next writer sweeps those of
+        // dead processes (this one still lives), so only a transient fault is checked.
+        if after == AfterFault::Recover {
+            let left = temp_files_under(&dir);
+            assert!(
+                left.iter()
+                    .all(|t| op.name == "remove" && op.path.display().to_string() == *t),
+                "after failing {op:?}: {left:?}"
+            );
+        }
         recovery(&dir, Arc::new(RealFs))
             .recover(&RecoverRequest::default())
             .await
@@ -380,6 +385,12 @@ async fn a_recovery_survives_a_failure_of_every_operation() {
             "after failing {op:?}, the newest backup was not restored"
         );
     }
+    failed_names
+}
+
+#[tokio::test]
+async fn a_recovery_survives_a_failure_of_every_operation() {
+    let failed = recovery_loop(AfterFault::Recover).await;
     for expected in [
         "read",
         "create directory",
@@ -389,11 +400,17 @@ async fn a_recovery_survives_a_failure_of_every_operation() {
         "fsync",
         "rename",
     ] {
-        assert!(
-            failed_names.contains(expected),
-            "never failed a {expected}: {failed_names:?}"
-        );
+        assert!(failed.contains(expected), "never failed a {expected}: {failed:?}");
     }
+}
+
+#[tokio::test]
+async fn a_recovery_survives_a_crash_at_every_operation() {
+    let failed = recovery_loop(AfterFault::Crash).await;
+    assert!(
+        failed.contains("rename") && failed.contains("hard link"),
+        "{failed:?}"
+    );
 }
 
 /// What a log line about recovery needs: a [`Recovery`] names its state file and its
