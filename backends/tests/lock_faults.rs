@@ -22,6 +22,7 @@ use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileLockProvider, LockEvent};
 use checklist_core::lock::Waiter;
 use checklist_core::{Error, LockInfo, LockProvider, LockRequest, LockStatus};
+use common::index_of;
 
 /// A store directory (empty: the lock needs nothing else), with its root.
 fn store_dir() -> (tempfile::TempDir, PathBuf) {
@@ -29,6 +30,11 @@ fn store_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = root.path().join(".checklist");
     std::fs::create_dir(&dir).unwrap();
     (root, dir)
+}
+
+/// A 2 s timeout and a 60 s expiry: no renewal or expiry happens during a test.
+fn patient() -> LockRequest {
+    request(Duration::from_secs(2), Duration::from_secs(60))
 }
 
 fn request(timeout: Duration, expiry: Duration) -> LockRequest {
@@ -47,10 +53,7 @@ fn request(timeout: Duration, expiry: Duration) -> LockRequest {
 /// lock. Returns the lock's metadata and bytes, to plant it again with [`replant`].
 async fn plant_abandoned_lock(dir: &Path) -> (LockInfo, Vec<u8>) {
     let provider = FileLockProvider::new(dir);
-    let guard = provider
-        .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let guard = provider.acquire(&patient()).await.unwrap();
     let info = guard.info().clone();
     let bytes = std::fs::read(dir.join(".lock")).unwrap();
     guard.release().unwrap();
@@ -297,10 +300,7 @@ async fn breaking_a_stale_lock_survives_a_crash_at_every_operation() {
 async fn inspect_tells_the_truth_or_names_the_file_it_could_not_read() {
     let (_root, dir) = store_dir();
     let holder = FileLockProvider::new(&dir);
-    let guard = holder
-        .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let guard = holder.acquire(&patient()).await.unwrap();
     let waiter = Waiter {
         pid: 4242,
         hostname: "another-host.example".into(),
@@ -344,10 +344,7 @@ async fn inspect_tells_the_truth_or_names_the_file_it_could_not_read() {
 /// A store directory whose lock is held by a live holder, with the holder's guard.
 async fn held_lock() -> (tempfile::TempDir, PathBuf, checklist_core::LockGuard) {
     let (root, dir) = store_dir();
-    let guard = FileLockProvider::new(&dir)
-        .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let guard = FileLockProvider::new(&dir).acquire(&patient()).await.unwrap();
     (root, dir, guard)
 }
 
@@ -413,7 +410,8 @@ async fn force_release_either_releases_or_leaves_the_lock_as_it_was() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_that_fails_once_is_retried_and_the_lock_is_kept() {
     const EXPIRY: Duration = Duration::from_millis(900);
-    let renewal = {
+    // How many operations the first renewal makes: up to its rename over `.lock`.
+    let renewal_operations = {
         let (_root, dir) = store_dir();
         let (provider, faulty) = faulty_provider(&dir);
         let guard = provider
@@ -424,14 +422,10 @@ async fn a_renewal_that_fails_once_is_retried_and_the_lock_is_kept() {
         tokio::time::sleep(EXPIRY / 2).await;
         let log = faulty.log();
         guard.release().unwrap();
-        let renamed = log
-            .iter()
-            .position(|op| op.name == "rename" && op.path == dir.join(".lock"))
-            .unwrap_or_else(|| panic!("no renewal within half the expiry: {log:?}"));
-        log[..=renamed].to_vec()
+        index_of(&log, "rename", &dir.join(".lock")) + 1
     };
     let mut holders = Vec::new();
-    for n in 0..renewal.len() {
+    for n in 0..renewal_operations {
         let (root, dir) = store_dir();
         let (provider, faulty) = faulty_provider(&dir);
         let guard = provider
@@ -499,10 +493,7 @@ async fn a_break_lock_held_too_long_stops_the_break_and_names_it() {
     assert!(events.all().is_empty());
 
     drop(wedged);
-    let guard = provider
-        .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let guard = provider.acquire(&patient()).await.unwrap();
     assert_eq!(events.broken(&abandoned.lock_id), 1);
     guard.release().unwrap();
 }
@@ -515,17 +506,8 @@ async fn a_stale_lock_removed_by_someone_else_mid_break_is_not_reported_as_broke
     let lock_path = dir.join(".lock");
     plant_abandoned_lock(&dir).await;
     let (dry_run, faulty) = faulty_provider(&dir);
-    dry_run
-        .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .release()
-        .unwrap();
-    let removal = faulty
-        .log()
-        .iter()
-        .position(|op| op.name == "remove" && op.path == lock_path)
-        .expect("breaking the stale lock removes .lock");
+    dry_run.acquire(&patient()).await.unwrap().release().unwrap();
+    let removal = index_of(&faulty.log(), "remove", &lock_path);
 
     plant_abandoned_lock(&dir).await;
     let (provider, faulty) = faulty_provider(&dir);
@@ -533,10 +515,7 @@ async fn a_stale_lock_removed_by_someone_else_mid_break_is_not_reported_as_broke
     events.watch(&provider);
     let vanishing = lock_path.clone();
     faulty.before(removal, move || std::fs::remove_file(vanishing).unwrap());
-    let guard = provider
-        .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let guard = provider.acquire(&patient()).await.unwrap();
     assert!(
         faulty
             .log()
@@ -564,24 +543,14 @@ async fn a_release_that_cannot_remove_the_lock_says_so_and_blocks_nobody() {
     let lock_path = dir.join(".lock");
     let removal = {
         let (provider, faulty) = faulty_provider(&dir);
-        let guard = provider
-            .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
-            .await
-            .unwrap();
+        let guard = provider.acquire(&patient()).await.unwrap();
         faulty.heal();
         guard.release().unwrap();
-        faulty
-            .log()
-            .iter()
-            .position(|op| op.name == "remove" && op.path == lock_path)
-            .expect("a release removes .lock")
+        index_of(&faulty.log(), "remove", &lock_path)
     };
 
     let (provider, faulty) = faulty_provider(&dir);
-    let guard = provider
-        .acquire(&request(Duration::from_secs(2), Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let guard = provider.acquire(&patient()).await.unwrap();
     let lock_id = guard.info().lock_id.clone();
     faulty.fail_at(removal, io::ErrorKind::PermissionDenied, AfterFault::Recover);
     let error = guard.release().unwrap_err();

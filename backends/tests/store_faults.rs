@@ -21,7 +21,7 @@ use checklist_core::recovery::Recovery;
 use checklist_core::{
     ChecklistState, CorruptionKind, Error, Expectation, RollingBackups, StateStore, StateStoreExt,
 };
-use common::{add_step, seeded_project, temp_files_under, yaml_store};
+use common::{add_step, index_of, seeded_project, temp_files_under, yaml_store};
 use serde_json::Value;
 
 #[test]
@@ -176,11 +176,7 @@ where
     copy_tree(dir, &copy);
     let (store, probe) = faulty_store(&copy);
     run(store).await;
-    let log = probe.log();
-    let target = copy.join(path);
-    log.iter()
-        .position(|op| op.name == name && op.path == target)
-        .unwrap_or_else(|| panic!("no {name} of {} in {log:?}", target.display()))
+    index_of(&probe.log(), name, &copy.join(path))
 }
 
 /// A codec that reads YAML but cannot write anything.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use checklist_backends::fault::Operation;
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{
     BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, YamlCodec, init_project,
@@ -124,4 +125,12 @@ pub async fn seeded_project() -> (tempfile::TempDir, PathBuf) {
         .await
         .unwrap();
     (root, dir)
+}
+
+/// The index of the first operation `name` on `path` in `log` (the log of a dry run, so
+/// that a fault can be aimed at exactly that operation).
+pub fn index_of(log: &[Operation], name: &str, path: &Path) -> usize {
+    log.iter()
+        .position(|op| op.name == name && op.path == path)
+        .unwrap_or_else(|| panic!("no {name} of {} in {log:?}", path.display()))
 }
