@@ -37,12 +37,11 @@ use tokio::sync::Notify;
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
 use crate::blocking::run_blocking;
-use crate::lock_file::{FileIdentity, HolderLock, LockFile, Observation, Verdict, World, judge};
+use crate::lock_file::{
+    FileIdentity, HolderLock, LockFile, MAX_LOCK_BYTES, Observation, Verdict, World, judge,
+};
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
 use crate::vfs::{ConfinedFs, RealFs, Vfs};
-
-/// Largest lock or waiter file read.
-const MAX_LOCK_BYTES: u64 = 64 * 1024;
 
 /// How long a release or a renewal waits for the break lock before giving up.
 const BREAK_LOCK_PATIENCE: Duration = Duration::from_secs(2);
@@ -260,8 +259,12 @@ impl Shared {
     /// Reads the lock as it is now; `None` when there is none.
     fn observe(&self) -> Result<Option<Observation>> {
         let bytes = match self.vfs.read(&self.lock_path, MAX_LOCK_BYTES) {
-            Ok(bytes) => bytes,
+            Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // Larger than any lock this build writes (an older build's, a foreign
+            // tool's): still a lock, whose holder cannot be read, so it keeps everyone
+            // out until it is stale by its age, like any unparseable lock.
+            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => None,
             Err(e) => return Err(io_error("read the lock", &self.lock_path, e)),
         };
         let meta = match self.vfs.metadata(&self.lock_path) {
@@ -274,7 +277,7 @@ impl Shared {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("inspect the lock", &self.lock_path, e)),
         };
-        let lock = LockFile::parse(&bytes);
+        let lock = bytes.as_deref().and_then(LockFile::parse);
         let holder_lock = match &lock {
             Some(lock) if lock.metadata.hostname == ProcessIdentity::current().hostname => {
                 self.probe_liveness_lock(&self.live_path(&lock.lock_id))
@@ -398,7 +401,8 @@ impl Shared {
     fn current_lock_id(&self) -> Result<Option<String>> {
         match self.vfs.read(&self.lock_path, MAX_LOCK_BYTES) {
             Ok(bytes) => Ok(LockFile::parse(&bytes).map(|l| l.lock_id)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            // No lock is this large, so it is nobody's whose id we could know.
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::FileTooLarge) => Ok(None),
             Err(e) => Err(io_error("read the lock", &self.lock_path, e)),
         }
     }
@@ -468,8 +472,9 @@ impl Shared {
             let path = self.locks_dir.join(name);
             match self.vfs.read(&path, MAX_LOCK_BYTES) {
                 Ok(bytes) => registrations.push(bytes),
-                // A waiter that left between the listing and the read is not waiting.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // A waiter that left between the listing and the read is not waiting,
+                // and no registration is this large.
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::FileTooLarge) => {}
                 Err(e) => return Err(io_error("read the waiter registration", &path, e)),
             }
         }

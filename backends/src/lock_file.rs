@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use checklist_core::LockInfo;
+use checklist_core::bounded_text::bound_json_text;
 use checklist_core::lock::{LockRequest, Operation, Waiter};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,19 @@ use crate::process::{Liveness, ProcessIdentity, ProcessStart};
 
 /// The version of the lock file format this build writes.
 pub(crate) const LOCK_FORMAT_VERSION: &str = "1.0.0";
+
+/// Largest lock or waiter file read. What this build writes stays far below it (see
+/// [`MAX_TEXT_BYTES`]), so a holder can always read its own lock back; a larger file
+/// (a foreign tool's, an older build's) is an unreadable lock, judged by its age.
+pub(crate) const MAX_LOCK_BYTES: u64 = 64 * 1024;
+
+/// Longest command line, host or user name recorded in a lock file, in bytes: the
+/// lock records where it came from, not the data a command passes
+/// ([`checklist_core::bounded_text`]).
+pub(crate) const MAX_TEXT_BYTES: usize = 2048;
+
+/// Longest stack trace recorded in a lock file (`CHECKLIST_LOCK_BACKTRACE=1`), in bytes.
+pub(crate) const MAX_STACK_TRACE_BYTES: usize = 16 * 1024;
 
 /// The contents of `.checklist/.lock`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,15 +89,20 @@ impl LockFile {
         // command line says where the lock came from in the common case.
         let stack_trace = std::env::var_os("CHECKLIST_LOCK_BACKTRACE")
             .filter(|v| v == "1")
-            .map(|_| std::backtrace::Backtrace::force_capture().to_string());
+            .map(|_| {
+                bound_json_text(
+                    std::backtrace::Backtrace::force_capture().to_string(),
+                    MAX_STACK_TRACE_BYTES,
+                )
+            });
         Self {
             version: LOCK_FORMAT_VERSION.to_owned(),
             lock_id,
             metadata: LockMetadata {
                 pid: me.pid,
                 ppid: me.ppid,
-                hostname: me.hostname.clone(),
-                user: me.user.clone(),
+                hostname: bound_json_text(me.hostname.clone(), MAX_TEXT_BYTES),
+                user: bound_json_text(me.user.clone(), MAX_TEXT_BYTES),
                 process_started_at: me.start.as_ref().map(|s| s.at),
                 boot_id: me.start.as_ref().map(|s| s.boot_id.clone()),
                 process_start_ticks: me.start.as_ref().map(|s| s.ticks),
@@ -176,7 +195,7 @@ static COMMAND_LINE: LazyLock<String> = LazyLock::new(|| {
         .collect::<Vec<_>>()
         .join(" ");
     checklist_core::secrets::redact_text(&mut command_line);
-    command_line
+    bound_json_text(command_line, MAX_TEXT_BYTES)
 });
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -443,6 +462,28 @@ mod tests {
         assert_eq!(verdict(&obs, Liveness::Dead, None), Verdict::Live);
         let obs = observe(None, OLD, HolderLock::Unknown);
         assert!(matches!(verdict(&obs, Liveness::Dead, None), Verdict::Stale(_)));
+    }
+
+    #[test]
+    fn a_lock_file_stays_readable_whatever_its_text_fields_hold() {
+        // More than Linux accepts on a whole command line, and the worst characters
+        // for JSON (a control character is written as six bytes).
+        let huge = "\u{1b}[31m✓ x\"".repeat(300_000);
+        let mut file = lock(10, "here", Some(5));
+        file.operation.command_line = Some(bound_json_text(huge.clone(), MAX_TEXT_BYTES));
+        file.operation.stack_trace = Some(bound_json_text(huge.clone(), MAX_STACK_TRACE_BYTES));
+        file.metadata.hostname = bound_json_text(huge.clone(), MAX_TEXT_BYTES);
+        file.metadata.user = bound_json_text(huge.clone(), MAX_TEXT_BYTES);
+        let bytes = file.to_bytes();
+        assert!(
+            bytes.len() as u64 <= MAX_LOCK_BYTES,
+            "{} bytes, over the {MAX_LOCK_BYTES}-byte read limit",
+            bytes.len()
+        );
+        assert_eq!(LockFile::parse(&bytes), Some(file.clone()));
+        let command_line = file.operation.command_line.unwrap();
+        assert!(command_line.starts_with("\u{1b}[31m✓ x\""), "{command_line}");
+        assert!(command_line.ends_with(" more bytes]"), "{command_line}");
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl AuditEvent {
 /// One line of `audit.log` (JSON Lines).
 ///
 /// Its free-text parts (operations, error, backtrace and extra fields) are serialized
-/// with every secret replaced by `[REDACTED:<kind>]`, whatever `secrets.mode` says: the
+/// cut to 4 KiB each ([`crate::bounded_text`]) and with every secret replaced by
+/// `[REDACTED:<kind>]`, whatever `secrets.mode` says: the
 /// trail is append-only and rotated, never rewritten, so a secret that reached it
 /// could not be taken out again. A transaction's description can carry one (a step id,
 /// a command line) even when the document itself is refused.
@@ -110,12 +111,18 @@ mod redacted {
     use serde::{Serialize, Serializer};
     use serde_json::{Map, Value};
 
+    use crate::bounded_text::bound_json_text;
     use crate::secrets::redact_text;
+
+    /// Longest text of one field of a record, in bytes as written: an audit line says
+    /// what happened, and a command's data (a captured build log passed on the command
+    /// line, echoed by an error) is kept whole in the state, not here.
+    const MAX_TEXT_BYTES: usize = 4096;
 
     fn clean(text: &str) -> String {
         let mut text = text.to_owned();
         redact_text(&mut text);
-        text
+        bound_json_text(text, MAX_TEXT_BYTES)
     }
 
     fn clean_value(value: &Value) -> Value {
@@ -294,6 +301,28 @@ mod tests {
         assert!(
             !rotated.problems[0].torn,
             "damage in a rotated file is not a torn append"
+        );
+    }
+
+    #[test]
+    fn a_record_of_a_huge_argument_stays_a_short_line() {
+        let log = "\u{1b}[32mCompiling\u{1b}[0m ✓\n".repeat(20_000);
+        let record = AuditRecord::new(AuditEvent::Rollback)
+            .operations(vec![format!("step complete {log}"), log.clone()])
+            .error(format!("refused: {log}"))
+            .field("command", json!({ "stdout": log.clone(), "argv": [log.clone()] }));
+        let line = record.to_line();
+        assert!(line.len() < 6 * 4096, "{} bytes", line.len());
+        let mut read = AuditLog::default();
+        read.parse_into(Path::new("audit.log"), &line, true);
+        assert_eq!(read.problems, []);
+        assert!(read.records[0].operations[0].starts_with("step complete \u{1b}[32mCompiling"));
+        assert!(
+            read.records[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .ends_with(" more bytes]")
         );
     }
 

@@ -31,6 +31,7 @@
 pub mod archive;
 pub mod audit;
 pub mod backup;
+pub mod bounded_text;
 pub mod canonical;
 pub mod config;
 pub mod coordinator;
