@@ -69,8 +69,36 @@ pub fn replace_file(
     durability: Durability,
     mode: u32,
 ) -> Result<(), Error> {
-    let dir = parent_dir(target);
-    let temp = dir.join(temp_name(target));
+    stage_file(vfs, target, bytes, durability, mode)?.commit()
+}
+
+/// The new version of a file, complete (and fsynced with full durability) under a temp
+/// name beside it, but not yet in place: [`commit`](Self::commit) renames it over the
+/// target; dropping it instead removes it. Between the two, a write can do what must
+/// happen only once the new bytes are safely on disk — the file engine takes the
+/// backup of the file about to be replaced there, so that a write that fails (a full
+/// disk) has touched no backup.
+pub(crate) struct StagedFile<'a> {
+    vfs: &'a dyn Vfs,
+    target: PathBuf,
+    temp: PathBuf,
+    durability: Durability,
+    in_flight: Option<InFlight>,
+}
+
+/// Writes `bytes` to a new temp file beside `target`; see [`StagedFile`].
+///
+/// # Errors
+/// Creating, writing or fsyncing the temp file; nothing is left behind then (unless
+/// even the removal failed, see [`replace_file`]).
+pub(crate) fn stage_file<'a>(
+    vfs: &'a dyn Vfs,
+    target: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> Result<StagedFile<'a>, Error> {
+    let temp = parent_dir(target).join(temp_name(target));
     let in_flight = InFlight::register(temp.clone());
     // Errors name the target, not the temp file: that is the file a person knows, and
     // the temp file is gone by the time they read the message. Nothing to clean up
@@ -79,38 +107,61 @@ pub fn replace_file(
     let mut file = vfs
         .create_new(&temp, mode)
         .map_err(|e| io_error("create a temp file to replace", target, e))?;
-    let staged = (|| {
-        file.write_all(bytes)
-            .map_err(|e| io_error("write the new version of", target, e))?;
-        if durability == Durability::Full {
-            file.sync_all()
-                .map_err(|e| io_error("fsync the new version of", target, e))?;
+    let staged = StagedFile {
+        vfs,
+        target: target.to_owned(),
+        temp,
+        durability,
+        in_flight: Some(in_flight),
+    };
+    file.write_all(bytes)
+        .map_err(|e| io_error("write the new version of", target, e))?;
+    if durability == Durability::Full {
+        file.sync_all()
+            .map_err(|e| io_error("fsync the new version of", target, e))?;
+    }
+    Ok(staged)
+}
+
+impl StagedFile<'_> {
+    /// Renames the new version over the target, then fsyncs the directory with full
+    /// durability.
+    ///
+    /// # Errors
+    /// The rename; the target is unchanged then and the temp file is removed.
+    pub(crate) fn commit(mut self) -> Result<(), Error> {
+        self.vfs
+            .rename(&self.temp, &self.target)
+            .map_err(|e| io_error("rename the temp file over", &self.target, e))?;
+        self.in_flight = None;
+        let dir = parent_dir(&self.target);
+        if self.durability == Durability::Full
+            && let Err(e) = self.vfs.sync_dir(dir)
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                error = %e,
+                "the new file is in place, but fsync of its directory failed: a power loss may undo this write"
+            );
         }
-        drop(file);
-        vfs.rename(&temp, target)
-            .map_err(|e| io_error("rename the temp file over", target, e))
-    })();
-    if let Err(error) = staged {
-        match vfs.remove_file(&temp) {
+        Ok(())
+    }
+}
+
+impl Drop for StagedFile<'_> {
+    fn drop(&mut self) {
+        // Still in flight: never renamed, so the temp file is ours to remove.
+        if self.in_flight.take().is_none() {
+            return;
+        }
+        match self.vfs.remove_file(&self.temp) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::warn!(temp = %temp.display(), error = %e, "could not remove a temp file after a failed write")
+                tracing::warn!(temp = %self.temp.display(), error = %e, "could not remove a temp file after a failed write")
             }
         }
-        return Err(error);
     }
-    drop(in_flight);
-    if durability == Durability::Full
-        && let Err(e) = vfs.sync_dir(dir)
-    {
-        tracing::warn!(
-            dir = %dir.display(),
-            error = %e,
-            "the new file is in place, but fsync of its directory failed: a power loss may undo this write"
-        );
-    }
-    Ok(())
 }
 
 /// Removes the temp files in `dir` whose writer is gone: a process that no longer

@@ -71,14 +71,20 @@ pub(crate) struct Current {
 /// How a backup keeps the state file's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {
-    /// A hard link, for a backup taken by a write just before it renames the new file
-    /// over the state: the old inode then lives on only as the backup, so no bytes are
-    /// copied. (A copy where links are refused.)
+    /// A hard link, for a backup taken by a write once its new version is staged and
+    /// just before it renames it over the state: the old inode then lives on only as
+    /// the backup, so no bytes are copied. (A copy where links are refused.)
     LinkBeforeReplace,
     /// A copy of the bytes, for a backup no write follows: a link would share its inode
     /// with the live state file, and anything that damages that file in place would
     /// damage the backup too.
     Copy,
+}
+
+/// A backup file in place under its final name, not yet listed.
+pub(crate) struct Placed {
+    pub(crate) record: BackupRecord,
+    path: PathBuf,
 }
 
 /// A backup just taken and the ids pruned with it.
@@ -108,7 +114,9 @@ impl BackupDir {
 
     /// Keeps the state file `state_path`, whose bytes and contents the caller read
     /// while holding the store's write lock (so the file cannot change meanwhile), as a
-    /// backup, then prunes the backups `policy` names. The index is rewritten once.
+    /// backup, then prunes the backups `policy` names: [`place`](Self::place) then
+    /// [`index`](Self::index), for a backup no write follows. If the index cannot be
+    /// written, the new backup file is removed again.
     pub(crate) fn keep(
         &self,
         vfs: &dyn Vfs,
@@ -118,54 +126,97 @@ impl BackupDir {
         reason: &str,
         policy: Option<&dyn BackupPolicy>,
     ) -> Result<Kept> {
+        let placed = self.place(vfs, state_path, current, placement, reason)?;
+        let path = placed.path.clone();
+        self.index(vfs, placed, policy).inspect_err(|_| {
+            let _ = vfs.remove_file(&path);
+        })
+    }
+
+    /// Puts a backup of the state file `state_path` (holding `current`) in place under
+    /// a new name, not yet listed. A write places it after its new version is staged
+    /// and before the rename ([`Placement::LinkBeforeReplace`]): until that rename the
+    /// link is another name of the live file, so a failed rename must
+    /// [`abandon`](Self::abandon) it.
+    pub(crate) fn place(
+        &self,
+        vfs: &dyn Vfs,
+        state_path: &Path,
+        current: &Current,
+        placement: Placement,
+        reason: &str,
+    ) -> Result<Placed> {
         self.ensure_dir(vfs)?;
         let now = checklist_core::model::now();
         let stamp = format!("{}-{}", current.contents.revision, now.format(STAMP_FORMAT));
-        let (id, path) = self.place(vfs, state_path, &current.bytes, &stamp, placement)?;
-        let record = BackupRecord {
-            file: format!("{}.{id}", self.state_file_name),
-            id,
-            revision: current.contents.revision,
-            checksum: current.contents.checksum.clone(),
-            size: current.contents.size,
-            created_at: now,
-            reason: reason.to_owned(),
-        };
-        let result = (|| {
-            let mut manifest = self.read_manifest(vfs)?;
-            manifest.backups.push(record.clone());
-            let pruned: Vec<BackupRecord> = match policy {
-                Some(policy) => {
-                    let ids = policy.to_prune(&manifest.backups, now);
-                    let (pruned, kept) = manifest.backups.into_iter().partition(|b| ids.contains(&b.id));
-                    manifest.backups = kept;
-                    pruned
-                }
-                None => Vec::new(),
-            };
-            // The index first: a crash after it leaves at worst an unlisted file, never
-            // a listed backup whose file is gone.
-            self.write_manifest(vfs, &manifest)?;
-            for backup in &pruned {
-                if let Err(error) = self.remove_file_of(vfs, backup) {
-                    tracing::warn!(%error, id = backup.id, "could not remove a pruned backup");
-                }
+        let (id, path) = self.place_file(vfs, state_path, &current.bytes, &stamp, placement)?;
+        Ok(Placed {
+            record: BackupRecord {
+                file: format!("{}.{id}", self.state_file_name),
+                id,
+                revision: current.contents.revision,
+                checksum: current.contents.checksum.clone(),
+                size: current.contents.size,
+                created_at: now,
+                reason: reason.to_owned(),
+            },
+            path,
+        })
+    }
+
+    /// Removes a placed backup that will not be listed (its write failed), so that no
+    /// name in `.backup/` is left sharing the live state file's inode.
+    pub(crate) fn abandon(&self, vfs: &dyn Vfs, placed: Placed) {
+        match vfs.remove_file(&placed.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(
+                %error,
+                path = %placed.path.display(),
+                "could not remove the backup link of a failed write; it is not listed, and an index rebuild \
+                 leaves it out while it is the live state file"
+            ),
+        }
+    }
+
+    /// Lists a placed backup and prunes what `policy` names once it is added. The index
+    /// is rewritten once, before the pruned files are removed.
+    pub(crate) fn index(
+        &self,
+        vfs: &dyn Vfs,
+        placed: Placed,
+        policy: Option<&dyn BackupPolicy>,
+    ) -> Result<Kept> {
+        let record = placed.record;
+        let mut manifest = self.read_manifest(vfs)?;
+        manifest.backups.push(record.clone());
+        let pruned: Vec<BackupRecord> = match policy {
+            Some(policy) => {
+                let ids = policy.to_prune(&manifest.backups, record.created_at);
+                let (pruned, kept) = manifest.backups.into_iter().partition(|b| ids.contains(&b.id));
+                manifest.backups = kept;
+                pruned
             }
-            Ok(pruned.into_iter().map(|b| b.id).collect())
-        })();
-        match result {
-            Ok(pruned) => Ok(Kept { record, pruned }),
-            Err(error) => {
-                let _ = vfs.remove_file(&path);
-                Err(error)
+            None => Vec::new(),
+        };
+        // The index first: a crash after it leaves at worst an unlisted file, never
+        // a listed backup whose file is gone.
+        self.write_manifest(vfs, &manifest)?;
+        for backup in &pruned {
+            if let Err(error) = self.remove_file_of(vfs, backup) {
+                tracing::warn!(%error, id = backup.id, "could not remove a pruned backup");
             }
         }
+        Ok(Kept {
+            record,
+            pruned: pruned.into_iter().map(|b| b.id).collect(),
+        })
     }
 
     /// Puts a backup of `state_path` (holding `bytes`) under a new name starting with
     /// `stamp`. The caller holds the write lock, so no other backup takes the name
     /// between the check and the creation.
-    fn place(
+    fn place_file(
         &self,
         vfs: &dyn Vfs,
         state_path: &Path,
@@ -336,23 +387,23 @@ mod tests {
         let state = dir.path().join("state.yaml");
         std::fs::write(&state, b"revision one").unwrap();
         let backups = BackupDir::new(dir.path(), "state.yaml");
-        let current = Current {
+        let current = |revision: u64| Current {
             bytes: b"revision one".to_vec(),
             contents: Contents {
-                revision: 1,
-                checksum: "sha256:one".into(),
+                revision,
+                checksum: format!("sha256:{revision}"),
                 size: 12,
             },
         };
         let policy = checklist_core::RollingBackups::keep(2);
         let mut ids = Vec::new();
         let mut pruned = Vec::new();
-        for _ in 0..5 {
+        for revision in 1..=5 {
             let kept = backups
                 .keep(
                     &RealFs,
                     &state,
-                    &current,
+                    &current(revision),
                     Placement::Copy,
                     "commit",
                     Some(&policy),

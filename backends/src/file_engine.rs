@@ -34,7 +34,7 @@ use checklist_core::{
 use serde_json::Value;
 
 use crate::archive_dir::ArchiveDir;
-use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file, sweep_stale_temps};
+use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, stage_file, sweep_stale_temps};
 use crate::audit_log::AuditFiles;
 use crate::backups::{BackupDir, Contents, Current, Kept, Placement};
 use crate::blocking::run_blocking;
@@ -521,8 +521,16 @@ impl<C: Codec> Inner<C> {
         }
     }
 
-    /// Replaces the state file with `bytes` if it meets `precondition`, first keeping
-    /// the file it replaces as a backup when `backup` asks for one.
+    /// Replaces the state file with `bytes` if it meets `precondition`, keeping the
+    /// file it replaces as a backup when `backup` asks for one.
+    ///
+    /// The order is what keeps a failed write from touching the backups
+    /// (docs/decisions/0011-backups-inside-the-write.md): the new version is staged
+    /// (written and fsynced under a temp name) first, so a full disk fails the write
+    /// before any backup is taken; then the backup is linked; then the rename; and only
+    /// once the rename has committed the new state is the backup listed and the policy
+    /// allowed to prune. A rename that fails removes the link again, so no backup is
+    /// ever left as another name of the live file.
     fn write(
         &self,
         bytes: Vec<u8>,
@@ -532,38 +540,66 @@ impl<C: Codec> Inner<C> {
     ) -> Result<Option<Kept>> {
         let _write_lock = self.lock_for_write()?;
         let current = self.check(precondition)?;
-        let kept = match (backup, current) {
-            (Some(backup), Some(current)) => Some(self.backups.keep(
-                self.vfs.as_ref(),
-                &self.state_path,
-                &current,
-                Placement::LinkBeforeReplace,
-                &backup.reason,
-                backup.policy.as_deref(),
-            )?),
-            _ => None,
-        };
         if self.sweep_needed.load(Ordering::Acquire) {
             match sweep_stale_temps(self.vfs.as_ref(), &self.dir) {
                 Ok(_) => self.sweep_needed.store(false, Ordering::Release),
                 Err(error) => tracing::warn!(%error, "could not remove stale temp files"),
             }
         }
-        let outcome = replace_file(
+        // A write that fails leaves a temp file only if even its removal failed.
+        let failed = |error: Error| {
+            self.sweep_needed.store(true, Ordering::Release);
+            error
+        };
+        let staged = stage_file(
             self.vfs.as_ref(),
             &self.state_path,
             &bytes,
             self.options.durability,
             PRIVATE_FILE_MODE,
-        );
-        match outcome {
-            Ok(()) => {
-                self.remember(bytes, written);
-                Ok(kept)
+        )
+        .map_err(failed)?;
+        let placed = match (&backup, &current) {
+            (Some(backup), Some(current)) => Some(
+                self.backups
+                    .place(
+                        self.vfs.as_ref(),
+                        &self.state_path,
+                        current,
+                        Placement::LinkBeforeReplace,
+                        &backup.reason,
+                    )
+                    .map_err(failed)?,
+            ),
+            _ => None,
+        };
+        if let Err(error) = staged.commit() {
+            if let Some(placed) = placed {
+                self.backups.abandon(self.vfs.as_ref(), placed);
             }
+            return Err(failed(error));
+        }
+        self.remember(bytes, written);
+        let Some(placed) = placed else {
+            return Ok(None);
+        };
+        let record = placed.record.clone();
+        let policy = backup.and_then(|b| b.policy);
+        match self.backups.index(self.vfs.as_ref(), placed, policy.as_deref()) {
+            Ok(kept) => Ok(Some(kept)),
+            // The new state is committed and the backup file is in place, independent of
+            // it now; only its line in the index is missing, and nothing was pruned.
             Err(error) => {
-                self.sweep_needed.store(true, Ordering::Release);
-                Err(error)
+                tracing::warn!(
+                    %error,
+                    id = record.id,
+                    "the commit stands, but its backup could not be added to the backup index; \
+                     `checklist backup list --rebuild` lists it again"
+                );
+                Ok(Some(Kept {
+                    record,
+                    pruned: Vec::new(),
+                }))
             }
         }
     }

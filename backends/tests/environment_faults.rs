@@ -20,6 +20,8 @@ use std::sync::Arc;
 use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
+use std::os::unix::fs::FileExt;
+
 use checklist_core::{ChecklistState, Error, LockProvider, StateStore};
 use common::{add_step, coordinator, seeded_project, temp_files_under};
 use rustix::io::Errno;
@@ -292,4 +294,217 @@ async fn a_holder_that_cannot_renew_loses_the_lock_and_is_told() {
     }
     assert_ne!(taken.info().lock_id, guard.info().lock_id);
     taken.release().unwrap();
+}
+
+/// A coordinator like [`coordinator`], keeping three backups, as config.yaml does by
+/// default, so that a commit both takes a backup and prunes one.
+fn keeping_three(
+    dir: &std::path::Path,
+    vfs: Arc<dyn checklist_backends::vfs::Vfs>,
+) -> common::FaultCoordinator {
+    try_keeping_three(dir, vfs).unwrap()
+}
+
+fn try_keeping_three(
+    dir: &std::path::Path,
+    vfs: Arc<dyn checklist_backends::vfs::Vfs>,
+) -> checklist_core::Result<common::FaultCoordinator> {
+    let store = FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs))?;
+    let locks = FileLockProvider::with_vfs(dir, vfs);
+    let mut options = checklist_core::coordinator::CoordinatorOptions::default();
+    options.lock.timeout_ms = 2_000;
+    Ok(checklist_core::coordinator::TransactionCoordinator::with_options(
+        store,
+        locks,
+        checklist_core::RollingBackups::keep(3),
+        options,
+    ))
+}
+
+/// A project with three backups kept (revisions 2, 3 and 4) and revision 5 live.
+async fn project_with_three_backups() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (root, dir) = seeded_project().await;
+    for step in ["b", "c", "d"] {
+        keeping_three(&dir, Arc::new(RealFs))
+            .transact("seed", |state| {
+                add_step(state, step);
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    (root, dir)
+}
+
+/// The inode of every file in `.backup/` other than the index, by name.
+fn backup_inodes(dir: &std::path::Path) -> Vec<(String, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found: Vec<_> = std::fs::read_dir(dir.join(".backup"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("state.yaml."))
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                meta.ino(),
+                meta.nlink(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// No backup is another name of the live state file, and every listed backup verifies.
+async fn assert_backups_independent(dir: &std::path::Path, case: &str) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let live = std::fs::metadata(dir.join("state.yaml")).unwrap();
+    assert_eq!(live.nlink(), 1, "{case}: the live state file has other names");
+    for (name, ino, nlink) in backup_inodes(dir) {
+        assert_ne!(ino, live.ino(), "{case}: backup {name} is the live state file");
+        assert_eq!(nlink, 1, "{case}: backup {name} has {nlink} names");
+    }
+    let store = common::yaml_store(dir, Arc::new(RealFs));
+    let mut ids = Vec::new();
+    for backup in store.list_backups().await.unwrap() {
+        store
+            .read_backup(&backup.id)
+            .await
+            .unwrap_or_else(|e| panic!("{case}: listed backup {} does not verify: {e}", backup.id));
+        ids.push(backup.id);
+    }
+    ids
+}
+
+/// A full disk at every operation of a commit that keeps a backup and prunes one: a
+/// commit that fails has taken no backup and pruned none, and no backup is ever left
+/// as another name of the live state file (a hard link made before the write that then
+/// failed), checked by inode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_any_operation_of_a_commit_leaves_every_backup_independent() {
+    for n in 0.. {
+        let (_root, dir) = project_with_three_backups().await;
+        let before = assert_backups_independent(&dir, "before").await;
+        assert_eq!(before.len(), 3);
+        let old_bytes = std::fs::read(dir.join("state.yaml")).unwrap();
+
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        faulty.fail_at_os_error(n, Errno::NOSPC.raw_os_error(), AfterFault::Recover);
+        let result = match try_keeping_three(&dir, Arc::new(faulty.clone())) {
+            Ok(tx) => {
+                tx.transact("add a step", |state| {
+                    add_step(state, "the-new-step");
+                    Ok(())
+                })
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        if !faulty.fault_injected() {
+            result.unwrap();
+            assert!(n > 10, "only {n} operations in a commit");
+            return;
+        }
+        let failed = faulty.log().into_iter().find(|op| op.failed).unwrap();
+        let case = format!("ENOSPC in {failed:?}");
+        let after = assert_backups_independent(&dir, &case).await;
+        if result.is_err() && std::fs::read(dir.join("state.yaml")).unwrap() == old_bytes {
+            assert_eq!(after, before, "{case}: a failed commit changed the backups");
+        }
+        assert_eq!(temp_files_under(&dir), Vec::<String>::new(), "{case}");
+    }
+}
+
+/// What the issue saw on a full ext4 image: three commits in a row fail writing the new
+/// state; each left its backup link behind, the policy pruned a real backup each time,
+/// and after the third every "backup" was the live inode, so one byte flipped in place
+/// could not be recovered. Now the three backups stay, and the flip is recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_commits_failing_on_a_full_disk_keep_the_backups_that_recover_a_flipped_byte() {
+    let (_root, dir) = project_with_three_backups().await;
+    let state_path = dir.join("state.yaml");
+    let before = assert_backups_independent(&dir, "before").await;
+    for attempt in 0..3 {
+        // Aim at the write of the new version of state.yaml.
+        let dry = FaultyFs::new(Arc::new(RealFs));
+        let (_dry_root, dry_dir) = project_with_three_backups().await;
+        keeping_three(&dry_dir, Arc::new(dry.clone()))
+            .transact("count", |state| {
+                add_step(state, "counted");
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let write = dry
+            .log()
+            .iter()
+            .find(|op| op.name == "write" && op.path.to_string_lossy().contains(".state.yaml.tmp-"))
+            .unwrap()
+            .index;
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        faulty.fail_at_os_error(write, Errno::NOSPC.raw_os_error(), AfterFault::Recover);
+        let error = keeping_three(&dir, Arc::new(faulty))
+            .transact("add a step", |state| {
+                add_step(state, &format!("lost-{attempt}"));
+                Ok(())
+            })
+            .await
+            .expect_err("the write of the new state fails");
+        assert!(error.to_string().contains("the disk is full"), "{error}");
+        let now = assert_backups_independent(&dir, &format!("after failure {attempt}")).await;
+        assert_eq!(now, before, "failure {attempt} changed the backups");
+    }
+    // One byte flipped in place (the live inode), as disk damage or an editor would.
+    let mut bytes = std::fs::read(&state_path).unwrap();
+    let at = bytes.iter().position(|b| *b == b'd').unwrap();
+    bytes[at] = b'e';
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&state_path)
+        .unwrap()
+        .write_all_at(&bytes, 0)
+        .unwrap();
+    let store = common::yaml_store(&dir, Arc::new(RealFs));
+    let recovery = checklist_core::Recovery::new(
+        store,
+        FileLockProvider::new(&dir),
+        checklist_core::RollingBackups::keep(3),
+    );
+    let report = recovery
+        .recover(&checklist_core::recovery::RecoverRequest::default())
+        .await
+        .unwrap()
+        .expect("the flip is detected and recovered");
+    assert_eq!(report.backup.unwrap().revision, 4, "the newest backup restored");
+}
+
+/// A crash between a write's backup link and its rename leaves the link, unlisted, as
+/// another name of the live state file. An index rebuild leaves it out (and says why)
+/// rather than list a "backup" that any damage to the state file would damage too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_rebuild_never_lists_a_link_to_the_live_state_file() {
+    let (_root, dir) = project_with_three_backups().await;
+    let store = common::yaml_store(&dir, Arc::new(RealFs));
+    let live_revision = store.read().await.unwrap().unwrap().revision;
+    let leftover = dir.join(format!(".backup/state.yaml.{live_revision}-20261204T120000000Z"));
+    std::fs::hard_link(dir.join("state.yaml"), &leftover).unwrap();
+    std::fs::remove_file(dir.join(".backup/manifest.yaml")).unwrap();
+
+    let rebuilt = store.rebuild_backup_index().await.unwrap();
+    assert_eq!(rebuilt.kept.len(), 3, "{rebuilt:?}");
+    assert!(
+        rebuilt.kept.iter().all(|b| b.revision < live_revision),
+        "{rebuilt:?}"
+    );
+    let skipped = rebuilt
+        .skipped
+        .iter()
+        .find(|s| leftover.ends_with(&s.file))
+        .unwrap_or_else(|| panic!("the link is not reported: {rebuilt:?}"));
+    assert!(
+        skipped.reason.contains("another name of the live state file"),
+        "{skipped:?}"
+    );
+    assert!(leftover.exists(), "a rebuild never deletes a file");
 }

@@ -116,6 +116,98 @@ fn a_full_disk_fails_the_write_with_advice_and_keeps_the_state() {
     assert_eq!(read(out.path().join("next")).trim(), "recovered");
 }
 
+/// A real full disk at every step of a commit: a tiny tmpfs is filled, then 0, 1, 2 …
+/// 32 pages are freed before each `step complete`, so the disk runs out at a different
+/// point of the commit each time (the new state, the backup index, the audit record,
+/// the lock files). Afterwards, by inode: no backup is another name of the live state
+/// file, every backup has one name, the backups of a failed commit are unchanged, and
+/// the backups still restore.
+#[test]
+fn a_real_full_disk_at_every_step_of_a_commit_leaves_every_backup_independent() {
+    let project = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let script = r#"
+        mount -t tmpfs -o size=512k "$D" "$D"
+        "$BIN" --dir "$D" init >/dev/null
+        "$BIN" --dir "$D" start --template release --step s0 >/dev/null
+        # About 10 pages of state, so that the disk runs out inside the write of the
+        # new version for several of the sizes below, and after it for others.
+        log=$(head -c 10000 /dev/zero | tr '\0' x)
+        for s in s1 s2 s3 s4; do "$BIN" --dir "$D" step complete $s --command make --exit-code 0 --stdout "$log" >/dev/null; done
+        cd "$D/.checklist"
+        listing() { stat -c '%n %i %h' state.yaml .backup/state.yaml.* | sort; }
+        dd if=/dev/zero of="$D/filler" bs=4k 2>/dev/null || true
+        for pages in $(seq 0 32); do
+            rm -f "$D/filler"
+            dd if=/dev/zero of="$D/filler" bs=4k 2>/dev/null || true
+            [ "$pages" -gt 0 ] && truncate -s -$((pages * 4))K "$D/filler"
+            listing >"$OUT/before-$pages"
+            set +e
+            "$BIN" --dir "$D" step complete "free-$pages" >/dev/null 2>"$OUT/stderr-$pages"
+            echo $? >"$OUT/code-$pages"
+            set -e
+            listing >"$OUT/after-$pages"
+            ls -a . .backup .locks >"$OUT/files-$pages"
+        done
+        rm -f "$D/filler"
+        "$BIN" --dir "$D" --json backup list >"$OUT/backups.json"
+        for id in $("$BIN" --dir "$D" --json backup list | grep -o '"id": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'); do
+            "$BIN" --dir "$D" backup restore "$id" >/dev/null
+        done
+        "$BIN" --dir "$D" verify >/dev/null
+        echo restored >"$OUT/restored"
+    "#;
+    in_mount_namespace(script, project.path(), out.path());
+    let mut failures = 0;
+    let mut successes = 0;
+    for pages in 0..=32 {
+        let exit: i32 = read(out.path().join(format!("code-{pages}")))
+            .trim()
+            .parse()
+            .unwrap();
+        let before = read(out.path().join(format!("before-{pages}")));
+        let after = read(out.path().join(format!("after-{pages}")));
+        let case = format!("{pages} pages free, exit {exit}");
+        let mut live = None;
+        for line in after.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (name, inode, links) = (fields[0], fields[1], fields[2]);
+            assert_eq!(links, "1", "{case}: {name} has {links} names:\n{after}");
+            if name == "state.yaml" {
+                live = Some(inode.to_owned());
+            } else {
+                assert_ne!(
+                    Some(inode),
+                    live.as_deref(),
+                    "{case}: {name} is the live state file:\n{after}"
+                );
+            }
+        }
+        if exit == 0 {
+            successes += 1;
+        } else {
+            failures += 1;
+            let err = read(out.path().join(format!("stderr-{pages}")));
+            assert_eq!(exit, 1, "{case}: {err}");
+            assert!(err.contains("the disk is full"), "{case}: {err}");
+            if before.lines().find(|l| l.starts_with("state.yaml "))
+                == after.lines().find(|l| l.starts_with("state.yaml "))
+            {
+                assert_eq!(before, after, "{case}: a failed commit changed the backups");
+            }
+        }
+        assert!(
+            no_temp_files(&read(out.path().join(format!("files-{pages}")))),
+            "{case}: a temp file was left"
+        );
+    }
+    assert!(
+        failures >= 8 && successes >= 1,
+        "{failures} failed, {successes} committed: the disk did not run out at several steps"
+    );
+    assert_eq!(read(out.path().join("restored")).trim(), "restored");
+}
+
 #[test]
 fn a_read_only_file_system_fails_the_write_with_advice_and_keeps_the_state() {
     let project = tempfile::tempdir().unwrap();

@@ -132,6 +132,52 @@ pub async fn prune_keeps_the_declared_newest_n(subject: &Subject) -> CaseResult 
     Ok(())
 }
 
+/// A policy declared as keeping the newest N counts backups of the same revision and
+/// checksum once and keeps the newest copy: after `checklist backup create` at
+/// revision r and a commit that backs r up again, the N backups kept are still N
+/// different states.
+pub async fn prune_counts_a_revision_once(subject: &Subject) -> CaseResult {
+    let Some(keep) = subject.policy_keeps() else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let count = keep as u64 + 2;
+    // Two copies of every revision, the `commit` one taken after the `manual` one.
+    let backups: Vec<BackupRecord> = (1..=count)
+        .flat_map(|revision| {
+            ["manual", "commit"]
+                .into_iter()
+                .enumerate()
+                .map(move |(copy, reason)| BackupRecord {
+                    id: format!("{reason}-{revision}"),
+                    file: format!("state.yaml.{reason}-{revision}"),
+                    revision,
+                    checksum: format!("sha256:{revision:064x}"),
+                    size: 100,
+                    created_at: now - Duration::seconds((2 * (count - revision) + 1 - copy as u64) as i64),
+                    reason: reason.into(),
+                })
+        })
+        .collect();
+    let pruned = subject.policy.to_prune(&backups, now);
+    let mut kept: Vec<&str> = backups
+        .iter()
+        .filter(|b| !pruned.contains(&b.id))
+        .map(|b| b.id.as_str())
+        .collect();
+    kept.sort_unstable();
+    let mut want: Vec<String> = (count - keep as u64 + 1..=count)
+        .map(|revision| format!("commit-{revision}"))
+        .collect();
+    want.sort_unstable();
+    ensure!(
+        kept == want,
+        "declared as keeping {keep}, of two copies each of revisions 1..={count} the policy leaves {kept:?}; \
+         want the newest copy of the {keep} newest revisions, {want:?}"
+    );
+    Ok(())
+}
+
 /// The recovery order lists every backup exactly once.
 pub async fn recovery_order_is_a_permutation(subject: &Subject) -> CaseResult {
     for (backups, _) in backup_lists() {

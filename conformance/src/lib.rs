@@ -486,6 +486,7 @@ macro_rules! __for_each_case {
                 prune_never_removes_the_newest_backup,
                 prune_only_names_listed_backups,
                 prune_keeps_the_declared_newest_n,
+                prune_counts_a_revision_once,
                 recovery_order_is_a_permutation,
             ],
         }

@@ -290,6 +290,14 @@ fn a_policy_keeping_too_few_is_caught() {
 }
 
 #[test]
+fn a_policy_counting_duplicate_backups_is_caught() {
+    assert_caught(
+        Mutant::policy(PolicyBug::CountsDuplicates),
+        &["prune_counts_a_revision_once"],
+    );
+}
+
+#[test]
 fn a_policy_pruning_the_newest_is_caught() {
     assert_caught(
         Mutant::policy(PolicyBug::PrunesTheNewest),

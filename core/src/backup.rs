@@ -1,6 +1,7 @@
 //! The [`BackupPolicy`] trait: which backups to take, keep and try first. Pure
 //! decisions; the store does the I/O.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -103,6 +104,9 @@ pub struct CommitContext {
 /// - `prune_keeps_the_declared_newest_n`: a policy that keeps the newest N (like
 ///   [`RollingBackups::keep`]) leaves exactly the N newest of backups that are not too
 ///   old — all of them when there are fewer.
+/// - `prune_counts_a_revision_once`: such a policy counts backups holding the same
+///   revision and checksum as one, keeping the newest copy: N backups kept are N
+///   different states.
 /// - `recovery_order_is_a_permutation`: `recovery_order` returns every listed backup
 ///   exactly once.
 pub trait BackupPolicy: Send + Sync + fmt::Debug + 'static {
@@ -136,8 +140,9 @@ macro_rules! forward_backup_policy {
 
 forward_backup_policy!(Arc, Box);
 
-/// Keep the newest `keep` backups (default 3), optionally also dropping those older
-/// than `max_age` — but never the newest one.
+/// Keep the newest `keep` backups (default 3) of different states — a second backup of
+/// the same revision and checksum is pruned, not counted — optionally also dropping
+/// those older than `max_age`, but never the newest one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollingBackups {
     keep: usize,
@@ -193,18 +198,27 @@ impl BackupPolicy for RollingBackups {
     }
 
     fn to_prune(&self, backups: &[BackupRecord], now: DateTime<Utc>) -> Vec<String> {
-        Self::newest_first(backups)
-            .into_iter()
-            .enumerate()
-            .filter(|(rank, backup)| {
-                *rank > 0
-                    && (*rank >= self.keep
-                        || self
-                            .max_age
-                            .is_some_and(|age| now.signed_duration_since(backup.created_at) > age))
-            })
-            .map(|(_, backup)| backup.id.clone())
-            .collect()
+        // The newest N are N different states: a second backup of the same revision and
+        // checksum (`checklist backup create`, then a commit that backs the same
+        // revision up again) holds nothing the first does not, so it does not count
+        // towards N and the older copy goes.
+        let mut seen = HashSet::new();
+        let mut distinct = 0;
+        let mut pruned = Vec::new();
+        for (position, backup) in Self::newest_first(backups).into_iter().enumerate() {
+            let first_of_its_content = seen.insert((backup.revision, backup.checksum.as_str()));
+            let rank = distinct;
+            if first_of_its_content {
+                distinct += 1;
+            }
+            let too_old = self
+                .max_age
+                .is_some_and(|age| now.signed_duration_since(backup.created_at) > age);
+            if position > 0 && (!first_of_its_content || rank >= self.keep || too_old) {
+                pruned.push(backup.id.clone());
+            }
+        }
+        pruned
     }
 
     fn recovery_order(&self, backups: &[BackupRecord]) -> Vec<String> {
@@ -251,6 +265,27 @@ mod tests {
             RollingBackups::keep(3).recovery_order(&all),
             ["b5", "b4", "b3", "b2", "b1"]
         );
+    }
+
+    #[test]
+    fn a_second_backup_of_the_same_revision_is_not_counted() {
+        let now = Utc::now();
+        // `backup create` at 23, then the commit 23 -> 24 backs up 23 again.
+        let all = vec![
+            record("r21", 21, 3, now),
+            record("r22", 22, 2, now),
+            record("manual-23", 23, 1, now),
+            record("commit-23", 23, 0, now),
+        ];
+        let mut pruned = RollingBackups::keep(3).to_prune(&all, now);
+        pruned.sort();
+        assert_eq!(pruned, ["manual-23"]);
+        // A different document at the same revision is a different state.
+        let mut other = record("other-23", 23, 1, now);
+        other.checksum = "sha256:y".into();
+        let mut pruned = RollingBackups::keep(3).to_prune(&[all[1].clone(), other, all[3].clone()], now);
+        pruned.sort();
+        assert!(pruned.is_empty(), "{pruned:?}");
     }
 
     #[test]

@@ -208,9 +208,11 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// # Contract
     /// On success the state is committed as by [`write`](Self::write), the backup of the
     /// replaced revision is listed (with that revision's checksum), and the backups the
-    /// policy names for pruning are gone. On failure the stored state is unchanged; a
-    /// backup of it may have been taken. A backup that cannot be taken fails the write
-    /// before anything is replaced; a prune that fails only leaves an extra backup.
+    /// policy names for pruning are gone. On failure the stored state and the backups
+    /// are as they were: nothing is pruned before the commit that justifies it has
+    /// succeeded, and a backup taken for a write that then failed is removed again. A
+    /// backup that cannot be taken fails the write before anything is replaced; a prune
+    /// that fails only leaves an extra backup.
     async fn write_keeping_backup(
         &self,
         state: &ChecklistState,
@@ -218,7 +220,17 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
         keep: KeepBackup,
     ) -> Result<BackedUpWrite> {
         let backup = self.create_backup(&keep.reason).await?;
-        let committed = self.write(state, expect).await?;
+        let committed = match self.write(state, expect).await {
+            Ok(committed) => committed,
+            Err(error) => {
+                if let Some(backup) = &backup
+                    && let Err(cleanup) = self.delete_backup(&backup.id).await
+                {
+                    tracing::warn!(%cleanup, id = backup.id, "could not remove the backup of a failed write");
+                }
+                return Err(error);
+            }
+        };
         let listed = self.list_backups().await?;
         let mut pruned = Vec::new();
         for id in keep.policy.to_prune(&listed, chrono::Utc::now()) {

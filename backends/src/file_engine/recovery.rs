@@ -19,6 +19,7 @@ use super::{Inner, decode_state_file};
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
 use crate::backups::Contents;
 use crate::codec::Codec;
+use crate::lock_file::FileIdentity;
 use crate::vfs::refused_symlink;
 use crate::yaml_file::YamlCodec;
 
@@ -199,8 +200,28 @@ impl<C: Codec> Inner<C> {
     }
 
     pub(super) fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        let identity = |path: &Path| {
+            let meta = self.vfs.metadata(path).ok()?;
+            // (0, 0) on a platform without file ids: nothing to compare.
+            FileIdentity::of(path, &meta)
+                .ok()
+                .map(|id| (id.dev, id.ino))
+                .filter(|&id| id != (0, 0))
+        };
+        let live = identity(&self.state_path);
         self.backups
             .rebuild(self.vfs.as_ref(), self.options.max_state_bytes, |path, bytes| {
+                // A write links the backup just before its rename; a crash in between
+                // leaves that link as another name of the live file. Listing it would
+                // make a backup that any damage to the state file damages too.
+                if live.is_some() && identity(path) == live {
+                    return Err(Error::invalid(format!(
+                        "{} is another name of the live state file {} (a link left by an interrupted \
+                         write), not a backup of it",
+                        path.display(),
+                        self.state_path.display()
+                    )));
+                }
                 let state = self.verify_at(path, bytes, true)?;
                 Ok(Contents {
                     revision: state.revision,

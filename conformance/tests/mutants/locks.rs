@@ -108,6 +108,8 @@ pub(crate) enum PolicyBug {
     KeepsTooFew,
     /// It prunes the newest backup too.
     PrunesTheNewest,
+    /// It counts two backups of the same revision and checksum as two.
+    CountsDuplicates,
 }
 
 /// A keep-3 rolling policy with one [`PolicyBug`].
@@ -142,6 +144,17 @@ impl BackupPolicy for BrokenPolicy {
                     pruned.push(newest);
                 }
                 pruned
+            }
+            PolicyBug::CountsDuplicates => {
+                // Every backup looks like a state of its own to the real policy.
+                let distinct: Vec<BackupRecord> = backups
+                    .iter()
+                    .map(|b| BackupRecord {
+                        checksum: format!("{}-{}", b.checksum, b.id),
+                        ..b.clone()
+                    })
+                    .collect();
+                self.asked.to_prune(&distinct, now)
             }
         }
     }
