@@ -774,10 +774,15 @@ impl<C: Codec> StateStore for FileStore<C> {
         self.blocking(move |inner| inner.read_quarantined(&id)).await
     }
 
-    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+    async fn write_over(
+        &self,
+        found: Option<&[u8]>,
+        state: &ChecklistState,
+        revision: u64,
+    ) -> Result<Committed> {
         let (bytes, written, committed) = self.encode_sealed(state, revision)?;
-        let found = found.to_vec();
-        self.blocking(move |inner| inner.write_over(&found, bytes, written))
+        let found = found.map(<[u8]>::to_vec);
+        self.blocking(move |inner| inner.write_over(found.as_deref(), bytes, written))
             .await?;
         Ok(committed)
     }

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use checklist_core::config::{BackendSelection, Durability};
-use checklist_core::{ChecklistState, Config, Error, Expectation, Result};
+use checklist_core::recovery::{RecoverRequest, RecoveryReport};
+use checklist_core::{
+    ChecklistState, Config, Error, Expectation, Recovery, Result, RollingBackups, StateStoreExt,
+};
 use serde::Serialize;
 
 use crate::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
@@ -30,7 +33,11 @@ pub struct InitOptions {
     /// The durability written into a new config.yaml.
     pub durability: Option<Durability>,
     /// On an existing store, create whatever part of the layout is missing (never
-    /// overwriting anything).
+    /// overwriting anything). A state file that is missing although the store holds
+    /// backups or an audit trail is recovered, never started again below a committed
+    /// revision: the newest backup that verifies is restored, or, if none does, an
+    /// empty state is written above every committed revision (recorded as a reset
+    /// with data loss).
     pub repair: bool,
     /// The state a new store starts with (an imported export), committed as its
     /// revision 1; default an empty one. Refused when the store already holds a state.
@@ -54,7 +61,7 @@ pub enum InitOutcome {
 }
 
 /// The report of an `init`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitReport {
     /// What happened.
@@ -70,6 +77,9 @@ pub struct InitReport {
     pub created: Vec<PathBuf>,
     /// The state's revision afterwards, if it could be read.
     pub revision: Option<u64>,
+    /// How a repair brought back a state file that was missing from a store with
+    /// backups or an audit trail.
+    pub recovery: Option<RecoveryReport>,
 }
 
 /// Creates the store of the project at `root`; see the module docs.
@@ -140,13 +150,22 @@ pub async fn init_project_with_vfs(
         // A store is there if it has a config or a state.
         let backend = registry.open(layout.dir(), &config, Arc::clone(&vfs))?;
         if has_config || exists(vfs.as_ref(), backend.store.location())? {
-            let revision = backend.store.read().await.ok().flatten().map(|s| s.revision);
-            refuse_import_over(
-                options.initial_state.is_some(),
-                backend.store.location(),
-                revision,
-            )?;
-            return Ok(run.report(InitOutcome::AlreadyInitialized, &config, revision));
+            match backend.store.read_existing().await {
+                Ok(state) => {
+                    refuse_import_over(
+                        options.initial_state.is_some(),
+                        backend.store.location(),
+                        Some(state.revision),
+                    )?;
+                    return Ok(run.report(InitOutcome::AlreadyInitialized, &config, Some(state.revision)));
+                }
+                // A store that never held a state (its first write failed, or it was
+                // deleted before any commit): creating it is what init is for.
+                Err(Error::NotInitialized { .. }) => {}
+                // A lost, corrupt or unreadable state: say so and what to run, rather
+                // than "already initialized" — or starting it again.
+                Err(error) => return Err(error),
+            }
         }
     }
     match run
@@ -159,19 +178,49 @@ pub async fn init_project_with_vfs(
         )
         .await
     {
-        Ok(revision) => {
+        Ok((revision, recovery)) => {
             let outcome = if existing {
                 InitOutcome::Repaired
             } else {
                 InitOutcome::Created
             };
-            Ok(run.report(outcome, &config, revision))
+            let mut report = run.report(outcome, &config, revision);
+            report.recovery = recovery;
+            Ok(report)
         }
         Err(error) => {
             run.undo();
             Err(error)
         }
     }
+}
+
+/// Brings back the lost state of a store being repaired: the newest backup that
+/// verifies, or, when none does, an empty state above every committed revision.
+async fn recover_lost_state(backend: &crate::registry::Backend, config: &Config) -> Result<RecoveryReport> {
+    let recovery = Recovery::new(
+        Arc::clone(&backend.store),
+        Arc::clone(&backend.locks),
+        RollingBackups::from_settings(&config.backup),
+    )
+    .with_settings(&config.lock, &config.recovery);
+    let recovered = match recovery.recover(&RecoverRequest::default()).await {
+        Err(Error::Unrecovered { .. }) => {
+            recovery
+                .recover(&RecoverRequest {
+                    from: None,
+                    reset: true,
+                })
+                .await?
+        }
+        other => other?,
+    };
+    recovered.ok_or_else(|| {
+        Error::invalid(format!(
+            "{} reappeared while init was repairing the store; run `checklist status` to see it",
+            backend.store.location().display()
+        ))
+    })
 }
 
 /// An import only creates a store; it never replaces a state that is there.
@@ -240,6 +289,7 @@ impl InitRun {
             backend: config.backend.kind.clone(),
             created: self.created,
             revision,
+            recovery: None,
         }
     }
 
@@ -302,7 +352,7 @@ impl InitRun {
         initial_state: Option<&ChecklistState>,
         root: &Path,
         state_home: Option<&Path>,
-    ) -> Result<Option<u64>> {
+    ) -> Result<(Option<u64>, Option<RecoveryReport>)> {
         let durability = config.durability;
         self.make_store_dir(root, state_home)?;
         for dir in self.layout.subdirectories() {
@@ -331,8 +381,15 @@ impl InitRun {
             )?;
         }
         match existing {
-            Some(state) => Ok(Some(state.revision)),
+            Some(state) => Ok((Some(state.revision), None)),
             None => {
+                if let lost @ Error::StateMissing { .. } = backend.store.missing_state().await? {
+                    if initial_state.is_some() {
+                        return Err(lost);
+                    }
+                    let report = recover_lost_state(&backend, config).await?;
+                    return Ok((Some(report.revision), Some(report)));
+                }
                 let first = initial_state.cloned().unwrap_or_default();
                 let committed = backend.store.write(&first, Expectation::Absent).await?;
                 // A file backend's state lives inside the store directory; a memory
@@ -340,7 +397,7 @@ impl InitRun {
                 if backend.store.location().starts_with(self.layout.dir()) {
                     self.created.push(backend.store.location().to_owned());
                 }
-                Ok(Some(committed.revision))
+                Ok((Some(committed.revision), None))
             }
         }
     }

@@ -121,6 +121,13 @@ impl MemoryStore {
         *self.slot() = Slot::Raw(bytes);
     }
 
+    /// Deletes the stored document, bypassing every check, leaving its backups, audit
+    /// trail, archive and quarantine — the in-memory equivalent of deleting the state
+    /// file by hand.
+    pub fn remove_raw(&self) {
+        *self.slot() = Slot::Empty;
+    }
+
     fn slot(&self) -> MutexGuard<'_, Slot> {
         lock(&self.inner.slot)
     }
@@ -294,7 +301,12 @@ impl StateStore for MemoryStore {
         self.read_quarantined_impl(id)
     }
 
-    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+    async fn write_over(
+        &self,
+        found: Option<&[u8]>,
+        state: &ChecklistState,
+        revision: u64,
+    ) -> Result<Committed> {
         self.write_over_impl(found, state, revision)
     }
 

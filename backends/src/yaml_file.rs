@@ -41,9 +41,18 @@ impl Codec for YamlCodec {
 }
 
 /// serde-saphyr renders errors with a multi-line source snippet; the store's messages
-/// are one sentence, so keep the first line (which carries the position).
+/// are one sentence, so keep the first line (which carries the position). It also
+/// starts with its own `error: ` (the CLI prints one already) and can end with advice
+/// for the program's author (`use Option<String>`, `set DuplicateKeyPolicy in Options`)
+/// that means nothing to whoever edits the file: both are left out.
 fn one_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_owned()
+    const AUTHOR_ADVICE: [&str; 2] = ["; use Option<", ", set DuplicateKeyPolicy"];
+    let first = message.lines().next().unwrap_or(message).trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    AUTHOR_ADVICE
+        .iter()
+        .fold(first, |text, advice| text.split(advice).next().unwrap_or(text))
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -79,5 +88,18 @@ mod tests {
         assert!(err.0.to_lowercase().contains("duplicate"), "{err}");
         let err = YamlCodec.decode(b"a: \xff\n").unwrap_err();
         assert!(err.0.contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn errors_speak_to_whoever_edits_the_file() {
+        for text in [&b"{{"[..], b"a: 1\na: 2\n", b": - bad", b"key: 'x"] {
+            let err = YamlCodec.decode(text).unwrap_err().0;
+            assert!(!err.starts_with("error"), "the CLI says error: once: {err}");
+            assert!(
+                !err.contains("Option<") && !err.contains("DuplicateKeyPolicy"),
+                "{err}"
+            );
+            assert!(err.starts_with("line "), "{err}");
+        }
     }
 }

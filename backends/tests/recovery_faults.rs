@@ -289,7 +289,10 @@ async fn a_recovery_whose_audit_record_cannot_be_appended_still_stands() {
         "the recovered state records no recovery"
     );
     assert_eq!(
-        store.read_quarantined(&report.quarantined.id).await.unwrap(),
+        store
+            .read_quarantined(&report.quarantined.as_ref().unwrap().id)
+            .await
+            .unwrap(),
         corrupt,
         "the corrupt bytes were not kept"
     );
@@ -425,5 +428,39 @@ async fn a_recovery_names_its_state_and_lock_files() {
     let lock_path = FileLockProvider::new(&dir).resource().to_owned();
     for path in [&state_path, &lock_path] {
         assert!(debug.contains(&format!("{path:?}")), "{path:?} is not in {debug}");
+    }
+}
+
+/// On a file system that shows a file being renamed over as briefly absent (some
+/// network and FUSE file systems), a read can find no state file between two commits.
+/// A load takes that for a lost state only after checking again under the lock, where
+/// no writer is mid-commit: it finds the state there, returns it and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_briefly_absent_during_a_rename_is_not_taken_for_a_lost_one() {
+    let (_root, dir, valid) = project().await;
+    let dry = FaultyFs::new(Arc::new(RealFs));
+    recovery(&dir, Arc::new(dry.clone())).load().await.unwrap();
+    let read = common::index_of(&dry.log(), "read", &dir.join("state.yaml"));
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    faulty.fail_at(read, ErrorKind::NotFound, AfterFault::Recover);
+    let loaded = recovery(&dir, Arc::new(faulty.clone())).load().await.unwrap();
+    assert!(faulty.fault_injected());
+    assert!(
+        loaded.recovered.is_none(),
+        "a present state was recovered: {loaded:?}"
+    );
+    assert_eq!(loaded.state.revision, 3);
+    assert_eq!(std::fs::read(dir.join("state.yaml")).unwrap(), valid);
+    assert!(observer(&dir).list_quarantine().await.unwrap().is_empty());
+    // Read outside the lock only, the same absence says what it is, not "run init".
+    let faulty = FaultyFs::new(Arc::new(RealFs));
+    faulty.fail_at(read, ErrorKind::NotFound, AfterFault::Recover);
+    match yaml_store(&dir, Arc::new(faulty)).read_existing().await {
+        Err(error @ Error::StateMissing { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("being replaced by another program"), "{message}");
+            assert!(!message.contains("checklist init"), "{message}");
+        }
+        other => panic!("expected StateMissing, got {other:?}"),
     }
 }

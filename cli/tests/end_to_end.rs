@@ -439,7 +439,7 @@ fn with_every_backup_corrupt_recovery_is_a_clear_error_and_nothing_is_deleted() 
         assert_eq!(code(&out), 5, "{args:?}: {}", stderr(&out));
         let message = stderr(&out);
         assert!(message.contains(state.to_str().unwrap()), "{message}");
-        assert!(message.contains("none of the 2 backups verifies"), "{message}");
+        assert!(message.contains("none of its 2 backups verifies"), "{message}");
         assert!(message.contains("checklist recover --reset"), "{message}");
         assert_eq!(std::fs::read(&state).unwrap(), b"schemaVersion: [broken");
         assert_eq!(

@@ -249,6 +249,52 @@ fn a_read_only_file_system_fails_the_write_with_advice_and_keeps_the_state() {
     assert!(support_temp_files(project.path()).is_empty());
 }
 
+/// A corrupt state on a read-only mount: automatic recovery cannot write, and the
+/// command says the state is corrupted (exit 5, as `verify` does) and why it was not
+/// recovered — not only that the disk is read-only.
+#[test]
+fn a_corrupt_state_on_a_read_only_file_system_is_reported_as_corrupt() {
+    let project = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    ok(project.path(), &["init"]);
+    ok(
+        project.path(),
+        &["start", "--template", "release", "--step", "build"],
+    );
+    ok(project.path(), &["step", "complete", "build"]);
+    let state = project.path().join(".checklist/state.yaml");
+    let corrupt = std::fs::read_to_string(&state).unwrap().replace("build", "bui1d");
+    std::fs::write(&state, &corrupt).unwrap();
+    let script = r#"
+        mount --bind "$D" "$D"
+        mount -o remount,bind,ro "$D"
+        set +e
+        "$BIN" --dir "$D" status >/dev/null 2>"$OUT/status"
+        echo $? >"$OUT/status-code"
+        "$BIN" --dir "$D" verify >/dev/null 2>"$OUT/verify"
+        echo $? >"$OUT/verify-code"
+    "#;
+    in_mount_namespace(script, project.path(), out.path());
+    for command in ["status", "verify"] {
+        let err = read(out.path().join(command));
+        let exit = read(out.path().join(format!("{command}-code")));
+        assert_eq!(exit.trim(), "5", "{command}: {err}");
+        assert!(
+            err.contains("is corrupted (checksum_mismatch)"),
+            "{command}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{command}: {err}");
+    }
+    let status = read(out.path().join("status"));
+    assert!(
+        status.contains("read-only"),
+        "say why it was not recovered: {status}"
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), corrupt);
+    // Once the store can be written again, the next command recovers it.
+    ok(project.path(), &["status"]);
+}
+
 fn support_temp_files(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut pending = vec![root.join(".checklist")];
@@ -370,26 +416,25 @@ fn a_store_deleted_between_commands_is_reported_as_not_initialized() {
 }
 
 #[test]
-fn a_state_file_deleted_between_commands_is_reported_with_the_backups_kept() {
+fn a_state_file_deleted_between_commands_is_restored_from_the_backups_it_left() {
     let project = tempfile::tempdir().unwrap();
     let root = project.path();
     ok(root, &["init"]);
     ok(root, &["start", "--template", "release", "--step", "build"]);
     ok(root, &["step", "complete", "build"]);
     ok(root, &["backup", "create"]);
-    let backups = std::fs::read_dir(root.join(".checklist/.backup"))
-        .unwrap()
-        .count();
     std::fs::remove_file(root.join(".checklist/state.yaml")).unwrap();
+    // The next command finds the state gone while its backups and audit trail are
+    // there: it restores the newest backup, says so in one line, and goes on.
     let out = checklist(root, &["step", "complete", "test"]);
     let err = stderr(&out);
-    assert_ne!(code(&out), 0, "a step cannot be completed without a state: {err}");
-    assert!(err.contains("state.yaml"), "{err}");
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(err.contains("state.yaml was missing; restored backup"), "{err}");
+    assert!(err.contains("no committed change was lost"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert_eq!(
-        std::fs::read_dir(root.join(".checklist/.backup"))
-            .unwrap()
-            .count(),
-        backups
+    let verify = ok(root, &["verify"]);
+    assert!(
+        verify.contains("revision 5"),
+        "restored as 4, then the step: {verify}"
     );
 }

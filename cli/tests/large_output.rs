@@ -53,7 +53,10 @@ fn assert_store_usable(root: &Path, case: &str) {
     assert_eq!(audit["problems"], serde_json::json!([]), "{case}: {audit}");
     let trail = std::fs::read_to_string(root.join(".checklist/audit.log")).unwrap();
     let longest = trail.lines().map(str::len).max().unwrap_or(0);
-    assert!(longest < 32 * 1024, "{case}: an audit line of {longest} bytes");
+    assert!(
+        longest < checklist_core::audit::MAX_LINE_BYTES,
+        "{case}: an audit line of {longest} bytes"
+    );
     let next = format!("after-{}", case.replace(' ', "-"));
     ok(root, &["--lock-timeout", "2000", "step", "complete", &next]);
 }

@@ -152,20 +152,27 @@ pub fn file_subject<C: Codec + Clone>(codec: C, dir: &Path, durability: Durabili
 
 fn memory_subject() -> Subject {
     let store = MemoryStore::new();
-    let (for_reopen, for_read, for_write) = (store.clone(), store.clone(), store.clone());
+    let (for_reopen, for_read, for_write, for_remove) =
+        (store.clone(), store.clone(), store.clone(), store.clone());
     let locks = InProcessLockProvider::new("memory:conformance");
     let other_locks = locks.clone();
     Subject::new(Arc::new(store), Arc::new(locks))
         .reopen_locks_with(move || Arc::new(other_locks.clone()))
         .with_capabilities(Capabilities::in_memory())
         .reopen_with(move || Arc::new(for_reopen.clone()))
-        .raw_access(RawAccess::new(
-            move || Ok(for_read.raw()),
-            move |bytes| {
-                for_write.replace_raw(bytes.to_vec());
+        .raw_access(
+            RawAccess::new(
+                move || Ok(for_read.raw()),
+                move |bytes| {
+                    for_write.replace_raw(bytes.to_vec());
+                    Ok(())
+                },
+            )
+            .removable(move || {
+                for_remove.remove_raw();
                 Ok(())
-            },
-        ))
+            }),
+        )
 }
 
 /// Writes `dir/.lock` as schemas/lock.schema.json describes it, held by `like`'s host

@@ -472,6 +472,8 @@ macro_rules! __for_each_case {
                 recovery_without_a_lost_revision_has_no_data_loss,
                 recovered_state_loads_clean_and_is_not_recovered_again,
                 concurrent_loads_recover_once,
+                missing_state_is_recovered,
+                missing_state_restores_and_resets_above_every_committed_revision,
                 recovery_of_an_uninitialized_store_says_so,
                 no_valid_backup_is_a_clear_error_and_nothing_changes,
                 reset_records_data_loss,

@@ -12,7 +12,7 @@ use checklist_core::quarantine::bytes_sha256;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::{
     AuditEvent, BackupPolicy, BackupRecord, ChecklistState, CorruptionKind, Error, ExitCode, Expectation,
-    LockProvider, QuarantineNote, Recovery, RollingBackups, StateStore, StateStoreExt,
+    LockProvider, QuarantineNote, QuarantineRecord, Recovery, RollingBackups, StateStore, StateStoreExt,
 };
 
 use crate::support::{MARKER, add_step, ensure, sample_state, step};
@@ -175,17 +175,16 @@ async fn corrupt_and_recover(
     );
     let kept = step(
         "reading the quarantined bytes",
-        subject.store.read_quarantined(&report.quarantined.id).await,
+        subject.store.read_quarantined(&quarantined_by(&report)?.id).await,
     )?;
     ensure!(
         kept == corrupt,
         "the quarantined bytes differ from the corrupt document"
     );
+    let note = quarantined_by(&report)?;
     ensure!(
-        report.quarantined.sha256 == bytes_sha256(corrupt)
-            && report.quarantined.note.corruption_type == found,
-        "the quarantine note does not describe the corrupt bytes: {:?}",
-        report.quarantined
+        note.sha256 == bytes_sha256(corrupt) && note.note.corruption_type == found,
+        "the quarantine note does not describe the corrupt bytes: {note:?}"
     );
     let again = step("loading again", recovery.load().await)?;
     ensure!(again.recovered.is_none(), "the next load recovered again");
@@ -216,6 +215,15 @@ async fn corrupt_and_recover(
         report.revision
     );
     Ok(report)
+}
+
+/// Where a recovery of corrupt bytes says it kept them.
+fn quarantined_by(report: &RecoveryReport) -> Result<&QuarantineRecord, Failure> {
+    report.quarantined.as_ref().ok_or_else(|| {
+        Failure(format!(
+            "the recovery of corrupt bytes quarantined nothing: {report:?}"
+        ))
+    })
 }
 
 /// [`StateStore::read_raw`] returns the stored bytes, valid or not.
@@ -308,7 +316,11 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
         subject.store.write(&sample_state(1), Expectation::Absent).await,
     )?;
     raw.write(b"{{{ corrupt").map_err(io("writing corrupt bytes"))?;
-    match subject.store.write_over(b"not these", &sample_state(2), 7).await {
+    match subject
+        .store
+        .write_over(Some(b"not these"), &sample_state(2), 7)
+        .await
+    {
         Err(Error::InvalidOperation { .. }) => {}
         other => return Err(Failure(format!("write_over over other bytes: {other:?}"))),
     }
@@ -318,7 +330,7 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
     );
     let mut invalid = sample_state(1);
     invalid.completed_steps[0].step_id = String::new();
-    match subject.store.write_over(b"{{{ corrupt", &invalid, 7).await {
+    match subject.store.write_over(Some(b"{{{ corrupt"), &invalid, 7).await {
         Err(Error::SchemaInvalid { .. }) => {}
         other => return Err(Failure(format!("write_over of an invalid state: {other:?}"))),
     }
@@ -330,13 +342,39 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
         "writing over",
         subject
             .store
-            .write_over(b"{{{ corrupt", &sample_state(2), 7)
+            .write_over(Some(b"{{{ corrupt"), &sample_state(2), 7)
             .await,
     )?;
     let read = step("reading", subject.reopen()?.read_existing().await)?;
     ensure!(
         committed.revision == 7 && read.revision == 7 && read.checksum == Some(committed.checksum),
         "after write_over the store reads revision {}",
+        read.revision
+    );
+    // `None` is the precondition "no document at all": refused while there is one…
+    let before = raw_bytes(raw)?;
+    match subject.store.write_over(None, &sample_state(3), 9).await {
+        Err(Error::InvalidOperation { .. }) => {}
+        other => {
+            return Err(Failure(format!(
+                "write_over(None) over a stored document: {other:?}"
+            )));
+        }
+    }
+    ensure!(
+        raw_bytes(raw)? == before,
+        "a refused write_over(None) changed the bytes"
+    );
+    // …and met once it is gone, writing exactly the revision asked for.
+    raw.remove().map_err(io("deleting the document"))?;
+    let committed = step(
+        "writing over nothing",
+        subject.store.write_over(None, &sample_state(3), 9).await,
+    )?;
+    let read = step("reading", subject.reopen()?.read_existing().await)?;
+    ensure!(
+        committed.revision == 9 && read.revision == 9 && read.completed_steps.len() == 3,
+        "after write_over(None) the store reads revision {}",
         read.revision
     );
     Ok(())
@@ -687,6 +725,118 @@ pub async fn concurrent_loads_recover_once(subject: &Subject) -> CaseResult {
     Ok(())
 }
 
+/// A state deleted from a store that holds backups and an audit trail reads as
+/// [`Error::StateMissing`], never as a new store; a load recovers it like a corrupt one:
+/// the newest backup that verifies, written above every committed revision, with
+/// `corruptionType: missing`, `dataLoss` for the revision that was lost, nothing
+/// quarantined (there are no bytes to keep) and a `recovery` audit record.
+pub async fn missing_state_is_recovered(subject: &Subject) -> CaseResult {
+    let last = history(subject).await?;
+    let location = subject.store.location().to_owned();
+    subject.raw()?.remove().map_err(io("deleting the state"))?;
+    match subject.store.read_existing().await {
+        Err(Error::StateMissing { path, .. }) if path == location => {}
+        other => {
+            return Err(Failure(format!(
+                "a store with backups but no state must read as StateMissing naming {}, got {other:?}",
+                location.display()
+            )));
+        }
+    }
+    let loaded = step("loading the missing state", recovery(subject).load().await)?;
+    let report = loaded
+        .recovered
+        .ok_or_else(|| Failure("loading a missing state did not recover it".into()))?;
+    ensure!(
+        report.corruption_type == CorruptionKind::Missing && report.quarantined.is_none(),
+        "the recovery of a missing state reports {} and quarantine {:?}",
+        report.corruption_type,
+        report.quarantined
+    );
+    ensure!(
+        report.backup.as_ref().map(|b| b.revision) == Some(last.revision - 1),
+        "restored {:?}, not the newest backup (revision {})",
+        report.backup,
+        last.revision - 1
+    );
+    ensure!(
+        report.revision > last.revision && report.data_loss,
+        "restored as revision {} (dataLoss {}) after revision {} was committed",
+        report.revision,
+        report.data_loss,
+        last.revision
+    );
+    let record = loaded
+        .state
+        .recovery
+        .clone()
+        .ok_or_else(|| Failure("the recovered state has no `recovery` section".into()))?;
+    ensure!(
+        record.corruption_type == CorruptionKind::Missing && record.data_loss,
+        "the recovered state records {record:?}"
+    );
+    ensure_audited(subject, AuditEvent::Recovery, report.revision).await?;
+    let again = step("loading again", recovery(subject).load().await)?;
+    ensure!(
+        again.recovered.is_none() && again.state.revision == report.revision,
+        "the next load recovered again or read another revision"
+    );
+    Ok(())
+}
+
+/// A missing state is restored from the backup asked for, and a reset of a missing
+/// state starts again above every committed revision — never at revision 1 below the
+/// backups, where the policy would prune the new state's own backups first.
+pub async fn missing_state_restores_and_resets_above_every_committed_revision(
+    subject: &Subject,
+) -> CaseResult {
+    let last = history(subject).await?;
+    let raw = subject.raw()?;
+    let recovery = recovery(subject);
+    raw.remove().map_err(io("deleting the state"))?;
+    let oldest = oldest_backup(subject).await?;
+    let restored = step(
+        "restoring into a missing state",
+        recovery.restore(&oldest.id).await,
+    )?;
+    let recovered = restored
+        .recovery
+        .as_ref()
+        .ok_or_else(|| Failure("the restore did not report recovering the missing state".into()))?;
+    ensure!(
+        recovered.corruption_type == CorruptionKind::Missing
+            && restored.revision > last.revision
+            && restored.backup.id == oldest.id,
+        "restore into a missing state: {restored:?}"
+    );
+    raw.remove().map_err(io("deleting the state again"))?;
+    let reset = step(
+        "resetting a missing state",
+        recovery
+            .recover(&RecoverRequest {
+                from: None,
+                reset: true,
+            })
+            .await,
+    )?
+    .ok_or_else(|| Failure("a reset of a missing state recovered nothing".into()))?;
+    ensure!(
+        reset.method == RecoveryMethod::Reset && reset.data_loss && reset.revision > restored.revision,
+        "a reset of a missing state wrote revision {} ({:?}, dataLoss {}) after revision {}",
+        reset.revision,
+        reset.method,
+        reset.data_loss,
+        restored.revision
+    );
+    let state = step("reading the reset state", subject.store.read_existing().await)?;
+    ensure!(
+        state.completed_steps.is_empty() && state.revision == reset.revision,
+        "the reset state is not empty at revision {}",
+        reset.revision
+    );
+    Ok(())
+}
+
 /// On a store that holds no state yet, `recover`, `reseal`, `backup restore` and a
 /// load all fail with `NotInitialized` naming the store, and create nothing.
 pub async fn recovery_of_an_uninitialized_store_says_so(subject: &Subject) -> CaseResult {
@@ -742,7 +892,7 @@ pub async fn no_valid_backup_is_a_clear_error_and_nothing_changes(subject: &Subj
     )?;
     raw.write(b"{{{").map_err(io("corrupting"))?;
     match recovery(subject).load().await {
-        Err(error @ Error::Corrupted { .. }) => {
+        Err(error @ Error::Unrecovered { .. }) => {
             let message = error.to_string();
             ensure!(
                 error.exit_code() == ExitCode::Corrupted,
@@ -754,7 +904,11 @@ pub async fn no_valid_backup_is_a_clear_error_and_nothing_changes(subject: &Subj
                 "the error does not say what to do: {message}"
             );
         }
-        other => return Err(Failure(format!("expected a corruption error, got {other:?}"))),
+        other => {
+            return Err(Failure(format!(
+                "expected Error::Unrecovered (nothing could be recovered), got {other:?}"
+            )));
+        }
     }
     ensure!(raw_bytes(raw)? == b"{{{", "the corrupt bytes were changed");
     ensure!(
@@ -800,7 +954,7 @@ pub async fn reset_records_data_loss(subject: &Subject) -> CaseResult {
     ensure!(
         step(
             "reading quarantine",
-            subject.store.read_quarantined(&report.quarantined.id).await
+            subject.store.read_quarantined(&quarantined_by(&report)?.id).await
         )?
         .is_empty(),
         "the emptied file was not kept as it was"
@@ -825,11 +979,15 @@ pub async fn auto_recovery_off_changes_nothing(subject: &Subject) -> CaseResult 
     )
     .with_settings(&lock, &checklist_core::config::RecoverySettings { auto: false });
     match manual.load().await {
-        Err(error @ Error::Corrupted { .. }) => ensure!(
+        Err(error @ Error::Unrecovered { .. }) => ensure!(
             error.to_string().contains("checklist recover"),
             "the error does not say to run `checklist recover`: {error}"
         ),
-        other => return Err(Failure(format!("expected a corruption error, got {other:?}"))),
+        other => {
+            return Err(Failure(format!(
+                "expected Error::Unrecovered (automatic recovery is off), got {other:?}"
+            )));
+        }
     }
     ensure!(raw_bytes(raw)? == b"{{{", "the corrupt bytes were changed");
     ensure!(
@@ -922,7 +1080,10 @@ pub async fn restore_over_a_corrupt_state_quarantines_it(subject: &Subject) -> C
     );
     let kept = step(
         "reading the quarantined bytes",
-        subject.store.read_quarantined(&recovered.quarantined.id).await,
+        subject
+            .store
+            .read_quarantined(&quarantined_by(&recovered)?.id)
+            .await,
     )?;
     ensure!(
         kept == corrupt,
@@ -988,7 +1149,7 @@ pub async fn reseal_refuses_a_schema_violation(subject: &Subject) -> CaseResult 
     raw.write(broken.as_bytes()).map_err(io("editing"))?;
     match recovery(subject).reseal().await {
         Err(
-            error @ Error::Corrupted {
+            error @ Error::Unrecovered {
                 kind: CorruptionKind::SchemaInvalid,
                 ..
             },

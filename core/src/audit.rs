@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::bounded_text::bound_json_text;
 use crate::identity;
 use crate::model::now;
 
@@ -50,8 +51,7 @@ impl AuditEvent {
 /// One line of `audit.log` (JSON Lines).
 ///
 /// Its free-text parts (operations, error, backtrace and extra fields) are serialized
-/// cut to 4 KiB each ([`crate::bounded_text`]) and with every secret replaced by
-/// `[REDACTED:<kind>]`, whatever `secrets.mode` says: the
+/// with every secret replaced by `[REDACTED:<kind>]`, whatever `secrets.mode` says: the
 /// trail is append-only and rotated, never rewritten, so a secret that reached it
 /// could not be taken out again. A transaction's description can carry one (a step id,
 /// a command line) even when the document itself is refused.
@@ -111,18 +111,12 @@ mod redacted {
     use serde::{Serialize, Serializer};
     use serde_json::{Map, Value};
 
-    use crate::bounded_text::bound_json_text;
     use crate::secrets::redact_text;
-
-    /// Longest text of one field of a record, in bytes as written: an audit line says
-    /// what happened, and a command's data (a captured build log passed on the command
-    /// line, echoed by an error) is kept whole in the state, not here.
-    const MAX_TEXT_BYTES: usize = 4096;
 
     fn clean(text: &str) -> String {
         let mut text = text.to_owned();
         redact_text(&mut text);
-        bound_json_text(text, MAX_TEXT_BYTES)
+        text
     }
 
     fn clean_value(value: &Value) -> Value {
@@ -213,11 +207,82 @@ impl AuditRecord {
         self
     }
 
-    /// The record as one line of JSON, with the trailing newline.
+    /// The record as one line of JSON, with the trailing newline: at most
+    /// [`MAX_LINE_BYTES`], so that no record can make the trail unreadable. A record
+    /// that would be longer (its text carries a captured build log, say) is written
+    /// shortened: each text cut to [`SHORTENED_TEXT_BYTES`] and each list to
+    /// [`SHORTENED_LIST_ITEMS`] items, saying how much was left out
+    /// ([`crate::bounded_text`]), and without its extra fields if even that is too long.
     pub fn to_line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).unwrap_or_default();
+        if line.len() >= MAX_LINE_BYTES {
+            let mut short = self.shortened();
+            line = serde_json::to_vec(&short).unwrap_or_default();
+            if line.len() >= MAX_LINE_BYTES {
+                short.extra = Map::from_iter([(
+                    "extraLeftOut".to_owned(),
+                    Value::from("the extra fields of this record were too long for one audit line"),
+                )]);
+                line = serde_json::to_vec(&short).unwrap_or_default();
+            }
+        }
         line.push(b'\n');
         line
+    }
+
+    /// The same record with every text and list cut to the shortened sizes.
+    fn shortened(&self) -> Self {
+        let text = |t: &str| bound_json_text(t.to_owned(), SHORTENED_TEXT_BYTES);
+        let mut short = self.clone();
+        short.operations = shortened_list(&self.operations, |t| text(t), |n| format!("… [{n} more]"));
+        short.error = self.error.as_deref().map(text);
+        short.backtrace = self.backtrace.as_deref().map(text);
+        short.extra = self
+            .extra
+            .iter()
+            .map(|(k, v)| (text(k), shortened_value(v)))
+            .collect();
+        short
+    }
+}
+
+/// Longest line a record is written as, newline included. Each audit part is read
+/// whole with a limit of twice `audit.maxBytes` plus 1 MiB (a part holds at most
+/// `maxBytes` and the record that crossed it), so a record of this size always reads.
+pub const MAX_LINE_BYTES: usize = 512 * 1024;
+
+/// How long each text of a shortened record is, in bytes as written.
+pub const SHORTENED_TEXT_BYTES: usize = 4096;
+
+/// How many items each list of a shortened record keeps.
+pub const SHORTENED_LIST_ITEMS: usize = 32;
+
+fn shortened_list<T>(items: &[T], each: impl Fn(&T) -> T, more: impl Fn(usize) -> T) -> Vec<T> {
+    let mut kept: Vec<T> = items.iter().take(SHORTENED_LIST_ITEMS).map(each).collect();
+    if items.len() > SHORTENED_LIST_ITEMS {
+        kept.push(more(items.len() - SHORTENED_LIST_ITEMS));
+    }
+    kept
+}
+
+fn shortened_value(value: &Value) -> Value {
+    match value {
+        Value::String(t) => Value::String(bound_json_text(t.clone(), SHORTENED_TEXT_BYTES)),
+        Value::Array(items) => Value::Array(shortened_list(items, shortened_value, |n| {
+            Value::from(format!("… [{n} more]"))
+        })),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .take(SHORTENED_LIST_ITEMS)
+                .map(|(k, v)| {
+                    (
+                        bound_json_text(k.clone(), SHORTENED_TEXT_BYTES),
+                        shortened_value(v),
+                    )
+                })
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -305,14 +370,14 @@ mod tests {
     }
 
     #[test]
-    fn a_record_of_a_huge_argument_stays_a_short_line() {
-        let log = "\u{1b}[32mCompiling\u{1b}[0m ✓\n".repeat(20_000);
+    fn a_record_too_long_for_one_line_is_shortened_to_fit() {
+        let log = "\u{1b}[32mCompiling\u{1b}[0m ✓\n".repeat(6_000);
         let record = AuditRecord::new(AuditEvent::Rollback)
             .operations(vec![format!("step complete {log}"), log.clone()])
             .error(format!("refused: {log}"))
             .field("command", json!({ "stdout": log.clone(), "argv": [log.clone()] }));
         let line = record.to_line();
-        assert!(line.len() < 6 * 4096, "{} bytes", line.len());
+        assert!(line.len() <= MAX_LINE_BYTES, "{} bytes", line.len());
         let mut read = AuditLog::default();
         read.parse_into(Path::new("audit.log"), &line, true);
         assert_eq!(read.problems, []);
@@ -324,6 +389,19 @@ mod tests {
                 .unwrap()
                 .ends_with(" more bytes]")
         );
+
+        // Even with extra fields too long for a line once shortened, the line is bounded.
+        let row = vec!["k".repeat(600); 33];
+        let crowded = AuditRecord::new(AuditEvent::Commit).field("nested", json!(vec![row; 33]));
+        let line = crowded.to_line();
+        assert!(line.len() <= MAX_LINE_BYTES, "{} bytes", line.len());
+        assert!(String::from_utf8(line).unwrap().contains("extraLeftOut"));
+
+        // A record that fits is written as it is, however long its texts.
+        let long = AuditRecord::new(AuditEvent::Commit).operations(vec!["x".repeat(200 * 1024)]);
+        let mut read = AuditLog::default();
+        read.parse_into(Path::new("audit.log"), &long.to_line(), true);
+        assert_eq!(read.records, [long]);
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum CorruptionKind {
     SchemaInvalid,
     /// The document is valid but its `checksum` does not match its content.
     ChecksumMismatch,
+    /// There is no document, although the store holds backups or an audit trail of
+    /// committed revisions: it was deleted (or is being replaced by a program that
+    /// does not replace it atomically).
+    Missing,
 }
 
 impl CorruptionKind {
@@ -32,6 +36,7 @@ impl CorruptionKind {
             Self::ParseError => "parse_error",
             Self::SchemaInvalid => "schema_invalid",
             Self::ChecksumMismatch => "checksum_mismatch",
+            Self::Missing => "missing",
         }
     }
 }
@@ -127,12 +132,10 @@ pub enum Error {
         found: Option<u64>,
     },
 
-    /// A stored document failed verification.
-    #[error(
-        "{} is corrupted ({kind}): {detail}; the file was left as it is: `checklist recover` restores the \
-         newest backup that verifies, or repair it by hand and run `checklist reseal`",
-        path.display()
-    )]
+    /// A stored document failed verification. The message ends with what can be done
+    /// about a stored state that does; see [`Error::Unrecovered`] for one that
+    /// recovery could not repair.
+    #[error("{}; the file was left as it is: {}", corrupted_message(path, *kind, detail), corruption_remedy(*kind))]
     Corrupted {
         /// How verification failed.
         kind: CorruptionKind,
@@ -140,6 +143,34 @@ pub enum Error {
         path: PathBuf,
         /// What exactly is wrong, with a location where one is known.
         detail: String,
+    },
+
+    /// A corrupt or missing state that was not repaired: no backup verifies, automatic
+    /// recovery is off, or the repair asked for does not apply (a reseal of a document
+    /// that does not parse). Nothing was changed; `detail` ends with what to do.
+    #[error("{}", corrupted_message(path, *kind, detail))]
+    Unrecovered {
+        /// How verification failed.
+        kind: CorruptionKind,
+        /// The corrupted (or missing) file.
+        path: PathBuf,
+        /// What is wrong, what was tried, and what to do now.
+        detail: String,
+    },
+
+    /// The state document is missing from a store that holds backups or an audit trail
+    /// of committed revisions: it was deleted, or a program that does not replace it
+    /// atomically is replacing it right now.
+    #[error(
+        "the state file {} is missing (deleted, or being replaced by another program) although {evidence}; \
+         nothing was changed: `checklist recover` restores the newest backup that verifies",
+        path.display()
+    )]
+    StateMissing {
+        /// The missing state file (or store location).
+        path: PathBuf,
+        /// What the store holds of the state's history (backups, the audit trail).
+        evidence: String,
     },
 
     /// A document about to be written breaks the schema; nothing was written.
@@ -308,7 +339,9 @@ impl Error {
         match self {
             Self::NotInitialized { .. } => ExitCode::NotInitialized,
             Self::LockTimeout { .. } => ExitCode::LockTimeout,
-            Self::Corrupted { .. } => ExitCode::Corrupted,
+            Self::Corrupted { .. } | Self::Unrecovered { .. } | Self::StateMissing { .. } => {
+                ExitCode::Corrupted
+            }
             Self::Conflict { .. } | Self::LockLost { .. } => ExitCode::Conflict,
             Self::SecretDetected { .. } => ExitCode::SecretDetected,
             Self::UnsupportedVersion { .. } => ExitCode::UnsupportedVersion,
@@ -324,6 +357,8 @@ impl Error {
             Self::LockLost { .. } => "lock_lost",
             Self::Conflict { .. } => "conflict",
             Self::Corrupted { .. } => "corrupted",
+            Self::Unrecovered { .. } => "unrecovered",
+            Self::StateMissing { .. } => "state_missing",
             Self::SchemaInvalid { .. } => "schema_invalid",
             Self::SecretDetected { .. } => "secret_detected",
             Self::UnsupportedVersion { .. } => "unsupported_version",
@@ -334,6 +369,29 @@ impl Error {
             Self::InvalidOperation { .. } => "invalid_operation",
             Self::Panicked { .. } => "panicked",
             Self::Io { .. } => "io",
+        }
+    }
+}
+
+/// What is wrong with a corrupt or missing document, naming it.
+fn corrupted_message(path: &std::path::Path, kind: CorruptionKind, detail: &str) -> String {
+    match kind {
+        CorruptionKind::Missing => format!("{} is missing, although {detail}", path.display()),
+        kind => format!("{} is corrupted ({kind}): {detail}", path.display()),
+    }
+}
+
+/// What can be done about a stored state that fails verification.
+fn corruption_remedy(kind: CorruptionKind) -> &'static str {
+    match kind {
+        CorruptionKind::ChecksumMismatch => {
+            "`checklist recover` restores the newest backup that verifies, or, if you edited it on purpose, \
+             `checklist reseal` accepts the edit"
+        }
+        CorruptionKind::Missing => "`checklist recover` restores the newest backup that verifies",
+        CorruptionKind::ParseError | CorruptionKind::SchemaInvalid => {
+            "`checklist recover` restores the newest backup that verifies, or repair it by hand and run \
+             `checklist reseal`"
         }
     }
 }

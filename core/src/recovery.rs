@@ -51,12 +51,15 @@ pub struct RecoverRequest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecoveryReport {
+    /// The state recovered: its file, or the store's location.
+    pub path: std::path::PathBuf,
     /// How the state was corrupted.
     pub corruption_type: CorruptionKind,
     /// The verification error of the corrupt state.
     pub detail: String,
-    /// Where the corrupt bytes are kept.
-    pub quarantined: QuarantineRecord,
+    /// Where the corrupt bytes are kept; `None` when the state was missing, with no
+    /// bytes to keep.
+    pub quarantined: Option<QuarantineRecord>,
     /// How the state was recovered.
     pub method: RecoveryMethod,
     /// The backup restored (`None` for a reset).
@@ -75,21 +78,32 @@ pub struct RecoveryReport {
 
 impl RecoveryReport {
     /// The one line a command prints when it recovered.
-    pub fn summary(&self, path: &std::path::Path) -> String {
+    pub fn summary(&self) -> String {
+        let path = &self.path;
         let how = match &self.backup {
             Some(b) => format!("restored backup {} (revision {})", b.id, b.revision),
             None => "reset it to an empty state".to_owned(),
         };
+        let what = match &self.quarantined {
+            Some(kept) => format!(
+                "{} was corrupted ({}); moved it to {}, {how}",
+                path.display(),
+                self.corruption_type,
+                kept.location
+            ),
+            None => format!("{} was missing; {how}", path.display()),
+        };
         format!(
-            "recovered: {} was corrupted ({}); moved it to {}, {how} as revision {}{}",
-            path.display(),
-            self.corruption_type,
-            self.quarantined.location,
+            "recovered: {what} as revision {}{}",
             self.revision,
             if self.data_loss {
-                match self.last_committed {
-                    Some(last) => format!("; data loss: changes after that revision up to {last} are lost"),
-                    None => "; data loss: the previous state is lost".to_owned(),
+                match (&self.backup, self.last_committed) {
+                    (Some(b), Some(last)) => format!(
+                        "; data loss: the changes after revision {} up to revision {last} are lost",
+                        b.revision
+                    ),
+                    (None, Some(last)) => format!("; data loss: every change up to revision {last} is lost"),
+                    (_, None) => "; data loss: the previous state is lost".to_owned(),
                 }
             } else {
                 "; no committed change was lost".to_owned()
@@ -147,6 +161,21 @@ pub struct PruneReport {
     /// Backups the policy would have deleted but that were kept because no other
     /// backup verifies.
     pub spared: Vec<String>,
+}
+
+/// The damage `error` (a corrupt or missing state) as [`Error::Unrecovered`], saying
+/// `why` it was not repaired and what to do.
+fn not_recovered(error: Error, why: &str) -> Error {
+    let (kind, path, detail) = match error {
+        Error::Corrupted { kind, path, detail } => (kind, path, detail),
+        Error::StateMissing { path, evidence } => (CorruptionKind::Missing, path, evidence),
+        other => return other,
+    };
+    Error::Unrecovered {
+        kind,
+        path,
+        detail: format!("{detail}; {why}"),
+    }
 }
 
 /// Recovery, restore, reseal and backup upkeep for one store; see the module docs.
@@ -208,37 +237,49 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     /// backup verifies (the message says what to run); the store's and the lock's
     /// errors.
     pub async fn load(&self) -> Result<Loaded> {
-        match self.store.read_existing().await {
-            Ok(state) => Ok(Loaded {
-                state,
-                recovered: None,
-            }),
-            Err(Error::Corrupted { kind, path, detail }) if !self.auto => Err(Error::Corrupted {
-                kind,
-                path,
-                detail: format!(
-                    "{detail}; automatic recovery is off (recovery.auto: false in config.yaml), run \
-                     `checklist recover` to restore the newest backup that verifies"
-                ),
-            }),
-            Err(Error::Corrupted { .. }) => {
-                let guard = self.acquire().await?;
+        let damage = match self.store.read_existing().await {
+            Ok(state) => {
+                return Ok(Loaded {
+                    state,
+                    recovered: None,
+                });
+            }
+            Err(damage @ (Error::Corrupted { .. } | Error::StateMissing { .. })) => damage,
+            Err(error) => return Err(error),
+        };
+        if !self.auto {
+            return Err(not_recovered(
+                damage,
+                "automatic recovery is off (recovery.auto: false in config.yaml), so nothing was changed: \
+                 `checklist recover` restores the newest backup that verifies",
+            ));
+        }
+        let outcome = match self.acquire().await {
+            Ok(guard) => {
                 let outcome = self
                     .recover_locked(&guard, &RecoverRequest::default(), AuditEvent::Recovery)
                     .await;
                 drop(guard);
-                match outcome? {
-                    Some((report, state)) => Ok(Loaded {
-                        state,
-                        recovered: Some(report),
-                    }),
-                    // Another process recovered it while this one waited for the lock.
-                    None => Ok(Loaded {
-                        state: self.store.read_existing().await?,
-                        recovered: None,
-                    }),
-                }
+                outcome
             }
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(Some((report, state))) => Ok(Loaded {
+                state,
+                recovered: Some(report),
+            }),
+            // Another process recovered it while this one waited for the lock.
+            Ok(None) => Ok(Loaded {
+                state: self.store.read_existing().await?,
+                recovered: None,
+            }),
+            // The store cannot be written (a read-only mount, a full disk): the damage
+            // is what the user needs to hear about first, and why it stays.
+            Err(failure @ Error::Io { .. }) => Err(not_recovered(
+                damage,
+                &format!("automatic recovery could not write to the store: {failure}"),
+            )),
             Err(error) => Err(error),
         }
     }
@@ -277,7 +318,8 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     async fn restore_locked(&self, guard: &LockGuard, id: &str) -> Result<RestoreReport> {
         let current = match self.store.read_existing().await {
             Ok(current) => current,
-            Err(Error::Corrupted { .. }) => {
+            // A corrupt or missing state is recovered from the backup asked for.
+            Err(Error::Corrupted { .. } | Error::StateMissing { .. }) => {
                 let request = RecoverRequest {
                     from: Some(id.to_owned()),
                     reset: false,
@@ -350,7 +392,9 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     }
 
     async fn reseal_locked(&self, guard: &LockGuard) -> Result<Option<ResealReport>> {
-        let raw = self.read_raw_existing().await?;
+        let Some(raw) = self.store.read_raw().await? else {
+            return Err(self.store.missing_state().await?);
+        };
         let detail = match self.store.read().await {
             Ok(_) => return Ok(None),
             Err(Error::Corrupted {
@@ -359,12 +403,13 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                 ..
             }) => detail,
             Err(Error::Corrupted { kind, path, detail }) => {
-                return Err(Error::Corrupted {
+                return Err(Error::Unrecovered {
                     kind,
                     path,
                     detail: format!(
-                        "{detail}; reseal only accepts an edit whose sole fault is its checksum: make the \
-                         document valid first, or run `checklist recover` to restore a backup"
+                        "{detail}; reseal only accepts an edit whose sole fault is its checksum, so nothing was \
+                         changed: make the document valid by hand first, or `checklist recover` restores the \
+                         newest backup that verifies"
                     ),
                 });
             }
@@ -389,7 +434,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             extra: Default::default(),
         });
         guard.ensure_held()?;
-        let committed = self.store.write_over(&raw, &edited, revision).await?;
+        let committed = self.store.write_over(Some(&raw), &edited, revision).await?;
         let mut record = AuditRecord::new(AuditEvent::Recovery)
             .revisions(last, Some(committed.revision))
             .checksum(committed.checksum.clone())
@@ -519,12 +564,6 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         })
     }
 
-    async fn read_raw_existing(&self) -> Result<Vec<u8>> {
-        self.store.read_raw().await?.ok_or_else(|| Error::NotInitialized {
-            path: self.store.location().to_owned(),
-        })
-    }
-
     /// The highest revision known to have been committed: from the audit trail and the
     /// backup index. The corrupt document's own `revision` is not trusted.
     ///
@@ -556,11 +595,18 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         request: &RecoverRequest,
         event: AuditEvent,
     ) -> Result<Option<(RecoveryReport, ChecklistState)>> {
-        let raw = self.read_raw_existing().await?;
-        let (kind, path, detail) = match self.store.read().await {
-            Ok(_) => return Ok(None),
-            Err(Error::Corrupted { kind, path, detail }) => (kind, path, detail),
-            Err(error) => return Err(error),
+        let raw = self.store.read_raw().await?;
+        let (kind, path, detail) = match &raw {
+            Some(_) => match self.store.read().await {
+                Ok(_) => return Ok(None),
+                Err(Error::Corrupted { kind, path, detail }) => (kind, path, detail),
+                Err(error) => return Err(error),
+            },
+            // No document: a new store, or a lost state to restore.
+            None => match self.store.missing_state().await? {
+                Error::StateMissing { path, evidence } => (CorruptionKind::Missing, path, evidence),
+                other => return Err(other),
+            },
         };
         let (backups, mut skipped) = self.recovery_candidates().await?;
         let order = match &request.from {
@@ -598,28 +644,31 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             }
             None if request.reset => (ChecklistState::new(), None, RecoveryMethod::Reset, true),
             None => {
-                let tried = if skipped.is_empty() {
-                    "there are no backups".to_owned()
-                } else {
-                    format!(
-                        "none of the {} backups verifies ({})",
-                        skipped.len(),
-                        skipped
-                            .iter()
-                            .map(|s| s.file.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
+                let names = || {
+                    skipped
+                        .iter()
+                        .map(|s| s.file.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
-                return Err(Error::Corrupted {
+                let tried = match skipped.len() {
+                    0 => "there are no backups".to_owned(),
+                    1 => format!("its only backup, {}, does not verify", names()),
+                    n => format!("none of its {n} backups verifies ({})", names()),
+                };
+                let what_now = if kind == CorruptionKind::Missing {
+                    "nothing was changed: put the state file back if you have a copy of it, or \
+                     `checklist recover --reset` starts again from an empty state above every committed \
+                     revision"
+                } else {
+                    "nothing was changed or deleted: repair the file by hand and run `checklist reseal`, \
+                     or `checklist recover --reset` starts again from an empty state (keeping the corrupt \
+                     file in quarantine/)"
+                };
+                return Err(Error::Unrecovered {
                     kind,
                     path,
-                    detail: format!(
-                        "{detail}; it could not be recovered because {tried}; nothing was changed or \
-                         deleted: repair the file by hand and run `checklist reseal`, or run \
-                         `checklist recover --reset` to start again from an empty state (the corrupt \
-                         file is kept in quarantine/)"
-                    ),
+                    detail: format!("{detail}; it could not be recovered because {tried}; {what_now}"),
                 });
             }
         };
@@ -636,7 +685,10 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                 None => format!("{}: replaced by an empty state (reset)", event.as_str()),
             },
         };
-        let quarantined = self.store.quarantine(&raw, &note).await?;
+        let quarantined = match &raw {
+            Some(raw) => Some(self.store.quarantine(raw, &note).await?),
+            None => None,
+        };
         let revision = last_committed
             .unwrap_or(0)
             .max(backup.as_ref().map_or(0, |b| b.revision))
@@ -650,10 +702,11 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             extra: Default::default(),
         });
         guard.ensure_held()?;
-        let committed = self.store.write_over(&raw, &state, revision).await?;
+        let committed = self.store.write_over(raw.as_deref(), &state, revision).await?;
         state.revision = committed.revision;
         state.checksum = Some(committed.checksum.clone());
         let report = RecoveryReport {
+            path: path.clone(),
             corruption_type: kind,
             detail,
             quarantined,
@@ -668,13 +721,13 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         let mut record = AuditRecord::new(event)
             .revisions(last_committed, Some(report.revision))
             .checksum(report.checksum.clone())
-            .operations(vec![report.summary(&path)]);
+            .operations(vec![report.summary()]);
         record.extra.insert("corruptionType".into(), json!(kind));
         record.extra.insert("recoveryMethod".into(), json!(method));
         record.extra.insert("dataLoss".into(), json!(data_loss));
-        record
-            .extra
-            .insert("quarantined".into(), json!(report.quarantined.location));
+        if let Some(kept) = &report.quarantined {
+            record.extra.insert("quarantined".into(), json!(kept.location));
+        }
         if let Some(b) = &report.backup {
             record.extra.insert("backupId".into(), json!(b.id));
         }

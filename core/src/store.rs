@@ -358,8 +358,9 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Atomically replaces the stored document, whatever it holds, with `state` sealed
-    /// as `revision` — if and only if the store still holds exactly the bytes `found`.
-    /// How recovery replaces a document that no read can verify.
+    /// as `revision` — if and only if the store still holds exactly the bytes `found`,
+    /// or, for `None`, still holds no document at all. How recovery replaces a document
+    /// that no read can verify, or one that is missing.
     ///
     /// # Contract
     /// Fails with [`Error::InvalidOperation`] (run it again) when the stored bytes
@@ -367,7 +368,12 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// success the next read returns `state` at `revision` with a correct checksum.
     /// Call it while holding the lock, with a `revision` above every revision committed
     /// before, so compare-and-swap writers that read an older state still conflict.
-    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+    async fn write_over(
+        &self,
+        found: Option<&[u8]>,
+        state: &ChecklistState,
+        revision: u64,
+    ) -> Result<Committed> {
         let _ = (found, state, revision);
         Err(unsupported(self, "replacing a corrupt state"))
     }
@@ -410,15 +416,74 @@ fn unsupported<S: StateStore + ?Sized>(store: &S, what: &str) -> Error {
 /// Conveniences on top of [`StateStore`], for every implementation.
 #[async_trait]
 pub trait StateStoreExt: StateStore {
-    /// Reads the state, treating "no state" as [`Error::NotInitialized`].
+    /// Reads the state, treating "no state" as an error: [`Error::StateMissing`] when
+    /// the store holds backups or an audit trail of committed revisions (the state was
+    /// lost, and `checklist recover` restores it), otherwise
+    /// [`Error::NotInitialized`].
     async fn read_existing(&self) -> Result<ChecklistState> {
-        self.read().await?.ok_or_else(|| Error::NotInitialized {
-            path: self.location().to_owned(),
+        match self.read().await? {
+            Some(state) => Ok(state),
+            None => Err(self.missing_state().await?),
+        }
+    }
+
+    /// The error for a store without a state document: [`Error::StateMissing`] naming
+    /// what the store still holds of the state's history, or
+    /// [`Error::NotInitialized`] when it holds nothing.
+    ///
+    /// # Errors
+    /// The errors of listing the backups and reading the audit trail: without them it
+    /// is not known whether a committed state was lost.
+    async fn missing_state(&self) -> Result<Error> {
+        let path = self.location().to_owned();
+        Ok(match lost_state_evidence(self).await? {
+            Some(evidence) => Error::StateMissing { path, evidence },
+            None => Error::NotInitialized { path },
         })
     }
 }
 
 impl<T: StateStore + ?Sized> StateStoreExt for T {}
+
+/// What a store without a state document still holds of committed revisions, in words
+/// ("3 backups, the newest of revision 22, and an audit trail up to revision 23"), or
+/// `None` when it holds nothing: a new store.
+///
+/// # Errors
+/// Listing the backups or reading the audit trail.
+pub async fn lost_state_evidence<S: StateStore + ?Sized>(store: &S) -> Result<Option<String>> {
+    let backups = store.list_backups().await?;
+    let audited = store
+        .read_audit()
+        .await?
+        .records
+        .iter()
+        .filter_map(|r| r.revision_after)
+        .max();
+    let newest_backup = backups.iter().map(|b| b.revision).max();
+    let held = match (newest_backup, audited) {
+        (None, None) => return Ok(None),
+        (Some(newest), None) => format!(
+            "the store holds {} (the newest of revision {newest})",
+            count(backups.len(), "backup")
+        ),
+        (None, Some(last)) => format!("the store has an audit trail up to revision {last} (but no backup)"),
+        (Some(newest), Some(last)) => format!(
+            "the store holds {} (the newest of revision {newest}) and an audit trail up to revision {last}",
+            count(backups.len(), "backup")
+        ),
+    };
+    Ok(Some(held))
+}
+
+/// `n` and `noun`, plural when `n` is not 1 ("1 backup", "3 backups").
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
 
 /// Forwarding impls, so `Arc<dyn StateStore>` and `Box<dyn StateStore>` are stores.
 macro_rules! forward_state_store {
@@ -489,7 +554,7 @@ macro_rules! forward_state_store {
             }
             async fn write_over(
                 &self,
-                found: &[u8],
+                found: Option<&[u8]>,
                 state: &ChecklistState,
                 revision: u64,
             ) -> Result<Committed> {

@@ -49,10 +49,10 @@ impl<C: Codec> Inner<C> {
         self.verify_at(&self.state_path, bytes, false)
     }
 
-    /// Refuses unless the state file holds exactly `found`: what the caller decided
-    /// about is what gets quarantined or replaced.
-    fn check_unchanged(&self, found: &[u8], doing: &str) -> Result<()> {
-        if self.read_bytes()?.as_deref() == Some(found) {
+    /// Refuses unless the state file holds exactly `found` (`None`: is absent): what
+    /// the caller decided about is what gets quarantined or replaced.
+    fn check_unchanged(&self, found: Option<&[u8]>, doing: &str) -> Result<()> {
+        if self.read_bytes()?.as_deref() == found {
             return Ok(());
         }
         Err(Error::invalid(format!(
@@ -63,7 +63,7 @@ impl<C: Codec> Inner<C> {
 
     pub(super) fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
         let _write_lock = self.lock_for_write()?;
-        self.check_unchanged(found, "quarantined")?;
+        self.check_unchanged(Some(found), "quarantined")?;
         let dir = self.quarantine_dir();
         match self.vfs.create_dir(&dir, DIR_MODE) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
@@ -166,7 +166,12 @@ impl<C: Codec> Inner<C> {
             .map_err(|e| io_error("read the quarantined file", &path, e))
     }
 
-    pub(super) fn write_over(&self, found: &[u8], bytes: Vec<u8>, written: ChecklistState) -> Result<()> {
+    pub(super) fn write_over(
+        &self,
+        found: Option<&[u8]>,
+        bytes: Vec<u8>,
+        written: ChecklistState,
+    ) -> Result<()> {
         let _write_lock = self.lock_for_write()?;
         self.check_unchanged(found, "recovered")?;
         replace_file(

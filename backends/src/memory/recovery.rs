@@ -18,8 +18,8 @@ impl MemoryStore {
         document::unseal_ignoring_checksum(value, &self.inner.location)
     }
 
-    fn check_unchanged(&self, slot: &Slot, found: &[u8], doing: &str) -> Result<()> {
-        if Self::raw_of(slot).as_deref() == Some(found) {
+    fn check_unchanged(&self, slot: &Slot, found: Option<&[u8]>, doing: &str) -> Result<()> {
+        if Self::raw_of(slot).as_deref() == found {
             return Ok(());
         }
         Err(Error::invalid(format!(
@@ -30,7 +30,7 @@ impl MemoryStore {
 
     pub(super) fn quarantine_impl(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
         let slot = self.slot();
-        self.check_unchanged(&slot, found, "quarantined")?;
+        self.check_unchanged(&slot, Some(found), "quarantined")?;
         let now = checklist_core::model::now();
         let id = new_quarantine_id(now);
         let record = QuarantineRecord {
@@ -68,7 +68,7 @@ impl MemoryStore {
 
     pub(super) fn write_over_impl(
         &self,
-        found: &[u8],
+        found: Option<&[u8]>,
         state: &ChecklistState,
         revision: u64,
     ) -> Result<Committed> {

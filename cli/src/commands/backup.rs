@@ -82,10 +82,10 @@ pub(crate) async fn restore(ctx: &Context<'_>, id: &str, err: &mut dyn Write) ->
     let report = recovery(&opened).restore(id).await?;
     let kept = match (&report.replaced, &report.recovery) {
         (Some(replaced), _) => format!("; the replaced state is backup {}", replaced.id),
-        (None, Some(recovered)) => format!(
-            "; the corrupt state it replaced is kept at {}",
-            recovered.quarantined.location
-        ),
+        (None, Some(recovered)) => match &recovered.quarantined {
+            Some(kept) => format!("; the corrupt state it replaced is kept at {}", kept.location),
+            None => "; the state file was missing".to_owned(),
+        },
         (None, None) => String::new(),
     };
     Ok(Outcome::report(

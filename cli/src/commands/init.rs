@@ -44,11 +44,24 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             "Initialized a checklist store at {dir} (backend {}, {revision}).",
             report.backend
         ),
-        InitOutcome::Repaired => format!(
-            "Repaired the checklist store at {dir}: created {} missing item(s) (backend {}, {revision}).",
-            report.created.len(),
-            report.backend
-        ),
+        InitOutcome::Repaired => match &report.recovery {
+            Some(recovery) if report.created.is_empty() => format!(
+                "Repaired the checklist store at {dir} (backend {}): {}.",
+                report.backend,
+                recovery.summary()
+            ),
+            Some(recovery) => format!(
+                "Repaired the checklist store at {dir} (backend {}): created {}; {}.",
+                report.backend,
+                items(report.created.len()),
+                recovery.summary()
+            ),
+            None => format!(
+                "Repaired the checklist store at {dir}: created {} (backend {}, {revision}).",
+                items(report.created.len()),
+                report.backend
+            ),
+        },
         InitOutcome::AlreadyInitialized => format!(
             "A checklist store already exists at {dir} (backend {}, {revision}); kept it as it is.",
             report.backend
@@ -69,6 +82,14 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
         ));
     }
     Ok(Outcome::report(human, json!({ "ok": true, "init": report })))
+}
+
+/// "1 missing item", "3 missing items".
+fn items(n: usize) -> String {
+    match n {
+        1 => "1 missing item".to_owned(),
+        n => format!("{n} missing items"),
+    }
 }
 
 /// Reads and verifies an export: the file must hold a sealed state document (schema

@@ -31,7 +31,7 @@ pub(crate) fn recovery(opened: &OpenedStore) -> StoreRecovery {
 pub(crate) async fn load(opened: &OpenedStore, err: &mut dyn Write) -> Result<ChecklistState> {
     let loaded = recovery(opened).load().await?;
     if let Some(report) = &loaded.recovered {
-        let _ = writeln!(err, "{}", report.summary(opened.backend.store.location()));
+        let _ = writeln!(err, "{}", report.summary());
     }
     Ok(loaded.state)
 }
@@ -54,10 +54,7 @@ pub(crate) async fn recover(ctx: &Context<'_>, args: RecoverArgs, err: &mut dyn 
     };
     let store = &opened.backend.store;
     match recovery(&opened).recover(&request).await? {
-        Some(report) => Ok(Outcome::report(
-            report.summary(store.location()),
-            report_json(&report),
-        )),
+        Some(report) => Ok(Outcome::report(report.summary(), report_json(&report))),
         None => {
             let state = checklist_core::StateStoreExt::read_existing(store.as_ref()).await?;
             Ok(Outcome::report(

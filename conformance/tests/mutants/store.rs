@@ -269,7 +269,12 @@ impl StateStore for BrokenStore {
         self.inner.read_quarantined(id).await
     }
 
-    async fn write_over(&self, found: &[u8], state: &ChecklistState, revision: u64) -> Result<Committed> {
+    async fn write_over(
+        &self,
+        found: Option<&[u8]>,
+        state: &ChecklistState,
+        revision: u64,
+    ) -> Result<Committed> {
         self.inner.write_over(found, state, revision).await
     }
 
