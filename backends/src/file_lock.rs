@@ -214,6 +214,17 @@ impl Shared {
                     None => self.attempt(request),
                 }
             }
+            // FAT and exFAT refuse every hard link with EPERM (a permission refused is
+            // EACCES, and the temp file beside it was just created); an SMB share or a
+            // FUSE file system may say "unsupported".
+            Err(e) if refuses_hard_links(&e) => Err(Error::FileSystemLacks {
+                path: self.locks_dir.clone(),
+                feature: "hard links".to_owned(),
+                needed_for: format!(
+                    "the lock needs to create {} atomically ({e})",
+                    self.lock_path.display()
+                ),
+            }),
             Err(e) => Err(io_error("create the lock", &self.lock_path, e)),
         }
     }
@@ -765,6 +776,16 @@ impl LockProvider for FileLockProvider {
         })
         .await
     }
+}
+
+/// Whether a failed hard link says the file system has none, rather than that this
+/// one link was refused.
+fn refuses_hard_links(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) {
+        return true;
+    }
+    error.kind() == io::ErrorKind::Unsupported
 }
 
 /// `retry` ±50 %, so waiters of many processes do not poll in step.

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use checklist_core::config::{BackendSelection, Durability};
+use checklist_core::lock::Operation;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::{
-    ChecklistState, Config, Error, Expectation, Recovery, Result, RollingBackups, StateStoreExt,
+    ChecklistState, Config, Error, Expectation, LockRequest, Recovery, Result, RollingBackups, StateStoreExt,
 };
 use serde::Serialize;
 
@@ -372,6 +373,14 @@ impl InitRun {
             })?;
         }
         let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
+        // The first write happens under the store's lock, like every later one; taking
+        // it here also finds a file system that cannot hold the lock (FAT: no hard
+        // links) before anything is written, so such a store is refused at init
+        // instead of failing every command after it.
+        let guard = backend
+            .locks
+            .acquire(&LockRequest::from_settings(Operation::Write, &config.lock))
+            .await?;
         let existing = backend.store.read().await?;
         if let Some(state) = &existing {
             refuse_import_over(
@@ -379,27 +388,26 @@ impl InitRun {
                 backend.store.location(),
                 Some(state.revision),
             )?;
+            return Ok((Some(state.revision), None));
         }
-        match existing {
-            Some(state) => Ok((Some(state.revision), None)),
-            None => {
-                if let lost @ Error::StateMissing { .. } = backend.store.missing_state().await? {
-                    if initial_state.is_some() {
-                        return Err(lost);
-                    }
-                    let report = recover_lost_state(&backend, config).await?;
-                    return Ok((Some(report.revision), Some(report)));
-                }
-                let first = initial_state.cloned().unwrap_or_default();
-                let committed = backend.store.write(&first, Expectation::Absent).await?;
-                // A file backend's state lives inside the store directory; a memory
-                // backend's location is a pseudo-path outside it.
-                if backend.store.location().starts_with(self.layout.dir()) {
-                    self.created.push(backend.store.location().to_owned());
-                }
-                Ok((Some(committed.revision), None))
+        if let lost @ Error::StateMissing { .. } = backend.store.missing_state().await? {
+            if initial_state.is_some() {
+                return Err(lost);
             }
+            // Recovery takes the lock itself.
+            drop(guard);
+            let report = recover_lost_state(&backend, config).await?;
+            return Ok((Some(report.revision), Some(report)));
         }
+        let first = initial_state.cloned().unwrap_or_default();
+        let committed = backend.store.write(&first, Expectation::Absent).await?;
+        drop(guard);
+        // A file backend's state lives inside the store directory; a memory
+        // backend's location is a pseudo-path outside it.
+        if backend.store.location().starts_with(self.layout.dir()) {
+            self.created.push(backend.store.location().to_owned());
+        }
+        Ok((Some(committed.revision), None))
     }
 
     /// Removes what this run created, newest first.

@@ -163,16 +163,32 @@ async fn init_either_completes_or_leaves_nothing_behind() {
                 );
             }
             Ok(_) => {
-                // Only a durability step or the best-effort sweep of stale temp files
-                // may fail without failing init: the directory fsync or listing, or the
-                // check before it that the directory is no symbolic link.
+                // Only a durability step or a best-effort clean-up may fail without
+                // failing init: the directory fsync or listing, the check before it that
+                // the directory is no symbolic link, or the release of the lock the
+                // first write holds (its files in .locks/; a lock left behind is stale
+                // at once, which the acquire below checks).
                 let checked_dir = failed.name == "stat" && failed.path.is_dir();
+                let lock_clean_up = failed.path.starts_with(layout.dir().join(".locks"))
+                    || failed.path == layout.dir().join(".lock");
                 assert!(
-                    checked_dir || ["fsync directory", "list directory"].contains(&failed.name),
+                    checked_dir
+                        || lock_clean_up
+                        || ["fsync directory", "list directory"].contains(&failed.name),
                     "init succeeded despite failing {failed:?}"
                 );
                 let opened = open_project(root.path(), &registry, &OpenOptions::default()).unwrap();
                 assert_eq!(opened.backend.store.read().await.unwrap().unwrap().revision, 1);
+                let patient = checklist_core::LockRequest {
+                    timeout: std::time::Duration::from_secs(2),
+                    ..checklist_core::LockRequest::default()
+                };
+                opened
+                    .backend
+                    .locks
+                    .acquire(&patient)
+                    .await
+                    .unwrap_or_else(|e| panic!("after failing {failed:?}, the lock is stuck: {e}"));
                 for path in [
                     layout.config(),
                     layout.history(),

@@ -311,3 +311,88 @@ async fn an_index_rebuild_that_cannot_read_a_backup_fails_and_drops_nothing() {
         [&backup.id]
     );
 }
+
+/// A file system that refuses every hard link as FAT and exFAT do (`EPERM`), and is
+/// otherwise the real one: the seam version of the FUSE test in
+/// `cli/tests/environment_faults.rs`, so it runs on every machine.
+#[derive(Debug)]
+struct NoHardLinks;
+
+impl checklist_backends::vfs::Vfs for NoHardLinks {
+    fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        RealFs.read(path, limit)
+    }
+    fn create_new(&self, path: &Path, mode: u32) -> io::Result<Box<dyn checklist_backends::vfs::VfsFile>> {
+        RealFs.create_new(path, mode)
+    }
+    fn open_append(&self, path: &Path, mode: u32) -> io::Result<Box<dyn checklist_backends::vfs::VfsFile>> {
+        RealFs.open_append(path, mode)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealFs.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        RealFs.sync_dir(dir)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        RealFs.create_dir(path, mode)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_dir(path)
+    }
+    fn metadata(&self, path: &Path) -> io::Result<std::fs::Metadata> {
+        RealFs.metadata(path)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        RealFs.list_dir(dir)
+    }
+    fn open_lock_file(&self, path: &Path) -> io::Result<std::fs::File> {
+        RealFs.open_lock_file(path)
+    }
+    fn hard_link(&self, _original: &Path, _link: &Path) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(1))
+    }
+}
+
+/// Init on a file system without hard links refuses, says what is missing and where to
+/// check a file system, and leaves no `.checklist/` behind; a store already on one gets
+/// the same sentence from its first write, never "permission denied".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_system_without_hard_links_is_refused_at_init_and_named_on_write() {
+    use checklist_backends::{BackendRegistry, InitOptions, init_project_with_vfs};
+    use checklist_core::LockProvider;
+    let root = tempfile::tempdir().unwrap();
+    let error = init_project_with_vfs(
+        root.path(),
+        &InitOptions::default(),
+        &BackendRegistry::with_builtins(),
+        Arc::new(NoHardLinks),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&error, Error::FileSystemLacks { feature, .. } if feature == "hard links"),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("checklist conformance"), "{message}");
+    assert_eq!(error.exit_code().code(), 1);
+    assert!(
+        !root.path().join(".checklist").exists(),
+        "init left a store behind"
+    );
+
+    let (_root, dir) = seeded_project().await;
+    let locks = FileLockProvider::with_vfs(&dir, Arc::new(NoHardLinks));
+    let error = locks
+        .acquire(&checklist_core::LockRequest::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::FileSystemLacks { .. }), "{error:?}");
+    assert!(!error.to_string().contains("permission denied"), "{error}");
+    assert_eq!(temp_files_under(&dir), Vec::<String>::new());
+    assert!(!dir.join(".lock").exists());
+}

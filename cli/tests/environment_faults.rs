@@ -438,3 +438,120 @@ fn a_state_file_deleted_between_commands_is_restored_from_the_backups_it_left() 
         "restored as 4, then the step: {verify}"
     );
 }
+
+/// Whether `program` is on the PATH (or at an absolute path).
+fn installed(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// The FUSE tools the FAT and exFAT tests need, or why they cannot run. `.ci/run`
+/// installs them and sets `CHECKLIST_REQUIRE_FUSE_FAT=1`, which turns their absence
+/// into a failure instead of a skip.
+#[allow(
+    clippy::print_stderr,
+    reason = "a skipped test says so where cargo test shows it"
+)]
+fn fuse_fat_tools() -> Option<()> {
+    let missing: Vec<&str> = [
+        "mkfs.vfat",
+        "fusefat",
+        "mkfs.exfat",
+        "mount.exfat-fuse",
+        "fusermount",
+        "losetup",
+    ]
+    .into_iter()
+    .filter(|p| !installed(p))
+    .collect();
+    if missing.is_empty() && Path::new("/dev/fuse").exists() && is_root() {
+        return Some(());
+    }
+    let why = format!(
+        "needs root, /dev/fuse and {} (Debian: dosfstools fusefat exfatprogs exfat-fuse)",
+        missing.join(", ")
+    );
+    assert!(
+        std::env::var_os("CHECKLIST_REQUIRE_FUSE_FAT").is_none(),
+        "the FAT and exFAT tests cannot run: {why}"
+    );
+    eprintln!(
+        "SKIPPED: the FAT and exFAT init refusal on a real FUSE mount {why}; the fault-seam version runs in backends/tests/store_faults.rs"
+    );
+    None
+}
+
+/// Runs `init` on a FUSE-mounted FAT (`fusefat`) or exFAT (`exfat-fuse`, on a loop
+/// device) image, and returns its exit code, stderr and what is left on the image.
+fn init_on(file_system: &str) -> (i32, String, String) {
+    let work = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let script = match file_system {
+        "fat" => {
+            r#"
+            truncate -s 8M "$OUT/img"; mkfs.vfat "$OUT/img" >/dev/null
+            fusefat -o rw+ "$OUT/img" "$D" >/dev/null
+            trap 'fusermount -u "$D"' EXIT
+        "#
+        }
+        _ => {
+            r#"
+            truncate -s 8M "$OUT/img"; mkfs.exfat "$OUT/img" >/dev/null
+            loop=$(losetup -f --show "$OUT/img")
+            mount.exfat-fuse "$loop" "$D" >/dev/null 2>&1
+            trap 'fusermount -u "$D"; losetup -d "$loop"' EXIT
+        "#
+        }
+    };
+    let script = format!(
+        r#"{script}
+            set +e
+            "$BIN" --dir "$D" init >/dev/null 2>"$OUT/stderr"
+            echo $? >"$OUT/code"
+            ls -A "$D" >"$OUT/left"
+        "#
+    );
+    let output = Command::new("sh")
+        .args(["-euc", &script])
+        .env("BIN", bin())
+        .env("D", work.path())
+        .env("OUT", out.path())
+        .env_remove("CHECKLIST_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{file_system}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        read(out.path().join("code")).trim().parse().unwrap(),
+        read(out.path().join("stderr")),
+        read(out.path().join("left")),
+    )
+}
+
+/// FAT and exFAT have no hard links, which the lock needs: `init` used to succeed
+/// there, and every write after it said "permission denied: run as the user who owns
+/// .checklist/" — as root. Now init says what the file system lacks, points at
+/// `checklist conformance`, and leaves nothing behind.
+#[test]
+fn init_on_fat_and_exfat_says_what_the_file_system_lacks_and_creates_nothing() {
+    if fuse_fat_tools().is_none() {
+        return;
+    }
+    for file_system in ["fat", "exfat"] {
+        let (exit, err, left) = init_on(file_system);
+        assert_eq!(exit, 1, "{file_system}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{file_system}: {err}");
+        assert!(
+            err.contains("does not support hard links"),
+            "{file_system}: {err}"
+        );
+        assert!(err.contains("checklist conformance"), "{file_system}: {err}");
+        assert!(!err.contains("permission denied"), "{file_system}: {err}");
+        assert_eq!(left.trim(), "", "{file_system}: init left {left}");
+    }
+}

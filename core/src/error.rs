@@ -251,6 +251,24 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The file system holding the store lacks something the store needs (hard links
+    /// on FAT and exFAT, say); nothing was changed.
+    #[error(
+        "the file system at {} does not support {feature}, which {needed_for}; nothing was changed: keep \
+         the store on a file system that does (ext4, XFS, btrfs, APFS, NTFS), and `checklist conformance \
+         --dir DIR` checks whether a file system gives the store what it needs",
+        path.display()
+    )]
+    FileSystemLacks {
+        /// Where the store found it missing.
+        path: PathBuf,
+        /// What is missing (`hard links`).
+        feature: String,
+        /// What the store needs it for, as a clause ("the lock needs to create its file
+        /// atomically").
+        needed_for: String,
+    },
+
     /// A file is larger than the store is willing to read.
     #[error(
         "{} is {size} bytes, over the {limit}-byte limit for this file; nothing was read or written: move it \
@@ -366,6 +384,7 @@ impl Error {
             Self::UnknownBackend { .. } => "unknown_backend",
             Self::SymlinkRefused { .. } => "symlink_refused",
             Self::TooLarge { .. } => "too_large",
+            Self::FileSystemLacks { .. } => "file_system_lacks",
             Self::InvalidOperation { .. } => "invalid_operation",
             Self::Panicked { .. } => "panicked",
             Self::Io { .. } => "io",
