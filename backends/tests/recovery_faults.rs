@@ -370,6 +370,22 @@ async fn recovery_loop(after: AfterFault) -> std::collections::BTreeSet<&'static
         // A process that died leaves its temp files; the next writer sweeps those of
         // dead processes (this one still lives), so only a transient fault is checked.
         if after == AfterFault::Recover {
+            // Every quarantined file is listed, with its note: none is left behind
+            // that nothing would ever show or clean up.
+            let files = match std::fs::read_dir(dir.join("quarantine")) {
+                Ok(entries) => entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.ends_with(".why.yaml") && !n.contains(".tmp-"))
+                    .count(),
+                Err(_) => 0,
+            };
+            assert_eq!(
+                files,
+                quarantined.len(),
+                "after failing {op:?} ({outcome:?}): a quarantined file without its note: {:?}",
+                std::fs::read_dir(dir.join("quarantine"))
+                    .map(|e| e.map(|e| e.unwrap().file_name()).collect::<Vec<_>>())
+            );
             let left = temp_files_under(&dir);
             assert!(
                 left.iter()

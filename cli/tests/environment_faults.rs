@@ -105,7 +105,7 @@ fn a_full_disk_fails_the_write_with_advice_and_keeps_the_state() {
         "full disk",
         exit,
         &read(out.path().join("stderr")),
-        "the disk is full (or the quota is used up): free space and run the command again",
+        "the disk is full (no space or no free inodes left, or the quota is used up): free space and run the command again",
     );
     assert_eq!(read(out.path().join("before")), read(out.path().join("after")));
     assert!(
@@ -247,6 +247,64 @@ fn a_read_only_file_system_fails_the_write_with_advice_and_keeps_the_state() {
     assert_eq!(std::fs::read(&state).unwrap(), before);
     ok(project.path(), &["verify"]);
     assert!(support_temp_files(project.path()).is_empty());
+}
+
+/// A recovery that runs out of inodes part-way: before, the quarantined copy stayed
+/// without its note, listed nowhere, one more on every attempt. Now a failed
+/// quarantine takes its copy back out; the corrupt bytes are still the state file's,
+/// and the next recovery, with inodes free again, succeeds.
+#[test]
+fn a_recovery_out_of_inodes_leaves_no_quarantined_file_without_its_note() {
+    let project = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let script = r#"
+        mount -t tmpfs -o size=2m,nr_inodes=128 tmpfs "$D"
+        "$BIN" --dir "$D" init >/dev/null
+        "$BIN" --dir "$D" start --template release --step a >/dev/null
+        "$BIN" --dir "$D" step complete a >/dev/null
+        "$BIN" --dir "$D" step complete b >/dev/null
+        # A first recovery creates quarantine/, so the second needs no new directory.
+        echo '{{' >"$D/.checklist/state.yaml"
+        "$BIN" --dir "$D" recover >/dev/null
+        echo '{{' >"$D/.checklist/state.yaml"
+        i=0; while touch "$D/fill-$i" 2>/dev/null; do i=$((i+1)); done
+        # Inodes for the lock (its temp file, its liveness file and the link that is
+        # .lock: tmpfs counts a link as an inode) and the quarantine's link, none for
+        # the note.
+        rm "$D/fill-0" "$D/fill-1" "$D/fill-2"
+        set +e
+        "$BIN" --dir "$D" recover >/dev/null 2>"$OUT/stderr"
+        echo $? >"$OUT/code"
+        set -e
+        ls -A "$D/.checklist/quarantine" >"$OUT/quarantine"
+        cp "$D/.checklist/state.yaml" "$OUT/state"
+        rm -f "$D"/fill-*
+        "$BIN" --dir "$D" recover >/dev/null
+        "$BIN" --dir "$D" verify >/dev/null
+        ls -A "$D/.checklist/quarantine" >"$OUT/quarantine-after"
+    "#;
+    in_mount_namespace(script, project.path(), out.path());
+    let err = read(out.path().join("stderr"));
+    assert_eq!(read(out.path().join("code")).trim(), "1", "{err}");
+    assert!(err.contains("no free inodes"), "{err}");
+    assert!(err.contains(".why.yaml"), "the note is what failed: {err}");
+    assert_eq!(
+        read(out.path().join("state")),
+        "{{\n",
+        "the corrupt bytes stay in place"
+    );
+    for listing in ["quarantine", "quarantine-after"] {
+        let names = read(out.path().join(listing));
+        let kept: Vec<&str> = names.lines().filter(|n| !n.ends_with(".why.yaml")).collect();
+        for name in &kept {
+            assert!(
+                names.lines().any(|n| n == format!("{name}.why.yaml")),
+                "{listing}: {name} has no note:\n{names}"
+            );
+        }
+        let expected = if listing == "quarantine" { 1 } else { 2 };
+        assert_eq!(kept.len(), expected, "{listing}:\n{names}");
+    }
 }
 
 /// A corrupt state on a read-only mount: automatic recovery cannot write, and the

@@ -442,8 +442,8 @@ fn io_advice(kind: io::ErrorKind) -> &'static str {
     use io::ErrorKind as K;
     match kind {
         K::StorageFull | K::QuotaExceeded => {
-            "the disk is full (or the quota is used up): free space and run the command again; the state was \
-             left as it was"
+            "the disk is full (no space or no free inodes left, or the quota is used up): free space and run the \
+             command again; the state was left as it was"
         }
         K::ReadOnlyFilesystem => {
             "the file system is read-only: remount it read-write or use a store on a writable disk; the state \

@@ -75,22 +75,6 @@ impl<C: Codec> Inner<C> {
         let id = new_quarantine_id(now);
         let file = format!("{}.{id}", self.state_file_name());
         let path = dir.join(&file);
-        let linked = self.vfs.hard_link(&self.state_path, &path).is_ok();
-        // A link shares the inode with the state file: if that changed between the
-        // check and the link, keep the bytes the caller found instead.
-        if !linked || self.vfs.read(&path, u64::MAX).ok().as_deref() != Some(found) {
-            replace_file(
-                self.vfs.as_ref(),
-                &path,
-                found,
-                Durability::Full,
-                PRIVATE_FILE_MODE,
-            )?;
-        } else if self.options.durability == Durability::Full
-            && let Err(e) = self.vfs.sync_dir(&dir)
-        {
-            return Err(io_error("fsync the directory", &dir, e));
-        }
         let record = QuarantineRecord {
             id,
             location: path.display().to_string(),
@@ -100,22 +84,60 @@ impl<C: Codec> Inner<C> {
             note: note.clone(),
         };
         let value = serde_json::to_value(&record).map_err(|e| Error::invalid(e.to_string()))?;
-        let mut bytes =
+        let mut note_bytes =
             b"# Why the file beside this one was quarantined (never deleted by checklist).\n".to_vec();
-        bytes.extend(
+        note_bytes.extend(
             YamlCodec
                 .encode(&value)
                 .map_err(|e| Error::invalid(e.to_string()))?,
         );
         let note_path = dir.join(format!("{file}{NOTE_SUFFIX}"));
+        let kept = self.keep_in_quarantine(found, &path, &note_path, &note_bytes);
+        if let Err(error) = kept {
+            // A kept file without its note is listed nowhere and would stay forever; the
+            // bytes are still the state file's (nothing has replaced it yet), so a
+            // quarantine that fails part-way (no free inodes, say) takes it back out.
+            match self.vfs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(cleanup) => tracing::warn!(
+                    %cleanup,
+                    path = %path.display(),
+                    "could not remove a quarantined copy whose note failed"
+                ),
+            }
+            return Err(error);
+        }
+        Ok(record)
+    }
+
+    /// Puts `found` at `path` (a link to the state file, or a copy) and its note beside
+    /// it.
+    fn keep_in_quarantine(&self, found: &[u8], path: &Path, note_path: &Path, note: &[u8]) -> Result<()> {
+        let dir = self.quarantine_dir();
+        let linked = self.vfs.hard_link(&self.state_path, path).is_ok();
+        // A link shares the inode with the state file: if that changed between the
+        // check and the link, keep the bytes the caller found instead.
+        if !linked || self.vfs.read(path, u64::MAX).ok().as_deref() != Some(found) {
+            replace_file(
+                self.vfs.as_ref(),
+                path,
+                found,
+                Durability::Full,
+                PRIVATE_FILE_MODE,
+            )?;
+        } else if self.options.durability == Durability::Full
+            && let Err(e) = self.vfs.sync_dir(&dir)
+        {
+            return Err(io_error("fsync the directory", &dir, e));
+        }
         replace_file(
             self.vfs.as_ref(),
-            &note_path,
-            &bytes,
+            note_path,
+            note,
             self.options.durability,
             PRIVATE_FILE_MODE,
-        )?;
-        Ok(record)
+        )
     }
 
     pub(super) fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
