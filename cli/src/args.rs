@@ -82,6 +82,11 @@ pub struct ConformanceArgs {
     /// project's config.yaml if there is one, else yaml).
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
+    /// Keep the directories of failed cases in the work directory for inspection
+    /// (by default every case's directory is removed as soon as it finishes, so a
+    /// run on a nearly full disk does not take its last free space).
+    #[arg(long)]
+    pub keep_failed: bool,
 }
 
 /// `checklist migrate`.

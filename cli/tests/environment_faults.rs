@@ -307,6 +307,47 @@ fn a_recovery_out_of_inodes_leaves_no_quarantined_file_without_its_note() {
     }
 }
 
+/// `checklist conformance` on a nearly full disk, the one the user's store lives on:
+/// cases fail for want of space, and their directories must not stay and take the
+/// last of it. Afterwards the free space is what it was, and the project's store
+/// still takes a commit.
+#[test]
+fn conformance_on_a_nearly_full_disk_gives_back_all_the_space_it_used() {
+    let project = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let script = r#"
+        mount -t tmpfs -o size=4m "$D" "$D"
+        "$BIN" --dir "$D" init >/dev/null
+        "$BIN" --dir "$D" start --template release --step build >/dev/null
+        dd if=/dev/zero of="$D/filler" bs=1k count=3600 2>/dev/null
+        df --output=avail "$D" | tail -1 >"$OUT/before"
+        set +e
+        "$BIN" --dir "$D" conformance >"$OUT/stdout" 2>"$OUT/stderr"
+        echo $? >"$OUT/code"
+        set -e
+        df --output=avail "$D" | tail -1 >"$OUT/after"
+        ls -A "$D" >"$OUT/left"
+        "$BIN" --dir "$D" step complete build >/dev/null
+        echo committed >"$OUT/next"
+    "#;
+    in_mount_namespace(script, project.path(), out.path());
+    let stdout = read(out.path().join("stdout"));
+    assert_eq!(
+        read(out.path().join("code")).trim(),
+        "1",
+        "some cases must fail for want of space: {stdout}"
+    );
+    assert!(stdout.contains("--keep-failed"), "{stdout}");
+    assert_eq!(
+        read(out.path().join("before")).trim(),
+        read(out.path().join("after")).trim(),
+        "the run kept some of the space it used"
+    );
+    let left = read(out.path().join("left"));
+    assert!(!left.contains(".checklist-conformance-"), "{left}");
+    assert_eq!(read(out.path().join("next")).trim(), "committed");
+}
+
 /// A corrupt state on a read-only mount: automatic recovery cannot write, and the
 /// command says the state is corrupted (exit 5, as `verify` does) and why it was not
 /// recovered — not only that the disk is read-only.

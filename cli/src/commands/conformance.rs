@@ -3,9 +3,10 @@
 //! whether it gives the guarantees the store needs.
 //!
 //! The cases run one after another in a work directory created inside the project root
-//! (`--dir`, default the current directory), each in its own fresh subdirectory. The
-//! work directory is removed afterwards; when a case fails and `--dir` was given, the
-//! failed cases' directories are kept there for inspection.
+//! (`--dir`, default the current directory), each in its own fresh subdirectory,
+//! removed as soon as the case finishes, and the work directory at the end: a run on a
+//! nearly full disk (the user's own store's) must not take its last free space with
+//! the stores of failed cases. `--keep-failed` keeps those for inspection.
 
 use std::io::Write;
 use std::path::Path;
@@ -42,23 +43,18 @@ struct CaseReport {
     elapsed_ms: u64,
 }
 
-pub(crate) async fn run(
-    ctx: &Context<'_>,
-    dir_given: bool,
-    args: ConformanceArgs,
-    out: &mut dyn Write,
-) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context<'_>, args: ConformanceArgs, out: &mut dyn Write) -> Result<Outcome> {
     // The directory first: when it is unusable, that is the news, not its config.yaml.
     let work = create_work_dir(&ctx.root)?;
     let backend = choose_backend(&ctx.root, args.backend.as_deref())?;
-    run_cases(ctx, dir_given, backend, all_cases(), work, out).await
+    run_cases(ctx, args.keep_failed, backend, all_cases(), work, out).await
 }
 
 /// Runs `cases` against `backend` in `work`, a new directory inside the project root,
 /// streaming a line per case unless the output is JSON.
 async fn run_cases(
     ctx: &Context<'_>,
-    dir_given: bool,
+    keep_failed: bool,
     backend: BuiltinBackend,
     cases: Vec<Case>,
     work: tempfile::TempDir,
@@ -81,7 +77,7 @@ async fn run_cases(
     let started = Instant::now();
     let mut reports = Vec::with_capacity(cases.len());
     for case in cases {
-        let report = run_one(backend, case, work.path()).await;
+        let report = run_one(backend, case, work.path(), keep_failed).await;
         if stream {
             match &report.error {
                 None if !ctx.quiet => {
@@ -101,9 +97,9 @@ async fn run_cases(
     let failed = reports.iter().filter(|r| !r.ok).count();
     let passed = total - failed;
     let work_path = work.path().to_owned();
-    // With an explicit --dir, a failed case's directory is evidence: keep it (the
-    // passing ones were removed as they finished). The default temp dir always goes.
-    let kept = failed > 0 && dir_given;
+    // Asked for, a failed case's directory is evidence: keep it (the others were
+    // removed as they finished).
+    let kept = failed > 0 && keep_failed;
     if kept {
         let _ = work.keep();
     } else {
@@ -140,6 +136,8 @@ async fn run_cases(
             " The failed cases' directories are kept in {} for inspection.",
             work_path.display()
         ));
+    } else {
+        human.push_str(" Run it with --keep-failed to keep the failed cases' directories for inspection.");
     }
     Ok(Outcome::Failed {
         human,
@@ -185,19 +183,17 @@ fn create_work_dir(root: &Path) -> Result<tempfile::TempDir> {
 }
 
 /// Runs `case` on a fresh subject in its own new subdirectory of `work`, catching a
-/// panic or a hang as a failure; removes the subdirectory when the case passes.
-async fn run_one(backend: BuiltinBackend, case: Case, work: &Path) -> CaseReport {
+/// panic or a hang as a failure; removes the subdirectory when it finishes, unless it
+/// failed and `keep_failed` asks to keep it.
+async fn run_one(backend: BuiltinBackend, case: Case, work: &Path, keep_failed: bool) -> CaseReport {
     let started = Instant::now();
     let case_dir = work.join(format!("{}-{}", case.suite, case.name));
-    let error = match run_in(backend, case, &case_dir).await {
-        Ok(()) => {
-            // A leftover of a passing case is not worth failing the run over; the
-            // work directory goes at the end anyway.
-            let _ = std::fs::remove_dir_all(&case_dir);
-            None
-        }
-        Err(reason) => Some(reason),
-    };
+    let error = run_in(backend, case, &case_dir).await.err();
+    if error.is_none() || !keep_failed {
+        // A leftover is not worth failing the run over; the work directory goes at the
+        // end anyway.
+        let _ = std::fs::remove_dir_all(&case_dir);
+    }
     CaseReport {
         suite: case.suite,
         name: case.name,
@@ -308,7 +304,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn failures_are_streamed_summarized_and_kept_with_an_explicit_dir() {
+    async fn failures_are_streamed_summarized_and_kept_when_asked() {
         let dir = tempfile::tempdir().unwrap();
         let registry = BackendRegistry::with_builtins();
         let ctx = context(dir.path(), &registry, false);
@@ -367,7 +363,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn json_output_streams_nothing_and_the_default_work_dir_is_removed() {
+    async fn json_output_streams_nothing_and_failed_cases_are_removed_by_default() {
         let dir = tempfile::tempdir().unwrap();
         let registry = BackendRegistry::with_builtins();
         let ctx = context(dir.path(), &registry, true);
@@ -393,7 +389,7 @@ mod tests {
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,
-            "the work dir must be removed"
+            "the work dir and the failed cases' directories must be removed"
         );
     }
 }

@@ -79,7 +79,6 @@ pub(crate) async fn dispatch(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome> {
-    let dir_given = cli.dir.is_some();
     let root = match cli.dir {
         Some(dir) => dir,
         None => std::env::current_dir()
@@ -112,6 +111,6 @@ pub(crate) async fn dispatch(
         Command::Recover(args) => recover::recover(&ctx, args, err).await,
         Command::Reseal => recover::reseal(&ctx, err).await,
         // The only command that streams: one line per case as it finishes.
-        Command::Conformance(args) => conformance::run(&ctx, dir_given, args, out).await,
+        Command::Conformance(args) => conformance::run(&ctx, args, out).await,
     }
 }
