@@ -130,6 +130,14 @@ pub fn error_json(error: &Error) -> Value {
     doc
 }
 
+/// `n` and `noun`, plural when `n` is not 1: "1 backup", "3 backups".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }

@@ -638,3 +638,16 @@ fn reseal_accepts_a_checksum_only_edit_and_refuses_a_schema_violation() {
     assert!(stderr(&out).contains(state.to_str().unwrap()), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&state).unwrap(), broken);
 }
+
+#[test]
+fn counts_in_messages_are_singular_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    ok(root, &["init"]);
+    ok(root, &["start", "--template", "release", "--step", "build"]);
+    let listed = ok(root, &["backup", "list"]);
+    assert!(listed.contains("1 backup of"), "{listed}");
+    ok(root, &["backup", "create"]);
+    let listed = ok(root, &["backup", "list"]);
+    assert!(listed.contains("2 backups of"), "{listed}");
+}

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::Context;
 use super::change::{committed_json, coordinator};
 use crate::args::{ArchiveArgs, FinishArg};
-use crate::output::Outcome;
+use crate::output::{Outcome, count};
 
 pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err)?;
@@ -45,11 +45,11 @@ pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Writ
     fields.insert("archived".into(), json!(entry));
     Ok(Outcome::report(
         format!(
-            "Archived instance {} of template {} ({}, {} steps) to {}; the state is at revision {} with no instance.",
+            "Archived instance {} of template {} ({}, {}) to {}; the state is at revision {} with no instance.",
             entry.instance_id,
             entry.template_id,
             entry.status.as_str(),
-            entry.steps,
+            count(entry.steps, "step"),
             opened.layout.dir().join(&entry.file).display(),
             outcome.revision
         ),

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Context;
 use super::recover::recovery;
-use crate::output::Outcome;
+use crate::output::{Outcome, count};
 
 fn line(b: &BackupRecord) -> String {
     format!(
@@ -40,8 +40,8 @@ pub(crate) async fn list(ctx: &Context<'_>, rebuild: bool, err: &mut dyn Write) 
         format!("No backups of {}.", store.location().display())
     } else {
         format!(
-            "{} backups of {}, oldest first:",
-            backups.len(),
+            "{} of {}, oldest first:",
+            count(backups.len(), "backup"),
             store.location().display()
         )
     }];
@@ -107,8 +107,8 @@ pub(crate) async fn prune(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outc
         "Nothing to prune.".to_owned()
     } else {
         format!(
-            "Deleted {} backups: {}.",
-            report.deleted.len(),
+            "Deleted {}: {}.",
+            count(report.deleted.len(), "backup"),
             report.deleted.join(", ")
         )
     };

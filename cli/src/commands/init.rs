@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{Context, warn_if_ephemeral};
 use crate::args::InitArgs;
-use crate::output::Outcome;
+use crate::output::{Outcome, count};
 
 /// Largest export `init --from` reads (the state files' default read limit).
 const MAX_IMPORT_BYTES: u64 = 64 * 1024 * 1024;
@@ -53,12 +53,12 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             Some(recovery) => format!(
                 "Repaired the checklist store at {dir} (backend {}): created {}; {}.",
                 report.backend,
-                items(report.created.len()),
+                count(report.created.len(), "missing item"),
                 recovery.summary()
             ),
             None => format!(
                 "Repaired the checklist store at {dir}: created {} (backend {}, {revision}).",
-                items(report.created.len()),
+                count(report.created.len(), "missing item"),
                 report.backend
             ),
         },
@@ -69,10 +69,10 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
     };
     if let (Some(state), Some(from)) = (&imported, &args.from) {
         human.push_str(&format!(
-            " Imported {} (exported at revision {}, {} completed steps).",
+            " Imported {} (exported at revision {}, {}).",
             from.display(),
             state.revision,
-            state.completed_steps.len()
+            count(state.completed_steps.len(), "completed step")
         ));
     }
     if let Some(asked) = args.backend.filter(|b| *b != report.backend) {
@@ -82,14 +82,6 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
         ));
     }
     Ok(Outcome::report(human, json!({ "ok": true, "init": report })))
-}
-
-/// "1 missing item", "3 missing items".
-fn items(n: usize) -> String {
-    match n {
-        1 => "1 missing item".to_owned(),
-        n => format!("{n} missing items"),
-    }
 }
 
 /// Reads and verifies an export: the file must hold a sealed state document (schema
