@@ -40,7 +40,7 @@
 //! | in the original | becomes |
 //! |---|---|
 //! | `schemaVersion`, `version` | kept under `typescriptChecklist` ([`KEPT_FIELD`]); the document is schema 1.0.0 with `revision: 0`, and the sealed write sets the revision and checksum |
-//! | `checksum` | dropped: it covers the original content, which `checklist migrate` keeps as a backup |
+//! | `checksum` | dropped: it covers the original content (which `checklist migrate` keeps as a backup); the sealed write sets this document's |
 //! | `activeInstance` | this format's instance: `checklistId` or `workflowId` becomes `templateId`, `updatedAt` becomes `lastModifiedAt`, an empty `currentStepId` is dropped; without an `id` it gets one derived from the file's content (so a dry run shows the same id), without a `status` it is `active`, without times they come from the file's `metadata.created`, `lastModified` or `metadata.modified`. One that names no template, or has no start time and nothing to take one from, is kept whole under `typescriptChecklist` |
 //! | `activeInstance.completedSteps` (before 1.0) | appended to `completedSteps`; a bare step id becomes a `success` of 0 ms completed at the instance's last change (as the original's 1.0 migration reads it), unless a full record of that step is already there |
 //! | `activeInstance.stepStates` (the instances layer) | each `completed`, `skipped` or `failed` entry becomes a `success`, `skipped` or `failure` step of 0 ms (that layer records no durations), oldest first; the `pending` ones stay in `stepStates` |
@@ -267,8 +267,8 @@ impl Import {
                 None => checksum.to_string(),
             };
             self.changes.push(format!(
-                "/checksum: {what}, dropped: it covers the original file, which `checklist migrate` keeps as a \
-                 backup; the sealed write sets this document's"
+                "/checksum: {what}, dropped: it covers the original file's content; the sealed write sets this \
+                 document's"
             ));
         }
 
