@@ -1,7 +1,7 @@
 //! State files of the original TypeScript checklist (`schemas/fixtures/typescript-*`),
 //! run through the real binary: every command that reads one says who wrote it and to
-//! run `checklist migrate` (exit 8), never that it is corrupt; `migrate` imports it on
-//! the yaml and the json backend
+//! run `checklist migrate` (exit 8), never that it is corrupt; `migrate` and
+//! `init --from` import it on the yaml and the json backend
 //! (docs/decisions/0018-importing-the-typescript-checklist.md).
 
 mod support;
@@ -240,6 +240,43 @@ fn the_import_names_the_file_and_where_the_original_is_kept_and_the_store_works_
 }
 
 #[test]
+fn init_from_imports_every_fixture_as_yaml_or_json() {
+    for format in ["yaml", "json"] {
+        for (name, version, steps) in FIXTURES {
+            let source = tempfile::tempdir().unwrap();
+            let from = source.path().join(format!("state.{format}"));
+            std::fs::write(&from, bytes_for(format, name)).unwrap();
+            let from = from.to_str().unwrap();
+
+            let target = tempfile::tempdir().unwrap();
+            let out = ok(target.path(), &["init", "--from", from]);
+            assert!(
+                out.contains(&format!(
+                    "Imported {from}, a state written by the TypeScript checklist ("
+                )) && out.contains("  - /revision: added as 0"),
+                "{format} {name}: {out}"
+            );
+            let verified = json(target.path(), &["verify"]);
+            assert_eq!(verified["revision"], 1, "{format} {name}");
+            assert_eq!(
+                step_ids(&json(target.path(), &["status"])),
+                *steps,
+                "{format} {name}"
+            );
+
+            let again = tempfile::tempdir().unwrap();
+            let report = json(again.path(), &["init", "--from", from]);
+            assert_eq!(report["init"]["revision"], 1, "{format} {name}");
+            assert_eq!(report["typescript"]["version"], *version, "{format} {name}");
+            assert!(
+                !report["changes"].as_array().unwrap().is_empty(),
+                "{format} {name}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_typescript_file_of_a_version_it_never_had_is_refused_and_left_as_it_is() {
     let bytes = b"version: 2.0.0\ninstances: []\nconfig: {}\n";
     let (dir, file) = store_holding("yaml", bytes);
@@ -258,6 +295,11 @@ fn a_typescript_file_of_a_version_it_never_had_is_refused_and_left_as_it_is() {
             .iter()
             .all(|f| !f.starts_with("state."))
     );
+
+    let target = tempfile::tempdir().unwrap();
+    let out = checklist(target.path(), &["init", "--from", file.to_str().unwrap()]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(!target.path().join(".checklist").exists(), "no store was created");
 }
 
 #[test]
