@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 use checklist_core::backup::BackupIndexRebuild;
-use checklist_core::canonical::{CHECKSUM_FIELD, document_checksum};
+use checklist_core::canonical::document_checksum;
 use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::{
@@ -114,18 +114,16 @@ pub struct UnverifiedState {
     /// Its `revision`, or 0 for a document without one (schema versions before 1.0
     /// had none).
     pub revision: u64,
-    /// Its `checksum` when it has one, otherwise the checksum of its content
-    /// (schema versions before 1.0 had none): what a backup of it records.
+    /// The checksum of its content, whatever its `checksum` field says: what a backup
+    /// of it records. Schema versions before 1.0 had no such field, and the TypeScript
+    /// checklist's files may hold an empty one or a placeholder.
     pub checksum: String,
 }
 
 impl UnverifiedState {
     fn new(bytes: Vec<u8>, document: Value) -> Self {
         let revision = document.get("revision").and_then(Value::as_u64).unwrap_or(0);
-        let checksum = document
-            .get(CHECKSUM_FIELD)
-            .and_then(Value::as_str)
-            .map_or_else(|| document_checksum(&document), str::to_owned);
+        let checksum = document_checksum(&document);
         Self {
             bytes,
             document,

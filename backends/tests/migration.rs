@@ -37,3 +37,24 @@ async fn a_file_changed_after_it_was_read_is_not_replaced() {
     assert_eq!(read.revision, 1);
     assert_eq!(read.completed_steps[0].execution_time, 1000);
 }
+
+/// The TypeScript checklist writes `checksum: ''` (and its migrations a placeholder):
+/// the migration backup records the checksum of what it holds, not that field.
+#[tokio::test]
+async fn a_migration_backup_records_the_checksum_of_its_content() {
+    const TYPESCRIPT: &[u8] =
+        b"version: 1.0.0\nschemaVersion: 1.0.0\nchecksum: ''\ncompletedSteps: []\nrecovery:\n  dataLoss: false\nconflicts: {}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let store = YamlFileStore::open(dir.path(), YamlCodec, FileStoreOptions::default()).unwrap();
+    std::fs::write(store.state_path(), TYPESCRIPT).unwrap();
+    let original = store.read_unverified().await.unwrap().unwrap();
+    let content = checklist_core::canonical::document_checksum(&original.document);
+    assert_eq!(original.checksum, content);
+    let state = migrate::migrate(&original.document, store.state_path())
+        .unwrap()
+        .into_state(store.state_path())
+        .unwrap();
+    let commit = store.replace_migrated(&original, &state).await.unwrap();
+    assert_eq!(commit.backup.checksum, content);
+    assert_eq!(store.list_backups().await.unwrap()[0].checksum, content);
+}

@@ -118,8 +118,9 @@ pub fn error_json(error: &Error) -> Value {
             path,
             found,
             supported,
+            typescript,
         } => {
-            json!({"path": path, "found": found, "supported": supported})
+            json!({"path": path, "found": found, "supported": supported, "typescript": typescript})
         }
         Error::UnknownBackend { name, registered, .. } => json!({"backend": name, "registered": registered}),
         _ => json!({}),

@@ -163,6 +163,10 @@ fn a_damaged_export_is_refused_and_no_store_is_created() {
     let out = checklist(target.path(), &["init", "--from", export.to_str().unwrap()]);
     assert_eq!(code(&out), 5, "{}", stderr(&out));
     assert!(stderr(&out).contains("export.yaml"), "{}", stderr(&out));
+    // No store is involved: advice to recover or reseal one would be wrong.
+    assert!(stderr(&out).contains("checklist export"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("checklist recover"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("checklist reseal"), "{}", stderr(&out));
     assert!(!target.path().join(".checklist").exists(), "no store was created");
 
     let missing = checklist(target.path(), &["init", "--from", "no-such-export.yaml"]);

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::canonical::{CHECKSUM_FIELD, document_checksum};
 use crate::error::{CorruptionKind, Error, Result};
+use crate::migrate::typescript;
 use crate::model::ChecklistState;
 use crate::schema;
 
@@ -66,13 +67,15 @@ pub fn seal(state: &ChecklistState, revision: u64, path: &Path) -> Result<Sealed
 
 /// Verifies a parsed document and turns it into a [`ChecklistState`].
 ///
-/// Checks, in order: that it is a mapping, its `schemaVersion` (major version 1 is
-/// read; anything else is refused without modification), the state schema, then the
-/// checksum. `path` names the source in errors.
+/// Checks, in order: that it is a mapping, that the TypeScript checklist did not write
+/// it ([`typescript::detect`]: such a file is refused as an unsupported version, never
+/// as corrupt), its `schemaVersion` (major version 1 is read; anything else is refused
+/// without modification), the state schema, then the checksum. `path` names the source
+/// in errors.
 ///
 /// # Errors
-/// [`Error::UnsupportedVersion`] or [`Error::Corrupted`] with the failing
-/// [`CorruptionKind`].
+/// [`Error::UnsupportedVersion`] (with `typescript` set for a file of the TypeScript
+/// checklist) or [`Error::Corrupted`] with the failing [`CorruptionKind`].
 pub fn unseal(value: Value, path: &Path) -> Result<ChecklistState> {
     unseal_checked(value, path, true)
 }
@@ -99,6 +102,11 @@ fn unseal_checked(value: Value, path: &Path, check_checksum: bool) -> Result<Che
             format!("the document is {}, not a mapping", describe(&value)),
         ));
     };
+    // Before any check of this format: such a file is not corrupt, and a message
+    // saying so would advise a recovery that throws its content away.
+    if let Some(origin) = typescript::detect(&value) {
+        return Err(typescript::unsupported(&origin, path));
+    }
     if let Some(Value::String(version)) = map.get("schemaVersion") {
         check_version(version, path)?;
     }
@@ -140,6 +148,7 @@ pub fn check_version(version: &str, path: &Path) -> Result<()> {
         path: path.to_owned(),
         found: version.chars().take(64).collect(),
         supported: crate::migrate::supported_versions(),
+        typescript: false,
     })
 }
 

@@ -199,12 +199,10 @@ pub enum Error {
         field_path: String,
     },
 
-    /// The document's `schemaVersion` cannot be read by this build.
-    #[error(
-        "{} has schemaVersion {found}, but this build reads {supported}; {}",
-        path.display(),
-        version_advice(found, supported)
-    )]
+    /// The document's `schemaVersion` cannot be read by this build, or the document
+    /// was written by the TypeScript checklist (`typescript`), whose files are imported
+    /// by `checklist migrate` and never read as they are.
+    #[error("{}", unsupported_version_message(path, found, supported, *typescript))]
     UnsupportedVersion {
         /// The file whose version is unsupported.
         path: PathBuf,
@@ -212,6 +210,9 @@ pub enum Error {
         found: String,
         /// The version(s) this build reads.
         supported: String,
+        /// Whether its shape says the TypeScript checklist wrote it
+        /// ([`migrate::typescript`](crate::migrate::typescript)).
+        typescript: bool,
     },
 
     /// `config.yaml` is invalid.
@@ -466,6 +467,33 @@ fn io_advice(kind: io::ErrorKind) -> &'static str {
     }
 }
 
+fn unsupported_version_message(
+    path: &std::path::Path,
+    found: &str,
+    supported: &str,
+    typescript: bool,
+) -> String {
+    let path = path.display();
+    if !typescript {
+        return format!(
+            "{path} has schemaVersion {found}, but this build reads {supported}; {}",
+            version_advice(found, supported)
+        );
+    }
+    if crate::migrate::typescript::can_import(found) {
+        format!(
+            "{path} was written by the TypeScript checklist (its schema {found}); run `checklist migrate` to \
+             import it into schema {} (the original file is kept as a backup)",
+            crate::model::CURRENT_SCHEMA_VERSION
+        )
+    } else {
+        format!(
+            "{path} was written by the TypeScript checklist at its schema {found}, and this build imports only \
+             its schemas 0.0.x to 1.x; open it with the TypeScript checklist that wrote it"
+        )
+    }
+}
+
 fn version_advice(found: &str, supported: &str) -> String {
     let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u64>().ok());
     match (major(found), major(supported)) {
@@ -528,6 +556,16 @@ mod tests {
                     path: path.clone(),
                     found: "2.0.0".into(),
                     supported: "1.x".into(),
+                    typescript: false,
+                },
+                8,
+            ),
+            (
+                Error::UnsupportedVersion {
+                    path: path.clone(),
+                    found: "1.0.0".into(),
+                    supported: "1.x".into(),
+                    typescript: true,
                 },
                 8,
             ),
@@ -548,6 +586,7 @@ mod tests {
             path: "s.yaml".into(),
             found: "3.1.0".into(),
             supported: "1.x".into(),
+            typescript: false,
         };
         assert!(e.to_string().contains("reads schema 3.x"), "{e}");
     }

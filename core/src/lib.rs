@@ -12,7 +12,8 @@
 //! - [`document::seal`] and [`document::unseal`] are the shared save/load pipeline every
 //!   backend runs: schema validation, checksum computation and verification.
 //! - [`migrate`] upgrades documents of older schema versions through a chain of
-//!   one-step migrations.
+//!   one-step migrations, and imports the state files of the original TypeScript
+//!   checklist ([`migrate::typescript`]).
 //! - [`Error`] is the one public error enum; [`Error::exit_code`] maps it to the CLI's
 //!   documented exit codes.
 //!

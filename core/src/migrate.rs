@@ -24,6 +24,11 @@
 //!   had them: a migrated document gets `revision: 0` and no checksum, and the store's
 //!   normal sealed write gives it both.
 //!
+//! The files of the original TypeScript `checklist` are recognised by their shape, not
+//! their version (its 0.0.0 to 1.0.0 overlap these in name): [`plan`] gives them the one
+//! step [`typescript::IMPORT`] instead of the chain, and [`Plan::typescript`] and
+//! [`Migrated::typescript`] say so (docs/decisions/0018-importing-the-typescript-checklist.md).
+//!
 //! ```
 //! use checklist_core::migrate;
 //! use serde_json::json;
@@ -52,6 +57,8 @@ use serde_json::{Map, Value};
 use crate::document::SUPPORTED_MAJOR;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::model::{CURRENT_SCHEMA_VERSION, ChecklistState};
+
+pub mod typescript;
 
 /// A `MAJOR.MINOR.PATCH` schema version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,6 +167,9 @@ pub struct Plan {
     pub to: String,
     /// The steps, in order; empty when there is nothing to migrate.
     pub steps: Vec<&'static Migration>,
+    /// Set when the TypeScript checklist wrote the document: then `from` is its version
+    /// and the one step is [`typescript::IMPORT`].
+    pub typescript: Option<typescript::Origin>,
 }
 
 impl Plan {
@@ -195,6 +205,8 @@ pub struct Migrated {
     pub to: String,
     /// What each step changed; empty when the document was already current.
     pub steps: Vec<AppliedStep>,
+    /// Set when the document was written by the TypeScript checklist and imported.
+    pub typescript: Option<typescript::Origin>,
 }
 
 impl Migrated {
@@ -222,13 +234,28 @@ impl Migrated {
 
 /// Which steps `document` needs. `path` names the file in errors.
 ///
+/// A document of the TypeScript checklist ([`typescript::detect`]) needs the one step
+/// [`typescript::IMPORT`], whatever its version says.
+///
 /// # Errors
 /// - [`Error::UnsupportedVersion`] naming the version when `schemaVersion` is not a
 ///   `MAJOR.MINOR.PATCH` version, is of a newer major version, or no migration leads
-///   from it;
+///   from it, and for a TypeScript checklist file of a version this build does not
+///   import;
 /// - [`Error::Corrupted`] (`schema_invalid`) when the document is not a mapping or
 ///   has no `schemaVersion`.
 pub fn plan(document: &Value, path: &Path) -> Result<Plan> {
+    if let Some(origin) = typescript::detect(document) {
+        if !typescript::can_import(&origin.version) {
+            return Err(typescript::unsupported(&origin, path));
+        }
+        return Ok(Plan {
+            from: origin.version.clone(),
+            to: CURRENT_SCHEMA_VERSION.to_owned(),
+            steps: vec![&typescript::IMPORT],
+            typescript: Some(origin),
+        });
+    }
     let shape = |detail: String| Error::Corrupted {
         kind: CorruptionKind::SchemaInvalid,
         path: path.to_owned(),
@@ -247,6 +274,7 @@ pub fn plan(document: &Value, path: &Path) -> Result<Plan> {
         path: path.to_owned(),
         found: found.chars().take(64).collect(),
         supported: supported_versions(),
+        typescript: false,
     };
     // The same rule as `document::check_version`: whatever that reads is current.
     if leading_major(&found) == Some(SUPPORTED_MAJOR) {
@@ -254,6 +282,7 @@ pub fn plan(document: &Value, path: &Path) -> Result<Plan> {
             to: found.clone(),
             from: found,
             steps: Vec::new(),
+            typescript: None,
         });
     }
     let mut version = SchemaVersion::parse(&found).ok_or_else(unsupported)?;
@@ -271,6 +300,7 @@ pub fn plan(document: &Value, path: &Path) -> Result<Plan> {
         from: found,
         to: version.to_string(),
         steps,
+        typescript: None,
     })
 }
 
@@ -292,8 +322,13 @@ pub fn migrate(document: &Value, path: &Path) -> Result<Migrated> {
             kind: CorruptionKind::SchemaInvalid,
             path: path.to_owned(),
             detail: format!(
-                "as a schema {from} document, {} is invalid: {}",
-                e.field_path, e.message
+                "as a {} document, {} is invalid: {}",
+                match plan.typescript {
+                    Some(_) => format!("TypeScript checklist schema {from}"),
+                    None => format!("schema {from}"),
+                },
+                e.field_path,
+                e.message
             ),
         })?;
         value["schemaVersion"] = Value::from(step.to);
@@ -309,6 +344,7 @@ pub fn migrate(document: &Value, path: &Path) -> Result<Migrated> {
         from: plan.from,
         to: plan.to,
         steps,
+        typescript: plan.typescript,
     })
 }
 
@@ -550,6 +586,15 @@ fn epoch_millis_to_text(
     Ok(())
 }
 
+/// A timestamp as UTC: UTC wall time without a zone (`2025-03-02T09:15:00`), or
+/// RFC 3339 with any offset.
+fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .map(|naive| naive.and_utc())
+        .or_else(|_| DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)))
+        .ok()
+}
+
 /// 0.9 wrote UTC wall time without a zone; 1.0 writes RFC 3339 with `Z`. A timestamp
 /// that already carries an offset (a hand edit) is converted to UTC.
 fn zone_as_utc(map: &mut Map<String, Value>, at: &str, field: &str, changes: &mut Vec<String>) -> Shaped {
@@ -557,15 +602,12 @@ fn zone_as_utc(map: &mut Map<String, Value>, at: &str, field: &str, changes: &mu
         return Ok(());
     };
     let text = value.as_str().unwrap_or_default();
-    let time = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .map(|naive| naive.and_utc())
-        .or_else(|_| DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)))
-        .map_err(|_| {
-            ShapeError::new(
-                format!("{at}/{field}"),
-                format!("{value} is not a timestamp of the form 2025-03-02T09:15:00"),
-            )
-        })?;
+    let time = parse_utc(text).ok_or_else(|| {
+        ShapeError::new(
+            format!("{at}/{field}"),
+            format!("{value} is not a timestamp of the form 2025-03-02T09:15:00"),
+        )
+    })?;
     let utc = time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     if utc != text {
         changes.push(format!("{at}/{field}: {text} → {utc} (UTC)"));

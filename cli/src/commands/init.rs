@@ -1,4 +1,8 @@
 //! `checklist init`.
+//!
+//! `--from FILE` starts the store from an export, or from a state file of the original
+//! TypeScript checklist, imported through the same conversion as `checklist migrate`
+//! (docs/decisions/0018-importing-the-typescript-checklist.md).
 
 use std::io::Write;
 
@@ -7,6 +11,7 @@ use std::path::Path;
 
 use checklist_backends::state_home::default_state_home;
 use checklist_backends::{Codec, InitOptions, InitOutcome, JsonCodec, YamlCodec, init_project};
+use checklist_core::migrate::{self, typescript};
 use checklist_core::{ChecklistState, CorruptionKind, Error, Result, document};
 use serde_json::json;
 
@@ -25,7 +30,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             backend: args.backend.clone(),
             durability: None,
             repair: args.force,
-            initial_state: imported.clone(),
+            initial_state: imported.as_ref().map(|i| i.state.clone()),
             state_home: default_state_home(),
         },
         ctx.registry,
@@ -67,13 +72,44 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             report.backend
         ),
     };
-    if let (Some(state), Some(from)) = (&imported, &args.from) {
-        human.push_str(&format!(
-            " Imported {} (exported at revision {}, {}).",
-            from.display(),
-            state.revision,
-            count(state.completed_steps.len(), "completed step")
-        ));
+    let mut json = json!({ "ok": true, "init": report });
+    match (&imported, &args.from) {
+        (
+            Some(Imported {
+                state,
+                typescript: Some((origin, changes)),
+            }),
+            Some(from),
+        ) => {
+            human.push_str(&format!(
+                " Imported {}, a state written by the TypeScript checklist ({}), with {}; what this format has \
+                 no place for is kept under {}:",
+                from.display(),
+                super::migrate::written_as(origin),
+                count(state.completed_steps.len(), "completed step"),
+                typescript::KEPT_FIELD
+            ));
+            for change in changes {
+                human.push_str(&format!("\n  - {change}"));
+            }
+            json["typescript"] = json!(origin);
+            json["changes"] = json!(changes);
+        }
+        (
+            Some(Imported {
+                state,
+                typescript: None,
+            }),
+            Some(from),
+        ) => {
+            human.push_str(&format!(
+                " Imported {} (exported at revision {}, {}).",
+                from.display(),
+                state.revision,
+                count(state.completed_steps.len(), "completed step")
+            ));
+        }
+        _ => {}
     }
     if let Some(asked) = args.backend.filter(|b| *b != report.backend) {
         human.push_str(&format!(
@@ -81,12 +117,36 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             report.backend
         ));
     }
-    Ok(Outcome::report(human, json!({ "ok": true, "init": report })))
+    Ok(Outcome::report(human, json))
+}
+
+/// What `--from` starts the store with.
+struct Imported {
+    state: ChecklistState,
+    /// For a file of the TypeScript checklist: what wrote it, and every change line of
+    /// its import.
+    typescript: Option<(typescript::Origin, Vec<String>)>,
 }
 
 /// Reads and verifies an export: the file must hold a sealed state document (schema
-/// and checksum), exactly as `checklist export` writes it.
-fn read_export(path: &Path) -> Result<ChecklistState> {
+/// and checksum), exactly as `checklist export` writes it, or be a state file of the
+/// TypeScript checklist, which is imported.
+fn read_export(path: &Path) -> Result<Imported> {
+    read_export_file(path).map_err(|error| match error {
+        // No store is involved: the remedies for a corrupt state do not apply.
+        Error::Corrupted { kind, path, detail } => Error::Unrecovered {
+            kind,
+            path,
+            detail: format!(
+                "{detail}; nothing was created: `--from` takes a file written by `checklist export` (or a \
+                 state file of the TypeScript checklist)"
+            ),
+        },
+        other => other,
+    })
+}
+
+fn read_export_file(path: &Path) -> Result<Imported> {
     // The export may live anywhere and be reached through a link (it is outside
     // .checklist/), so it is opened normally; only its size is bounded.
     let read_error = |e| Error::io("read the export", path, e);
@@ -112,5 +172,16 @@ fn read_export(path: &Path) -> Result<ChecklistState> {
         path: path.to_owned(),
         detail: format!("not a {} export: {e}", codec.name()),
     })?;
-    document::unseal(value, path)
+    if let Some(origin) = typescript::detect(&value) {
+        let migrated = migrate::migrate(&value, path)?;
+        let changes = migrated.changes().map(str::to_owned).collect();
+        return Ok(Imported {
+            state: migrated.into_state(path)?,
+            typescript: Some((origin, changes)),
+        });
+    }
+    Ok(Imported {
+        state: document::unseal(value, path)?,
+        typescript: None,
+    })
 }

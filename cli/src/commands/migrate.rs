@@ -6,6 +6,10 @@
 //! every change; without `--dry-run` it then, under the store's lock, keeps the file's
 //! bytes as a backup, writes the migrated state through the sealed write path and
 //! audits a `migration` record.
+//!
+//! A state file written by the original TypeScript checklist takes the same path with
+//! one import step instead of the chain, and the report says so first
+//! (docs/decisions/0018-importing-the-typescript-checklist.md).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -13,6 +17,7 @@ use std::sync::Arc;
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{Codec, FileStore, JsonCodec, OpenContext, OpenedStore, YamlCodec};
 use checklist_core::lock::Operation;
+use checklist_core::migrate::typescript::{Layer, Origin};
 use checklist_core::migrate::{self, Migrated};
 use checklist_core::{AuditEvent, AuditRecord, Error, LockRequest, Result, StateStore, StateStoreExt};
 use serde_json::json;
@@ -62,7 +67,7 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
         .read_unverified()
         .await?
         .ok_or_else(|| Error::NotInitialized { path: path.clone() })?;
-    let migrated = migrate::migrate(&original.document, &path)?;
+    let migrated = migrate::migrate(&original.document, &path).map_err(not_migratable)?;
     if migrated.steps.is_empty() {
         // Already current: say so only for a state that verifies, so a corrupt file
         // is not reported as fine.
@@ -79,14 +84,22 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
                    "revision": state.revision}),
         ));
     }
-    let mut lines = vec![format!(
-        "{} is schema {}; migrating to {} in {} step{}:",
-        path.display(),
-        migrated.from,
-        migrated.to,
-        migrated.steps.len(),
-        if migrated.steps.len() == 1 { "" } else { "s" }
-    )];
+    let mut lines = vec![match &migrated.typescript {
+        Some(origin) => format!(
+            "{} was written by the TypeScript checklist ({}); importing it as schema {}:",
+            path.display(),
+            written_as(origin),
+            migrated.to
+        ),
+        None => format!(
+            "{} is schema {}; migrating to {} in {} step{}:",
+            path.display(),
+            migrated.from,
+            migrated.to,
+            migrated.steps.len(),
+            if migrated.steps.len() == 1 { "" } else { "s" }
+        ),
+    }];
     lines.extend(describe(&migrated));
     let mut report = json!({
         "ok": true,
@@ -97,6 +110,7 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
         "to": migrated.to,
         "steps": migrated.steps,
         "changes": migrated.changes().collect::<Vec<_>>(),
+        "typescript": migrated.typescript,
     });
     if dry_run {
         lines.push("Dry run: nothing was written; run `checklist migrate` to apply it.".to_owned());
@@ -104,19 +118,23 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
     }
 
     let (from, to) = (migrated.from.clone(), migrated.to.clone());
+    let origin = migrated.typescript.clone();
     let operations = operations(&migrated);
-    let state = migrated.into_state(&path)?;
+    let state = migrated.into_state(&path).map_err(not_migratable)?;
     if let Some(guard) = &guard {
         guard.ensure_held()?;
     }
     let commit = store.replace_migrated(&original, &state).await?;
-    let record = AuditRecord::new(AuditEvent::Migration)
+    let mut record = AuditRecord::new(AuditEvent::Migration)
         .revisions(Some(original.revision), Some(commit.committed.revision))
         .checksum(commit.committed.checksum.clone())
         .operations(operations)
         .field("fromVersion", from.as_str())
         .field("toVersion", to.as_str())
         .field("backupId", commit.backup.id.as_str());
+    if let Some(origin) = &origin {
+        record = record.field("typescript", json!(origin));
+    }
     // The migration stands once written; an audit trail that cannot be appended to
     // is reported, not turned into a failure of a change that happened.
     let audit_error = store.append_audit(&record).await.err().map(|e| e.to_string());
@@ -125,7 +143,12 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
     drop(guard);
     let backup_path = opened.layout.backup_dir().join(&commit.backup.file);
     lines.push(format!(
-        "Migrated to schema {to} at revision {} ({}); the original is kept as backup {} ({}).",
+        "{} schema {to} at revision {} ({}); the original is kept as backup {} ({}).",
+        if origin.is_some() {
+            "Imported as"
+        } else {
+            "Migrated to"
+        },
         commit.committed.revision,
         commit.committed.checksum,
         commit.backup.id,
@@ -145,11 +168,39 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
     Ok(Outcome::report(lines.join("\n"), report))
 }
 
+/// How the TypeScript checklist named the file's format.
+pub(crate) fn written_as(origin: &Origin) -> String {
+    match origin.layer {
+        Layer::State => format!("its schema {}", origin.version),
+        Layer::Instances => format!("its instances file, version {}", origin.version),
+    }
+}
+
+/// A document that does not have the shape its version promises: `recover` and
+/// `reseal` read only the current format, so the way on is to fix the field.
+fn not_migratable(error: Error) -> Error {
+    match error {
+        Error::Corrupted { kind, path, detail } => Error::Unrecovered {
+            kind,
+            path,
+            detail: format!(
+                "{detail}; nothing was changed: fix that field by hand and run `checklist migrate` again"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// The chain and every change, one line each.
 fn describe(migrated: &Migrated) -> Vec<String> {
+    let tool = if migrated.typescript.is_some() {
+        "TypeScript checklist "
+    } else {
+        ""
+    };
     let mut lines = Vec::new();
     for step in &migrated.steps {
-        lines.push(format!("{} → {}: {}", step.from, step.to, step.description));
+        lines.push(format!("{tool}{} → {}: {}", step.from, step.to, step.description));
         lines.extend(step.changes.iter().map(|c| format!("  - {c}")));
     }
     lines
@@ -158,7 +209,12 @@ fn describe(migrated: &Migrated) -> Vec<String> {
 /// The audit record's summary: the versions and how many changes each step made
 /// (the changes themselves can run to thousands of lines).
 fn operations(migrated: &Migrated) -> Vec<String> {
-    let mut operations = vec![format!("migrate {} -> {}", migrated.from, migrated.to)];
+    let verb = if migrated.typescript.is_some() {
+        "import TypeScript checklist"
+    } else {
+        "migrate"
+    };
+    let mut operations = vec![format!("{verb} {} -> {}", migrated.from, migrated.to)];
     operations.extend(
         migrated
             .steps
