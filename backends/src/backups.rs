@@ -236,6 +236,7 @@ impl BackupDir {
                 Err(e) => return Err(io_error("inspect", &path, e)),
             }
             let linked = placement == Placement::LinkBeforeReplace
+                && is_private(vfs, state_path)
                 && match vfs.hard_link(state_path, &path) {
                     Ok(()) => true,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -320,6 +321,23 @@ impl BackupDir {
         replace_file(vfs, &self.manifest, &bytes, Durability::Fast, SHARED_FILE_MODE)?;
         *self.cache() = Some((bytes, manifest.clone()));
         Ok(())
+    }
+}
+
+/// Whether the file at `path` is readable by its owner only, so that a link to it is a
+/// backup with the mode backups must have (0600, decision 0004). A state file another
+/// program wrote (the TypeScript checklist writes 0644) is copied instead.
+fn is_private(vfs: &dyn Vfs, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        vfs.metadata(path)
+            .is_ok_and(|meta| meta.permissions().mode() & 0o077 == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (vfs, path);
+        true
     }
 }
 

@@ -58,3 +58,27 @@ async fn a_migration_backup_records_the_checksum_of_its_content() {
     assert_eq!(commit.backup.checksum, content);
     assert_eq!(store.list_backups().await.unwrap()[0].checksum, content);
 }
+
+/// A state file another program wrote world-readable (the TypeScript checklist writes
+/// 0644) is kept as the migration backup with the mode of every backup, 0600: a copy,
+/// not a link that would keep the original's mode.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_migration_backup_of_a_world_readable_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    const TYPESCRIPT: &[u8] = b"version: 1.0.0\nschemaVersion: 1.0.0\nchecksum: ''\ncompletedSteps: []\n";
+    let dir = tempfile::tempdir().unwrap();
+    let store = YamlFileStore::open(dir.path(), YamlCodec, FileStoreOptions::default()).unwrap();
+    std::fs::write(store.state_path(), TYPESCRIPT).unwrap();
+    std::fs::set_permissions(store.state_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let original = store.read_unverified().await.unwrap().unwrap();
+    let state = migrate::migrate(&original.document, store.state_path())
+        .unwrap()
+        .into_state(store.state_path())
+        .unwrap();
+    let commit = store.replace_migrated(&original, &state).await.unwrap();
+    let backup = dir.path().join(".backup").join(&commit.backup.file);
+    assert_eq!(std::fs::read(&backup).unwrap(), TYPESCRIPT);
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup is {mode:o}");
+}
