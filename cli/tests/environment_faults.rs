@@ -210,15 +210,7 @@ fn a_real_full_disk_at_every_step_of_a_commit_leaves_every_backup_independent() 
 
 #[test]
 fn a_read_only_file_system_fails_the_write_with_advice_and_keeps_the_state() {
-    let project = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    ok(project.path(), &["init"]);
-    ok(
-        project.path(),
-        &["start", "--template", "release", "--step", "build"],
-    );
-    ok(project.path(), &["step", "complete", "build"]);
-    let state = project.path().join(".checklist/state.yaml");
+    let (project, out, state) = project_with_a_step();
     let before = std::fs::read(&state).unwrap();
     let script = r#"
         mount --bind "$D" "$D"
@@ -353,15 +345,7 @@ fn conformance_on_a_nearly_full_disk_gives_back_all_the_space_it_used() {
 /// recovered — not only that the disk is read-only.
 #[test]
 fn a_corrupt_state_on_a_read_only_file_system_is_reported_as_corrupt() {
-    let project = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    ok(project.path(), &["init"]);
-    ok(
-        project.path(),
-        &["start", "--template", "release", "--step", "build"],
-    );
-    ok(project.path(), &["step", "complete", "build"]);
-    let state = project.path().join(".checklist/state.yaml");
+    let (project, out, state) = project_with_a_step();
     let corrupt = std::fs::read_to_string(&state).unwrap().replace("build", "bui1d");
     std::fs::write(&state, &corrupt).unwrap();
     let script = r#"
@@ -392,6 +376,20 @@ fn a_corrupt_state_on_a_read_only_file_system_is_reported_as_corrupt() {
     assert_eq!(std::fs::read_to_string(&state).unwrap(), corrupt);
     // Once the store can be written again, the next command recovers it.
     ok(project.path(), &["status"]);
+}
+
+/// A project whose state holds one completed step, a directory for a script's results,
+/// and the state file's path.
+fn project_with_a_step() -> (tempfile::TempDir, tempfile::TempDir, std::path::PathBuf) {
+    let project = tempfile::tempdir().unwrap();
+    ok(project.path(), &["init"]);
+    ok(
+        project.path(),
+        &["start", "--template", "release", "--step", "build"],
+    );
+    ok(project.path(), &["step", "complete", "build"]);
+    let state = project.path().join(".checklist/state.yaml");
+    (project, tempfile::tempdir().unwrap(), state)
 }
 
 fn support_temp_files(root: &Path) -> Vec<String> {

@@ -312,6 +312,12 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
+    /// The highest `revisionAfter` of its records: the last revision the trail knows
+    /// was committed.
+    pub fn last_revision(&self) -> Option<u64> {
+        self.records.iter().filter_map(|r| r.revision_after).max()
+    }
+
     /// Parses JSON Lines text from `file`, appending to this log. A line is torn when
     /// its JSON ends early, or when it is the unterminated last line of the newest
     /// (`newest`: the current, not rotated) file; anything else is damage.

@@ -572,14 +572,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     /// known, so a recovered state could be written at a revision already committed (a
     /// writer holding it would not conflict) and `dataLoss` could not be decided.
     async fn last_committed(&self) -> Result<Option<u64>> {
-        let audited = self
-            .store
-            .read_audit()
-            .await?
-            .records
-            .iter()
-            .filter_map(|r| r.revision_after)
-            .max();
+        let audited = self.store.read_audit().await?.last_revision();
         let backed_up = self
             .store
             .list_backups()

@@ -453,13 +453,7 @@ impl<T: StateStore + ?Sized> StateStoreExt for T {}
 /// Listing the backups or reading the audit trail.
 pub async fn lost_state_evidence<S: StateStore + ?Sized>(store: &S) -> Result<Option<String>> {
     let backups = store.list_backups().await?;
-    let audited = store
-        .read_audit()
-        .await?
-        .records
-        .iter()
-        .filter_map(|r| r.revision_after)
-        .max();
+    let audited = store.read_audit().await?.last_revision();
     let newest_backup = backups.iter().map(|b| b.revision).max();
     let held = match (newest_backup, audited) {
         (None, None) => return Ok(None),
