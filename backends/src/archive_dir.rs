@@ -14,9 +14,9 @@ use checklist_core::{CorruptionKind, Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, SHARED_FILE_MODE, io_error, replace_file};
-use crate::codec::Codec;
 use crate::vfs::Vfs;
 use crate::yaml_file::YamlCodec;
+use checklist_core::codec::Codec;
 
 /// Largest history index read.
 const MAX_HISTORY_BYTES: u64 = 16 * 1024 * 1024;
@@ -97,10 +97,11 @@ impl ArchiveDir {
         let bytes = match vfs.read(&path, self.max_bytes) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::invalid(format!(
-                    "instance {instance_id} is not archived ({} does not exist)",
-                    path.display()
-                )));
+                return Err(Error::NotFound {
+                    what: "archived instance",
+                    id: instance_id.to_owned(),
+                    location: path.display().to_string(),
+                });
             }
             Err(e) => return Err(io_error("read", &path, e)),
         };

@@ -17,9 +17,9 @@ use checklist_core::{BackupPolicy, BackupRecord, Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, SHARED_FILE_MODE, io_error, replace_file};
-use crate::codec::Codec;
 use crate::vfs::Vfs;
 use crate::yaml_file::YamlCodec;
+use checklist_core::codec::Codec;
 
 mod index;
 
@@ -275,10 +275,11 @@ impl BackupDir {
     pub(crate) fn delete(&self, vfs: &dyn Vfs, id: &str) -> Result<()> {
         let mut manifest = self.read_manifest(vfs)?;
         let Some(position) = manifest.backups.iter().position(|b| b.id == id) else {
-            return Err(Error::invalid(format!(
-                "there is no backup {id} in {}",
-                self.manifest.display()
-            )));
+            return Err(Error::NotFound {
+                what: "backup",
+                id: id.to_owned(),
+                location: self.manifest.display().to_string(),
+            });
         };
         let record = manifest.backups.remove(position);
         self.remove_file_of(vfs, &record)?;

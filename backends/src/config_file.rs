@@ -7,10 +7,10 @@ use checklist_core::config::Durability;
 use checklist_core::{Config, Error, Result};
 
 use crate::atomic::{SHARED_FILE_MODE, io_error, replace_file};
-use crate::codec::Codec;
 use crate::layout::Layout;
 use crate::vfs::Vfs;
 use crate::yaml_file::YamlCodec;
+use checklist_core::codec::Codec;
 
 /// Largest config.yaml the store reads.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;

@@ -2,44 +2,44 @@
 //! between them.
 //!
 //! A [`FileStore`] keeps one document, `<dir>/state.<extension>`:
-//! - **read**: read the whole file without following symbolic links (size-capped),
-//!   decode, then [`document::unseal`] (schema version → schema → checksum).
-//! - **write**: [`document::seal`] and encode *before* touching the disk; then, holding
-//!   an OS advisory lock on `<dir>/.locks/write.lock`, check the expected revision
-//!   against the file and [`replace_file`] it atomically. The advisory lock makes the
-//!   compare-and-swap atomic across processes even for callers that hold no
+//! - **read**: the whole file without following symbolic links (size-capped); core
+//!   decodes and verifies it ([`DocumentStoreExt`](checklist_core::DocumentStoreExt)).
+//! - **write**: core seals and encodes the document before the store sees it; then,
+//!   holding an OS advisory lock on `<dir>/.locks/write.lock`, the store checks the
+//!   precondition against the file and replaces it atomically. The advisory lock makes
+//!   the compare-and-swap atomic across processes even for callers that hold no
 //!   [`LockProvider`](checklist_core::LockProvider) lock.
 //!
-//! To check the revision cheaply, the store remembers the bytes it last read or wrote:
-//! if the file still holds exactly those bytes, its revision is known without parsing.
+//! Checking a revision verifies the file; core remembers the bytes it verified or
+//! wrote last, so a file that still holds them is not parsed again.
 
 use std::fmt;
 use std::fs::{File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 use checklist_core::backup::BackupIndexRebuild;
-use checklist_core::canonical::document_checksum;
 use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
+use checklist_core::store::{self, Capabilities};
 use checklist_core::{
-    AuditLog, AuditRecord, BackedUpWrite, BackupPolicy, BackupRecord, ChecklistState, Committed,
-    CorruptionKind, Error, Expectation, KeepBackup, Result, StateStore, document,
+    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, ChecklistState, Committed,
+    DocumentStore, Error, Expectation, KeepBackup, Precondition, QuarantineStore, Result, StoreInfo,
+    WriteReceipt, WriteRequest,
 };
-use serde_json::Value;
 
 use crate::archive_dir::ArchiveDir;
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, stage_file, sweep_stale_temps};
 use crate::audit_log::AuditFiles;
 use crate::backups::{BackupDir, Contents, Current, Kept, Placement};
 use crate::blocking::run_blocking;
-use crate::codec::Codec;
 use crate::vfs::{ConfinedFs, RealFs, Vfs};
+use checklist_core::codec::Codec;
 
 mod recovery;
 
@@ -68,16 +68,16 @@ impl Default for FileStoreOptions {
     }
 }
 
-/// A [`StateStore`] keeping its document in one file, written atomically and
-/// durably. Cheap to clone; clones share one store.
+/// A [`StateStore`](checklist_core::StateStore) keeping its document in one file,
+/// written atomically and durably. Cheap to clone; clones share one store.
 ///
 /// ```no_run
 /// # async fn demo() -> checklist_core::Result<()> {
 /// use checklist_backends::{YamlCodec, YamlFileStore, FileStoreOptions};
-/// use checklist_core::{ChecklistState, Expectation, StateStore};
+/// use checklist_core::{ChecklistState, DocumentStoreExt, Expectation};
 ///
 /// let store = YamlFileStore::open(".checklist", YamlCodec, FileStoreOptions::default())?;
-/// let committed = store.write(&ChecklistState::new(), Expectation::Absent).await?;
+/// let committed = store.commit(&ChecklistState::new(), Expectation::Absent).await?;
 /// assert_eq!(committed.revision, 1);
 /// # Ok(()) }
 /// ```
@@ -103,72 +103,11 @@ impl<C: Codec> fmt::Debug for FileStore<C> {
     }
 }
 
-/// A state file as stored, parsed but not verified; see
-/// [`FileStore::read_unverified`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct UnverifiedState {
-    /// The file's bytes, exactly.
-    pub bytes: Vec<u8>,
-    /// The document they parse to.
-    pub document: Value,
-    /// Its `revision`, or 0 for a document without one (schema versions before 1.0
-    /// had none).
-    pub revision: u64,
-    /// The checksum of its content, whatever its `checksum` field says: what a backup
-    /// of it records. Schema versions before 1.0 had no such field, and the TypeScript
-    /// checklist's files may hold an empty one or a placeholder.
-    pub checksum: String,
-}
-
-impl UnverifiedState {
-    fn new(bytes: Vec<u8>, document: Value) -> Self {
-        let revision = document.get("revision").and_then(Value::as_u64).unwrap_or(0);
-        let checksum = document_checksum(&document);
-        Self {
-            bytes,
-            document,
-            revision,
-            checksum,
-        }
-    }
-}
-
-/// What [`FileStore::replace_migrated`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationCommit {
-    /// The backup holding the original file's bytes.
-    pub backup: BackupRecord,
-    /// The revision and checksum of the migrated state as written.
-    pub committed: Committed,
-}
-
-/// What a write requires of the file it replaces.
-enum Precondition {
-    /// A compare-and-swap on the revision.
-    Revision(Expectation),
-    /// Exactly these bytes (a migration, whose input does not verify as current).
-    ExactBytes(UnverifiedState),
-}
-
-/// A backup to keep of the file a write replaces.
-struct BackupRequest {
-    reason: String,
-    /// Prunes the backups once this one is added; `None` prunes nothing.
-    policy: Option<Arc<dyn BackupPolicy>>,
-}
-
-/// A state file's bytes that this store verified or wrote itself.
-struct Known {
-    bytes: Vec<u8>,
-    revision: u64,
-    checksum: String,
-    /// The document those bytes verify to. Verification is a pure function of the
-    /// bytes, so a read that finds exactly these bytes again returns a copy of this
-    /// instead of parsing (a YAML parse of 1000 steps takes ~25 ms).
-    state: ChecklistState,
-}
+/// What the state file holds now, as the write lock's holder found it.
+type Found = Option<Current>;
 
 struct Inner<C> {
+    info: StoreInfo,
     codec: C,
     dir: PathBuf,
     state_path: PathBuf,
@@ -179,8 +118,6 @@ struct Inner<C> {
     audit: AuditFiles,
     backups: BackupDir,
     archive: ArchiveDir,
-    /// The bytes this store last read or wrote, and what they hold.
-    known: Mutex<Option<Known>>,
     /// A write failed and may have left a temp file; the next write sweeps.
     sweep_needed: AtomicBool,
 }
@@ -214,6 +151,11 @@ impl<C: Codec> FileStore<C> {
         let write_lock_path = locks_dir.join("write.lock");
         Ok(Self {
             inner: Arc::new(Inner {
+                info: StoreInfo::new(
+                    codec.name(),
+                    state_path.display().to_string(),
+                    Capabilities::PERSISTENT.with_backup_index(),
+                ),
                 audit: AuditFiles::new(&dir, options.audit.clone(), options.durability),
                 backups: BackupDir::new(&dir, &state_file_name),
                 archive: ArchiveDir::new(&dir, options.max_state_bytes),
@@ -224,7 +166,6 @@ impl<C: Codec> FileStore<C> {
                 write_lock_path,
                 options,
                 vfs,
-                known: Mutex::new(None),
                 // Temp files of a crashed earlier process are removed by the first write.
                 sweep_needed: AtomicBool::new(true),
             }),
@@ -246,91 +187,6 @@ impl<C: Codec> FileStore<C> {
         &self.inner.options
     }
 
-    /// The state file as it is stored, parsed but not verified: what a migration
-    /// reads, since [`read`](StateStore::read) refuses documents of older schema
-    /// versions. `Ok(None)` when there is no state file.
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] (`parse_error`) when the bytes are not a document, and the
-    /// I/O errors of a read.
-    pub async fn read_unverified(&self) -> Result<Option<UnverifiedState>> {
-        self.blocking(|inner| {
-            let Some(bytes) = inner.read_bytes()? else {
-                return Ok(None);
-            };
-            let document = inner.decode(&bytes)?;
-            Ok(Some(UnverifiedState::new(bytes, document)))
-        })
-        .await
-    }
-
-    /// Replaces a state file of an older schema version with `state`, its migration:
-    /// while holding the write lock, checks that the file still holds exactly
-    /// `original`'s bytes, keeps them as a backup (reason `migration`, the bytes
-    /// untouched), then writes `state` through the sealed write path as revision
-    /// `original.revision + 1`. Call it while holding the store's
-    /// [`LockProvider`](checklist_core::LockProvider) lock.
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] if the file changed since `original` was read (nothing is
-    /// written), the errors of [`document::seal`] (nothing is written), and I/O errors
-    /// (the old file stays; a backup taken before the failure stays too).
-    pub async fn replace_migrated(
-        &self,
-        original: &UnverifiedState,
-        state: &ChecklistState,
-    ) -> Result<MigrationCommit> {
-        let revision = original.revision.saturating_add(1);
-        let (bytes, written, committed) = self.encode_sealed(state, revision)?;
-        let precondition = Precondition::ExactBytes(original.clone());
-        let backup = BackupRequest {
-            reason: "migration".to_owned(),
-            policy: None,
-        };
-        let kept = self
-            .blocking(move |inner| inner.write(bytes, &precondition, written, Some(backup)))
-            .await?
-            .ok_or_else(|| Error::invalid("the state file to migrate disappeared"))?;
-        Ok(MigrationCommit {
-            backup: kept.record,
-            committed,
-        })
-    }
-
-    /// Seals `state` as `revision` and encodes it, refusing what could not be read
-    /// back: the bytes to write, the state they hold, and what a write of them commits.
-    fn encode_sealed(
-        &self,
-        state: &ChecklistState,
-        revision: u64,
-    ) -> Result<(Vec<u8>, ChecklistState, Committed)> {
-        let sealed = document::seal(state, revision, &self.inner.state_path)?;
-        let bytes = self
-            .inner
-            .codec
-            .encode(&sealed.value)
-            .map_err(|e| Error::SchemaInvalid {
-                path: self.inner.state_path.clone(),
-                field_path: "/".to_owned(),
-                message: format!("the {} codec could not encode it: {e}", self.inner.codec.name()),
-            })?;
-        if bytes.len() as u64 > self.inner.options.max_state_bytes {
-            return Err(Error::TooLarge {
-                path: self.inner.state_path.clone(),
-                size: bytes.len() as u64,
-                limit: self.inner.options.max_state_bytes,
-            });
-        }
-        let mut written = state.clone();
-        written.revision = revision;
-        written.checksum = Some(sealed.checksum.clone());
-        let committed = Committed {
-            revision,
-            checksum: sealed.checksum,
-        };
-        Ok((bytes, written, committed))
-    }
-
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner<C>) -> Result<T> + Send + 'static,
@@ -338,60 +194,6 @@ impl<C: Codec> FileStore<C> {
         let inner = Arc::clone(&self.inner);
         run_blocking(&self.inner.state_path, move || work(&inner)).await
     }
-
-    /// Seals and encodes `state` before touching the disk, then writes it (keeping a
-    /// backup of the replaced file when `keep` says so).
-    async fn commit(
-        &self,
-        state: &ChecklistState,
-        expect: Expectation,
-        keep: Option<KeepBackup>,
-    ) -> Result<(Committed, Option<Kept>)> {
-        let (bytes, written, committed) = self.encode_sealed(state, expect.next_revision())?;
-        let backup = keep.map(|keep| BackupRequest {
-            reason: keep.reason,
-            policy: Some(keep.policy),
-        });
-        let kept = self
-            .blocking(move |inner| inner.write(bytes, &Precondition::Revision(expect), written, backup))
-            .await?;
-        Ok((committed, kept))
-    }
-}
-
-/// Verifies the bytes of a state file exactly as a [`FileStore`] verifies its own on
-/// every read: an empty file is refused, `codec` decodes the rest, then
-/// [`document::unseal`] checks the schema version, the schema and the checksum. `path`
-/// names the file in errors. It checks a state file outside its store — a copy, an
-/// attachment to a bug report — without opening one.
-///
-/// ```
-/// use checklist_backends::{YamlCodec, verify_state_file};
-/// use checklist_core::{CorruptionKind, Error};
-///
-/// let err = verify_state_file(&YamlCodec, b"  \n", "state.yaml".as_ref()).unwrap_err();
-/// assert!(matches!(err, Error::Corrupted { kind: CorruptionKind::ParseError, .. }));
-/// ```
-///
-/// # Errors
-/// [`Error::Corrupted`] (`parse_error` when the bytes are not a document, otherwise
-/// the failing check) and [`Error::UnsupportedVersion`].
-pub fn verify_state_file<C: Codec + ?Sized>(codec: &C, bytes: &[u8], path: &Path) -> Result<ChecklistState> {
-    document::unseal(decode_state_file(codec, bytes, path)?, path)
-}
-
-/// Parses a state file's bytes without verifying them; an empty (or all-blank) file is
-/// a parse error rather than whatever the codec makes of nothing.
-pub(crate) fn decode_state_file<C: Codec + ?Sized>(codec: &C, bytes: &[u8], path: &Path) -> Result<Value> {
-    let parse_error = |detail: String| Error::Corrupted {
-        kind: CorruptionKind::ParseError,
-        path: path.to_owned(),
-        detail,
-    };
-    if bytes.trim_ascii().is_empty() {
-        return Err(parse_error(format!("the file is empty ({} bytes)", bytes.len())));
-    }
-    codec.decode(bytes).map_err(|e| parse_error(e.to_string()))
 }
 
 /// Checks that `dir` is a real directory, not a symbolic link.
@@ -421,50 +223,13 @@ impl<C: Codec> Inner<C> {
         }
     }
 
-    /// Parses `bytes` without verifying them.
-    fn decode(&self, bytes: &[u8]) -> Result<Value> {
-        decode_state_file(&self.codec, bytes, &self.state_path)
-    }
-
+    /// Verifies `bytes` as the state file's (core remembers what it verified before).
     fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        verify_state_file(&self.codec, bytes, &self.state_path)
+        store::verify(&self.codec, bytes, &self.state_path)
     }
 
-    fn remember(&self, bytes: Vec<u8>, state: ChecklistState) {
-        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(Known {
-            bytes,
-            revision: state.revision,
-            checksum: state.checksum.clone().unwrap_or_default(),
-            state,
-        });
-    }
-
-    fn read(&self) -> Result<Option<ChecklistState>> {
-        let Some(bytes) = self.read_bytes()? else {
-            return Ok(None);
-        };
-        if let Some(known) = &*self.known.lock().unwrap_or_else(|p| p.into_inner())
-            && known.bytes == bytes
-        {
-            return Ok(Some(known.state.clone()));
-        }
-        let state = self.verify(&bytes)?;
-        self.remember(bytes, state.clone());
-        Ok(Some(state))
-    }
-
-    /// What `bytes` hold: known without parsing when they are the bytes this store
-    /// last saw, otherwise by verifying them.
+    /// What `bytes` hold, verified.
     fn contents(&self, bytes: &[u8]) -> Result<Contents> {
-        if let Some(known) = &*self.known.lock().unwrap_or_else(|p| p.into_inner())
-            && known.bytes == bytes
-        {
-            return Ok(Contents {
-                revision: known.revision,
-                checksum: known.checksum.clone(),
-                size: bytes.len() as u64,
-            });
-        }
         let state = self.verify(bytes)?;
         Ok(Contents {
             revision: state.revision,
@@ -473,9 +238,8 @@ impl<C: Codec> Inner<C> {
         })
     }
 
-    /// The state file now and what it holds: from memory when the bytes are unchanged,
-    /// otherwise by verifying them.
-    fn current(&self) -> Result<Option<Current>> {
+    /// The state file now and what it holds, verified.
+    fn current(&self) -> Result<Found> {
         let Some(bytes) = self.read_bytes()? else {
             return Ok(None);
         };
@@ -484,43 +248,56 @@ impl<C: Codec> Inner<C> {
     }
 
     /// The state file now, if it meets `precondition` (checked under the write lock).
-    fn check(&self, precondition: &Precondition) -> Result<Option<Current>> {
+    fn check(&self, precondition: &Precondition) -> Result<Found> {
         match precondition {
-            Precondition::Revision(expect) => {
+            Precondition::Absent | Precondition::Revision(_) => {
+                let expect = match precondition {
+                    Precondition::Revision(r) => Expectation::Revision(*r),
+                    _ => Expectation::Absent,
+                };
+                // A file that does not verify fails here: it is not an absent state.
                 let current = self.current()?;
                 let found = current.as_ref().map(|c| c.contents.revision);
                 if !expect.is_met_by(found) {
                     return Err(Error::Conflict {
                         path: self.state_path.clone(),
-                        expected: *expect,
+                        expected: expect,
                         found,
                     });
                 }
                 Ok(current)
             }
-            Precondition::ExactBytes(original) => {
+            Precondition::Bytes(expected) => {
                 let bytes = self.read_bytes()?;
-                if bytes.as_deref() != Some(original.bytes.as_slice()) {
-                    return Err(Error::Conflict {
-                        path: self.state_path.clone(),
-                        expected: Expectation::Revision(original.revision),
-                        found: bytes.and_then(|b| self.contents(&b).ok()).map(|c| c.revision),
-                    });
+                if bytes.as_deref() != Some(expected.bytes.as_slice()) {
+                    return Err(self.changed(precondition, bytes.as_deref()));
                 }
                 Ok(Some(Current {
                     contents: Contents {
-                        revision: original.revision,
-                        checksum: original.checksum.clone(),
-                        size: original.bytes.len() as u64,
+                        revision: expected.revision,
+                        checksum: expected.checksum.clone(),
+                        size: expected.bytes.len() as u64,
                     },
-                    bytes: original.bytes.clone(),
+                    bytes: expected.bytes.clone(),
                 }))
             }
         }
     }
 
+    /// The error of a state file that no longer holds what `expected` says.
+    pub(super) fn changed(&self, expected: &dyn fmt::Display, found: Option<&[u8]>) -> Error {
+        Error::PreconditionFailed {
+            path: self.state_path.clone(),
+            expected: expected.to_string(),
+            found: match found {
+                None => "no state file".to_owned(),
+                Some(bytes) => format!("{} other bytes", bytes.len()),
+            },
+        }
+    }
+
     /// Replaces the state file with `bytes` if it meets `precondition`, keeping the
-    /// file it replaces as a backup when `backup` asks for one.
+    /// file it replaces as a backup when `keep` asks for one.
     ///
     /// The order is what keeps a failed write from touching the backups
     /// (docs/decisions/0011-backups-inside-the-write.md): the new version is staged
@@ -531,10 +308,9 @@ impl<C: Codec> Inner<C> {
     /// ever left as another name of the live file.
     fn write(
         &self,
-        bytes: Vec<u8>,
+        bytes: &[u8],
         precondition: &Precondition,
-        written: ChecklistState,
-        backup: Option<BackupRequest>,
+        keep: Option<&KeepBackup>,
     ) -> Result<Option<Kept>> {
         let _write_lock = self.lock_for_write()?;
         let current = self.check(precondition)?;
@@ -552,20 +328,20 @@ impl<C: Codec> Inner<C> {
         let staged = stage_file(
             self.vfs.as_ref(),
             &self.state_path,
-            &bytes,
+            bytes,
             self.options.durability,
             PRIVATE_FILE_MODE,
         )
         .map_err(failed)?;
-        let placed = match (&backup, &current) {
-            (Some(backup), Some(current)) => Some(
+        let placed = match (keep, &current) {
+            (Some(keep), Some(current)) => Some(
                 self.backups
                     .place(
                         self.vfs.as_ref(),
                         &self.state_path,
                         current,
                         Placement::LinkBeforeReplace,
-                        &backup.reason,
+                        &keep.reason,
                     )
                     .map_err(failed)?,
             ),
@@ -577,13 +353,12 @@ impl<C: Codec> Inner<C> {
             }
             return Err(failed(error));
         }
-        self.remember(bytes, written);
         let Some(placed) = placed else {
             return Ok(None);
         };
         let record = placed.record.clone();
-        let policy = backup.and_then(|b| b.policy);
-        match self.backups.index(self.vfs.as_ref(), placed, policy.as_deref()) {
+        let policy = keep.and_then(|k| k.policy.as_deref());
+        match self.backups.index(self.vfs.as_ref(), placed, policy) {
             Ok(kept) => Ok(Some(kept)),
             // The new state is committed and the backup file is in place, independent of
             // it now; only its line in the index is missing, and nothing was pruned.
@@ -659,41 +434,62 @@ impl<C: Codec> Inner<C> {
 }
 
 #[async_trait]
-impl<C: Codec> StateStore for FileStore<C> {
-    fn backend_name(&self) -> &str {
-        self.inner.codec.name()
+impl<C: Codec> DocumentStore for FileStore<C> {
+    fn info(&self) -> &StoreInfo {
+        &self.inner.info
     }
 
-    fn location(&self) -> &Path {
-        &self.inner.state_path
+    fn codec(&self) -> &dyn Codec {
+        &self.inner.codec
     }
 
-    async fn read(&self) -> Result<Option<ChecklistState>> {
-        self.blocking(Inner::read).await
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        self.blocking(Inner::read_bytes).await
     }
 
-    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
-        Ok(self.commit(state, expect, None).await?.0)
-    }
-
-    async fn write_keeping_backup(
-        &self,
-        state: &ChecklistState,
-        expect: Expectation,
-        keep: KeepBackup,
-    ) -> Result<BackedUpWrite> {
-        let (committed, kept) = self.commit(state, expect, Some(keep)).await?;
+    async fn write(&self, request: WriteRequest) -> Result<WriteReceipt> {
+        let WriteRequest {
+            document,
+            precondition,
+            keep,
+            audit,
+        } = request;
+        let size = document.bytes.len() as u64;
+        if size > self.inner.options.max_state_bytes {
+            return Err(Error::TooLarge {
+                path: self.inner.state_path.clone(),
+                size,
+                limit: self.inner.options.max_state_bytes,
+            });
+        }
+        let bytes = document.bytes;
+        let kept = self
+            .blocking(move |inner| inner.write(&bytes, &precondition, keep.as_ref()))
+            .await?;
         let (backup, pruned) = match kept {
             Some(kept) => (Some(kept.record), kept.pruned),
             None => (None, Vec::new()),
         };
-        Ok(BackedUpWrite {
-            committed,
+        // Files have no transaction spanning the state and the trail: the record follows
+        // the rename, and the caller decides what a commit without its record means.
+        let unaudited = match audit {
+            Some(record) => self.append_audit(&record).await.err(),
+            None => None,
+        };
+        Ok(WriteReceipt {
+            committed: Committed {
+                revision: document.revision,
+                checksum: document.checksum,
+            },
             backup,
             pruned,
+            unaudited,
         })
     }
+}
 
+#[async_trait]
+impl<C: Codec> AuditTrail for FileStore<C> {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         let record = record.clone();
         self.blocking(move |inner| inner.audit.append(inner.vfs.as_ref(), &record))
@@ -708,7 +504,10 @@ impl<C: Codec> StateStore for FileStore<C> {
         self.blocking(|inner| inner.audit.rotate(inner.vfs.as_ref()))
             .await
     }
+}
 
+#[async_trait]
+impl<C: Codec> BackupStore for FileStore<C> {
     async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
         let reason = reason.to_owned();
         self.blocking(move |inner| inner.create_backup(&reason)).await
@@ -719,12 +518,31 @@ impl<C: Codec> StateStore for FileStore<C> {
             .await
     }
 
+    async fn read_backup(&self, id: &str) -> Result<Vec<u8>> {
+        let id = id.to_owned();
+        self.blocking(move |inner| {
+            let (_, bytes, _) =
+                inner
+                    .backups
+                    .read_listed(inner.vfs.as_ref(), &id, inner.options.max_state_bytes)?;
+            Ok(bytes)
+        })
+        .await
+    }
+
     async fn delete_backup(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.blocking(move |inner| inner.backups.delete(inner.vfs.as_ref(), &id))
             .await
     }
 
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        self.blocking(Inner::rebuild_backup_index).await
+    }
+}
+
+#[async_trait]
+impl<C: Codec> ArchiveStore for FileStore<C> {
     async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
         let archived = archived.clone();
         self.blocking(move |inner| {
@@ -749,15 +567,10 @@ impl<C: Codec> StateStore for FileStore<C> {
         self.blocking(move |inner| inner.archive.read(inner.vfs.as_ref(), &inner.codec, &instance_id))
             .await
     }
+}
 
-    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
-        self.blocking(Inner::read_bytes).await
-    }
-
-    fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        self.inner.parse_ignoring_checksum(bytes)
-    }
-
+#[async_trait]
+impl<C: Codec> QuarantineStore for FileStore<C> {
     async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
         let (found, note) = (found.to_vec(), note.clone());
         self.blocking(move |inner| inner.quarantine(&found, &note)).await
@@ -770,27 +583,5 @@ impl<C: Codec> StateStore for FileStore<C> {
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         let id = id.to_owned();
         self.blocking(move |inner| inner.read_quarantined(&id)).await
-    }
-
-    async fn write_over(
-        &self,
-        found: Option<&[u8]>,
-        state: &ChecklistState,
-        revision: u64,
-    ) -> Result<Committed> {
-        let (bytes, written, committed) = self.encode_sealed(state, revision)?;
-        let found = found.map(<[u8]>::to_vec);
-        self.blocking(move |inner| inner.write_over(found.as_deref(), bytes, written))
-            .await?;
-        Ok(committed)
-    }
-
-    async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
-        let id = id.to_owned();
-        self.blocking(move |inner| inner.read_backup(&id)).await
-    }
-
-    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
-        self.blocking(Inner::rebuild_backup_index).await
     }
 }

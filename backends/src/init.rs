@@ -10,8 +10,10 @@ use std::sync::Arc;
 use checklist_core::config::{BackendSelection, Durability};
 use checklist_core::lock::Operation;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
+use checklist_core::store::Capabilities;
 use checklist_core::{
-    ChecklistState, Config, Error, Expectation, LockRequest, Recovery, Result, RollingBackups, StateStoreExt,
+    ChecklistState, Config, DocumentStoreExt, Error, Expectation, LockRequest, Recovery, Result,
+    RollingBackups, StateStoreExt,
 };
 use serde::Serialize;
 
@@ -74,6 +76,8 @@ pub struct InitReport {
     pub fallback: bool,
     /// The backend the store uses.
     pub backend: String,
+    /// What that backend's store can do (whether it outlives the process, …).
+    pub capabilities: Capabilities,
     /// The files and directories created, in creation order.
     pub created: Vec<PathBuf>,
     /// The state's revision afterwards, if it could be read.
@@ -150,15 +154,21 @@ pub async fn init_project_with_vfs(
     if existing && !options.repair {
         // A store is there if it has a config or a state.
         let backend = registry.open(layout.dir(), &config, Arc::clone(&vfs))?;
-        if has_config || exists(vfs.as_ref(), backend.store.location())? {
+        if has_config || exists(vfs.as_ref(), backend.store.info().location_path())? {
             match backend.store.read_existing().await {
                 Ok(state) => {
                     refuse_import_over(
                         options.initial_state.is_some(),
-                        backend.store.location(),
+                        backend.store.info().location_path(),
                         Some(state.revision),
                     )?;
-                    return Ok(run.report(InitOutcome::AlreadyInitialized, &config, Some(state.revision)));
+                    let capabilities = backend.store.info().capabilities;
+                    return Ok(run.report(
+                        InitOutcome::AlreadyInitialized,
+                        &config,
+                        Some(state.revision),
+                        capabilities,
+                    ));
                 }
                 // A store that never held a state (its first write failed, or it was
                 // deleted before any commit): creating it is what init is for.
@@ -179,13 +189,13 @@ pub async fn init_project_with_vfs(
         )
         .await
     {
-        Ok((revision, recovery)) => {
+        Ok((revision, recovery, capabilities)) => {
             let outcome = if existing {
                 InitOutcome::Repaired
             } else {
                 InitOutcome::Created
             };
-            let mut report = run.report(outcome, &config, revision);
+            let mut report = run.report(outcome, &config, revision, capabilities);
             report.recovery = recovery;
             Ok(report)
         }
@@ -219,7 +229,7 @@ async fn recover_lost_state(backend: &crate::registry::Backend, config: &Config)
     recovered.ok_or_else(|| {
         Error::invalid(format!(
             "{} reappeared while init was repairing the store; run `checklist status` to see it",
-            backend.store.location().display()
+            backend.store.info().location
         ))
     })
 }
@@ -282,12 +292,19 @@ struct InitRun {
 }
 
 impl InitRun {
-    fn report(self, outcome: InitOutcome, config: &Config, revision: Option<u64>) -> InitReport {
+    fn report(
+        self,
+        outcome: InitOutcome,
+        config: &Config,
+        revision: Option<u64>,
+        capabilities: Capabilities,
+    ) -> InitReport {
         InitReport {
             outcome,
             dir: self.layout.dir().to_owned(),
             fallback: self.fallback,
             backend: config.backend.kind.clone(),
+            capabilities,
             created: self.created,
             revision,
             recovery: None,
@@ -353,7 +370,7 @@ impl InitRun {
         initial_state: Option<&ChecklistState>,
         root: &Path,
         state_home: Option<&Path>,
-    ) -> Result<(Option<u64>, Option<RecoveryReport>)> {
+    ) -> Result<(Option<u64>, Option<RecoveryReport>, Capabilities)> {
         let durability = config.durability;
         self.make_store_dir(root, state_home)?;
         for dir in self.layout.subdirectories() {
@@ -373,6 +390,7 @@ impl InitRun {
             })?;
         }
         let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
+        let capabilities = backend.store.info().capabilities;
         // The first write happens under the store's lock, like every later one; taking
         // it here also finds a file system that cannot hold the lock (FAT: no hard
         // links) before anything is written, so such a store is refused at init
@@ -385,10 +403,10 @@ impl InitRun {
         if let Some(state) = &existing {
             refuse_import_over(
                 initial_state.is_some(),
-                backend.store.location(),
+                backend.store.info().location_path(),
                 Some(state.revision),
             )?;
-            return Ok((Some(state.revision), None));
+            return Ok((Some(state.revision), None, capabilities));
         }
         if let lost @ Error::StateMissing { .. } = backend.store.missing_state().await? {
             if initial_state.is_some() {
@@ -397,17 +415,22 @@ impl InitRun {
             // Recovery takes the lock itself.
             drop(guard);
             let report = recover_lost_state(&backend, config).await?;
-            return Ok((Some(report.revision), Some(report)));
+            return Ok((Some(report.revision), Some(report), capabilities));
         }
         let first = initial_state.cloned().unwrap_or_default();
-        let committed = backend.store.write(&first, Expectation::Absent).await?;
+        let committed = backend.store.commit(&first, Expectation::Absent).await?;
         drop(guard);
         // A file backend's state lives inside the store directory; a memory
         // backend's location is a pseudo-path outside it.
-        if backend.store.location().starts_with(self.layout.dir()) {
-            self.created.push(backend.store.location().to_owned());
+        if backend
+            .store
+            .info()
+            .location_path()
+            .starts_with(self.layout.dir())
+        {
+            self.created.push(backend.store.info().location_path().to_owned());
         }
-        Ok((Some(committed.revision), None))
+        Ok((Some(committed.revision), None, capabilities))
     }
 
     /// Removes what this run created, newest first.

@@ -6,8 +6,8 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::codec::{Codec, CodecError};
 use crate::file_engine::FileStore;
+use checklist_core::codec::{Codec, CodecError};
 
 /// The most values (scalars, arrays, objects; not keys) a JSON document may hold: the
 /// same budget serde-saphyr gives the YAML backend. Without it, a 64 MiB file of

@@ -36,7 +36,7 @@ pub mod atomic;
 mod audit_log;
 mod backups;
 mod blocking;
-mod codec;
+
 mod config_file;
 pub mod fault;
 mod file_engine;
@@ -54,9 +54,9 @@ mod sys;
 pub mod vfs;
 mod yaml_file;
 
-pub use codec::{Codec, CodecError};
+pub use checklist_core::codec::{Codec, CodecError};
 pub use config_file::{MAX_CONFIG_BYTES, load_config, parse_config, write_config};
-pub use file_engine::{FileStore, FileStoreOptions, MigrationCommit, UnverifiedState, verify_state_file};
+pub use file_engine::{FileStore, FileStoreOptions};
 pub use file_lock::{FileLockProvider, LockEvent};
 pub use in_process_lock::InProcessLockProvider;
 pub use init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};

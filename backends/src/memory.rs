@@ -1,54 +1,36 @@
 //! The in-memory backend: the same semantics as the file backends, no disk.
 //!
-//! Documents go through the same [`document::seal`] / [`document::unseal`] pipeline,
-//! so the revision, checksum, schema and conflict behaviour are exactly those of the
-//! file backends. Clones of one [`MemoryStore`] share one store.
+//! It keeps bytes, as every backend does: core seals, encodes (as JSON) and verifies
+//! the documents, so the revision, checksum, schema and conflict behaviour are exactly
+//! those of the file backends. Clones of one [`MemoryStore`] share one store.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use checklist_core::archive::{ArchivedInstance, HistoryEntry, validate_file_stem};
 use checklist_core::backup::BackupIndexRebuild;
-use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
+use checklist_core::codec::Codec;
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
+use checklist_core::store::{self, Capabilities};
 use checklist_core::{
-    AuditLog, AuditRecord, BackupRecord, ChecklistState, Committed, CorruptionKind, Error, Expectation,
-    Result, StateStore, document,
+    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, Committed, DocumentStore,
+    Error, Expectation, Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt, WriteRequest,
 };
 use serde_json::Value;
 
-mod recovery;
+use crate::json_file::JsonCodec;
 
-/// What the store holds.
-#[derive(Debug, Clone)]
-enum Slot {
-    Empty,
-    /// A document this store sealed itself, as stored and as read.
-    Sealed(Arc<Sealed>),
-    /// Raw bytes put there by [`MemoryStore::replace_raw`]; parsed (as JSON) on read.
-    Raw(Vec<u8>),
-}
-
-/// A sealed document with the state it reads back as. Nothing but this store can
-/// change it (raw edits become [`Slot::Raw`]), so reads return the state without
-/// re-verifying it.
-#[derive(Debug)]
-struct Sealed {
-    value: Value,
-    state: ChecklistState,
-}
-
-/// An in-memory [`StateStore`]. Cheap to clone; clones share one store.
+/// An in-memory store. Cheap to clone; clones share one store.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> checklist_core::Result<()> {
 /// use checklist_backends::MemoryStore;
-/// use checklist_core::{ChecklistState, Expectation, StateStore};
+/// use checklist_core::{ChecklistState, DocumentStoreExt, Expectation};
 ///
 /// let store = MemoryStore::new();
 /// let other_handle = store.clone();
-/// store.write(&ChecklistState::new(), Expectation::Absent).await?;
+/// store.commit(&ChecklistState::new(), Expectation::Absent).await?;
 /// assert_eq!(other_handle.read().await?.unwrap().revision, 1);
 /// # Ok(()) }
 /// ```
@@ -59,13 +41,14 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct MemoryInner {
-    location: PathBuf,
-    slot: Mutex<Slot>,
+    info: StoreInfo,
+    /// The document's bytes, as a file backend would hold them on disk.
+    document: Mutex<Option<Vec<u8>>>,
     /// The audit trail; kept whole (memory stores are short-lived, so it never
     /// rotates).
     audit: Mutex<Vec<AuditRecord>>,
-    /// Backups with the sealed document each keeps.
-    backups: Mutex<Vec<(BackupRecord, Arc<Sealed>)>>,
+    /// Backups with the bytes each keeps.
+    backups: Mutex<Vec<(BackupRecord, Vec<u8>)>>,
     /// Archived instances as sealed documents, with their history entries, in
     /// archiving order.
     archive: Mutex<Vec<(HistoryEntry, Value)>>,
@@ -87,11 +70,11 @@ impl MemoryStore {
     }
 
     /// A new, empty store whose location (used in messages) is `location`.
-    pub fn named(location: impl Into<PathBuf>) -> Self {
+    pub fn named(location: impl Into<String>) -> Self {
         Self {
             inner: Arc::new(MemoryInner {
-                location: location.into(),
-                slot: Mutex::new(Slot::Empty),
+                info: StoreInfo::new("memory", location, Capabilities::EPHEMERAL),
+                document: Mutex::new(None),
                 audit: Mutex::new(Vec::new()),
                 backups: Mutex::new(Vec::new()),
                 archive: Mutex::new(Vec::new()),
@@ -100,90 +83,152 @@ impl MemoryStore {
         }
     }
 
-    /// The stored document as pretty JSON bytes (`None` when empty), as a file backend
+    /// The stored document's bytes (`None` when empty): pretty JSON, as a file backend
     /// would hold it on disk. For tests and diagnostics.
     pub fn raw(&self) -> Option<Vec<u8>> {
-        Self::raw_of(&self.slot())
-    }
-
-    fn raw_of(slot: &Slot) -> Option<Vec<u8>> {
-        match slot {
-            Slot::Empty => None,
-            Slot::Sealed(sealed) => serde_json::to_vec_pretty(&sealed.value).ok(),
-            Slot::Raw(bytes) => Some(bytes.clone()),
-        }
+        lock(&self.inner.document).clone()
     }
 
     /// Replaces the stored document with arbitrary bytes, bypassing every check — the
     /// in-memory equivalent of editing the state file by hand. The next read parses
     /// them as JSON and verifies them like any other document.
     pub fn replace_raw(&self, bytes: Vec<u8>) {
-        *self.slot() = Slot::Raw(bytes);
+        *lock(&self.inner.document) = Some(bytes);
     }
 
     /// Deletes the stored document, bypassing every check, leaving its backups, audit
     /// trail, archive and quarantine — the in-memory equivalent of deleting the state
     /// file by hand.
     pub fn remove_raw(&self) {
-        *self.slot() = Slot::Empty;
+        *lock(&self.inner.document) = None;
     }
 
-    fn slot(&self) -> MutexGuard<'_, Slot> {
-        lock(&self.inner.slot)
+    fn location(&self) -> &str {
+        &self.inner.info.location
     }
 
-    fn unseal_raw(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Corrupted {
-            kind: CorruptionKind::ParseError,
-            path: self.inner.location.clone(),
-            detail: e.to_string(),
-        })?;
-        document::unseal(value, &self.inner.location)
-    }
-
-    fn verify(&self, slot: &Slot) -> Result<Option<ChecklistState>> {
-        match slot {
-            Slot::Empty => Ok(None),
-            Slot::Sealed(sealed) => Ok(Some(sealed.state.clone())),
-            Slot::Raw(bytes) => self.unseal_raw(bytes).map(Some),
+    fn not_found(&self, what: &'static str, id: &str) -> Error {
+        Error::NotFound {
+            what,
+            id: id.to_owned(),
+            location: self.location().to_owned(),
         }
+    }
+
+    /// The revision and checksum of `bytes`, verified.
+    fn contents(&self, bytes: &[u8]) -> Result<(u64, String)> {
+        let state = store::verify(&JsonCodec, bytes, self.inner.info.location_path())?;
+        Ok((state.revision, state.checksum.unwrap_or_default()))
+    }
+
+    /// Whether `stored` meets `precondition`, and the revision and checksum it holds.
+    fn check(&self, stored: Option<&[u8]>, precondition: &Precondition) -> Result<Option<(u64, String)>> {
+        match precondition {
+            Precondition::Bytes(expected) => match stored {
+                Some(bytes) if bytes == expected.bytes => {
+                    Ok(Some((expected.revision, expected.checksum.clone())))
+                }
+                other => Err(Error::PreconditionFailed {
+                    path: self.inner.info.location_path().to_owned(),
+                    expected: precondition.to_string(),
+                    found: other
+                        .map_or_else(|| "no state".to_owned(), |b| format!("{} other bytes", b.len())),
+                }),
+            },
+            Precondition::Absent | Precondition::Revision(_) => {
+                let expect = match precondition {
+                    Precondition::Revision(r) => Expectation::Revision(*r),
+                    _ => Expectation::Absent,
+                };
+                let contents = stored.map(|bytes| self.contents(bytes)).transpose()?;
+                let found = contents.as_ref().map(|(revision, _)| *revision);
+                if !expect.is_met_by(found) {
+                    return Err(Error::Conflict {
+                        path: self.inner.info.location_path().to_owned(),
+                        expected: expect,
+                        found,
+                    });
+                }
+                Ok(contents)
+            }
+        }
+    }
+
+    fn backup_record(&self, revision: u64, checksum: String, size: u64, reason: &str) -> BackupRecord {
+        let now = checklist_core::model::now();
+        let id = format!("{revision}-{}", now.format("%Y%m%dT%H%M%S%3fZ"));
+        BackupRecord {
+            file: format!("memory-backup-{id}"),
+            id,
+            revision,
+            checksum,
+            size,
+            created_at: now,
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn keep(&self, record: BackupRecord, bytes: Vec<u8>) {
+        let mut backups = lock(&self.inner.backups);
+        backups.retain(|(b, _)| b.id != record.id);
+        backups.push((record, bytes));
     }
 }
 
 #[async_trait]
-impl StateStore for MemoryStore {
-    fn backend_name(&self) -> &str {
-        "memory"
+impl DocumentStore for MemoryStore {
+    fn info(&self) -> &StoreInfo {
+        &self.inner.info
     }
 
-    fn location(&self) -> &Path {
-        &self.inner.location
+    fn codec(&self) -> &dyn Codec {
+        &JsonCodec
     }
 
-    async fn read(&self) -> Result<Option<ChecklistState>> {
-        let slot = self.slot().clone();
-        self.verify(&slot)
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.raw())
     }
 
-    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
-        let revision = expect.next_revision();
-        let sealed = document::seal(state, revision, &self.inner.location)?;
-        let mut slot = self.slot();
-        let found = match &*slot {
-            Slot::Empty => None,
-            Slot::Sealed(sealed) => Some(sealed.state.revision),
-            raw @ Slot::Raw(_) => self.verify(raw)?.map(|s| s.revision),
+    async fn write(&self, request: WriteRequest) -> Result<WriteReceipt> {
+        let old = {
+            let mut document = lock(&self.inner.document);
+            let replaced = self.check(document.as_deref(), &request.precondition)?;
+            replaced.zip(document.replace(request.document.bytes))
         };
-        if !expect.is_met_by(found) {
-            return Err(Error::Conflict {
-                path: self.inner.location.clone(),
-                expected: expect,
-                found,
-            });
+        let backup = match (&request.keep, old) {
+            (Some(keep), Some(((revision, checksum), old))) => {
+                let record = self.backup_record(revision, checksum, old.len() as u64, &keep.reason);
+                self.keep(record.clone(), old);
+                Some(record)
+            }
+            _ => None,
+        };
+        let mut pruned = Vec::new();
+        if let Some(policy) = request.keep.as_ref().and_then(|k| k.policy.as_deref())
+            && backup.is_some()
+        {
+            let listed = self.list_backups().await?;
+            let ids = policy.to_prune(&listed, checklist_core::model::now());
+            lock(&self.inner.backups).retain(|(b, _)| !ids.contains(&b.id));
+            pruned = ids;
         }
-        Ok(put_sealed(&mut slot, state, sealed))
+        if let Some(record) = &request.audit {
+            lock(&self.inner.audit).push(record.clone());
+        }
+        Ok(WriteReceipt {
+            committed: Committed {
+                revision: request.document.revision,
+                checksum: request.document.checksum,
+            },
+            backup,
+            pruned,
+            unaudited: None,
+        })
     }
+}
 
+#[async_trait]
+impl AuditTrail for MemoryStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         lock(&self.inner.audit).push(record.clone());
         Ok(())
@@ -199,33 +244,17 @@ impl StateStore for MemoryStore {
     async fn rotate_audit(&self) -> Result<bool> {
         Ok(false)
     }
+}
 
+#[async_trait]
+impl BackupStore for MemoryStore {
     async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
-        let sealed = match &*self.slot() {
-            Slot::Empty => return Ok(None),
-            Slot::Sealed(sealed) => Arc::clone(sealed),
-            raw @ Slot::Raw(_) => {
-                let Some(state) = self.verify(raw)? else {
-                    return Ok(None);
-                };
-                let value = document::seal(&state, state.revision, &self.inner.location)?.value;
-                Arc::new(Sealed { value, state })
-            }
+        let Some(bytes) = self.raw() else {
+            return Ok(None);
         };
-        let now = checklist_core::model::now();
-        let id = format!("{}-{}", sealed.state.revision, now.format("%Y%m%dT%H%M%S%3fZ"));
-        let record = BackupRecord {
-            file: format!("memory-backup-{id}"),
-            id,
-            revision: sealed.state.revision,
-            checksum: sealed.state.checksum.clone().unwrap_or_default(),
-            size: serde_json::to_vec(&sealed.value).map_or(0, |b| b.len() as u64),
-            created_at: now,
-            reason: reason.to_owned(),
-        };
-        let mut backups = lock(&self.inner.backups);
-        backups.retain(|(b, _)| b.id != record.id);
-        backups.push((record.clone(), sealed));
+        let (revision, checksum) = self.contents(&bytes)?;
+        let record = self.backup_record(revision, checksum, bytes.len() as u64, reason);
+        self.keep(record.clone(), bytes);
         Ok(Some(record))
     }
 
@@ -236,23 +265,39 @@ impl StateStore for MemoryStore {
         Ok(backups)
     }
 
+    async fn read_backup(&self, id: &str) -> Result<Vec<u8>> {
+        lock(&self.inner.backups)
+            .iter()
+            .find(|(b, _)| b.id == id)
+            .map(|(_, bytes)| bytes.clone())
+            .ok_or_else(|| self.not_found("backup", id))
+    }
+
     async fn delete_backup(&self, id: &str) -> Result<()> {
         let mut backups = lock(&self.inner.backups);
         let before = backups.len();
         backups.retain(|(b, _)| b.id != id);
         if backups.len() == before {
-            return Err(Error::invalid(format!(
-                "there is no backup {id} in {}",
-                self.inner.location.display()
-            )));
+            return Err(self.not_found("backup", id));
         }
         Ok(())
     }
 
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        Err(Error::Unsupported {
+            operation: "rebuilding the backup index (it keeps no index apart from its backups)".to_owned(),
+            backend: "memory".to_owned(),
+            location: self.location().to_owned(),
+        })
+    }
+}
+
+#[async_trait]
+impl ArchiveStore for MemoryStore {
     async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
         let id = &archived.instance.id;
         validate_file_stem("instance id", id)?;
-        let location = self.inner.location.join("archive").join(id);
+        let location = self.inner.info.location_path().join("archive").join(id);
         let sealed = archived.seal(&location)?;
         let entry = archived.history_entry(format!("archive/{id}"), sealed.checksum);
         let mut archive = lock(&self.inner.archive);
@@ -271,66 +316,52 @@ impl StateStore for MemoryStore {
             .iter()
             .find(|(e, _)| e.instance_id == instance_id)
             .map(|(_, value)| value.clone());
-        let location = self.inner.location.join("archive").join(instance_id);
+        let location = self.inner.info.location_path().join("archive").join(instance_id);
         match value {
             Some(value) => ArchivedInstance::unseal(value, &location),
-            None => Err(Error::invalid(format!(
-                "instance {instance_id} is not archived in {}",
-                self.inner.location.display()
-            ))),
+            None => Err(self.not_found("archived instance", instance_id)),
         }
-    }
-
-    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self.raw())
-    }
-
-    fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        self.parse_ignoring_checksum_impl(bytes)
-    }
-
-    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
-        self.quarantine_impl(found, note)
-    }
-
-    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
-        Ok(self.list_quarantine_impl())
-    }
-
-    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
-        self.read_quarantined_impl(id)
-    }
-
-    async fn write_over(
-        &self,
-        found: Option<&[u8]>,
-        state: &ChecklistState,
-        revision: u64,
-    ) -> Result<Committed> {
-        self.write_over_impl(found, state, revision)
-    }
-
-    async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
-        self.read_backup_impl(id)
-    }
-
-    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
-        self.rebuild_backup_index_impl()
     }
 }
 
-/// Stores `state` as `sealed` holds it, and says what was committed.
-fn put_sealed(slot: &mut Slot, state: &ChecklistState, sealed: document::SealedDocument) -> Committed {
-    let mut stored = state.clone();
-    stored.revision = sealed.revision;
-    stored.checksum = Some(sealed.checksum.clone());
-    *slot = Slot::Sealed(Arc::new(Sealed {
-        value: sealed.value,
-        state: stored,
-    }));
-    Committed {
-        revision: sealed.revision,
-        checksum: sealed.checksum,
+#[async_trait]
+impl QuarantineStore for MemoryStore {
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        let stored = self.raw();
+        if stored.as_deref() != Some(found) {
+            return Err(Error::PreconditionFailed {
+                path: self.inner.info.location_path().to_owned(),
+                expected: format!("the {} bytes read before", found.len()),
+                found: stored.map_or_else(|| "no state".to_owned(), |b| format!("{} other bytes", b.len())),
+            });
+        }
+        let now = checklist_core::model::now();
+        let id = new_quarantine_id(now);
+        let record = QuarantineRecord {
+            location: format!("{}/quarantine/{id}", self.location()),
+            id,
+            quarantined_at: now,
+            size: found.len() as u64,
+            sha256: bytes_sha256(found),
+            note: note.clone(),
+        };
+        lock(&self.inner.quarantine).push((record.clone(), found.to_vec()));
+        Ok(record)
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        Ok(lock(&self.inner.quarantine)
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect())
+    }
+
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        lock(&self.inner.quarantine)
+            .iter()
+            .find(|(r, _)| r.id == id)
+            .map(|(_, bytes)| bytes.clone())
+            .ok_or_else(|| self.not_found("quarantined document", id))
     }
 }
 

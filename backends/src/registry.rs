@@ -23,7 +23,6 @@ use checklist_core::config::Durability;
 use checklist_core::{Config, Error, LockProvider, Result, StateStore};
 
 use crate::audit_log::AuditFiles;
-use crate::codec::Codec;
 use crate::config_file::load_config;
 use crate::file_engine::{FileStore, FileStoreOptions, check_store_dir};
 use crate::file_lock::{FileLockProvider, log_event};
@@ -34,6 +33,7 @@ use crate::memory::MemoryStore;
 use crate::state_home::{self, Located};
 use crate::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::yaml_file::YamlCodec;
+use checklist_core::codec::Codec;
 
 /// What a factory gets to open a backend.
 #[derive(Debug)]

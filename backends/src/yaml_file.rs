@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use crate::codec::{Codec, CodecError, utf8};
 use crate::file_engine::FileStore;
+use checklist_core::codec::{Codec, CodecError, utf8};
 
 /// YAML 1.2 through serde-saphyr: safe Rust, alias and depth budgets, duplicate keys
 /// refused, and ambiguous scalars (`yes`, `on`, dates) quoted when written.

@@ -15,8 +15,9 @@ use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator, TxOutcome};
+use checklist_core::prelude::*;
 use checklist_core::{
-    AuditEvent, Error, Expectation, LockProvider, LockRequest, RollingBackups, StateStore, StateStoreExt,
+    AuditEvent, Error, Expectation, LockProvider, LockRequest, RollingBackups, StateStoreExt,
 };
 use common::{FaultCoordinator, add_step, seeded_project, yaml_store};
 
@@ -63,7 +64,9 @@ async fn race_a_writer(
                     let theirs_store = FileStore::open(&dir, YamlCodec, FileStoreOptions::default())?;
                     let mut theirs = state.clone();
                     add_step(&mut theirs, "theirs");
-                    theirs_store.write(&theirs, Expectation::current(&theirs)).await?;
+                    theirs_store
+                        .commit(&theirs, Expectation::current(&theirs))
+                        .await?;
                     match fail_at {
                         Some(at) => faulty.fail_at(at, ErrorKind::PermissionDenied, AfterFault::Recover),
                         None => faulty.heal(),
@@ -160,7 +163,7 @@ async fn a_coordinator_names_its_files_and_keeps_its_options() {
     let tx = retrying(&dir, &FaultyFs::new(Arc::new(RealFs)));
     let state_path = dir.join("state.yaml");
     let lock_path = FileLockProvider::new(&dir).resource().to_owned();
-    assert_eq!(tx.store().location(), state_path);
+    assert_eq!(tx.store().info().location_path(), state_path);
     assert_eq!(tx.locks().resource(), lock_path);
     assert_eq!(tx.options(), &retry_once());
     let debug = format!("{tx:?}");

@@ -15,7 +15,8 @@ use checklist_backends::{
     BackendRegistry, Codec, FileStore, FileStoreOptions, InitOptions, JsonCodec, Layout, OpenOptions,
     YamlCodec, init_project_with_vfs, open_project,
 };
-use checklist_core::{Expectation, StateStore};
+use checklist_core::Expectation;
+use checklist_core::prelude::*;
 use common::{add_step, state_with_steps, temp_files};
 
 async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'static str> {
@@ -24,7 +25,7 @@ async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'
         let dir = tempfile::tempdir().unwrap();
         let setup = FileStore::open(dir.path(), codec.clone(), FileStoreOptions::default()).unwrap();
         setup
-            .write(&state_with_steps(3), Expectation::Absent)
+            .commit(&state_with_steps(3), Expectation::Absent)
             .await
             .unwrap();
         let old = setup.read().await.unwrap().unwrap();
@@ -41,7 +42,7 @@ async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'
         add_step(&mut new, "the-new-step");
 
         faulty.fail_at(n, ErrorKind::StorageFull, after);
-        let result = store.write(&new, Expectation::current(&old)).await;
+        let result = store.commit(&new, Expectation::current(&old)).await;
         if !faulty.fault_injected() {
             result.unwrap();
             assert!(n >= 7, "a save should take several I/O operations, saw {n}");
@@ -85,7 +86,7 @@ async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'
         let current = next.read().await.unwrap().unwrap();
         let mut newer = current.clone();
         add_step(&mut newer, "after-the-fault");
-        next.write(&newer, Expectation::current(&current)).await.unwrap();
+        next.commit(&newer, Expectation::current(&current)).await.unwrap();
         assert_eq!(
             temp_files(dir.path()),
             Vec::<String>::new(),

@@ -23,8 +23,9 @@ use checklist_backends::{
 use checklist_core::config::{DEFAULT_MAX_STATE_BYTES, Durability};
 use checklist_core::lock::LockRequest;
 use checklist_core::model::{InstanceStatus, now};
+use checklist_core::prelude::*;
 use checklist_core::quarantine::QuarantineNote;
-use checklist_core::{CorruptionKind, Error, Expectation, LockProvider, StateStore};
+use checklist_core::{CorruptionKind, Error, Expectation, LockProvider};
 use common::state_with_steps;
 
 /// One hostile input.
@@ -229,7 +230,7 @@ async fn project(backend: &str) -> (tempfile::TempDir, OpenedStore) {
     store.quarantine(&initial, &note).await.unwrap();
     let mut expect = Expectation::Revision(1);
     for steps in 1..GOOD_REVISION as usize {
-        let committed = store.write(&state_with_steps(steps), expect).await.unwrap();
+        let committed = store.commit(&state_with_steps(steps), expect).await.unwrap();
         store.create_backup("before the hostile test").await.unwrap();
         expect = Expectation::Revision(committed.revision);
     }
@@ -273,7 +274,7 @@ impl Document {
     async fn path(self, opened: &OpenedStore) -> PathBuf {
         let layout = &opened.layout;
         match self {
-            Self::State => opened.backend.store.location().to_owned(),
+            Self::State => opened.backend.store.info().location_path().to_owned(),
             Self::Config => layout.config(),
             Self::Lock => layout.lock(),
             Self::BackupManifest => layout.backup_manifest(),
@@ -589,11 +590,11 @@ async fn the_configured_state_size_limit_refuses_larger_states() {
     let small = open_project(root.path(), &registry, &OpenOptions::default()).unwrap();
     assert_eq!(small.config.limits.max_state_bytes, 65536);
     let store = &small.backend.store;
-    let state_path = store.location().to_owned();
+    let state_path = store.info().location_path().to_owned();
     let before = std::fs::read(&state_path).unwrap();
 
     let error = store
-        .write(&state_with_steps(400), Expectation::Revision(GOOD_REVISION))
+        .commit(&state_with_steps(400), Expectation::Revision(GOOD_REVISION))
         .await
         .expect_err("a state over the limit must not be written");
     assert!(matches!(error, Error::TooLarge { limit: 65536, .. }), "{error}");
@@ -603,7 +604,7 @@ async fn the_configured_state_size_limit_refuses_larger_states() {
     let big = opened
         .backend
         .store
-        .write(&state_with_steps(400), Expectation::Revision(GOOD_REVISION))
+        .commit(&state_with_steps(400), Expectation::Revision(GOOD_REVISION))
         .await
         .unwrap();
     assert_eq!(big.revision, GOOD_REVISION + 1);

@@ -1,8 +1,10 @@
-//! `FileStore::replace_migrated`: the original bytes are backed up and the migrated
-//! state written only if the file still holds exactly what was migrated.
+//! Core's migration on the file engine (`migrate::prepare` and `migrate::apply`): the
+//! original bytes are backed up and the migrated state written only if the file still
+//! holds exactly what was migrated.
 
-use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
-use checklist_core::{Error, StateStore, migrate};
+use checklist_backends::{Codec, FileStoreOptions, YamlCodec, YamlFileStore};
+use checklist_core::prelude::*;
+use checklist_core::{Error, migrate};
 
 const OLD: &[u8] = b"schemaVersion: \"0.9.0\"\ncompletedSteps:\n  - {stepId: a, completedAt: \"2025-01-01T00:00:00\", executionTime: 1, result: success}\n";
 
@@ -11,23 +13,19 @@ async fn a_file_changed_after_it_was_read_is_not_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let store = YamlFileStore::open(dir.path(), YamlCodec, FileStoreOptions::default()).unwrap();
     std::fs::write(store.state_path(), OLD).unwrap();
-    let original = store.read_unverified().await.unwrap().unwrap();
-    assert_eq!(original.bytes, OLD);
-    assert_eq!(original.revision, 0);
-    let state = migrate::migrate(&original.document, store.state_path())
-        .unwrap()
-        .into_state(store.state_path())
-        .unwrap();
+    let pending = migrate::prepare(&store).await.unwrap().unwrap();
+    assert_eq!(pending.found.bytes, OLD);
+    assert_eq!(pending.found.revision, 0);
 
     let edited = [OLD, b"# edited meanwhile\n"].concat();
     std::fs::write(store.state_path(), &edited).unwrap();
-    let err = store.replace_migrated(&original, &state).await.unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    let err = migrate::apply(&store, pending.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed { .. }), "{err}");
     assert_eq!(std::fs::read(store.state_path()).unwrap(), edited);
     assert!(store.list_backups().await.unwrap().is_empty());
 
     std::fs::write(store.state_path(), OLD).unwrap();
-    let commit = store.replace_migrated(&original, &state).await.unwrap();
+    let commit = migrate::apply(&store, pending).await.unwrap();
     assert_eq!(commit.committed.revision, 1);
     assert_eq!(commit.backup.revision, 0);
     assert_eq!(commit.backup.reason, "migration");
@@ -47,14 +45,11 @@ async fn a_migration_backup_records_the_checksum_of_its_content() {
     let dir = tempfile::tempdir().unwrap();
     let store = YamlFileStore::open(dir.path(), YamlCodec, FileStoreOptions::default()).unwrap();
     std::fs::write(store.state_path(), TYPESCRIPT).unwrap();
-    let original = store.read_unverified().await.unwrap().unwrap();
-    let content = checklist_core::canonical::document_checksum(&original.document);
-    assert_eq!(original.checksum, content);
-    let state = migrate::migrate(&original.document, store.state_path())
-        .unwrap()
-        .into_state(store.state_path())
-        .unwrap();
-    let commit = store.replace_migrated(&original, &state).await.unwrap();
+    let pending = migrate::prepare(&store).await.unwrap().unwrap();
+    let document = YamlCodec.decode(TYPESCRIPT).unwrap();
+    let content = checklist_core::canonical::document_checksum(&document);
+    assert_eq!(pending.found.checksum, content);
+    let commit = migrate::apply(&store, pending).await.unwrap();
     assert_eq!(commit.backup.checksum, content);
     assert_eq!(store.list_backups().await.unwrap()[0].checksum, content);
 }
@@ -71,12 +66,8 @@ async fn a_migration_backup_of_a_world_readable_file_is_private() {
     let store = YamlFileStore::open(dir.path(), YamlCodec, FileStoreOptions::default()).unwrap();
     std::fs::write(store.state_path(), TYPESCRIPT).unwrap();
     std::fs::set_permissions(store.state_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let original = store.read_unverified().await.unwrap().unwrap();
-    let state = migrate::migrate(&original.document, store.state_path())
-        .unwrap()
-        .into_state(store.state_path())
-        .unwrap();
-    let commit = store.replace_migrated(&original, &state).await.unwrap();
+    let pending = migrate::prepare(&store).await.unwrap().unwrap();
+    let commit = migrate::apply(&store, pending).await.unwrap();
     let backup = dir.path().join(".backup").join(&commit.backup.file);
     assert_eq!(std::fs::read(&backup).unwrap(), TYPESCRIPT);
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;

@@ -9,10 +9,12 @@
 
 use std::path::Path;
 
-use checklist_backends::{FileStore, FileStoreOptions, JsonCodec, MemoryStore, YamlCodec, verify_state_file};
+use checklist_backends::{FileStore, FileStoreOptions, JsonCodec, MemoryStore, YamlCodec};
 use checklist_core::config::Durability;
 use checklist_core::model::{ActiveInstance, CommandResult, CompletedStep, InstanceStatus, StepResult};
-use checklist_core::{ChecklistState, Committed, Expectation, StateStore, document};
+use checklist_core::prelude::*;
+use checklist_core::store::verify_afresh;
+use checklist_core::{ChecklistState, Committed, Expectation, document};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -273,9 +275,15 @@ async fn save_and_load_file<C: checklist_backends::Codec + Clone>(
     state: &ChecklistState,
 ) -> (Committed, Option<ChecklistState>) {
     let writer = FileStore::open(dir, codec.clone(), options()).unwrap();
-    let committed = writer.write(state, Expectation::Absent).await.unwrap();
-    let reader = FileStore::open(dir, codec, options()).unwrap();
-    (committed, reader.read().await.unwrap())
+    let committed = writer.commit(state, Expectation::Absent).await.unwrap();
+    // Decoded afresh: the process remembers the bytes it wrote, and this must parse them.
+    let reader = FileStore::open(dir, codec.clone(), options()).unwrap();
+    let read = reader
+        .read_raw()
+        .await
+        .unwrap()
+        .map(|bytes| verify_afresh(&codec, &bytes, reader.state_path()).unwrap());
+    (committed, read)
 }
 
 fn as_committed(state: &ChecklistState, committed: &Committed) -> ChecklistState {
@@ -308,7 +316,7 @@ proptest! {
         prop_assert_eq!(loaded, Some(as_committed(&state, &committed)), "JSON file store");
 
         let memory = MemoryStore::new();
-        let committed = rt.block_on(memory.write(&state, Expectation::Absent)).unwrap();
+        let committed = rt.block_on(memory.commit(&state, Expectation::Absent)).unwrap();
         let loaded = rt.block_on(memory.read()).unwrap();
         prop_assert_eq!(loaded, Some(as_committed(&state, &committed)), "memory store");
     }
@@ -319,7 +327,7 @@ proptest! {
         let (yaml_dir, json_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (from_yaml, _) = rt.block_on(save_and_load_file(yaml_dir.path(), YamlCodec, &state));
         let (from_json, _) = rt.block_on(save_and_load_file(json_dir.path(), JsonCodec, &state));
-        let from_memory = rt.block_on(MemoryStore::new().write(&state, Expectation::Absent)).unwrap();
+        let from_memory = rt.block_on(MemoryStore::new().commit(&state, Expectation::Absent)).unwrap();
         prop_assert_eq!(&from_yaml, &from_json);
         prop_assert_eq!(&from_yaml, &from_memory);
 
@@ -328,8 +336,8 @@ proptest! {
         let json_path = json_dir.path().join("state.json");
         let yaml_bytes = std::fs::read(&yaml_path).unwrap();
         let json_bytes = std::fs::read(&json_path).unwrap();
-        let from_yaml_bytes = verify_state_file(&YamlCodec, &yaml_bytes, &yaml_path).unwrap();
-        let from_json_bytes = verify_state_file(&JsonCodec, &json_bytes, &json_path).unwrap();
+        let from_yaml_bytes = verify_afresh(&YamlCodec, &yaml_bytes, &yaml_path).unwrap();
+        let from_json_bytes = verify_afresh(&JsonCodec, &json_bytes, &json_path).unwrap();
         prop_assert_eq!(from_yaml_bytes.checksum, Some(from_yaml.checksum));
         prop_assert_eq!(from_json_bytes.checksum, Some(from_json.checksum));
     }

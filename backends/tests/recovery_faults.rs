@@ -18,10 +18,9 @@ use std::sync::Arc;
 use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{FileLockProvider, FileStore, YamlCodec};
+use checklist_core::prelude::*;
 use checklist_core::recovery::RecoverRequest;
-use checklist_core::{
-    AuditEvent, Error, LockProvider, LockRequest, Recovery, RollingBackups, StateStore, StateStoreExt,
-};
+use checklist_core::{AuditEvent, Error, LockProvider, LockRequest, Recovery, RollingBackups, StateStoreExt};
 use common::{add_step, coordinator, seeded_project, temp_files_under, yaml_store};
 
 type FileRecovery = Recovery<FileStore<YamlCodec>, FileLockProvider, RollingBackups>;
@@ -400,7 +399,11 @@ async fn recovery_loop(after: AfterFault) -> std::collections::BTreeSet<&'static
         let newest = newest_backup.as_ref().expect("the project has backups");
         assert_eq!(
             store.read_existing().await.unwrap().completed_steps,
-            store.read_backup(&newest.id).await.unwrap().completed_steps,
+            store
+                .read_verified_backup(&newest.id)
+                .await
+                .unwrap()
+                .completed_steps,
             "after failing {op:?}, the newest backup was not restored"
         );
     }
@@ -439,7 +442,7 @@ async fn a_recovery_names_its_state_and_lock_files() {
     let (_root, dir, _) = project().await;
     let recovery = recovery(&dir, Arc::new(RealFs));
     let state_path = dir.join("state.yaml");
-    assert_eq!(recovery.store().location(), state_path);
+    assert_eq!(recovery.store().info().location_path(), state_path);
     let debug = format!("{recovery:?}");
     let lock_path = FileLockProvider::new(&dir).resource().to_owned();
     for path in [&state_path, &lock_path] {

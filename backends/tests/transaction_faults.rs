@@ -14,7 +14,8 @@ use std::sync::Arc;
 use checklist_backends::fault::{AfterFault, FaultyFs};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileStore, FileStoreOptions, YamlCodec};
-use checklist_core::{AuditEvent, ChecklistState, StateStore, StateStoreExt};
+use checklist_core::prelude::*;
+use checklist_core::{AuditEvent, ChecklistState, StateStoreExt};
 use common::{add_step, coordinator, seeded_project};
 
 fn same_content(a: &ChecklistState, b: &ChecklistState) -> bool {

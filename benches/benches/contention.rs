@@ -49,6 +49,7 @@ use checklist_backends::{
 };
 use checklist_core::lock::Operation;
 use checklist_core::model::{InstanceStart, StepCompletion, StepResult, now};
+use checklist_core::prelude::*;
 use checklist_core::{ChecklistState, Committed, Expectation, LockRequest, Result, StateStoreExt};
 use serde_json::json;
 use tokio::runtime::Runtime;
@@ -288,7 +289,7 @@ async fn change<T>(
     let expect = Expectation::current(&state);
     let value = apply(&mut state)?;
     guard.ensure_held()?;
-    let committed = opened.backend.store.write(&state, expect).await?;
+    let committed = opened.backend.store.commit(&state, expect).await?;
     guard.release()?;
     Ok((value, committed, waited))
 }

@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use checklist_backends::{FileLockProvider, FileStoreOptions, YamlCodec, YamlFileStore};
 use checklist_benches::{bench_root, cli_runtime, state_with_steps};
-use checklist_core::{Expectation, KeepBackup, Recovery, RollingBackups, StateStore, StateStoreExt};
+use checklist_core::prelude::*;
+use checklist_core::{BackupStore, Expectation, KeepBackup, Recovery, RollingBackups, StateStoreExt};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
@@ -42,7 +43,7 @@ fn store_with_steps(rt: &Runtime, root: &Path, name: &str, steps: usize) -> Yaml
     let dir = root.join(name);
     fs::create_dir(&dir).expect("create a store directory");
     let store = YamlFileStore::open(&dir, YamlCodec, FileStoreOptions::default()).expect("open a YAML store");
-    rt.block_on(store.write(&state_with_steps(steps), Expectation::Absent))
+    rt.block_on(store.commit(&state_with_steps(steps), Expectation::Absent))
         .expect("write the first revision");
     store
 }
@@ -50,7 +51,7 @@ fn store_with_steps(rt: &Runtime, root: &Path, name: &str, steps: usize) -> Yaml
 fn keep_three() -> KeepBackup {
     KeepBackup {
         reason: "commit".into(),
-        policy: Arc::new(RollingBackups::keep(3)),
+        policy: Some(Arc::new(RollingBackups::keep(3))),
     }
 }
 
@@ -67,7 +68,7 @@ fn backups(c: &mut Criterion) {
         group.bench_function(format!("write_{steps}"), |b| {
             b.iter(|| {
                 let current = rt.block_on(plain.read_existing()).expect("read");
-                rt.block_on(plain.write(&state, Expectation::current(&current)))
+                rt.block_on(plain.commit(&state, Expectation::current(&current)))
                     .expect("write")
             });
         });
@@ -75,8 +76,12 @@ fn backups(c: &mut Criterion) {
         group.bench_function(format!("write_keeping_backup_{steps}"), |b| {
             b.iter(|| {
                 let current = rt.block_on(backed.read_existing()).expect("read");
-                rt.block_on(backed.write_keeping_backup(&state, Expectation::current(&current), keep_three()))
-                    .expect("write keeping a backup")
+                rt.block_on(backed.commit_keeping_backup(
+                    &state,
+                    Expectation::current(&current),
+                    keep_three(),
+                ))
+                .expect("write keeping a backup")
             });
         });
         group.bench_function(format!("create_copy_{steps}"), |b| {
@@ -104,7 +109,7 @@ fn recovery(c: &mut Criterion) {
     let store = store_with_steps(&rt, root.path(), "corrupt-1000", steps);
     let dir = store.state_path().parent().expect("store directory").to_owned();
     let current = rt.block_on(store.read_existing()).expect("read");
-    rt.block_on(store.write_keeping_backup(&current, Expectation::current(&current), keep_three()))
+    rt.block_on(store.commit_keeping_backup(&current, Expectation::current(&current), keep_three()))
         .expect("a second revision, backing up the first");
     let good = fs::read(store.state_path()).expect("read the state file");
     let mut corrupt = good.clone();

@@ -39,6 +39,7 @@ use checklist_backends::{
     Codec, FileStore, FileStoreOptions, JsonCodec, JsonFileStore, MemoryStore, YamlCodec, YamlFileStore,
 };
 use checklist_core::config::Durability;
+use checklist_core::prelude::*;
 use checklist_core::{ChecklistState, Expectation, StateStore};
 use checklist_core::{canonical, document, schema};
 use criterion::measurement::WallTime;
@@ -153,7 +154,7 @@ fn bench_backend<S: Subject>(c: &mut Criterion, rt: &Runtime, root: &Path) {
         let store = S::create(root, steps);
         let state = state_with_steps(steps);
         let mut revision = rt
-            .block_on(store.write(&state, Expectation::Absent))
+            .block_on(store.commit(&state, Expectation::Absent))
             .expect("write the first revision")
             .revision;
         group.throughput(Throughput::Bytes(store.document_bytes()));
@@ -181,7 +182,7 @@ fn bench_backend<S: Subject>(c: &mut Criterion, rt: &Runtime, root: &Path) {
         group.bench_function(format!("save_{steps}"), |b| {
             b.iter(|| {
                 let committed = rt
-                    .block_on(store.write(&state, Expectation::Revision(revision)))
+                    .block_on(store.commit(&state, Expectation::Revision(revision)))
                     .expect("commit the next revision");
                 revision = committed.revision;
             });

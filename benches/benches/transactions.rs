@@ -76,15 +76,15 @@ use checklist_backends::{
     BackendRegistry, Codec, InProcessLockProvider, InitOptions, MemoryStore, OpenOptions, YamlCodec,
     init_project, open_project,
 };
-use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 use checklist_core::config::Durability;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
 use checklist_core::lock::HeldLock;
 use checklist_core::model::now;
+use checklist_core::prelude::*;
 use checklist_core::{
-    AuditEvent, AuditLog, AuditRecord, BackedUpWrite, BackupPolicy, BackupRecord, ChecklistState, Committed,
-    Expectation, KeepBackup, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result,
-    RollingBackups, StateStore, StateStoreExt, canonical, document, schema, secrets,
+    AuditEvent, AuditLog, AuditRecord, AuditTrail, BackupPolicy, ChecklistState, DocumentStore, Expectation,
+    LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result, RollingBackups, StateStore,
+    StateStoreExt, StoreInfo, WriteReceipt, WriteRequest, canonical, document, schema, secrets,
 };
 use criterion::{Criterion, SamplingMode, Throughput};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -396,7 +396,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Subject for TxSubject<S, L
 fn file_subject(rt: &Runtime, root: &Path, backend: &str, steps: usize) -> Box<dyn Subject> {
     let project = root.join(format!("{backend}-{steps}"));
     let (opened, coordinator) = open_file_project(rt, &project, backend, steps);
-    let state_path = opened.backend.store.location().to_owned();
+    let state_path = opened.backend.store.info().location_path().to_owned();
     Box::new(TxSubject::new(
         rt,
         format!("tx/{backend}_{steps}"),
@@ -427,7 +427,7 @@ fn open_file_project(
         .expect("initialise the store");
     let opened = open_project(project, &registry, &OpenOptions::default()).expect("open the store");
     assert_eq!(opened.config.durability, Durability::Full);
-    assert_eq!(opened.backend.store.backend_name(), backend);
+    assert_eq!(opened.backend.store.info().backend.as_str(), backend);
     let coordinator = cli_coordinator(&opened);
     let seeded = state_with_steps(steps);
     rt.block_on(coordinator.transact("seed", |state| {
@@ -452,7 +452,7 @@ fn cli_coordinator(opened: &checklist_backends::OpenedStore) -> FileCoordinator 
 fn memory_subject(rt: &Runtime, steps: usize) -> Box<dyn Subject> {
     let name = format!("memory:bench-{steps}");
     let store = MemoryStore::named(name.clone());
-    rt.block_on(store.write(&state_with_steps(steps), Expectation::Absent))
+    rt.block_on(store.commit(&state_with_steps(steps), Expectation::Absent))
         .expect("seed the memory store");
     let bytes = store.raw().map_or(0, |raw| raw.len() as u64);
     let coordinator =
@@ -872,14 +872,16 @@ fn record(log: &StageLog, stage: &'static str, elapsed: Duration) {
         .push((stage, elapsed));
 }
 
-/// A store whose every call is timed into a [`StageLog`].
+/// A store whose every call is timed into a [`StageLog`]. Sealing, encoding and
+/// verifying are core's, above the store: they are the part of a stage no store call
+/// covers ("the rest" of the report).
 #[derive(Debug)]
-struct TimedStore<S> {
-    inner: S,
+struct TimedStore {
+    inner: Arc<dyn StateStore>,
     log: StageLog,
 }
 
-impl<S: StateStore> TimedStore<S> {
+impl TimedStore {
     async fn timed<T>(&self, stage: &'static str, call: impl Future<Output = T>) -> T {
         let started = Instant::now();
         let result = call.await;
@@ -888,36 +890,33 @@ impl<S: StateStore> TimedStore<S> {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
-impl<S: StateStore> StateStore for TimedStore<S> {
-    fn backend_name(&self) -> &str {
-        self.inner.backend_name()
+impl DocumentStore for TimedStore {
+    fn info(&self) -> &StoreInfo {
+        self.inner.info()
     }
-    fn location(&self) -> &Path {
-        self.inner.location()
+    fn codec(&self) -> &dyn Codec {
+        self.inner.codec()
     }
-    async fn read(&self) -> Result<Option<ChecklistState>> {
-        self.timed("store.read (verified)", self.inner.read()).await
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        self.timed("store.read_raw", self.inner.read_raw()).await
     }
-    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
-        self.timed(
-            "store.write (seal, encode, CAS, durable replace)",
-            self.inner.write(state, expect),
-        )
-        .await
+    async fn write(&self, request: WriteRequest) -> Result<WriteReceipt> {
+        let stage = match (&request.keep, &request.audit) {
+            (Some(_), _) => {
+                "store.write keeping a backup (CAS, link + index + prune, durable replace, audit)"
+            }
+            (None, Some(_)) => "store.write (CAS, durable replace, audit)",
+            (None, None) => "store.write (CAS, durable replace)",
+        };
+        self.timed(stage, self.inner.write(request)).await
     }
-    async fn write_keeping_backup(
-        &self,
-        state: &ChecklistState,
-        expect: Expectation,
-        keep: KeepBackup,
-    ) -> Result<BackedUpWrite> {
-        self.timed(
-            "store.write keeping a backup (seal, encode, CAS, link + index + prune, durable replace)",
-            self.inner.write_keeping_backup(state, expect, keep),
-        )
-        .await
-    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl AuditTrail for TimedStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         let stage = match record.event {
             AuditEvent::Begin => "audit append: begin (fsync)",
@@ -933,31 +932,9 @@ impl<S: StateStore> StateStore for TimedStore<S> {
         self.timed("audit rotate (size check)", self.inner.rotate_audit())
             .await
     }
-    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
-        self.timed("backup create (link, manifest)", self.inner.create_backup(reason))
-            .await
-    }
-    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
-        self.timed("backup prune: list", self.inner.list_backups()).await
-    }
-    async fn delete_backup(&self, id: &str) -> Result<()> {
-        self.timed(
-            "backup prune: delete (unlink, manifest)",
-            self.inner.delete_backup(id),
-        )
-        .await
-    }
-    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
-        self.timed("archive", self.inner.archive(archived)).await
-    }
-    async fn history(&self) -> Result<Vec<HistoryEntry>> {
-        self.timed("history", self.inner.history()).await
-    }
-    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
-        self.timed("read archived", self.inner.read_archived(instance_id))
-            .await
-    }
 }
+
+checklist_conformance::forward_planes!(TimedStore => inner; BackupStore, ArchiveStore, QuarantineStore);
 
 /// A lock provider whose acquire and release are timed into a [`StageLog`].
 #[derive(Debug)]
@@ -1062,7 +1039,8 @@ fn profile_stages(rt: &Runtime, root: &Path, warm_up: usize, iterations: usize) 
 
     let floor_dir = root.join(format!("stages-floor-{PROFILED_STEPS}"));
     fs::create_dir(&floor_dir).expect("create the stage floor directory");
-    let document = fs::read(opened.backend.store.location()).expect("read the profiled state file");
+    let document =
+        fs::read(opened.backend.store.info().location_path()).expect("read the profiled state file");
     let mut floor = FloorSubject::new(&floor_dir, "profiled", document);
     let mut floor_samples: Vec<Duration> = Vec::new();
 
@@ -1134,7 +1112,7 @@ fn profile_stages(rt: &Runtime, root: &Path, warm_up: usize, iterations: usize) 
     let state = rt
         .block_on(opened.backend.store.read_existing())
         .expect("read the profiled state");
-    let path = opened.backend.store.location().to_owned();
+    let path = opened.backend.store.info().location_path().to_owned();
     let bytes = fs::read(&path).expect("read the profiled state file");
     let sealed = document::seal(&state, state.revision + 1, &path).expect("seal the profiled state");
     let parts: Vec<(&str, Vec<Duration>)> = vec![

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
 use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
-use checklist_core::{ChecklistState, Expectation, StateStore};
+use checklist_core::prelude::*;
+use checklist_core::{ChecklistState, Expectation};
 use tokio::runtime::Runtime;
 
 /// One completed step as every benchmark's states hold them: one command with a few
@@ -135,7 +136,7 @@ pub fn yaml_document(rt: &Runtime, root: &Path, steps: usize) -> Vec<u8> {
     let dir = root.join(format!("yaml-sample-{steps}"));
     fs::create_dir(&dir).expect("create a sample store directory");
     let store = YamlFileStore::open(&dir, YamlCodec, FileStoreOptions::default()).expect("open a YAML store");
-    rt.block_on(store.write(&state_with_steps(steps), Expectation::Absent))
+    rt.block_on(store.commit(&state_with_steps(steps), Expectation::Absent))
         .expect("write the sample state");
     let bytes = fs::read(store.state_path()).expect("read the sample state");
     fs::remove_dir_all(&dir).expect("remove the sample store");

@@ -65,6 +65,9 @@ pub enum Command {
     /// List, take, restore or prune backups of the state.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// List or show the corrupt documents recovery kept (never deleted by checklist).
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// Recover a corrupt state: quarantine it and restore the newest backup that verifies.
     Recover(RecoverArgs),
     /// Accept a deliberate hand edit (schema valid, stale checksum) by writing a fresh checksum.
@@ -115,6 +118,18 @@ pub enum BackupCommand {
     },
     /// Delete the backups the retention policy (config.yaml `backup:`) no longer keeps.
     Prune,
+}
+
+/// `checklist quarantine …`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List the quarantined documents, oldest first, with why each was kept.
+    List,
+    /// Write the quarantined document ID to stdout, byte for byte.
+    Show {
+        /// The document, as `checklist quarantine list` shows it.
+        id: String,
+    },
 }
 
 /// `checklist recover`.
@@ -239,6 +254,9 @@ pub struct ArchiveArgs {
     /// List the archived instances instead of archiving.
     #[arg(long, conflicts_with = "finish_as")]
     pub list: bool,
+    /// Print the archived instance ID (verified) instead of archiving.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["finish_as", "list"])]
+    pub show: Option<String>,
 }
 
 /// `--as`.

@@ -24,6 +24,7 @@ use clap::Parser;
 
 pub mod args;
 mod commands;
+pub mod exit_code;
 pub mod output;
 
 use args::Cli;
@@ -105,7 +106,7 @@ impl App {
                 code
             }
             (Ok(_), Ok(())) => 0,
-            (Err(error), _) => error.exit_code().code(),
+            (Err(error), _) => exit_code::exit_code(&error).code(),
             // stdout went away (a closed pipe): the command itself worked, but its
             // output did not arrive.
             (Ok(_), Err(_)) => 1,

@@ -68,7 +68,7 @@ pub fn print_error(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<()> {
-    writeln!(err, "error: {error}")?;
+    writeln!(err, "error: {}", crate::exit_code::message(error))?;
     if as_json {
         writeln!(
             out,
@@ -84,8 +84,8 @@ pub fn print_error(
 pub fn error_json(error: &Error) -> Value {
     let mut doc = json!({
         "kind": error.kind(),
-        "message": error.to_string(),
-        "exitCode": error.exit_code().code(),
+        "message": crate::exit_code::message(error),
+        "exitCode": crate::exit_code::exit_code(error).code(),
     });
     let details = match error {
         Error::Corrupted { kind, path, detail } => {

@@ -48,6 +48,22 @@ fn archive_moves_a_finished_instance_out_of_the_state_and_indexes_it() {
             listed["instances"][0]["checksum"],
             archived["archived"]["checksum"]
         );
+        // The archived instance reads back verified, and an unknown id says where to look.
+        let shown = json(root, &["archive", "--show", &id]);
+        assert_eq!(
+            shown["archived"]["instance"]["id"],
+            serde_json::Value::from(id.as_str()),
+            "{shown}"
+        );
+        assert_eq!(shown["archived"]["instance"]["status"], "completed", "{shown}");
+        let unknown = checklist(root, &["archive", "--show", "never-archived"]);
+        assert_eq!(code(&unknown), 1, "{}", stderr(&unknown));
+        assert!(
+            stderr(&unknown).contains("never-archived")
+                && stderr(&unknown).contains("checklist archive --list"),
+            "{}",
+            stderr(&unknown)
+        );
 
         // Nothing left to archive; the next instance can start.
         let again = checklist(root, &["archive", "--as", "failed"]);

@@ -226,6 +226,22 @@ fn corrupt_and_verify(backend: &str, file: &str, edit: impl Fn(&mut Vec<u8>), ki
     );
     assert!(said.contains(kind) && said.contains("quarantine"), "{said}");
     assert_eq!(quarantined(root), [bytes.clone()]);
+    // `checklist quarantine` lists it with why, and shows its exact bytes.
+    let listed = json(root, &["quarantine", "list"]);
+    let records = listed["quarantine"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{listed}");
+    assert_eq!(records[0]["note"]["corruptionType"], kind, "{listed}");
+    let id = records[0]["id"].as_str().unwrap();
+    let shown = checklist(root, &["quarantine", "show", id]);
+    assert_eq!(code(&shown), 0, "{}", stderr(&shown));
+    assert_eq!(shown.stdout, bytes);
+    let unknown = checklist(root, &["quarantine", "show", "0-19700101T000000000Z"]);
+    assert_eq!(code(&unknown), 1);
+    assert!(
+        stderr(&unknown).contains("checklist quarantine list"),
+        "{}",
+        stderr(&unknown)
+    );
     // The newest backup is revision 2 (before s1): s1 is lost, and the line says so.
     assert!(said.contains("data loss"), "{said}");
     let status = json(root, &["status"]);

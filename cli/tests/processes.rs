@@ -21,6 +21,7 @@ mod unix {
     use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
     use checklist_core::lock::Operation;
     use checklist_core::model::{StepCompletion, StepResult, now};
+    use checklist_core::prelude::*;
     use checklist_core::{Expectation, LockGuard, LockRequest, StateStore, StateStoreExt};
     use rustix::process::{Pid, Signal, kill_process};
     use serde_json::Value;
@@ -105,7 +106,7 @@ mod unix {
             .unwrap();
         let outcome = match guard.ensure_held() {
             Err(e) => Err(e),
-            Ok(()) => opened.backend.store.write(&state, expect).await.map(|_| ()),
+            Ok(()) => opened.backend.store.commit(&state, expect).await.map(|_| ()),
         };
         match outcome {
             Ok(()) => {
@@ -114,69 +115,39 @@ mod unix {
             }
             Err(e) => {
                 announce(&format!("REFUSED {}", e.kind()));
-                i32::from(e.exit_code().code())
+                i32::from(checklist_cli::exit_code::exit_code(&e).code())
             }
         }
     }
-
-    use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 
     /// A state store whose writes take ten seconds, to catch the real CLI inside a
     /// transaction.
     #[derive(Debug)]
     struct SlowStore(Arc<dyn StateStore>);
 
+    #[deny(clippy::missing_trait_methods)]
     #[async_trait::async_trait]
-    impl StateStore for SlowStore {
-        fn backend_name(&self) -> &str {
-            self.0.backend_name()
+    impl checklist_core::DocumentStore for SlowStore {
+        fn info(&self) -> &checklist_core::StoreInfo {
+            self.0.info()
         }
-        fn location(&self) -> &Path {
-            self.0.location()
+        fn codec(&self) -> &dyn checklist_core::codec::Codec {
+            self.0.codec()
         }
-        async fn read(&self) -> checklist_core::Result<Option<checklist_core::ChecklistState>> {
-            self.0.read().await
+        async fn read_raw(&self) -> checklist_core::Result<Option<Vec<u8>>> {
+            self.0.read_raw().await
         }
         async fn write(
             &self,
-            state: &checklist_core::ChecklistState,
-            expect: Expectation,
-        ) -> checklist_core::Result<checklist_core::Committed> {
+            request: checklist_core::WriteRequest,
+        ) -> checklist_core::Result<checklist_core::WriteReceipt> {
             announce("IN TRANSACTION");
             tokio::time::sleep(Duration::from_secs(10)).await;
-            self.0.write(state, expect).await
-        }
-        async fn append_audit(&self, record: &checklist_core::AuditRecord) -> checklist_core::Result<()> {
-            self.0.append_audit(record).await
-        }
-        async fn read_audit(&self) -> checklist_core::Result<checklist_core::AuditLog> {
-            self.0.read_audit().await
-        }
-        async fn rotate_audit(&self) -> checklist_core::Result<bool> {
-            self.0.rotate_audit().await
-        }
-        async fn create_backup(
-            &self,
-            reason: &str,
-        ) -> checklist_core::Result<Option<checklist_core::BackupRecord>> {
-            self.0.create_backup(reason).await
-        }
-        async fn list_backups(&self) -> checklist_core::Result<Vec<checklist_core::BackupRecord>> {
-            self.0.list_backups().await
-        }
-        async fn delete_backup(&self, id: &str) -> checklist_core::Result<()> {
-            self.0.delete_backup(id).await
-        }
-        async fn archive(&self, archived: &ArchivedInstance) -> checklist_core::Result<HistoryEntry> {
-            self.0.archive(archived).await
-        }
-        async fn history(&self) -> checklist_core::Result<Vec<HistoryEntry>> {
-            self.0.history().await
-        }
-        async fn read_archived(&self, instance_id: &str) -> checklist_core::Result<ArchivedInstance> {
-            self.0.read_archived(instance_id).await
+            self.0.write(request).await
         }
     }
+
+    checklist_conformance::forward_planes!(SlowStore => 0; AuditTrail, BackupStore, ArchiveStore, QuarantineStore);
 
     /// `slow-cli DIR ARGS…`: the real CLI (`App::run_until_signal`) over a YAML backend
     /// whose writes are slow.

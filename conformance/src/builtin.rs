@@ -8,7 +8,7 @@
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let subject = subject_for(BuiltinBackend::Json, dir.path(), Durability::Full).unwrap();
-//! assert_eq!(subject.store.backend_name(), "json");
+//! assert_eq!(subject.store.info().backend.as_str(), "json");
 //! ```
 
 use std::fmt;

@@ -8,6 +8,7 @@ use checklist_core::backup::CommitContext;
 use checklist_core::config::SecretMode;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator, TxStatus};
 use checklist_core::model::{ConflictResolution, StepCompletion, StepResult, now};
+use checklist_core::prelude::*;
 use checklist_core::{
     AuditEvent, BackupPolicy, BackupRecord, ChecklistState, Error, Expectation, LockProvider, LockRequest,
     RollingBackups, StateStore, StateStoreExt,
@@ -35,7 +36,7 @@ fn coordinator(subject: &Subject, adjust: impl FnOnce(&mut CoordinatorOptions)) 
 async fn seeded(subject: &Subject) -> Result<ChecklistState, Failure> {
     step(
         "seeding the store",
-        subject.store.write(&sample_state(2), Expectation::Absent).await,
+        subject.store.commit(&sample_state(2), Expectation::Absent).await,
     )?;
     step("reading the seed", subject.store.read_existing().await)
 }
@@ -329,7 +330,7 @@ pub async fn conflict_rolls_back_and_is_recorded(subject: &Subject) -> CaseResul
             async move {
                 let mut theirs = state.clone();
                 add_step(&mut theirs, "theirs");
-                store.write(&theirs, Expectation::current(&theirs)).await?;
+                store.commit(&theirs, Expectation::current(&theirs)).await?;
                 add_step(&mut state, "ours");
                 Ok((state, ()))
             }
@@ -374,7 +375,7 @@ pub async fn conflict_retry_is_bounded(subject: &Subject) -> CaseResult {
                     if run == 0 {
                         let mut theirs = state.clone();
                         add_step(&mut theirs, "theirs");
-                        store.write(&theirs, Expectation::current(&theirs)).await?;
+                        store.commit(&theirs, Expectation::current(&theirs)).await?;
                     }
                     add_step(&mut state, "ours");
                     Ok((state, ()))
@@ -414,7 +415,7 @@ pub async fn conflict_retry_is_bounded(subject: &Subject) -> CaseResult {
                 let mut theirs = state.clone();
                 let id = format!("theirs-{}", theirs.revision);
                 add_step(&mut theirs, &id);
-                store.write(&theirs, Expectation::current(&theirs)).await?;
+                store.commit(&theirs, Expectation::current(&theirs)).await?;
                 Ok((state, ()))
             }
         })

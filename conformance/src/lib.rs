@@ -50,6 +50,7 @@ use checklist_core::{BackupPolicy, LockInfo, LockProvider, RollingBackups, State
 pub mod backup_policy;
 pub mod builtin;
 pub mod coordinator;
+mod forward;
 pub mod locks;
 pub mod recovery;
 pub mod store;
@@ -79,10 +80,6 @@ pub struct Capabilities {
     /// The lock provider breaks a lock whose holder is gone (the subject must then
     /// offer [`Subject::plant_stale_lock_with`]).
     pub stale_lock_detection: bool,
-    /// The store indexes its backups in a file that can be lost or damaged (the
-    /// subject must then offer [`Subject::backup_index_access`]); without it,
-    /// rebuilding the index must fail clearly.
-    pub backup_index_file: bool,
 }
 
 impl Capabilities {
@@ -95,7 +92,6 @@ impl Capabilities {
     pub fn file_backend() -> Self {
         Self {
             stale_lock_detection: true,
-            backup_index_file: true,
         }
     }
 }
@@ -302,8 +298,9 @@ impl Subject {
         self
     }
 
-    /// Direct access to the backup index file (`.backup/manifest.yaml`), for the case
-    /// that loses it. Needed when `backup_index_file` is declared.
+    /// Direct access to the backup index (`.backup/manifest.yaml` of the file
+    /// backends), for the case that loses it. Needed when the store's capabilities
+    /// declare a [`backup_index`](checklist_core::Capabilities::backup_index).
     pub fn backup_index_access(mut self, index: RawAccess) -> Self {
         self.backup_index = Some(index);
         self
@@ -316,7 +313,8 @@ impl Subject {
     pub fn backup_index(&self) -> Result<&RawAccess, Failure> {
         self.backup_index.as_ref().ok_or_else(|| {
             Failure(
-                "the subject declares backup_index_file but gives no `backup_index_access` to test it".into(),
+                "the store declares a backup index but the subject gives no `backup_index_access` to test it"
+                    .into(),
             )
         })
     }
@@ -550,4 +548,11 @@ pub fn run_case(name: &str, case: impl Future<Output = CaseResult>) {
     if let Err(failure) = runtime.block_on(case) {
         panic!("conformance case {name} failed: {failure}");
     }
+}
+
+/// What the exported macros name, whatever the calling crate calls its dependencies.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use checklist_core as core;
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
 use checklist_core::model::RecoveryMethod;
+use checklist_core::prelude::*;
 use checklist_core::quarantine::bytes_sha256;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::{
-    AuditEvent, BackupPolicy, BackupRecord, ChecklistState, CorruptionKind, Error, ExitCode, Expectation,
-    LockProvider, QuarantineNote, QuarantineRecord, Recovery, RollingBackups, StateStore, StateStoreExt,
+    AuditEvent, BackupPolicy, BackupRecord, ChecklistState, CorruptionKind, Error, Expectation, LockProvider,
+    QuarantineNote, QuarantineRecord, Recovery, RollingBackups, StateStore, StateStoreExt,
 };
 
 use crate::support::{MARKER, add_step, ensure, sample_state, step};
@@ -49,7 +50,7 @@ fn raw_bytes(raw: &RawAccess) -> Result<Vec<u8>, Failure> {
 async fn history(subject: &Subject) -> Result<ChecklistState, Failure> {
     step(
         "writing revision 1",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     let mut options = CoordinatorOptions::default();
     options.lock.timeout_ms = 10_000;
@@ -226,7 +227,7 @@ fn quarantined_by(report: &RecoveryReport) -> Result<&QuarantineRecord, Failure>
     })
 }
 
-/// [`StateStore::read_raw`] returns the stored bytes, valid or not.
+/// [`DocumentStore::read_raw`](checklist_core::DocumentStore::read_raw) returns the stored bytes, valid or not.
 pub async fn read_raw_returns_the_stored_bytes(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     ensure!(
@@ -235,7 +236,7 @@ pub async fn read_raw_returns_the_stored_bytes(subject: &Subject) -> CaseResult 
     );
     step(
         "writing",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     let stored = raw_bytes(raw)?;
     ensure!(
@@ -257,7 +258,7 @@ pub async fn quarantine_keeps_the_exact_bytes(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     step(
         "writing",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     let corrupt = b"{{{ corrupt \xff\x00 bytes".to_vec();
     raw.write(&corrupt).map_err(io("writing corrupt bytes"))?;
@@ -284,7 +285,7 @@ pub async fn quarantine_keeps_the_exact_bytes(subject: &Subject) -> CaseResult {
         "the quarantined bytes differ"
     );
     match subject.store.quarantine(b"other bytes", &note).await {
-        Err(Error::InvalidOperation { .. }) => {}
+        Err(Error::PreconditionFailed { .. }) => {}
         other => {
             return Err(Failure(format!(
                 "quarantining bytes that are not stored: {other:?}"
@@ -292,7 +293,7 @@ pub async fn quarantine_keeps_the_exact_bytes(subject: &Subject) -> CaseResult {
         }
     }
     match subject.store.read_quarantined("../state").await {
-        Err(Error::InvalidOperation { .. }) => {}
+        Err(Error::InvalidOperation { .. } | Error::NotFound { .. }) => {}
         other => {
             return Err(Failure(format!(
                 "a malformed quarantine id was accepted: {other:?}"
@@ -301,9 +302,9 @@ pub async fn quarantine_keeps_the_exact_bytes(subject: &Subject) -> CaseResult {
     }
     let unknown = "0-19700101T000000000Z";
     match subject.store.read_quarantined(unknown).await {
-        Err(Error::InvalidOperation { message }) if message.contains(unknown) => Ok(()),
+        Err(Error::NotFound { id, .. }) if id == unknown => Ok(()),
         other => Err(Failure(format!(
-            "reading a quarantine id that was never listed must be refused naming it, got {other:?}"
+            "reading a quarantine id that was never listed must be refused as not found, got {other:?}"
         ))),
     }
 }
@@ -313,15 +314,15 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     step(
         "writing",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     raw.write(b"{{{ corrupt").map_err(io("writing corrupt bytes"))?;
     match subject
         .store
-        .write_over(Some(b"not these"), &sample_state(2), 7)
+        .replace(Some(b"not these"), &sample_state(2), 7)
         .await
     {
-        Err(Error::InvalidOperation { .. }) => {}
+        Err(Error::PreconditionFailed { .. }) => {}
         other => return Err(Failure(format!("write_over over other bytes: {other:?}"))),
     }
     ensure!(
@@ -330,7 +331,7 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
     );
     let mut invalid = sample_state(1);
     invalid.completed_steps[0].step_id = String::new();
-    match subject.store.write_over(Some(b"{{{ corrupt"), &invalid, 7).await {
+    match subject.store.replace(Some(b"{{{ corrupt"), &invalid, 7).await {
         Err(Error::SchemaInvalid { .. }) => {}
         other => return Err(Failure(format!("write_over of an invalid state: {other:?}"))),
     }
@@ -342,7 +343,7 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
         "writing over",
         subject
             .store
-            .write_over(Some(b"{{{ corrupt"), &sample_state(2), 7)
+            .replace(Some(b"{{{ corrupt"), &sample_state(2), 7)
             .await,
     )?;
     let read = step("reading", subject.reopen()?.read_existing().await)?;
@@ -353,8 +354,8 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
     );
     // `None` is the precondition "no document at all": refused while there is one…
     let before = raw_bytes(raw)?;
-    match subject.store.write_over(None, &sample_state(3), 9).await {
-        Err(Error::InvalidOperation { .. }) => {}
+    match subject.store.replace(None, &sample_state(3), 9).await {
+        Err(Error::Conflict { .. } | Error::PreconditionFailed { .. }) => {}
         other => {
             return Err(Failure(format!(
                 "write_over(None) over a stored document: {other:?}"
@@ -369,7 +370,7 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
     raw.remove().map_err(io("deleting the document"))?;
     let committed = step(
         "writing over nothing",
-        subject.store.write_over(None, &sample_state(3), 9).await,
+        subject.store.replace(None, &sample_state(3), 9).await,
     )?;
     let read = step("reading", subject.reopen()?.read_existing().await)?;
     ensure!(
@@ -385,7 +386,10 @@ pub async fn write_over_needs_the_exact_bytes(subject: &Subject) -> CaseResult {
 pub async fn read_backup_verifies(subject: &Subject) -> CaseResult {
     history(subject).await?;
     for backup in step("listing", subject.store.list_backups().await)? {
-        let state = step("reading a backup", subject.store.read_backup(&backup.id).await)?;
+        let state = step(
+            "reading a backup",
+            subject.store.read_verified_backup(&backup.id).await,
+        )?;
         ensure!(
             state.revision == backup.revision && state.checksum.as_deref() == Some(backup.checksum.as_str()),
             "backup {} reads as revision {} ({:?})",
@@ -395,8 +399,8 @@ pub async fn read_backup_verifies(subject: &Subject) -> CaseResult {
         );
     }
     for bad in ["no-such-backup", "../state.yaml", "a/b", ""] {
-        match subject.store.read_backup(bad).await {
-            Err(Error::InvalidOperation { .. }) => {}
+        match subject.store.read_verified_backup(bad).await {
+            Err(Error::NotFound { .. }) => {}
             other => return Err(Failure(format!("read_backup({bad:?}) gave {other:?}"))),
         }
     }
@@ -410,9 +414,9 @@ pub async fn backup_index_is_rebuilt_after_deletion(subject: &Subject) -> CaseRe
     history(subject).await?;
     let listed = step("listing", subject.store.list_backups().await)?;
     ensure!(listed.len() == 3, "{} backups after three commits", listed.len());
-    if !subject.capabilities.backup_index_file {
+    if !subject.store.info().capabilities.backup_index {
         return match subject.store.rebuild_backup_index().await {
-            Err(Error::InvalidOperation { message }) if message.contains("nothing to rebuild") => {
+            Err(Error::Unsupported { .. }) => {
                 ensure!(
                     step("listing", subject.store.list_backups().await)? == listed,
                     "a refused rebuild changed the backups"
@@ -477,7 +481,7 @@ fn identities(backups: &[checklist_core::BackupRecord]) -> Vec<(String, String, 
 pub async fn rotation_keeps_exactly_n(subject: &Subject) -> CaseResult {
     step(
         "writing",
-        subject.store.write(&sample_state(0), Expectation::Absent).await,
+        subject.store.commit(&sample_state(0), Expectation::Absent).await,
     )?;
     let mut options = CoordinatorOptions::default();
     options.lock.timeout_ms = 10_000;
@@ -614,7 +618,7 @@ pub async fn recovery_without_a_lost_revision_has_no_data_loss(subject: &Subject
     // A writer that read the old revision must still conflict.
     match subject
         .store
-        .write(&last, Expectation::Revision(last.revision))
+        .commit(&last, Expectation::Revision(last.revision))
         .await
     {
         Err(Error::Conflict { .. }) => Ok(()),
@@ -732,7 +736,7 @@ pub async fn concurrent_loads_recover_once(subject: &Subject) -> CaseResult {
 /// quarantined (there are no bytes to keep) and a `recovery` audit record.
 pub async fn missing_state_is_recovered(subject: &Subject) -> CaseResult {
     let last = history(subject).await?;
-    let location = subject.store.location().to_owned();
+    let location = subject.store.info().location_path().to_owned();
     subject.raw()?.remove().map_err(io("deleting the state"))?;
     match subject.store.read_existing().await {
         Err(Error::StateMissing { path, .. }) if path == location => {}
@@ -841,7 +845,7 @@ pub async fn missing_state_restores_and_resets_above_every_committed_revision(
 /// load all fail with `NotInitialized` naming the store, and create nothing.
 pub async fn recovery_of_an_uninitialized_store_says_so(subject: &Subject) -> CaseResult {
     let recovery = recovery(subject);
-    let location = subject.store.location().to_owned();
+    let location = subject.store.info().location_path().to_owned();
     let results = [
         (
             "recover",
@@ -888,17 +892,12 @@ pub async fn no_valid_backup_is_a_clear_error_and_nothing_changes(subject: &Subj
     let raw = subject.raw()?;
     step(
         "writing",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     raw.write(b"{{{").map_err(io("corrupting"))?;
     match recovery(subject).load().await {
         Err(error @ Error::Unrecovered { .. }) => {
             let message = error.to_string();
-            ensure!(
-                error.exit_code() == ExitCode::Corrupted,
-                "exit code {:?}",
-                error.exit_code()
-            );
             ensure!(
                 message.contains("checklist recover --reset") && message.contains("no backups"),
                 "the error does not say what to do: {message}"
@@ -923,7 +922,7 @@ pub async fn reset_records_data_loss(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     step(
         "writing",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     raw.write(b"").map_err(io("emptying"))?;
     let report = step(
@@ -1026,7 +1025,7 @@ pub async fn explicit_restore_is_audited(subject: &Subject) -> CaseResult {
     );
     ensure_audited(subject, AuditEvent::Restore, report.revision).await?;
     match recovery(subject).restore("../../etc/passwd").await {
-        Err(Error::InvalidOperation { .. }) => Ok(()),
+        Err(Error::InvalidOperation { .. } | Error::NotFound { .. }) => Ok(()),
         other => Err(Failure(format!("a malformed backup id was accepted: {other:?}"))),
     }
 }
@@ -1043,7 +1042,7 @@ pub async fn restore_over_a_corrupt_state_quarantines_it(subject: &Subject) -> C
     raw.write(&corrupt).map_err(io("writing the corrupt bytes"))?;
 
     match recovery(subject).restore("0-19700101T000000000Z").await {
-        Err(Error::InvalidOperation { message }) if message.contains("backup list") => {}
+        Err(Error::NotFound { what: "backup", .. }) => {}
         other => {
             return Err(Failure(format!(
                 "an unknown backup id was not refused: {other:?}"
@@ -1154,7 +1153,7 @@ pub async fn reseal_refuses_a_schema_violation(subject: &Subject) -> CaseResult 
                 ..
             },
         ) => ensure!(
-            error.exit_code() == ExitCode::Corrupted && error.to_string().contains("reseal only accepts"),
+            error.to_string().contains("reseal only accepts"),
             "unclear refusal: {error}"
         ),
         other => return Err(Failure(format!("reseal of a schema violation gave {other:?}"))),

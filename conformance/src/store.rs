@@ -5,6 +5,7 @@ use std::sync::Arc;
 use checklist_core::ChecklistState;
 use checklist_core::archive::ArchivedInstance;
 use checklist_core::model::InstanceStatus;
+use checklist_core::prelude::*;
 use checklist_core::{
     AuditEvent, AuditRecord, CorruptionKind, Error, Expectation, KeepBackup, RollingBackups, StateStore,
     StateStoreExt,
@@ -49,7 +50,7 @@ pub async fn read_of_empty_store_is_absent(subject: &Subject) -> CaseResult {
 pub async fn first_write_creates_revision_1(subject: &Subject) -> CaseResult {
     let committed = step(
         "the first write",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     ensure!(
         committed.revision == 1,
@@ -72,7 +73,7 @@ pub async fn first_write_creates_revision_1(subject: &Subject) -> CaseResult {
 /// the write returned; unknown fields survive.
 pub async fn write_then_read_round_trips(subject: &Subject) -> CaseResult {
     let state = sample_state(3);
-    let committed = step("writing", subject.store.write(&state, Expectation::Absent).await)?;
+    let committed = step("writing", subject.store.commit(&state, Expectation::Absent).await)?;
     let read = step("reading back", subject.store.read().await)?
         .ok_or_else(|| Failure("the state written is gone".into()))?;
     let mut expected = state;
@@ -98,7 +99,7 @@ pub async fn revision_increases_by_one_per_write(subject: &Subject) -> CaseResul
     let mut expect = Expectation::Absent;
     for i in 1..=5u64 {
         add_step(&mut state, &format!("s{i}"));
-        let committed = step("a write", subject.store.write(&state, expect).await)?;
+        let committed = step("a write", subject.store.commit(&state, expect).await)?;
         ensure!(
             committed.revision == i,
             "write {i} committed revision {}",
@@ -117,11 +118,11 @@ pub async fn revision_increases_by_one_per_write(subject: &Subject) -> CaseResul
 pub async fn absent_expectation_conflicts_when_state_exists(subject: &Subject) -> CaseResult {
     step(
         "the first write",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     let before = step("reading", subject.store.read().await)?;
     expect_conflict(
-        subject.store.write(&sample_state(2), Expectation::Absent).await,
+        subject.store.commit(&sample_state(2), Expectation::Absent).await,
         Some(1),
     )?;
     let after = step("reading", subject.store.read().await)?;
@@ -132,16 +133,16 @@ pub async fn absent_expectation_conflicts_when_state_exists(subject: &Subject) -
 /// Expecting an older revision is a conflict that changes nothing.
 pub async fn stale_revision_conflicts(subject: &Subject) -> CaseResult {
     let mut state = sample_state(1);
-    step("write 1", subject.store.write(&state, Expectation::Absent).await)?;
+    step("write 1", subject.store.commit(&state, Expectation::Absent).await)?;
     add_step(&mut state, "second");
     step(
         "write 2",
-        subject.store.write(&state, Expectation::Revision(1)).await,
+        subject.store.commit(&state, Expectation::Revision(1)).await,
     )?;
     let before = step("reading", subject.store.read().await)?;
     add_step(&mut state, "lost-update");
     expect_conflict(
-        subject.store.write(&state, Expectation::Revision(1)).await,
+        subject.store.commit(&state, Expectation::Revision(1)).await,
         Some(2),
     )?;
     let after = step("reading", subject.store.read().await)?;
@@ -153,12 +154,12 @@ pub async fn stale_revision_conflicts(subject: &Subject) -> CaseResult {
 pub async fn future_revision_conflicts(subject: &Subject) -> CaseResult {
     step(
         "write 1",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     expect_conflict(
         subject
             .store
-            .write(&sample_state(2), Expectation::Revision(5))
+            .commit(&sample_state(2), Expectation::Revision(5))
             .await,
         Some(1),
     )?;
@@ -174,7 +175,7 @@ pub async fn revision_expectation_on_an_empty_store_conflicts(subject: &Subject)
     expect_conflict(
         subject
             .store
-            .write(&sample_state(1), Expectation::Revision(1))
+            .commit(&sample_state(1), Expectation::Revision(1))
             .await,
         None,
     )?;
@@ -188,14 +189,14 @@ pub async fn revision_expectation_on_an_empty_store_conflicts(subject: &Subject)
 /// Of many writers racing with the same expectation, exactly one commits.
 pub async fn concurrent_writers_with_the_same_expectation_exactly_one_wins(subject: &Subject) -> CaseResult {
     let base = sample_state(1);
-    step("write 1", subject.store.write(&base, Expectation::Absent).await)?;
+    step("write 1", subject.store.commit(&base, Expectation::Absent).await)?;
     let mut tasks = Vec::new();
     for i in 0..16 {
         let store = Arc::clone(&subject.store);
         let mut state = base.clone();
         add_step(&mut state, &format!("racer-{i}"));
         tasks.push(tokio::spawn(async move {
-            store.write(&state, Expectation::Revision(1)).await
+            store.commit(&state, Expectation::Revision(1)).await
         }));
     }
     let (mut won, mut conflicts) = (0, 0);
@@ -239,7 +240,7 @@ pub async fn caller_revision_and_checksum_are_ignored(subject: &Subject) -> Case
     let mut state = sample_state(1);
     state.revision = 999;
     state.checksum = Some("sha256:not-a-checksum".into());
-    let committed = step("writing", subject.store.write(&state, Expectation::Absent).await)?;
+    let committed = step("writing", subject.store.commit(&state, Expectation::Absent).await)?;
     ensure!(
         committed.revision == 1,
         "the store kept the caller's revision: {}",
@@ -258,13 +259,13 @@ pub async fn caller_revision_and_checksum_are_ignored(subject: &Subject) -> Case
 /// A document that breaks the schema is refused before anything is written.
 pub async fn invalid_document_is_refused_and_nothing_changes(subject: &Subject) -> CaseResult {
     let good = sample_state(1);
-    step("write 1", subject.store.write(&good, Expectation::Absent).await)?;
+    step("write 1", subject.store.commit(&good, Expectation::Absent).await)?;
     let before = step("reading", subject.store.read().await)?;
     let mut bad = good.clone();
     if let Some(first) = bad.completed_steps.first_mut() {
         first.step_id = String::new();
     }
-    match subject.store.write(&bad, Expectation::Revision(1)).await {
+    match subject.store.commit(&bad, Expectation::Revision(1)).await {
         Err(Error::SchemaInvalid { field_path, .. }) => ensure!(
             field_path == "/completedSteps/0/stepId",
             "the schema error names {field_path}, not /completedSteps/0/stepId"
@@ -287,7 +288,7 @@ pub async fn checksum_is_verified_on_read(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     step(
         "writing",
-        subject.store.write(&sample_state(2), Expectation::Absent).await,
+        subject.store.commit(&sample_state(2), Expectation::Absent).await,
     )?;
     let bytes = raw
         .read()
@@ -323,7 +324,7 @@ pub async fn unparseable_bytes_are_a_parse_error(subject: &Subject) -> CaseResul
     let raw = subject.raw()?;
     step(
         "writing",
-        subject.store.write(&sample_state(1), Expectation::Absent).await,
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
     raw.write(b"{{{ not a document")
         .map_err(|e| Failure(format!("writing the raw bytes: {e}")))?;
@@ -356,7 +357,7 @@ pub async fn unparseable_bytes_are_a_parse_error(subject: &Subject) -> CaseResul
     }
     match subject
         .store
-        .write(&sample_state(2), Expectation::Revision(1))
+        .commit(&sample_state(2), Expectation::Revision(1))
         .await
     {
         Err(Error::Corrupted { .. }) => {}
@@ -379,15 +380,15 @@ pub async fn unparseable_bytes_are_a_parse_error(subject: &Subject) -> CaseResul
 pub async fn failed_write_leaves_the_previous_state(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     let state = sample_state(2);
-    step("writing", subject.store.write(&state, Expectation::Absent).await)?;
+    step("writing", subject.store.commit(&state, Expectation::Absent).await)?;
     let bytes_before = raw.read().map_err(|e| Failure(e.to_string()))?;
     let read_before = step("reading", subject.store.read().await)?;
     let mut invalid = state.clone();
     invalid.schema_version = "not a version".into();
     let refused = [
-        subject.store.write(&state, Expectation::Absent).await,
-        subject.store.write(&state, Expectation::Revision(7)).await,
-        subject.store.write(&invalid, Expectation::Revision(1)).await,
+        subject.store.commit(&state, Expectation::Absent).await,
+        subject.store.commit(&state, Expectation::Revision(7)).await,
+        subject.store.commit(&invalid, Expectation::Revision(1)).await,
     ];
     for (i, result) in refused.iter().enumerate() {
         ensure!(result.is_err(), "refused write {i} was committed");
@@ -410,7 +411,7 @@ pub async fn failed_write_leaves_the_previous_state(subject: &Subject) -> CaseRe
 pub async fn readers_never_see_a_torn_write(subject: &Subject) -> CaseResult {
     let reader_store = subject.reopen()?;
     let mut state = sample_state(40);
-    step("write 1", subject.store.write(&state, Expectation::Absent).await)?;
+    step("write 1", subject.store.commit(&state, Expectation::Absent).await)?;
     let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let reader = {
         let writing = Arc::clone(&writing);
@@ -440,7 +441,10 @@ pub async fn readers_never_see_a_torn_write(subject: &Subject) -> CaseResult {
     let mut expect = Expectation::Revision(1);
     for i in 0..40 {
         add_step(&mut state, &format!("while-reading-{i}"));
-        let committed = step("a write while reading", subject.store.write(&state, expect).await);
+        let committed = step(
+            "a write while reading",
+            subject.store.commit(&state, expect).await,
+        );
         if committed.is_err() {
             writing.store(false, std::sync::atomic::Ordering::SeqCst);
         }
@@ -465,7 +469,7 @@ pub async fn a_second_handle_sees_every_commit(subject: &Subject) -> CaseResult 
     let mut state = sample_state(1);
     step(
         "write through the first handle",
-        subject.store.write(&state, Expectation::Absent).await,
+        subject.store.commit(&state, Expectation::Absent).await,
     )?;
     ensure!(
         read_revision(&*other).await? == Some(1),
@@ -474,14 +478,14 @@ pub async fn a_second_handle_sees_every_commit(subject: &Subject) -> CaseResult 
     add_step(&mut state, "via-second");
     step(
         "write through the second handle",
-        other.write(&state, Expectation::Revision(1)).await,
+        other.commit(&state, Expectation::Revision(1)).await,
     )?;
     ensure!(
         read_revision(&*subject.store).await? == Some(2),
         "the first handle does not see revision 2"
     );
     expect_conflict(
-        subject.store.write(&state, Expectation::Revision(1)).await,
+        subject.store.commit(&state, Expectation::Revision(1)).await,
         Some(2),
     )
 }
@@ -614,7 +618,7 @@ pub async fn backup_keeps_the_current_state(subject: &Subject) -> CaseResult {
     )?;
     ensure!(none.is_none(), "an empty store produced a backup");
     let mut state = sample_state(1);
-    let first = step("write 1", subject.store.write(&state, Expectation::Absent).await)?;
+    let first = step("write 1", subject.store.commit(&state, Expectation::Absent).await)?;
     let backup = step("backing up", subject.store.create_backup("manual").await)?
         .ok_or_else(|| Failure("no backup of an existing state".into()))?;
     ensure!(
@@ -634,7 +638,7 @@ pub async fn backup_keeps_the_current_state(subject: &Subject) -> CaseResult {
     add_step(&mut state, "later");
     step(
         "write 2",
-        subject.store.write(&state, Expectation::Revision(1)).await,
+        subject.store.commit(&state, Expectation::Revision(1)).await,
     )?;
     let listed = step("listing", subject.store.list_backups().await)?;
     ensure!(listed == [backup.clone()], "listed backups: {listed:?}");
@@ -644,7 +648,7 @@ pub async fn backup_keeps_the_current_state(subject: &Subject) -> CaseResult {
         "a deleted backup is still listed"
     );
     match subject.store.delete_backup(&backup.id).await {
-        Err(Error::InvalidOperation { .. }) => Ok(()),
+        Err(Error::NotFound { .. }) => Ok(()),
         other => Err(Failure(format!(
             "deleting an unknown backup should be refused, got {other:?}"
         ))),
@@ -657,14 +661,14 @@ pub async fn backup_keeps_the_current_state(subject: &Subject) -> CaseResult {
 pub async fn write_keeping_backup_keeps_the_replaced_revision(subject: &Subject) -> CaseResult {
     let keep = || KeepBackup {
         reason: "commit".into(),
-        policy: Arc::new(RollingBackups::keep(10)),
+        policy: Some(Arc::new(RollingBackups::keep(10))),
     };
     let mut state = sample_state(1);
     let first = step(
         "write 1 keeping a backup",
         subject
             .store
-            .write_keeping_backup(&state, Expectation::Absent, keep())
+            .commit_keeping_backup(&state, Expectation::Absent, keep())
             .await,
     )?;
     ensure!(
@@ -678,7 +682,7 @@ pub async fn write_keeping_backup_keeps_the_replaced_revision(subject: &Subject)
         "write 2 keeping a backup",
         subject
             .store
-            .write_keeping_backup(&state, Expectation::Revision(1), keep())
+            .commit_keeping_backup(&state, Expectation::Revision(1), keep())
             .await,
     )?;
     let backup = second
@@ -710,7 +714,7 @@ pub async fn write_keeping_backup_keeps_the_replaced_revision(subject: &Subject)
     add_step(&mut state, "conflicting");
     match subject
         .store
-        .write_keeping_backup(&state, Expectation::Revision(1), keep())
+        .commit_keeping_backup(&state, Expectation::Revision(1), keep())
         .await
     {
         Err(Error::Conflict { found: Some(2), .. }) => {}
@@ -739,10 +743,10 @@ pub async fn write_keeping_backup_keeps_the_replaced_revision(subject: &Subject)
 pub async fn write_keeping_backup_prunes_by_the_policy(subject: &Subject) -> CaseResult {
     let keep = || KeepBackup {
         reason: "commit".into(),
-        policy: Arc::new(RollingBackups::keep(3)),
+        policy: Some(Arc::new(RollingBackups::keep(3))),
     };
     let mut state = sample_state(1);
-    step("write 1", subject.store.write(&state, Expectation::Absent).await)?;
+    step("write 1", subject.store.commit(&state, Expectation::Absent).await)?;
     let mut pruned_in_all = Vec::new();
     for revision in 1..=6u64 {
         add_step(&mut state, &format!("step after {revision}"));
@@ -750,7 +754,7 @@ pub async fn write_keeping_backup_prunes_by_the_policy(subject: &Subject) -> Cas
             "writing keeping a backup",
             subject
                 .store
-                .write_keeping_backup(&state, Expectation::Revision(revision), keep())
+                .commit_keeping_backup(&state, Expectation::Revision(revision), keep())
                 .await,
         )?;
         pruned_in_all.extend(done.pruned);
@@ -833,7 +837,15 @@ pub async fn archive_round_trips_and_indexes_once_per_instance(subject: &Subject
 /// Reading an instance that was never archived, or an id that cannot be a file name,
 /// is refused; so is archiving an instance whose id cannot be a file name.
 pub async fn unknown_or_unsafe_archive_ids_are_refused(subject: &Subject) -> CaseResult {
-    for id in ["never-archived", "../state", "a/b", ".hidden", ""] {
+    match subject.store.read_archived("never-archived").await {
+        Err(Error::NotFound { .. }) => {}
+        other => {
+            return Err(Failure(format!(
+                "reading an instance never archived should be refused as not found, got {other:?}"
+            )));
+        }
+    }
+    for id in ["../state", "a/b", ".hidden", ""] {
         match subject.store.read_archived(id).await {
             Err(Error::InvalidOperation { .. }) => {}
             other => {

@@ -5,78 +5,173 @@
 //! file engine's fault injection fails the Nth file-system operation, which cannot say
 //! "the audit append of the *commit* record, after the write succeeded"), and the
 //! conformance cases check what the store leaves behind, not which calls the
-//! coordinator made. A mocked [`StateStore`] fails one chosen call and lets the test
+//! coordinator made. A mocked store fails one chosen call and lets the test
 //! assert the coordinator's exact calls, in order, with `times`. The lock provider
 //! and backup policy are the real ones.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use checklist_backends::InProcessLockProvider;
+use checklist_backends::{InProcessLockProvider, YamlCodec};
 use checklist_core::archive::{ArchivedInstance, HistoryEntry};
+use checklist_core::backup::BackupIndexRebuild;
+use checklist_core::codec::Codec;
 use checklist_core::coordinator::TransactionCoordinator;
 use checklist_core::model::{InstanceStart, now};
+use checklist_core::store::Capabilities;
 use checklist_core::{
-    AuditEvent, AuditLog, AuditRecord, BackedUpWrite, BackupRecord, ChecklistState, Committed, Error,
-    KeepBackup, LockProvider, LockRequest, Result, RollingBackups, StateStore,
+    ArchiveStore, AuditEvent, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, ChecklistState,
+    Committed, DocumentStore, Error, LockProvider, LockRequest, Precondition, QuarantineNote,
+    QuarantineRecord, QuarantineStore, Result, RollingBackups, StoreInfo, WriteReceipt, WriteRequest,
+    document,
 };
-use mockall::{Sequence, mock};
+use mockall::{Sequence, automock};
 
-// Renamed: inside `mock!`, `Expectation` is mockall's own type.
-use checklist_core::Expectation as Expect;
+/// Every store call, mocked; [`Store`] answers the planes with it.
+#[automock]
+trait Calls {
+    fn read_raw(&self) -> Result<Option<Vec<u8>>>;
+    fn write(&self, request: &WriteRequest) -> Result<WriteReceipt>;
+    fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+    fn read_audit(&self) -> Result<AuditLog>;
+    fn rotate_audit(&self) -> Result<bool>;
+    fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>>;
+    fn list_backups(&self) -> Result<Vec<BackupRecord>>;
+    fn read_backup(&self, id: &str) -> Result<Vec<u8>>;
+    fn delete_backup(&self, id: &str) -> Result<()>;
+    fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild>;
+    fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry>;
+    fn history(&self) -> Result<Vec<HistoryEntry>>;
+    fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance>;
+    fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord>;
+    fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>>;
+    fn read_quarantined(&self, id: &str) -> Result<Vec<u8>>;
+}
 
-mock! {
-    #[derive(Debug)]
-    pub Store {}
+/// A store whose every call goes to its mock; the info and codec are real.
+#[derive(Debug)]
+struct Store {
+    calls: MockCalls,
+    info: StoreInfo,
+}
 
-    // Only the required methods: the recovery methods keep their default (refusing)
-    // implementations, which the coordinator never calls.
-    #[async_trait]
-    impl StateStore for Store {
-        fn backend_name(&self) -> &str;
-        fn location(&self) -> &Path;
-        async fn read(&self) -> Result<Option<ChecklistState>>;
-        async fn write(&self, state: &ChecklistState, expect: Expect) -> Result<Committed>;
-        async fn write_keeping_backup(
-            &self,
-            state: &ChecklistState,
-            expect: Expect,
-            keep: KeepBackup,
-        ) -> Result<BackedUpWrite>;
-        async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
-        async fn read_audit(&self) -> Result<AuditLog>;
-        async fn rotate_audit(&self) -> Result<bool>;
-        async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>>;
-        async fn list_backups(&self) -> Result<Vec<BackupRecord>>;
-        async fn delete_backup(&self, id: &str) -> Result<()>;
-        async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry>;
-        async fn history(&self) -> Result<Vec<HistoryEntry>>;
-        async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance>;
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl DocumentStore for Store {
+    fn info(&self) -> &StoreInfo {
+        &self.info
+    }
+    fn codec(&self) -> &dyn Codec {
+        &YamlCodec
+    }
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        self.calls.read_raw()
+    }
+    async fn write(&self, request: WriteRequest) -> Result<WriteReceipt> {
+        self.calls.write(&request)
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl AuditTrail for Store {
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        self.calls.append_audit(record)
+    }
+    async fn read_audit(&self) -> Result<AuditLog> {
+        self.calls.read_audit()
+    }
+    async fn rotate_audit(&self) -> Result<bool> {
+        self.calls.rotate_audit()
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl BackupStore for Store {
+    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+        self.calls.create_backup(reason)
+    }
+    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
+        self.calls.list_backups()
+    }
+    async fn read_backup(&self, id: &str) -> Result<Vec<u8>> {
+        self.calls.read_backup(id)
+    }
+    async fn delete_backup(&self, id: &str) -> Result<()> {
+        self.calls.delete_backup(id)
+    }
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        self.calls.rebuild_backup_index()
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl ArchiveStore for Store {
+    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
+        self.calls.archive(archived)
+    }
+    async fn history(&self) -> Result<Vec<HistoryEntry>> {
+        self.calls.history()
+    }
+    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
+        self.calls.read_archived(instance_id)
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl QuarantineStore for Store {
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        self.calls.quarantine(found, note)
+    }
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        self.calls.list_quarantine()
+    }
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        self.calls.read_quarantined(id)
     }
 }
 
 const STATE: &str = "/mock/.checklist/state.yaml";
 
-/// The stored state: revision 1, no instance.
-fn stored() -> ChecklistState {
-    let mut state = ChecklistState::new();
-    state.revision = 1;
-    state.checksum = Some("sha256:1111".to_owned());
-    state
+/// The stored document's bytes: revision 1, no instance, sealed as a YAML store holds it.
+fn stored() -> Vec<u8> {
+    let sealed = document::seal(&ChecklistState::new(), 1, Path::new(STATE)).expect("seal");
+    YamlCodec.encode(&sealed.value).expect("encode")
+}
+
+/// Whether `bytes` hold a document without an active instance (the snapshot).
+fn is_the_snapshot(bytes: &[u8]) -> bool {
+    let value = YamlCodec.decode(bytes).expect("decode");
+    value.get("activeInstance").is_none_or(serde_json::Value::is_null)
 }
 
 fn disk_error(op: &'static str) -> Error {
     Error::io(op, STATE, io::Error::other("no space left on device"))
 }
 
-/// A mock with the calls every transaction makes on it whatever happens.
-fn store() -> MockStore {
-    let mut store = MockStore::new();
-    store.expect_location().return_const(PathBuf::from(STATE));
-    store.expect_backend_name().return_const("mock".to_owned());
-    store
+fn receipt(revision: u64, unaudited: Option<Error>) -> WriteReceipt {
+    WriteReceipt {
+        committed: Committed {
+            revision,
+            checksum: format!("sha256:{revision}{revision}{revision}{revision}"),
+        },
+        backup: None,
+        pruned: Vec::new(),
+        unaudited,
+    }
+}
+
+/// A store whose mock expects nothing yet.
+fn store() -> Store {
+    Store {
+        calls: MockCalls::new(),
+        info: StoreInfo::new("mock", STATE, Capabilities::PERSISTENT),
+    }
 }
 
 fn locks() -> InProcessLockProvider {
@@ -112,13 +207,15 @@ async fn assert_lock_released(locks: &InProcessLockProvider) {
 }
 
 /// Expects the read of revision 1 and the `begin` record, in `seq`.
-fn expect_read_and_begin(store: &mut MockStore, seq: &mut Sequence) {
+fn expect_read_and_begin(store: &mut Store, seq: &mut Sequence) {
     store
-        .expect_read()
+        .calls
+        .expect_read_raw()
         .times(1)
         .in_sequence(seq)
         .returning(|| Ok(Some(stored())));
     store
+        .calls
         .expect_append_audit()
         .withf(is(AuditEvent::Begin))
         .times(1)
@@ -127,25 +224,24 @@ fn expect_read_and_begin(store: &mut MockStore, seq: &mut Sequence) {
 }
 
 /// Expects the commit write with a backup (the real RollingBackups asks for one when a
-/// revision is replaced) of the started instance over revision 1, answering revision 2.
-fn expect_backed_up_write(store: &mut MockStore, seq: &mut Sequence) {
+/// revision is replaced) and its `commit` record, of the started instance over revision
+/// 1, answering revision 2 — audited or not, as `unaudited` says.
+fn expect_backed_up_write(store: &mut Store, seq: &mut Sequence, unaudited: fn() -> Option<Error>) {
     store
-        .expect_write_keeping_backup()
-        .withf(|state, expect, keep| {
-            state.active_instance.is_some() && *expect == Expect::Revision(1) && keep.reason == "commit"
+        .calls
+        .expect_write()
+        .withf(|request| {
+            !is_the_snapshot(&request.document.bytes)
+                && request.precondition == Precondition::Revision(1)
+                && request.keep.as_ref().is_some_and(|k| k.reason == "commit")
+                && request
+                    .audit
+                    .as_ref()
+                    .is_some_and(|r| r.event == AuditEvent::Commit)
         })
         .times(1)
         .in_sequence(seq)
-        .returning(|_, _, _| {
-            Ok(BackedUpWrite {
-                committed: Committed {
-                    revision: 2,
-                    checksum: "sha256:2222".to_owned(),
-                },
-                backup: None,
-                pruned: Vec::new(),
-            })
-        });
+        .returning(move |_| Ok(receipt(2, unaudited())));
 }
 
 // The state was written (revision 2) but the `commit` record could not be appended.
@@ -157,25 +253,22 @@ async fn an_unaudited_commit_is_undone_by_writing_the_snapshot_back() {
     let mut store = store();
     let mut seq = Sequence::new();
     expect_read_and_begin(&mut store, &mut seq);
-    expect_backed_up_write(&mut store, &mut seq);
+    expect_backed_up_write(&mut store, &mut seq, || Some(disk_error("append to")));
     store
-        .expect_append_audit()
-        .withf(is(AuditEvent::Commit))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| Err(disk_error("append to")));
-    store
+        .calls
         .expect_write()
-        .withf(|state, expect| *state == stored() && *expect == Expect::Revision(2))
+        .withf(|request| {
+            is_the_snapshot(&request.document.bytes)
+                && request.precondition == Precondition::Revision(2)
+                && request.document.revision == 3
+                && request.keep.is_none()
+                && request.audit.is_none()
+        })
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _| {
-            Ok(Committed {
-                revision: 3,
-                checksum: "sha256:3333".to_owned(),
-            })
-        });
+        .returning(|_| Ok(receipt(3, None)));
     store
+        .calls
         .expect_append_audit()
         .withf(|record| {
             record.event == AuditEvent::Rollback
@@ -192,7 +285,7 @@ async fn an_unaudited_commit_is_undone_by_writing_the_snapshot_back() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(()));
-    store.expect_rotate_audit().times(0);
+    store.calls.expect_rotate_audit().times(0);
     let locks = locks();
     let coordinator = TransactionCoordinator::new(store, locks.clone(), RollingBackups::default());
 
@@ -212,23 +305,19 @@ async fn an_unaudited_commit_that_cannot_be_undone_is_reported_as_standing() {
     let mut store = store();
     let mut seq = Sequence::new();
     expect_read_and_begin(&mut store, &mut seq);
-    expect_backed_up_write(&mut store, &mut seq);
+    expect_backed_up_write(&mut store, &mut seq, || Some(disk_error("append to")));
     store
-        .expect_append_audit()
-        .withf(is(AuditEvent::Commit))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| Err(disk_error("append to")));
-    store
+        .calls
         .expect_write()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _| Err(disk_error("rename")));
+        .returning(|_| Err(disk_error("rename")));
     store
+        .calls
         .expect_append_audit()
         .withf(is(AuditEvent::Rollback))
         .times(0);
-    store.expect_rotate_audit().times(0);
+    store.calls.expect_rotate_audit().times(0);
     let locks = locks();
     let coordinator = TransactionCoordinator::new(store, locks.clone(), RollingBackups::default());
 
@@ -258,11 +347,14 @@ async fn a_failed_backed_up_write_rolls_back_with_its_error() {
     let mut seq = Sequence::new();
     expect_read_and_begin(&mut store, &mut seq);
     store
-        .expect_write_keeping_backup()
+        .calls
+        .expect_write()
+        .withf(|request| request.keep.is_some())
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _, _| Err(disk_error("write")));
+        .returning(|_| Err(disk_error("write")));
     store
+        .calls
         .expect_append_audit()
         .withf(|record| {
             record.event == AuditEvent::Rollback
@@ -274,9 +366,12 @@ async fn a_failed_backed_up_write_rolls_back_with_its_error() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(()));
-    store.expect_write().times(0);
-    store.expect_append_audit().withf(is(AuditEvent::Commit)).times(0);
-    store.expect_rotate_audit().times(0);
+    store
+        .calls
+        .expect_append_audit()
+        .withf(is(AuditEvent::Commit))
+        .times(0);
+    store.calls.expect_rotate_audit().times(0);
     let locks = locks();
     let coordinator = TransactionCoordinator::new(store, locks.clone(), RollingBackups::default());
 
@@ -297,11 +392,13 @@ async fn a_failed_read_rolls_back_before_the_change_runs() {
     let mut store = store();
     let mut seq = Sequence::new();
     store
-        .expect_read()
+        .calls
+        .expect_read_raw()
         .times(1)
         .in_sequence(&mut seq)
         .returning(|| Err(disk_error("read")));
     store
+        .calls
         .expect_append_audit()
         .withf(|record| {
             record.event == AuditEvent::Rollback
@@ -314,9 +411,8 @@ async fn a_failed_read_rolls_back_before_the_change_runs() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(()));
-    store.expect_write().times(0);
-    store.expect_write_keeping_backup().times(0);
-    store.expect_rotate_audit().times(0);
+    store.calls.expect_write().times(0);
+    store.calls.expect_rotate_audit().times(0);
     let locks = locks();
     let coordinator = TransactionCoordinator::new(store, locks.clone(), RollingBackups::default());
 

@@ -204,9 +204,9 @@ fn a_write_in_place_is_caught() {
 }
 
 #[test]
-fn a_read_that_skips_the_checksum_is_caught() {
+fn a_read_that_reseals_the_stored_document_is_caught() {
     assert_caught(
-        Mutant::store(StoreBug::SkipsChecksum),
+        Mutant::store(StoreBug::ResealsOnRead),
         &["checksum_is_verified_on_read", "wrong_checksum_is_recovered"],
     );
 }

@@ -1,11 +1,12 @@
-//! The transaction coordinator (DESIGN §3): one read-modify-write of the state, all or
-//! nothing, generic over the store, the lock provider and the backup policy.
+//! The transaction coordinator (docs/architecture.md, "Transactions"): one
+//! read-modify-write of the state, all or nothing, generic over the store, the lock
+//! provider and the backup policy.
 //!
 //! One transaction: acquire the lock → read and verify → snapshot → run the change on
-//! a copy → scan for secrets → write with compare-and-swap, keeping the replaced state
-//! as a backup and pruning backups per policy ([`StateStore::write_keeping_backup`]) →
-//! audit `commit` → rotate the audit log → release. The document's schema is checked
-//! by the store's write, before anything is written.
+//! a copy → scan for secrets → one conditional write ([`DocumentStore::write`](crate::DocumentStore::write)) that
+//! compares the revision, keeps the replaced state as a backup, prunes backups per
+//! policy and appends the audit `commit` record → rotate the audit log → release. The
+//! document's schema is checked when core seals it, before anything is written.
 //!
 //! Any failure — the change's error or panic, a schema violation, a secret, an I/O
 //! error, a lost lock, a revision conflict — leaves the stored state as the snapshot,
@@ -40,7 +41,6 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -55,7 +55,9 @@ use crate::error::{Error, Result};
 use crate::lock::{LockGuard, LockProvider, LockRequest, Operation};
 use crate::model::{ChecklistState, ConflictRecord, ConflictResolution, now};
 use crate::secrets;
-use crate::store::{Committed, Expectation, KeepBackup, StateStore, StateStoreExt};
+use crate::store::{
+    DocumentStoreExt, Expectation, KeepBackup, Precondition, StateStore, StateStoreExt, WriteReceipt,
+};
 
 /// How a coordinator runs its transactions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +134,7 @@ pub struct TxOutcome<T> {
 tokio::task_local! {
     /// The stores the current task is inside a transaction on, to refuse a nested
     /// write instead of waiting for a lock the task itself holds.
-    static ACTIVE: Vec<PathBuf>;
+    static ACTIVE: Vec<String>;
 }
 
 /// Runs transactions on one store; see the module docs.
@@ -242,13 +244,13 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
         C: FnMut(ChecklistState) -> Fut + Send,
         Fut: Future<Output = Result<(ChecklistState, T)>> + Send,
     {
-        let location = self.store.location().to_owned();
+        let location = self.store.info().location.clone();
         let active = ACTIVE.try_with(Clone::clone).unwrap_or_default();
         if active.contains(&location) {
             return Err(Error::invalid(format!(
                 "a transaction on {} tried to start another one inside it; nested writes are not \
                  supported, make the change in the outer transaction",
-                location.display()
+                location
             )));
         }
         let request = LockRequest::from_settings(Operation::Write, &self.options.lock);
@@ -298,7 +300,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
         let mut base = tx.snapshot.clone();
         let mut conflict_seen: Option<DateTime<Utc>> = None;
         let mut retries_left = self.options.conflict_retries;
-        let (state, value, committed) = loop {
+        let (state, value, receipt) = loop {
             let (mut working, value) = match change(base.clone()).await {
                 Ok(done) => done,
                 Err(error) => {
@@ -321,11 +323,15 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             if let Err(error) = guard.ensure_held() {
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
-            match self.write(&working, replacing).await {
-                Ok(committed) => {
-                    working.revision = committed.revision;
-                    working.checksum = Some(committed.checksum.clone());
-                    break (working, value, committed);
+            let commit = AuditRecord::new(AuditEvent::Commit)
+                .in_transaction(&tx.id)
+                .revisions(Some(before), Some(replacing.saturating_add(1)))
+                .operations(tx.operations.clone());
+            match self.write(&working, replacing, commit).await {
+                Ok(receipt) => {
+                    working.revision = receipt.committed.revision;
+                    working.checksum = Some(receipt.committed.checksum.clone());
+                    break (working, value, receipt);
                 }
                 Err(Error::Conflict { found, .. }) if retries_left > 0 => {
                     retries_left -= 1;
@@ -348,12 +354,8 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             }
         };
 
-        let commit = AuditRecord::new(AuditEvent::Commit)
-            .in_transaction(&tx.id)
-            .revisions(Some(before), Some(committed.revision))
-            .checksum(committed.checksum.clone())
-            .operations(tx.operations.clone());
-        if let Err(error) = self.store.append_audit(&commit).await {
+        let committed = receipt.committed;
+        if let Some(error) = receipt.unaudited {
             return Err(self
                 .undo_unaudited_commit(&mut tx, before, committed.revision, error)
                 .await);
@@ -374,7 +376,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             SecretMode::Off => Ok(()),
             SecretMode::Reject => match secrets::scan_state(working, false).into_iter().next() {
                 Some(finding) => Err(Error::SecretDetected {
-                    path: self.store.location().to_owned(),
+                    path: self.store.info().location_path().to_owned(),
                     field_path: finding.field_path,
                 }),
                 None => Ok(()),
@@ -421,7 +423,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
     ) -> Error {
         match self
             .store
-            .write(&tx.snapshot, Expectation::Revision(committed))
+            .commit(&tx.snapshot, Expectation::Revision(committed))
             .await
         {
             Ok(restored) => {
@@ -436,7 +438,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
                 Error::invalid(format!(
                     "revision {committed} of {} was committed but could not be audited ({error}) nor \
                      undone ({restore_error}); the state stands at revision {committed}",
-                    self.store.location().display()
+                    self.store.info().location
                 ))
             }
         }
@@ -457,7 +459,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             extra: Default::default(),
         });
         let expect = Expectation::current(&latest);
-        if let Ok(committed) = self.store.write(&latest, expect).await {
+        if let Ok(committed) = self.store.commit(&latest, expect).await {
             tx.operations.push(format!(
                 "conflict recorded in revision {} (the stored state was kept)",
                 committed.revision
@@ -465,25 +467,31 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
         }
     }
 
-    /// Writes `working`, keeping the state it replaces as a backup when the policy
-    /// asks for one; the store prunes the backups by the policy as it adds one.
-    async fn write(&self, working: &ChecklistState, replacing: u64) -> Result<Committed> {
-        let expect = Expectation::Revision(replacing);
+    /// Writes `working` with its audit `commit` record, keeping the state it replaces
+    /// as a backup when the policy asks for one; the store prunes the backups by the
+    /// policy as it adds one.
+    async fn write(
+        &self,
+        working: &ChecklistState,
+        replacing: u64,
+        commit: AuditRecord,
+    ) -> Result<WriteReceipt> {
         let context = CommitContext {
             replacing_revision: Some(replacing),
         };
-        if !self.policy.should_back_up(&context) {
-            return self.store.write(working, expect).await;
-        }
-        let keep = KeepBackup {
+        let keep = self.policy.should_back_up(&context).then(|| KeepBackup {
             reason: "commit".to_owned(),
-            policy: Arc::clone(&self.policy) as Arc<dyn BackupPolicy>,
-        };
-        Ok(self
-            .store
-            .write_keeping_backup(working, expect, keep)
-            .await?
-            .committed)
+            policy: Some(Arc::clone(&self.policy) as Arc<dyn BackupPolicy>),
+        });
+        self.store
+            .write_state(
+                working,
+                replacing.saturating_add(1),
+                Precondition::Revision(replacing),
+                keep,
+                Some(commit),
+            )
+            .await
     }
 
     /// Audit rotation after a commit: a failure here never undoes the commit.

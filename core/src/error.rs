@@ -47,37 +47,6 @@ impl fmt::Display for CorruptionKind {
     }
 }
 
-/// The process exit codes of the `checklist` CLI (DESIGN §7), one per error class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum ExitCode {
-    /// Success.
-    Ok = 0,
-    /// Any error without a more specific code.
-    Other = 1,
-    /// The command line itself was wrong.
-    Usage = 2,
-    /// There is no store where one was expected.
-    NotInitialized = 3,
-    /// The lock could not be acquired in time.
-    LockTimeout = 4,
-    /// The state is corrupted and was not recovered.
-    Corrupted = 5,
-    /// Someone else changed the state first (revision conflict or lost lock).
-    Conflict = 6,
-    /// A secret was found in the state; the write was refused.
-    SecretDetected = 7,
-    /// The document's schema version cannot be read by this build.
-    UnsupportedVersion = 8,
-}
-
-impl ExitCode {
-    /// The numeric code handed to the operating system.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-}
-
 /// Every error the store reports to its callers.
 ///
 /// Each message is one sentence that names the file involved and says what to do.
@@ -286,7 +255,61 @@ pub enum Error {
         limit: u64,
     },
 
-    /// An operation on the state is not allowed in its current condition.
+    /// Something asked for by id is not there: a backup, an archived instance, a
+    /// quarantined document.
+    #[error("there is no {what} {id:?} in {location}")]
+    NotFound {
+        /// What was looked for (`backup`, `archived instance`, `quarantined document`).
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+        /// The store, as its location names it.
+        location: String,
+    },
+
+    /// The backend does not do what was asked; nothing was changed.
+    #[error("the {backend} backend at {location} does not support {operation}; nothing was changed")]
+    Unsupported {
+        /// What was asked, as a noun phrase (`rebuilding the backup index`).
+        operation: String,
+        /// The backend's registered name.
+        backend: String,
+        /// The store, as its location names it.
+        location: String,
+    },
+
+    /// A conditional write or quarantine found the store changed since the caller read
+    /// it; nothing was changed.
+    #[error(
+        "{} changed while this command was working on it: it expected {expected} but found {found}; \
+         nothing was changed, run the command again",
+        path.display()
+    )]
+    PreconditionFailed {
+        /// The store, as its location names it.
+        path: PathBuf,
+        /// What the caller expected to find.
+        expected: String,
+        /// What it found instead.
+        found: String,
+    },
+
+    /// A backend's own failure (a database's error, a driver's), with its source.
+    #[error("the {backend} backend could not {operation} {location}: {source}")]
+    Backend {
+        /// The backend's registered name.
+        backend: String,
+        /// The operation, as a verb phrase (`open`, `commit to`).
+        operation: String,
+        /// The store, as its location names it.
+        location: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// An operation on the state is not allowed in its current condition (a domain
+    /// rule: nested transactions, an unsafe id).
     #[error("{message}")]
     InvalidOperation {
         /// What was refused and why, in one sentence.
@@ -353,21 +376,6 @@ impl Error {
         matches!(self, Self::Io { source, .. } if source.kind() != io::ErrorKind::NotFound)
     }
 
-    /// The exit code the CLI uses for this error (DESIGN §7).
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            Self::NotInitialized { .. } => ExitCode::NotInitialized,
-            Self::LockTimeout { .. } => ExitCode::LockTimeout,
-            Self::Corrupted { .. } | Self::Unrecovered { .. } | Self::StateMissing { .. } => {
-                ExitCode::Corrupted
-            }
-            Self::Conflict { .. } | Self::LockLost { .. } => ExitCode::Conflict,
-            Self::SecretDetected { .. } => ExitCode::SecretDetected,
-            Self::UnsupportedVersion { .. } => ExitCode::UnsupportedVersion,
-            _ => ExitCode::Other,
-        }
-    }
-
     /// A stable snake_case name of the variant, for JSON output and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -386,6 +394,10 @@ impl Error {
             Self::SymlinkRefused { .. } => "symlink_refused",
             Self::TooLarge { .. } => "too_large",
             Self::FileSystemLacks { .. } => "file_system_lacks",
+            Self::NotFound { .. } => "not_found",
+            Self::Unsupported { .. } => "unsupported",
+            Self::PreconditionFailed { .. } => "precondition_failed",
+            Self::Backend { .. } => "backend",
             Self::InvalidOperation { .. } => "invalid_operation",
             Self::Panicked { .. } => "panicked",
             Self::Io { .. } => "io",
@@ -514,71 +526,6 @@ fn version_advice(found: &str, supported: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_codes_follow_the_cli_contract() {
-        let path = PathBuf::from("/p/.checklist/state.yaml");
-        let cases: Vec<(Error, u8)> = vec![
-            (Error::NotInitialized { path: path.clone() }, 3),
-            (
-                Error::LockTimeout {
-                    resource: path.clone(),
-                    waited: Duration::from_millis(5),
-                    holder: None,
-                },
-                4,
-            ),
-            (
-                Error::Corrupted {
-                    kind: CorruptionKind::ParseError,
-                    path: path.clone(),
-                    detail: "x".into(),
-                },
-                5,
-            ),
-            (
-                Error::Conflict {
-                    path: path.clone(),
-                    expected: Expectation::Revision(3),
-                    found: Some(4),
-                },
-                6,
-            ),
-            (
-                Error::SecretDetected {
-                    path: path.clone(),
-                    field_path: "/a".into(),
-                },
-                7,
-            ),
-            (
-                Error::UnsupportedVersion {
-                    path: path.clone(),
-                    found: "2.0.0".into(),
-                    supported: "1.x".into(),
-                    typescript: false,
-                },
-                8,
-            ),
-            (
-                Error::UnsupportedVersion {
-                    path: path.clone(),
-                    found: "1.0.0".into(),
-                    supported: "1.x".into(),
-                    typescript: true,
-                },
-                8,
-            ),
-            (Error::invalid("nope"), 1),
-        ];
-        for (error, code) in cases {
-            assert_eq!(error.exit_code().code(), code, "{error}");
-            assert!(
-                error.to_string().contains("/p/.checklist/state.yaml") || code == 1,
-                "message must name the file: {error}"
-            );
-        }
-    }
 
     #[test]
     fn newer_major_version_names_the_version_that_reads_it() {

@@ -14,8 +14,9 @@
 //! - [`migrate`] upgrades documents of older schema versions through a chain of
 //!   one-step migrations, and imports the state files of the original TypeScript
 //!   checklist ([`migrate::typescript`]).
-//! - [`Error`] is the one public error enum; [`Error::exit_code`] maps it to the CLI's
-//!   documented exit codes.
+//! - [`Error`] is the one public error enum, with semantic variants (not found,
+//!   unsupported, a precondition failed, a backend's own error with its source); the
+//!   CLI maps them to its documented exit codes.
 //!
 //! ```
 //! use checklist_core::{ChecklistState, document};
@@ -34,6 +35,7 @@ pub mod audit;
 pub mod backup;
 pub mod bounded_text;
 pub mod canonical;
+pub mod codec;
 pub mod config;
 pub mod coordinator;
 pub mod document;
@@ -51,9 +53,23 @@ pub mod store;
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use backup::{BackupPolicy, BackupRecord, RollingBackups};
 pub use config::Config;
-pub use error::{CorruptionKind, Error, ExitCode, Result};
+pub use error::{CorruptionKind, Error, Result};
 pub use lock::{LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, UnreadableLock};
 pub use model::ChecklistState;
 pub use quarantine::{QuarantineNote, QuarantineRecord};
 pub use recovery::Recovery;
-pub use store::{BackedUpWrite, Committed, Expectation, KeepBackup, StateStore, StateStoreExt};
+pub use store::{
+    ArchiveStore, AuditTrail, BackedUpWrite, BackupStore, Capabilities, Committed, DocumentStore,
+    DocumentStoreExt, Expectation, KeepBackup, Precondition, QuarantineStore, StateStore, StateStoreExt,
+    StoreInfo, WriteReceipt, WriteRequest,
+};
+
+/// The storage traits and their extensions, for method calls on any store:
+/// `use checklist_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::lock::LockProvider as _;
+    pub use crate::store::{
+        ArchiveStore as _, AuditTrail as _, BackupStore as _, DocumentStore as _, DocumentStoreExt as _,
+        QuarantineStore as _, StateStoreExt as _,
+    };
+}

@@ -36,7 +36,7 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::lock::{LockGuard, LockProvider, LockRequest, Operation};
 use crate::model::{ChecklistState, RecoveryMethod, RecoveryRecord, now};
 use crate::quarantine::{QuarantineNote, QuarantineRecord};
-use crate::store::{Expectation, StateStore, StateStoreExt};
+use crate::store::{DocumentStoreExt, Expectation, StateStore, StateStoreExt};
 
 /// What to recover from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -328,7 +328,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                 else {
                     return Err(Error::invalid(format!(
                         "{} changed while it was being restored; run the command again",
-                        self.store.location().display()
+                        self.store.info().location
                     )));
                 };
                 let backup = report.backup.clone().ok_or_else(|| {
@@ -345,12 +345,12 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             Err(error) => return Err(error),
         };
         let backup = self.listed_backup(id).await?;
-        let restored = self.store.read_backup(id).await?;
+        let restored = self.store.read_verified_backup(id).await?;
         let replaced = self.store.create_backup("pre-restore").await?;
         guard.ensure_held()?;
         let committed = self
             .store
-            .write(&restored, Expectation::Revision(current.revision))
+            .commit(&restored, Expectation::Revision(current.revision))
             .await?;
         let mut record = AuditRecord::new(AuditEvent::Restore)
             .revisions(Some(current.revision), Some(committed.revision))
@@ -434,7 +434,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             extra: Default::default(),
         });
         guard.ensure_held()?;
-        let committed = self.store.write_over(Some(&raw), &edited, revision).await?;
+        let committed = self.store.replace(Some(&raw), &edited, revision).await?;
         let mut record = AuditRecord::new(AuditEvent::Recovery)
             .revisions(last, Some(committed.revision))
             .checksum(committed.checksum.clone())
@@ -513,14 +513,14 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         let mut spared = Vec::new();
         let mut survivor_verifies = false;
         for backup in backups.iter().filter(|b| !to_prune.contains(&b.id)) {
-            if self.store.read_backup(&backup.id).await.is_ok() {
+            if self.store.read_verified_backup(&backup.id).await.is_ok() {
                 survivor_verifies = true;
                 break;
             }
         }
         if !survivor_verifies {
             for id in self.policy.recovery_order(&backups) {
-                if to_prune.contains(&id) && self.store.read_backup(&id).await.is_ok() {
+                if to_prune.contains(&id) && self.store.read_verified_backup(&id).await.is_ok() {
                     to_prune.retain(|p| p != &id);
                     spared.push(id);
                     break;
@@ -546,22 +546,24 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             Ok(listed) if !listed.is_empty() => return Ok((listed, Vec::new())),
             listed => listed,
         };
-        match self.store.rebuild_backup_index().await {
-            Ok(rebuilt) => Ok((rebuilt.kept, rebuilt.skipped)),
-            // The backend keeps no index that could be lost: what it listed is all.
-            Err(Error::InvalidOperation { .. }) => Ok((listed?, Vec::new())),
-            Err(error) => Err(error),
+        // A backend that keeps no index apart from its backups has listed them all.
+        if !self.store.info().capabilities.backup_index {
+            return Ok((listed?, Vec::new()));
         }
+        let rebuilt = self.store.rebuild_backup_index().await?;
+        Ok((rebuilt.kept, rebuilt.skipped))
     }
 
     async fn listed_backup(&self, id: &str) -> Result<BackupRecord> {
         let (backups, _) = self.recovery_candidates().await?;
-        backups.into_iter().find(|b| b.id == id).ok_or_else(|| {
-            Error::invalid(format!(
-                "there is no backup {id} of {}; `checklist backup list` shows the backups",
-                self.store.location().display()
-            ))
-        })
+        backups
+            .into_iter()
+            .find(|b| b.id == id)
+            .ok_or_else(|| Error::NotFound {
+                what: "backup",
+                id: id.to_owned(),
+                location: self.store.info().location.clone(),
+            })
     }
 
     /// The highest revision known to have been committed: from the audit trail and the
@@ -605,17 +607,18 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         let order = match &request.from {
             Some(id) if backups.iter().any(|b| &b.id == id) => vec![id.clone()],
             Some(id) => {
-                return Err(Error::invalid(format!(
-                    "there is no backup {id} of {}; `checklist backup list` shows the backups",
-                    path.display()
-                )));
+                return Err(Error::NotFound {
+                    what: "backup",
+                    id: id.clone(),
+                    location: path.display().to_string(),
+                });
             }
             None if request.reset => Vec::new(),
             None => self.policy.recovery_order(&backups),
         };
         let mut chosen = None;
         for id in order {
-            match self.store.read_backup(&id).await {
+            match self.store.read_verified_backup(&id).await {
                 Ok(state) => {
                     chosen = backups.iter().find(|b| b.id == id).cloned().map(|b| (b, state));
                     break;
@@ -695,7 +698,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             extra: Default::default(),
         });
         guard.ensure_held()?;
-        let committed = self.store.write_over(raw.as_deref(), &state, revision).await?;
+        let committed = self.store.replace(raw.as_deref(), &state, revision).await?;
         state.revision = committed.revision;
         state.checksum = Some(committed.checksum.clone());
         let report = RecoveryReport {

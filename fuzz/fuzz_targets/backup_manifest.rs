@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use checklist_core::StateStore;
+use checklist_core::prelude::*;
 use checklist_fuzz::StoreDir;
 use libfuzzer_sys::fuzz_target;
 
@@ -18,6 +18,6 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for backup in backups.iter().take(8) {
-        let _ = dir.runtime.block_on(dir.store.read_backup(&backup.id));
+        let _ = dir.runtime.block_on(dir.store.read_verified_backup(&backup.id));
     }
 });

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use checklist_core::StateStore;
+use checklist_core::prelude::*;
 use checklist_fuzz::StoreDir;
 use libfuzzer_sys::fuzz_target;
 

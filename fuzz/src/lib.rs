@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use checklist_backends::{Codec, FileStoreOptions, YamlCodec, YamlFileStore, verify_state_file};
+use checklist_backends::{Codec, FileStoreOptions, YamlCodec, YamlFileStore};
+use checklist_core::store::verify_afresh;
 use checklist_core::canonical::{CHECKSUM_FIELD, document_checksum};
 use checklist_core::document;
 use serde_json::Value;
@@ -20,7 +21,7 @@ const STATE_PATH: &str = ".checklist/state";
 /// encodes it, and those bytes verify to the same state.
 pub fn check_state_file<C: Codec>(codec: &C, bytes: &[u8]) {
     let path = Path::new(STATE_PATH);
-    let Ok(state) = verify_state_file(codec, bytes, path) else {
+    let Ok(state) = verify_afresh(codec, bytes, path) else {
         return;
     };
     let sealed = document::seal(&state, state.revision, path)
@@ -28,7 +29,7 @@ pub fn check_state_file<C: Codec>(codec: &C, bytes: &[u8]) {
     let written = codec
         .encode(&sealed.value)
         .unwrap_or_else(|e| panic!("a state that verified does not encode: {e}"));
-    let read_back = verify_state_file(codec, &written, path)
+    let read_back = verify_afresh(codec, &written, path)
         .unwrap_or_else(|e| panic!("a state that verified does not verify once written back: {e}"));
     // The checksum is over the document as written, so a file that spells a default
     // out (`activeInstance: null`) gets a different one once rewritten; the rest of

@@ -27,11 +27,10 @@ impl BackupDir {
             .backups
             .into_iter()
             .find(|b| b.id == id)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "there is no backup {id} in {}; `checklist backup list` shows the backups",
-                    self.manifest.display()
-                ))
+            .ok_or_else(|| Error::NotFound {
+                what: "backup",
+                id: id.to_owned(),
+                location: self.manifest.display().to_string(),
             })?;
         if validate_backup_id(&record.file).is_err() || !record.file.starts_with(&self.file_prefix()) {
             return Err(Error::invalid(format!(

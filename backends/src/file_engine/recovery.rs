@@ -1,24 +1,23 @@
-//! The file engine's side of recovery: raw reads, `quarantine/`, replacing a corrupt
-//! state file, verified backup reads and rebuilding the backup index.
+//! The file engine's side of recovery: `quarantine/` and rebuilding the backup index.
 //!
 //! Quarantine keeps the corrupt file as a hard link (a copy where links are refused)
 //! named `state.<ext>.<id>` in `.checklist/quarantine/`, with a note
 //! `state.<ext>.<id>.why.yaml`. The state file itself stays until
-//! [`Inner::write_over`] renames the recovered document over it: from then on the
+//! a write on the corrupt file's exact bytes renames the recovered document over it: from then on the
 //! corrupt inode lives only in quarantine — moved, without a moment with no state.
 
 use std::io;
 use std::path::Path;
 
 use checklist_core::backup::{BackupIndexRebuild, validate_backup_id};
+use checklist_core::codec::Codec;
 use checklist_core::config::Durability;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
-use checklist_core::{ChecklistState, CorruptionKind, Error, Result, document};
+use checklist_core::{Error, Result};
 
-use super::{Inner, decode_state_file};
+use super::Inner;
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
 use crate::backups::Contents;
-use crate::codec::Codec;
 use crate::lock_file::FileIdentity;
 use crate::vfs::refused_symlink;
 use crate::yaml_file::YamlCodec;
@@ -36,34 +35,17 @@ impl<C: Codec> Inner<C> {
 
     /// Decodes and checks `bytes` as the document at `path`, with or without the
     /// checksum check.
-    fn verify_at(&self, path: &Path, bytes: &[u8], checksum: bool) -> Result<ChecklistState> {
-        let value = decode_state_file(&self.codec, bytes, path)?;
-        if checksum {
-            document::unseal(value, path)
-        } else {
-            document::unseal_ignoring_checksum(value, path)
-        }
-    }
-
-    pub(super) fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        self.verify_at(&self.state_path, bytes, false)
-    }
-
-    /// Refuses unless the state file holds exactly `found` (`None`: is absent): what
-    /// the caller decided about is what gets quarantined or replaced.
-    fn check_unchanged(&self, found: Option<&[u8]>, doing: &str) -> Result<()> {
-        if self.read_bytes()?.as_deref() == found {
+    fn check_unchanged(&self, found: &[u8]) -> Result<()> {
+        let now = self.read_bytes()?;
+        if now.as_deref() == Some(found) {
             return Ok(());
         }
-        Err(Error::invalid(format!(
-            "{} changed while it was being {doing}; nothing was changed, run the command again",
-            self.state_path.display()
-        )))
+        Err(self.changed(&format!("the {} bytes read before", found.len()), now.as_deref()))
     }
 
     pub(super) fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
         let _write_lock = self.lock_for_write()?;
-        self.check_unchanged(Some(found), "quarantined")?;
+        self.check_unchanged(found)?;
         let dir = self.quarantine_dir();
         match self.vfs.create_dir(&dir, DIR_MODE) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
@@ -175,10 +157,11 @@ impl<C: Codec> Inner<C> {
     pub(super) fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         validate_backup_id(id)?;
         if !self.list_quarantine()?.iter().any(|r| r.id == id) {
-            return Err(Error::invalid(format!(
-                "there is no quarantined document {id} in {}",
-                self.quarantine_dir().display()
-            )));
+            return Err(Error::NotFound {
+                what: "quarantined document",
+                id: id.to_owned(),
+                location: self.quarantine_dir().display().to_string(),
+            });
         }
         let path = self
             .quarantine_dir()
@@ -186,44 +169,6 @@ impl<C: Codec> Inner<C> {
         self.vfs
             .read(&path, u64::MAX)
             .map_err(|e| io_error("read the quarantined file", &path, e))
-    }
-
-    pub(super) fn write_over(
-        &self,
-        found: Option<&[u8]>,
-        bytes: Vec<u8>,
-        written: ChecklistState,
-    ) -> Result<()> {
-        let _write_lock = self.lock_for_write()?;
-        self.check_unchanged(found, "recovered")?;
-        replace_file(
-            self.vfs.as_ref(),
-            &self.state_path,
-            &bytes,
-            self.options.durability,
-            PRIVATE_FILE_MODE,
-        )?;
-        self.remember(bytes, written);
-        Ok(())
-    }
-
-    pub(super) fn read_backup(&self, id: &str) -> Result<ChecklistState> {
-        let (record, bytes, path) =
-            self.backups
-                .read_listed(self.vfs.as_ref(), id, self.options.max_state_bytes)?;
-        let state = self.verify_at(&path, &bytes, true)?;
-        let checksum = state.checksum.clone().unwrap_or_default();
-        if state.revision != record.revision || checksum != record.checksum {
-            return Err(Error::Corrupted {
-                kind: CorruptionKind::ChecksumMismatch,
-                path,
-                detail: format!(
-                    "it holds revision {} ({checksum}) but the backup index lists revision {} ({})",
-                    state.revision, record.revision, record.checksum
-                ),
-            });
-        }
-        Ok(state)
     }
 
     pub(super) fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
@@ -249,7 +194,7 @@ impl<C: Codec> Inner<C> {
                         self.state_path.display()
                     )));
                 }
-                let state = self.verify_at(path, bytes, true)?;
+                let state = checklist_core::store::verify(&self.codec, bytes, path)?;
                 Ok(Contents {
                     revision: state.revision,
                     checksum: state.checksum.unwrap_or_default(),

@@ -8,9 +8,10 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use checklist_backends::{Codec, YamlCodec};
 use checklist_core::archive::HistoryEntry;
 use checklist_core::model::{InstanceStatus, now};
-use checklist_core::{Result, StateStore};
+use checklist_core::{Error, Result, StateStore};
 use serde_json::json;
 
 use super::Context;
@@ -22,6 +23,9 @@ pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Writ
     let opened = ctx.open(err)?;
     if args.list {
         return list(opened.backend.store.history().await?);
+    }
+    if let Some(id) = &args.show {
+        return show(&opened.backend.store, id).await;
     }
     let finish_as = args.finish_as.map(|finish| match finish {
         FinishArg::Completed => InstanceStatus::Completed,
@@ -54,6 +58,19 @@ pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Writ
             outcome.revision
         ),
         fields.into(),
+    ))
+}
+
+/// The archived instance `id`, verified, as YAML (or JSON with `--json`).
+async fn show(store: &Arc<dyn StateStore>, id: &str) -> Result<Outcome> {
+    let archived = store.read_archived(id).await?;
+    let value = serde_json::to_value(&archived).map_err(|e| Error::invalid(e.to_string()))?;
+    let yaml = YamlCodec
+        .encode(&value)
+        .map_err(|e| Error::invalid(e.to_string()))?;
+    Ok(Outcome::report(
+        String::from_utf8_lossy(&yaml).trim_end().to_owned(),
+        json!({"ok": true, "archived": value}),
     ))
 }
 

@@ -37,12 +37,12 @@ pub(crate) async fn list(ctx: &Context<'_>, rebuild: bool, err: &mut dyn Write) 
         (backups, Vec::new())
     };
     let mut lines = vec![if backups.is_empty() {
-        format!("No backups of {}.", store.location().display())
+        format!("No backups of {}.", store.info().location_path().display())
     } else {
         format!(
             "{} of {}, oldest first:",
             count(backups.len(), "backup"),
-            store.location().display()
+            store.info().location_path().display()
         )
     }];
     lines.extend(backups.iter().map(line));
@@ -62,13 +62,13 @@ pub(crate) async fn create(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
         .backup_now("manual")
         .await?
         .ok_or_else(|| Error::NotInitialized {
-            path: store.location().to_owned(),
+            path: store.info().location_path().to_owned(),
         })?;
     Ok(Outcome::report(
         format!(
             "Backed up revision {} of {} as {}.",
             backup.revision,
-            store.location().display(),
+            store.info().location_path().display(),
             backup.id
         ),
         json!({"ok": true, "backup": backup}),
@@ -93,7 +93,7 @@ pub(crate) async fn restore(ctx: &Context<'_>, id: &str, err: &mut dyn Write) ->
             "Restored backup {} (revision {}) into {} as revision {}{kept}.",
             report.backup.id,
             report.backup.revision,
-            store.location().display(),
+            store.info().location_path().display(),
             report.revision
         ),
         json!({"ok": true, "revision": report.revision, "checksum": report.checksum, "restore": report}),

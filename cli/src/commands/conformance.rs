@@ -18,7 +18,9 @@ use checklist_backends::{Layout, load_config};
 use checklist_conformance::builtin::{BuiltinBackend, subject_for};
 use checklist_conformance::{Case, all_cases};
 use checklist_core::config::Durability;
-use checklist_core::{Error, ExitCode, Result};
+use checklist_core::{Error, Result};
+
+use crate::exit_code::ExitCode;
 use serde::Serialize;
 use serde_json::json;
 
@@ -243,6 +245,7 @@ fn millis(d: Duration) -> u64 {
 mod tests {
     use checklist_backends::BackendRegistry;
     use checklist_conformance::{CaseFuture, Failure, Subject};
+    use checklist_core::prelude::*;
 
     use super::*;
 
@@ -253,7 +256,7 @@ mod tests {
             let state = checklist_core::ChecklistState::new();
             subject
                 .store
-                .write(&state, checklist_core::Expectation::Absent)
+                .commit(&state, checklist_core::Expectation::Absent)
                 .await
                 .map_err(|e| Failure(e.to_string()))?;
             Err(Failure("expected revision 7, found revision 1".into()))

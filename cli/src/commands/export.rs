@@ -28,9 +28,9 @@ pub(crate) async fn run(ctx: &Context<'_>, args: ExportArgs, err: &mut dyn Write
     };
     // Re-sealing at the same revision reproduces the stored document exactly (same
     // revision, same checksum), now in the requested format.
-    let sealed = document::seal(&state, state.revision, store.location())?;
+    let sealed = document::seal(&state, state.revision, store.info().location_path())?;
     let bytes = codec.encode(&sealed.value).map_err(|e| Error::SchemaInvalid {
-        path: store.location().to_owned(),
+        path: store.info().location_path().to_owned(),
         field_path: "/".to_owned(),
         message: e.to_string(),
     })?;

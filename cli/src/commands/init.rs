@@ -36,7 +36,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
         ctx.registry,
     )
     .await?;
-    warn_if_ephemeral(&report.backend, ctx.quiet, err);
+    warn_if_ephemeral(&report.backend, report.capabilities, ctx.quiet, err);
     if report.fallback {
         ctx.warn_fallback(&report.dir, err);
     }

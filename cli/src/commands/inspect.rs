@@ -19,8 +19,8 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     let count = |r: StepResult| state.completed_steps.iter().filter(|s| s.result == r).count();
     let mut lines = vec![format!(
         "Store:     {} (backend {})",
-        store.location().display(),
-        store.backend_name()
+        store.info().location_path().display(),
+        store.info().backend.as_str()
     )];
     if opened.fallback {
         lines.push(format!(
@@ -92,8 +92,8 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     let json = json!({
         "ok": true,
         "store": {
-            "backend": store.backend_name(),
-            "location": store.location(),
+            "backend": store.info().backend.as_str(),
+            "location": store.info().location_path(),
             "dir": opened.layout.dir(),
             "fallback": opened.fallback,
         },
@@ -115,12 +115,12 @@ pub(crate) async fn verify(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     Ok(Outcome::report(
         format!(
             "OK: {} verifies (revision {}, {checksum}).",
-            store.location().display(),
+            store.info().location_path().display(),
             state.revision
         ),
         json!({
             "ok": true,
-            "path": store.location(),
+            "path": store.info().location_path(),
             "revision": state.revision,
             "checksum": checksum,
         }),

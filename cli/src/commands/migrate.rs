@@ -12,14 +12,11 @@
 //! (docs/decisions/0018-importing-the-typescript-checklist.md).
 
 use std::io::Write;
-use std::sync::Arc;
 
-use checklist_backends::vfs::RealFs;
-use checklist_backends::{Codec, FileStore, JsonCodec, OpenContext, OpenedStore, YamlCodec};
 use checklist_core::lock::Operation;
 use checklist_core::migrate::typescript::{Layer, Origin};
 use checklist_core::migrate::{self, Migrated};
-use checklist_core::{AuditEvent, AuditRecord, Error, LockRequest, Result, StateStore, StateStoreExt};
+use checklist_core::{AuditEvent, AuditRecord, AuditTrail, Error, LockRequest, Result, StateStoreExt};
 use serde_json::json;
 
 use super::Context;
@@ -28,34 +25,10 @@ use crate::output::Outcome;
 
 pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err)?;
-    match opened.config.backend.kind.as_str() {
-        "yaml" => migrate_file(&opened, YamlCodec, args.dry_run).await,
-        "json" => migrate_file(&opened, JsonCodec, args.dry_run).await,
-        "memory" => Ok(Outcome::report(
-            "Nothing to migrate: the memory backend keeps no state file, and every state it holds \
-             was written by this build (schema 1.0.0).",
-            json!({"ok": true, "migrated": false, "backend": "memory",
-                   "reason": "the memory backend keeps no state file"}),
-        )),
-        other => Err(Error::invalid(format!(
-            "`checklist migrate` upgrades the state file of the yaml and json backends; the {other} backend \
-             (config.yaml {}) has to migrate its own storage",
-            opened.layout.config().display()
-        ))),
-    }
-}
-
-async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -> Result<Outcome> {
-    let dir = opened.layout.dir();
-    let options = OpenContext {
-        dir,
-        config: &opened.config,
-        vfs: Arc::new(RealFs),
-    }
-    .file_store_options();
-    let store = FileStore::open(dir, codec, options)?;
-    let path = store.state_path().to_owned();
-    // A dry run writes nothing, so it needs no lock: every write replaces the file
+    let store = &opened.backend.store;
+    let dry_run = args.dry_run;
+    let path = store.info().location_path().to_owned();
+    // A dry run writes nothing, so it needs no lock: every write replaces the document
     // atomically, and it reads one whole version or the other.
     let guard = if dry_run {
         None
@@ -63,11 +36,12 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
         let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
         Some(opened.backend.locks.acquire(&request).await?)
     };
-    let original = store
-        .read_unverified()
-        .await?
-        .ok_or_else(|| Error::NotInitialized { path: path.clone() })?;
-    let migrated = migrate::migrate(&original.document, &path).map_err(not_migratable)?;
+    let pending = match migrate::prepare(store.as_ref()).await {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return Err(store.missing_state().await?),
+        Err(error) => return Err(not_migratable(error)),
+    };
+    let migrated = &pending.migrated;
     if migrated.steps.is_empty() {
         // Already current: say so only for a state that verifies, so a corrupt file
         // is not reported as fine.
@@ -100,7 +74,7 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
             if migrated.steps.len() == 1 { "" } else { "s" }
         ),
     }];
-    lines.extend(describe(&migrated));
+    lines.extend(describe(migrated));
     let mut report = json!({
         "ok": true,
         "migrated": !dry_run,
@@ -119,14 +93,16 @@ async fn migrate_file<C: Codec>(opened: &OpenedStore, codec: C, dry_run: bool) -
 
     let (from, to) = (migrated.from.clone(), migrated.to.clone());
     let origin = migrated.typescript.clone();
-    let operations = operations(&migrated);
-    let state = migrated.into_state(&path).map_err(not_migratable)?;
+    let operations = operations(migrated);
+    let original_revision = pending.found.revision;
     if let Some(guard) = &guard {
         guard.ensure_held()?;
     }
-    let commit = store.replace_migrated(&original, &state).await?;
+    let commit = migrate::apply(store.as_ref(), pending)
+        .await
+        .map_err(not_migratable)?;
     let mut record = AuditRecord::new(AuditEvent::Migration)
-        .revisions(Some(original.revision), Some(commit.committed.revision))
+        .revisions(Some(original_revision), Some(commit.committed.revision))
         .checksum(commit.committed.checksum.clone())
         .operations(operations)
         .field("fromVersion", from.as_str())

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use checklist_backends::state_home::default_state_home;
 use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
 use checklist_core::Result;
+use checklist_core::store::Capabilities;
 
-use crate::args::{BackupCommand, Cli, Command, LockCommand, StepCommand};
+use crate::args::{BackupCommand, Cli, Command, LockCommand, QuarantineCommand, StepCommand};
 use crate::output::Outcome;
 
 mod archive;
@@ -20,6 +21,7 @@ mod init;
 mod inspect;
 mod lock;
 mod migrate;
+mod quarantine;
 mod recover;
 
 /// What every subcommand needs.
@@ -44,7 +46,12 @@ impl Context<'_> {
                 ..OpenOptions::default()
             },
         )?;
-        warn_if_ephemeral(&opened.config.backend.kind, self.quiet, err);
+        warn_if_ephemeral(
+            &opened.config.backend.kind,
+            opened.backend.store.info().capabilities,
+            self.quiet,
+            err,
+        );
         if opened.fallback {
             self.warn_fallback(opened.layout.dir(), err);
         }
@@ -64,11 +71,13 @@ impl Context<'_> {
     }
 }
 
-pub(crate) fn warn_if_ephemeral(backend: &str, quiet: bool, err: &mut dyn Write) {
-    if backend == "memory" && !quiet {
+/// Warns that a store which does not outlive the process (its capabilities say so)
+/// saves nothing.
+pub(crate) fn warn_if_ephemeral(backend: &str, capabilities: Capabilities, quiet: bool, err: &mut dyn Write) {
+    if !capabilities.persistent && !quiet {
         let _ = writeln!(
             err,
-            "warning: the memory backend keeps the state only while this process runs; nothing is saved to disk"
+            "warning: the {backend} backend keeps the state only while this process runs; nothing is saved to disk"
         );
     }
 }
@@ -108,6 +117,8 @@ pub(crate) async fn dispatch(
         Command::Backup(BackupCommand::Create) => backup::create(&ctx, err).await,
         Command::Backup(BackupCommand::Restore { id }) => backup::restore(&ctx, &id, err).await,
         Command::Backup(BackupCommand::Prune) => backup::prune(&ctx, err).await,
+        Command::Quarantine(QuarantineCommand::List) => quarantine::list(&ctx, err).await,
+        Command::Quarantine(QuarantineCommand::Show { id }) => quarantine::show(&ctx, &id, err).await,
         Command::Recover(args) => recover::recover(&ctx, args, err).await,
         Command::Reseal => recover::reseal(&ctx, err).await,
         // The only command that streams: one line per case as it finishes.

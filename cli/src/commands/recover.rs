@@ -60,7 +60,7 @@ pub(crate) async fn recover(ctx: &Context<'_>, args: RecoverArgs, err: &mut dyn 
             Ok(Outcome::report(
                 format!(
                     "Nothing to recover: {} verifies (revision {}).",
-                    store.location().display(),
+                    store.info().location_path().display(),
                     state.revision
                 ),
                 json!({"ok": true, "recovered": false, "revision": state.revision, "checksum": state.checksum}),
@@ -76,7 +76,7 @@ pub(crate) async fn reseal(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
         Some(report) => Ok(Outcome::report(
             format!(
                 "Resealed {} as revision {} ({}); the edited file as it was is kept at {}.",
-                store.location().display(),
+                store.info().location_path().display(),
                 report.revision,
                 report.checksum,
                 report.kept.location
@@ -89,7 +89,7 @@ pub(crate) async fn reseal(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
             Ok(Outcome::report(
                 format!(
                     "Nothing to reseal: {} verifies (revision {}).",
-                    store.location().display(),
+                    store.info().location_path().display(),
                     state.revision
                 ),
                 json!({"ok": true, "resealed": false, "revision": state.revision, "checksum": state.checksum}),

@@ -7,13 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use checklist_backends::{Codec, YamlCodec, YamlFileStore};
-use checklist_core::archive::{ArchivedInstance, HistoryEntry};
-use checklist_core::backup::BackupIndexRebuild;
-use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
+use checklist_backends::{Codec, YamlFileStore};
+use checklist_core::prelude::*;
 use checklist_core::{
-    AuditLog, AuditRecord, BackedUpWrite, BackupRecord, ChecklistState, Committed, Error, Expectation,
-    KeepBackup, Result, RollingBackups, StateStore, document,
+    AuditLog, AuditRecord, AuditTrail, Committed, DocumentStore, Error, Expectation, Precondition, Result,
+    RollingBackups, StoreInfo, WriteReceipt, WriteRequest,
 };
 
 /// The one thing a [`BrokenStore`] gets wrong.
@@ -24,16 +22,16 @@ pub(crate) enum StoreBug {
     /// `write` truncates the state file and writes the new document in place, in two
     /// halves, instead of temp file + rename.
     WritesInPlace,
-    /// `read` parses the document without verifying its checksum.
-    SkipsChecksum,
-    /// `write` ignores the expectation and writes the next revision of whatever is
-    /// stored.
+    /// `read_raw` hands out a freshly sealed copy of the stored document, so one whose
+    /// checksum no longer matches reads as if it did.
+    ResealsOnRead,
+    /// `write` ignores the precondition and writes over whatever is stored.
     IgnoresExpectation,
-    /// `write_keeping_backup` writes but keeps no backup.
+    /// `write` keeps no backup although asked to.
     KeepsNoBackup,
-    /// `write_keeping_backup` backs up the new revision instead of the replaced one.
+    /// `write` backs up the new revision instead of the replaced one.
     BacksUpTheNewRevision,
-    /// `write_keeping_backup` prunes down to 1 backup whatever the policy says.
+    /// `write` prunes down to 1 backup whatever the policy says.
     PrunesDownToOne,
     /// `append_audit` reads the whole log, adds the record and rewrites the file.
     AuditRewrites,
@@ -75,11 +73,15 @@ impl BrokenStore {
         }
     }
 
-    async fn write_in_place(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
+    async fn write_in_place(&self, request: WriteRequest) -> Result<WriteReceipt> {
         let _serial = self.write_mutex.lock().await;
         let found = match self.inner.read().await? {
             None => None,
             Some(current) => Some(current.revision),
+        };
+        let expect = match request.precondition {
+            Precondition::Revision(r) => Expectation::Revision(r),
+            _ => Expectation::Absent,
         };
         if !expect.is_met_by(found) {
             return Err(Error::Conflict {
@@ -89,13 +91,10 @@ impl BrokenStore {
             });
         }
         let path = self.inner.state_path().to_owned();
-        let sealed = document::seal(state, expect.next_revision(), &path)?;
-        let bytes = YamlCodec
-            .encode(&sealed.value)
-            .map_err(|e| Error::invalid(format!("encoding: {e}")))?;
+        let bytes = request.document.bytes;
         let committed = Committed {
-            revision: sealed.revision,
-            checksum: sealed.checksum,
+            revision: request.document.revision,
+            checksum: request.document.checksum,
         };
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut file = std::fs::OpenOptions::new()
@@ -114,7 +113,15 @@ impl BrokenStore {
         .await
         .expect("the in-place write task")
         .map_err(|e| Error::invalid(format!("in-place write: {e}")))?;
-        Ok(committed)
+        if let Some(record) = &request.audit {
+            self.inner.append_audit(record).await?;
+        }
+        Ok(WriteReceipt {
+            committed,
+            backup: None,
+            pruned: Vec::new(),
+            unaudited: None,
+        })
     }
 
     async fn append_by_rewriting(&self, record: &AuditRecord) -> Result<()> {
@@ -135,76 +142,80 @@ impl BrokenStore {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
-impl StateStore for BrokenStore {
-    fn backend_name(&self) -> &str {
-        self.inner.backend_name()
+impl DocumentStore for BrokenStore {
+    fn info(&self) -> &StoreInfo {
+        self.inner.info()
     }
 
-    fn location(&self) -> &Path {
-        self.inner.location()
+    fn codec(&self) -> &dyn Codec {
+        self.inner.codec()
     }
 
-    async fn read(&self) -> Result<Option<ChecklistState>> {
-        if self.bug == StoreBug::SkipsChecksum {
-            return match self.inner.read_raw().await? {
-                None => Ok(None),
-                Some(bytes) => self.inner.parse_ignoring_checksum(&bytes).map(Some),
-            };
+    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        let raw = self.inner.read_raw().await?;
+        if self.bug != StoreBug::ResealsOnRead {
+            return Ok(raw);
         }
-        self.inner.read().await
+        // Hands out a freshly sealed copy of whatever is stored, so a document whose
+        // checksum no longer matches reads as if it did.
+        match raw {
+            None => Ok(None),
+            Some(bytes) => match self.inner.parse_ignoring_checksum(&bytes) {
+                Ok(state) => Ok(Some(self.inner.encode(&state, state.revision)?.0.bytes)),
+                Err(_) => Ok(Some(bytes)),
+            },
+        }
     }
 
-    async fn write(&self, state: &ChecklistState, expect: Expectation) -> Result<Committed> {
+    async fn write(&self, mut request: WriteRequest) -> Result<WriteReceipt> {
         match self.bug {
-            StoreBug::WritesInPlace => self.write_in_place(state, expect).await,
+            StoreBug::WritesInPlace => return self.write_in_place(request).await,
             StoreBug::IgnoresExpectation => {
-                let found = self.stored_revision().await?;
-                let expect = found.map_or(Expectation::Absent, Expectation::Revision);
-                self.inner.write(state, expect).await
+                request.precondition = match self.stored_revision().await? {
+                    Some(found) => Precondition::Revision(found),
+                    None => Precondition::Absent,
+                };
             }
-            _ => self.inner.write(state, expect).await,
-        }
-    }
-
-    async fn write_keeping_backup(
-        &self,
-        state: &ChecklistState,
-        expect: Expectation,
-        keep: KeepBackup,
-    ) -> Result<BackedUpWrite> {
-        match self.bug {
-            StoreBug::KeepsNoBackup => Ok(BackedUpWrite {
-                committed: self.inner.write(state, expect).await?,
-                backup: None,
-                pruned: Vec::new(),
-            }),
+            StoreBug::KeepsNoBackup => request.keep = None,
             StoreBug::BacksUpTheNewRevision => {
-                let committed = self.inner.write(state, expect).await?;
-                let backup = self.inner.create_backup(&keep.reason).await?;
-                let listed = self.inner.list_backups().await?;
-                let mut pruned = Vec::new();
-                for id in keep.policy.to_prune(&listed, chrono::Utc::now()) {
-                    self.inner.delete_backup(&id).await?;
-                    pruned.push(id);
+                let keep = request.keep.take();
+                let mut receipt = self.inner.write(request).await?;
+                if let Some(keep) = keep {
+                    receipt.backup = self.inner.create_backup(&keep.reason).await?;
+                    let listed = self.inner.list_backups().await?;
+                    if let Some(policy) = keep.policy {
+                        for id in policy.to_prune(&listed, chrono::Utc::now()) {
+                            self.inner.delete_backup(&id).await?;
+                            receipt.pruned.push(id);
+                        }
+                    }
                 }
-                Ok(BackedUpWrite {
-                    committed,
-                    backup,
-                    pruned,
-                })
+                return Ok(receipt);
             }
             StoreBug::PrunesDownToOne => {
-                let keep = KeepBackup {
-                    reason: keep.reason,
-                    policy: Arc::new(RollingBackups::keep(1)),
-                };
-                self.inner.write_keeping_backup(state, expect, keep).await
+                if let Some(keep) = &mut request.keep {
+                    keep.policy = Some(Arc::new(RollingBackups::keep(1)));
+                }
             }
-            _ => self.inner.write_keeping_backup(state, expect, keep).await,
+            StoreBug::AuditRewrites => {
+                let audit = request.audit.take();
+                let mut receipt = self.inner.write(request).await?;
+                if let Some(record) = audit {
+                    receipt.unaudited = self.append_by_rewriting(&record).await.err();
+                }
+                return Ok(receipt);
+            }
+            StoreBug::None | StoreBug::ResealsOnRead | StoreBug::AuditRotationDrops => {}
         }
+        self.inner.write(request).await
     }
+}
 
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl AuditTrail for BrokenStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         if self.bug == StoreBug::AuditRewrites {
             return self.append_by_rewriting(record).await;
@@ -224,65 +235,6 @@ impl StateStore for BrokenStore {
         }
         Ok(rotated)
     }
-
-    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
-        self.inner.create_backup(reason).await
-    }
-
-    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
-        self.inner.list_backups().await
-    }
-
-    async fn delete_backup(&self, id: &str) -> Result<()> {
-        self.inner.delete_backup(id).await
-    }
-
-    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
-        self.inner.archive(archived).await
-    }
-
-    async fn history(&self) -> Result<Vec<HistoryEntry>> {
-        self.inner.history().await
-    }
-
-    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
-        self.inner.read_archived(instance_id).await
-    }
-
-    async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
-        self.inner.read_raw().await
-    }
-
-    fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        self.inner.parse_ignoring_checksum(bytes)
-    }
-
-    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
-        self.inner.quarantine(found, note).await
-    }
-
-    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
-        self.inner.list_quarantine().await
-    }
-
-    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
-        self.inner.read_quarantined(id).await
-    }
-
-    async fn write_over(
-        &self,
-        found: Option<&[u8]>,
-        state: &ChecklistState,
-        revision: u64,
-    ) -> Result<Committed> {
-        self.inner.write_over(found, state, revision).await
-    }
-
-    async fn read_backup(&self, id: &str) -> Result<ChecklistState> {
-        self.inner.read_backup(id).await
-    }
-
-    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
-        self.inner.rebuild_backup_index().await
-    }
 }
+
+checklist_conformance::forward_planes!(BrokenStore => inner; BackupStore, ArchiveStore, QuarantineStore);

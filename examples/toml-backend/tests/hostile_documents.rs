@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use checklist_backends::FileStoreOptions;
-use checklist_core::{ChecklistState, Error, Expectation, StateStore};
+use checklist_core::prelude::*;
+use checklist_core::{ChecklistState, Error, Expectation};
 use checklist_toml_backend::{TomlCodec, TomlFileStore};
 
 const DEEP: usize = 10_000;
@@ -74,7 +75,7 @@ async fn hostile_toml_state_files_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = TomlFileStore::open(dir.path(), TomlCodec, FileStoreOptions::default()).unwrap();
     store
-        .write(&ChecklistState::new(), Expectation::Absent)
+        .commit(&ChecklistState::new(), Expectation::Absent)
         .await
         .unwrap();
     let path = store.state_path().to_owned();

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use checklist_backends::{BackendRegistry, InitOptions, OpenOptions, init_project, open_project};
+use checklist_core::prelude::*;
 use checklist_core::{ChecklistState, Error, Expectation, StateStoreExt};
 use serde_json::json;
 
@@ -46,7 +47,7 @@ fn config_yaml_selects_the_registered_toml_backend() {
         let committed = opened
             .backend
             .store
-            .write(&state, Expectation::Absent)
+            .commit(&state, Expectation::Absent)
             .await
             .expect("write");
         assert_eq!(committed.revision, 1);
@@ -108,4 +109,57 @@ fn init_with_the_toml_backend_creates_a_toml_store() {
         .expect("the initial state reads back");
     assert_eq!(state.revision, report.revision.expect("a revision"));
     assert!(Path::new(&root.path().join(".checklist/state.toml")).is_file());
+}
+
+/// Migration is core's, not a file backend's: `checklist migrate` upgrades a 0.9.0
+/// state kept as TOML, keeps the original bytes as a backup, and reads back current.
+#[test]
+fn checklist_migrate_upgrades_a_0_9_0_toml_state() {
+    use checklist_backends::{Codec, YamlCodec};
+    let root = tempfile::tempdir().expect("a temp dir");
+    let dir = root.path().to_str().expect("a UTF-8 temp dir");
+    let app = checklist_cli::App::with_registry(toml_registry());
+    let run = |args: &[&str]| {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut argv = vec!["checklist", "--dir", dir];
+        argv.extend_from_slice(args);
+        let code = runtime().block_on(app.run(argv, &mut out, &mut err));
+        (
+            code,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["init", "--backend", "toml"]);
+    assert_eq!(code, 0, "{err}");
+    let fixture =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/fixtures/state-0.9.0.yaml"))
+            .expect("the 0.9.0 fixture");
+    let old = checklist_toml_backend::TomlCodec
+        .encode(&YamlCodec.decode(&fixture).expect("the fixture parses"))
+        .expect("the fixture as TOML");
+    let state_file = root.path().join(".checklist/state.toml");
+    std::fs::write(&state_file, &old).expect("write the old state");
+
+    let (code, _, err) = run(&["status"]);
+    assert_eq!(code, 8, "an old version is refused until migrated: {err}");
+    let (code, out, err) = run(&["migrate"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("migrating to 1.0.0"), "{out}");
+    let (code, out, err) = run(&["--json", "backup", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let migration = listed["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .find(|b| b["reason"] == "migration")
+        .expect("a migration backup");
+    let file = root
+        .path()
+        .join(".checklist/.backup")
+        .join(migration["file"].as_str().expect("file"));
+    assert_eq!(std::fs::read(file).expect("the backup"), old);
+    let (code, _, err) = run(&["verify"]);
+    assert_eq!(code, 0, "{err}");
 }

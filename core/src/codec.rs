@@ -1,4 +1,8 @@
-//! The one difference between file backends: how a document becomes bytes and back.
+//! How a state document becomes bytes and back: the one thing a store's format decides.
+//!
+//! Core seals a document and encodes it with the store's [`Codec`] before a write, and
+//! decodes and verifies what a read returns ([`crate::store`]), so every backend
+//! verifies the same way and only stores and returns bytes.
 
 use std::fmt;
 
@@ -17,7 +21,8 @@ impl fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
-/// A document format for the [`FileStore`](crate::FileStore) engine.
+/// A document format: YAML and JSON in `checklist-backends`, TOML in its example
+/// crate; a database backend picks one for the bytes it keeps.
 ///
 /// # Contract
 /// - `decode(encode(v)) == v` for every document `v` the state schema accepts, so the
@@ -28,7 +33,7 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
     /// The backend name this codec is registered under (`yaml`, `json`, …).
     fn name(&self) -> &'static str;
 
-    /// The file extension, without the dot; the state file is `state.<extension>`.
+    /// The usual file extension, without the dot (a file store keeps `state.<extension>`).
     fn extension(&self) -> &'static str;
 
     /// Parses a document.
@@ -38,8 +43,12 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
     fn encode(&self, document: &Value) -> Result<Vec<u8>, CodecError>;
 }
 
-/// Interprets `bytes` as UTF-8 text, naming the first invalid byte's offset.
-pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, CodecError> {
+/// Interprets `bytes` as UTF-8 text, naming the first invalid byte's offset: for
+/// codecs of text formats.
+///
+/// # Errors
+/// A [`CodecError`] naming the offset of the first byte that is not UTF-8.
+pub fn utf8(bytes: &[u8]) -> Result<&str, CodecError> {
     std::str::from_utf8(bytes).map_err(|e| {
         CodecError(format!(
             "the file is not UTF-8 text (invalid byte at offset {})",

@@ -1,0 +1,169 @@
+//! The planes beside the document: the audit trail, backups, the archive and the
+//! quarantine. Each is small enough to read on one screen and implement on its own.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::archive::{ArchivedInstance, HistoryEntry};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::backup::{BackupIndexRebuild, BackupRecord};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
+use crate::quarantine::{QuarantineNote, QuarantineRecord};
+
+/// The audit trail: an append-only log of what happened to the state.
+///
+/// # Contract
+/// - `audit_records_read_back_in_order`: records appended are read back in append
+///   order, unchanged.
+/// - `concurrent_audit_appends_are_all_kept`: records appended at the same time from
+///   many tasks and through several handles are all kept, each once and intact, each
+///   appender's in its order (appends never rewrite the trail).
+/// - `audit_rotation_keeps_records_in_order`: after a rotation every record still
+///   reads back, oldest first, until the oldest part falls off the retention limit.
+#[async_trait]
+pub trait AuditTrail: Send + Sync + fmt::Debug {
+    /// Appends one record.
+    ///
+    /// # Contract
+    /// The record is added after every record appended before; nothing already in the
+    /// trail is rewritten. Safe to call without holding the lock.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// The whole trail, oldest first, across rotated parts.
+    ///
+    /// # Contract
+    /// Lines that are not records (one torn by a crash mid-append, damage) are
+    /// reported in [`AuditLog::problems`], never as an error.
+    async fn read_audit(&self) -> Result<AuditLog>;
+
+    /// Starts a new part if the current one exceeds the store's size limit, dropping
+    /// parts beyond its retention. Returns whether it rotated.
+    ///
+    /// # Contract
+    /// Call it while holding the store's lock. No record is lost except those in parts
+    /// beyond the retention limit; a store that keeps no parts returns `Ok(false)`.
+    async fn rotate_audit(&self) -> Result<bool>;
+}
+
+/// Backups: copies of earlier documents, listed with what they hold.
+///
+/// # Contract
+/// - `backup_keeps_the_current_state`: a backup holds the revision and checksum
+///   stored when it was taken; later writes do not change it; it is listed until
+///   deleted.
+/// - `prune_counts_a_revision_once`: see [`RollingBackups`](crate::RollingBackups).
+/// - `read_backup_verifies`: a backup read back verifies and matches its listing
+///   (core checks, through [`StateStoreExt::read_verified_backup`](super::StateStoreExt::read_verified_backup)).
+/// - `backup_index_is_rebuilt_after_deletion`: see
+///   [`rebuild_backup_index`](Self::rebuild_backup_index).
+#[async_trait]
+pub trait BackupStore: Send + Sync + fmt::Debug {
+    /// Keeps the document stored now as a backup; `Ok(None)` when there is none.
+    ///
+    /// # Contract
+    /// The backup holds exactly the revision and checksum stored at the moment of the
+    /// call, and no later write changes it.
+    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>>;
+
+    /// The backups, oldest first.
+    ///
+    /// # Contract
+    /// Every backup taken and not deleted, each once.
+    async fn list_backups(&self) -> Result<Vec<BackupRecord>>;
+
+    /// The bytes of the backup `id`, exactly as they were stored.
+    ///
+    /// # Contract
+    /// Fails with [`Error::NotFound`] for an id that is not listed. The bytes are not
+    /// verified here: core checks them against the listing.
+    async fn read_backup(&self, id: &str) -> Result<Vec<u8>>;
+
+    /// Deletes the backup `id`: its listing and its bytes.
+    ///
+    /// # Contract
+    /// Fails with [`Error::NotFound`] for an id that is not listed; removes no other.
+    async fn delete_backup(&self, id: &str) -> Result<()>;
+
+    /// Lists again every kept backup that verifies, after the index that lists them
+    /// was lost or damaged, and reports the others, left where they are.
+    ///
+    /// # Contract
+    /// Never deletes or changes a backup. One that cannot be read for a reason other
+    /// than its content ([`Error::is_access_failure`]) fails the rebuild rather than
+    /// dropping it. Fails with [`Error::Unsupported`] where the
+    /// [capabilities](super::Capabilities::backup_index) say the store keeps no index
+    /// apart from its backups.
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild>;
+}
+
+/// The archive: finished instances, sealed, and the history that lists them.
+///
+/// # Contract
+/// - `archive_round_trips_and_indexes_once_per_instance`: an archived instance reads
+///   back verified, with the checksum its history entry carries, and is listed once;
+///   archiving the same instance again replaces both.
+/// - `unknown_or_unsafe_archive_ids_are_refused`: reading an id never archived fails
+///   with [`Error::NotFound`]; one that is not a safe id
+///   ([`archive::validate_file_stem`](crate::archive::validate_file_stem)) with
+///   [`Error::InvalidOperation`].
+#[async_trait]
+pub trait ArchiveStore: Send + Sync + fmt::Debug {
+    /// Stores a finished instance, sealed, and lists it in the history. Call it while
+    /// holding the store's lock, before committing the state without the instance: a
+    /// crash in between leaves the instance in both places, never in neither.
+    ///
+    /// # Contract
+    /// The archived document is stored durably (as the store's writes are) before the
+    /// history lists it. Fails with [`Error::SchemaInvalid`] or
+    /// [`Error::InvalidOperation`] (an unsafe id) before anything is stored.
+    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry>;
+
+    /// One entry per archived instance, in archiving order.
+    ///
+    /// # Contract
+    /// Each archived instance once, with the checksum of its stored document.
+    async fn history(&self) -> Result<Vec<HistoryEntry>>;
+
+    /// The archived instance `instance_id`, verified.
+    ///
+    /// # Contract
+    /// Fails with [`Error::NotFound`] for an id never archived, with
+    /// [`Error::InvalidOperation`] for an unsafe one, and with [`Error::Corrupted`]
+    /// when the stored document does not verify.
+    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance>;
+}
+
+/// The quarantine: corrupt documents, kept byte for byte once recovery replaced them.
+///
+/// # Contract
+/// - `quarantine_keeps_the_exact_bytes`: quarantined bytes are kept unchanged with
+///   their note, listed oldest first and read back exactly.
+#[async_trait]
+pub trait QuarantineStore: Send + Sync + fmt::Debug {
+    /// Keeps `found` — the document as the caller read it with
+    /// [`read_raw`](super::DocumentStore::read_raw) — with `note`.
+    ///
+    /// # Contract
+    /// Fails with [`Error::PreconditionFailed`] if the stored bytes are no longer
+    /// `found`. The kept bytes equal `found`; the current document is left in place (a
+    /// [`Precondition::Bytes`](super::Precondition::Bytes) write replaces it next), so
+    /// a crash in between never leaves the store without a state. Call it while
+    /// holding the lock.
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord>;
+
+    /// The quarantined documents, oldest first.
+    ///
+    /// # Contract
+    /// Every quarantined document, each once; nothing is ever removed by the store.
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>>;
+
+    /// The bytes of the quarantined document `id`.
+    ///
+    /// # Contract
+    /// Exactly the bytes given to [`quarantine`](Self::quarantine); fails with
+    /// [`Error::NotFound`] for an id that is not listed.
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>>;
+}
