@@ -197,6 +197,13 @@ impl Inner {
             self.options.write_lock_timeout,
         )?;
         let found = schema::check(&conn, &self.db_path)?;
+        if found == Found::Ours {
+            // Once per connection (per process, for the CLI): damage anywhere in the
+            // file — a truncation that cut off the backup index, a flipped page the
+            // document does not use — is damage to the store, found before the first
+            // read rather than by a write that fails half-way through its statements.
+            quick_check(&conn, &self.db_path)?;
+        }
         let cookie = schema::cookie(&conn, &self.db_path)?;
         let identity = self.identity()?.flatten();
         Ok(Open {
@@ -730,32 +737,38 @@ impl Inner {
         })
     }
 
-    /// `PRAGMA quick_check`: SQLite's own check of every page of the database.
+    /// `PRAGMA quick_check`: SQLite's own check of every page of the database, on a
+    /// connection of its own (so it checks the file as it is now).
     pub(super) fn check_integrity(&self) -> Result<()> {
-        self.with_db(false, |open, path| {
-            let mut statement = open
-                .conn
-                .prepare("PRAGMA quick_check")
-                .map_err(|e| db_error("check", path, e))?;
-            let problems = statement
-                .query_map([], |row| row.get::<_, String>(0))
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(|e| db_error("check", path, e))?;
-            if problems.len() == 1 && problems[0] == "ok" {
-                return Ok(());
-            }
-            Err(damaged(
-                path,
-                format!("SQLite's integrity check reports: {}", problems.join("; ")),
-            ))
-        })
-        .map(|_| ())
+        if self.identity()?.is_none() {
+            return Ok(());
+        }
+        let conn = self.connect(false)?;
+        quick_check(&conn.conn, &self.db_path)
     }
 
     pub(super) fn parse_ignoring_checksum(&self, bytes: &[u8]) -> Result<ChecklistState> {
         let value = crate::file_engine::decode_state_file(&JsonCodec, bytes, &self.db_path)?;
         document::unseal_ignoring_checksum(value, &self.db_path)
     }
+}
+
+/// SQLite's `PRAGMA quick_check` over the whole file; a failure is damage.
+fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let mut statement = conn
+        .prepare("PRAGMA quick_check")
+        .map_err(|e| db_error("check", path, e))?;
+    let problems = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| db_error("check", path, e))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(damaged(
+        path,
+        format!("SQLite's integrity check reports: {}", problems.join("; ")),
+    ))
 }
 
 fn changed_meanwhile(path: &Path, doing: &str) -> Error {
