@@ -106,8 +106,9 @@ fn raw_commit(conn: &mut Connection, bytes: &[u8], revision: u64, checksum: &str
 }
 
 impl Measured {
-    fn new(rt: &Runtime, root: &Path, kind: &str, steps: usize) -> Self {
-        let dir = root.join(format!("{kind}-{steps}"));
+    /// A subject of `kind` (one of [`KINDS`]) in a new directory `<label>-<steps>`.
+    fn new(rt: &Runtime, root: &Path, kind: &str, label: &str, steps: usize) -> Self {
+        let dir = root.join(format!("{label}-{steps}"));
         std::fs::create_dir(&dir).expect("create a store directory");
         let state = state_with_steps(steps);
         let options = FileStoreOptions::default();
@@ -128,7 +129,7 @@ impl Measured {
                     .revision;
                 (Subject::Yaml(store), revision)
             }
-            raw => {
+            "raw" | "raw_sealed" => {
                 let mut conn = Connection::open(dir.join("state.db")).expect("open the raw database");
                 conn.execute_batch(RAW_SCHEMA).expect("create the raw tables");
                 let (bytes, checksum) = sealed_bytes(&state, 1);
@@ -137,11 +138,12 @@ impl Measured {
                     Subject::Raw {
                         conn,
                         bytes,
-                        seal: raw == "raw_sealed",
+                        seal: kind == "raw_sealed",
                     },
                     1,
                 )
             }
+            other => panic!("unknown subject kind {other}"),
         };
         Self {
             id: format!("sqlite_store/{kind}_{steps}"),
@@ -204,7 +206,7 @@ fn criterion_benches(c: &mut Criterion, rt: &Runtime, root: &Path) {
         .measurement_time(Duration::from_secs(3));
     for steps in STEP_COUNTS {
         for kind in KINDS {
-            let mut subject = Measured::new(rt, root, &format!("criterion-{kind}"), steps);
+            let mut subject = Measured::new(rt, root, kind, &format!("criterion-{kind}"), steps);
             group.bench_function(format!("{kind}_{steps}"), |b| b.iter(|| subject.commit(rt)));
         }
     }
@@ -227,7 +229,7 @@ fn main() {
     let mut subjects: Vec<Measured> = STEP_COUNTS
         .iter()
         .flat_map(|&steps| KINDS.map(|kind| (kind, steps)))
-        .map(|(kind, steps)| Measured::new(&rt, root.path(), kind, steps))
+        .map(|(kind, steps)| Measured::new(&rt, root.path(), kind, kind, steps))
         .collect();
     for subject in &mut subjects {
         for _ in 0..warm_up {
