@@ -35,6 +35,7 @@ fn the_tour_works_with_yaml_and_json() {
     }
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn the_tour_works_with_sqlite() {
     let dir = tour("sqlite");
@@ -317,6 +318,7 @@ fn a_flipped_byte_is_a_checksum_mismatch() {
 }
 
 /// Damage to `state.db` itself: what is quarantined is the whole file.
+#[cfg(feature = "sqlite")]
 #[test]
 fn a_damaged_sqlite_database_is_a_parse_error_and_is_recovered() {
     corrupt_and_verify("sqlite", "state.db", |b| b.truncate(b.len() / 2), "parse_error");
@@ -330,6 +332,7 @@ fn a_damaged_sqlite_database_is_a_parse_error_and_is_recovered() {
 
 /// Damage inside the document's bytes in `state.db`: SQLite reads the row, the
 /// checksum refuses it, and recovery quarantines just the document.
+#[cfg(feature = "sqlite")]
 #[test]
 fn a_flipped_byte_in_the_sqlite_document_is_a_checksum_mismatch() {
     let dir = tour("sqlite");
@@ -437,10 +440,15 @@ fn config_errors_name_the_field_and_unknown_backends_list_the_known_ones() {
         "{}",
         stderr(&out)
     );
-    std::fs::write(&config, "backend:\n  type: sqlite\n").unwrap();
+    std::fs::write(&config, "backend:\n  type: postgres\n").unwrap();
     let out = checklist(root, &["status"]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("json, memory, yaml"), "{}", stderr(&out));
+    let registered = if cfg!(feature = "sqlite") {
+        "json, memory, sqlite, yaml"
+    } else {
+        "json, memory, yaml"
+    };
+    assert!(stderr(&out).contains(registered), "{}", stderr(&out));
     std::fs::remove_file(&config).unwrap();
     assert_eq!(
         json(root, &["status"])["store"]["backend"],

@@ -316,6 +316,7 @@ async fn the_memory_backend_has_nothing_to_migrate() {
 /// ever writes 1.0.0) is refused by every read with the version error, and `migrate`
 /// says clearly that it cannot help — changing nothing. When migration moves behind
 /// the store trait, this test becomes the sqlite twin of the yaml one above.
+#[cfg(feature = "sqlite")]
 #[test]
 fn migrate_refuses_the_sqlite_backend_clearly_and_changes_nothing() {
     use checklist_backends::Codec;
@@ -325,14 +326,18 @@ fn migrate_refuses_the_sqlite_backend_clearly_and_changes_nothing() {
     let old = checklist_backends::YamlCodec
         .decode(&fixture("state-0.9.0.yaml"))
         .unwrap();
-    let db = root.join(".checklist/state.db");
-    rusqlite::Connection::open(&db)
+    // The conformance subject's raw access writes the document row, as `sqlite3` would.
+    let subject = checklist_conformance::builtin::sqlite_subject(
+        &root.join(".checklist"),
+        checklist_core::config::Durability::Full,
+    )
+    .unwrap();
+    subject
+        .raw()
         .unwrap()
-        .execute(
-            "UPDATE state SET doc = ?1",
-            [serde_json::to_vec_pretty(&old).unwrap()],
-        )
+        .write(&serde_json::to_vec_pretty(&old).unwrap())
         .unwrap();
+    drop(subject);
     let refused = checklist(root, &["verify"]);
     assert_eq!(refused.status.code(), Some(8), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("0.9.0") && stderr(&refused).contains("state.db"));

@@ -905,6 +905,7 @@ fn main() {
         // The yaml runs and the sqlite runs of the same scenario: the cross-process
         // guarantees are the backend's as much as the lock's.
         ("concurrent_step_completes", || concurrent_step_completes("yaml")),
+        #[cfg(feature = "sqlite")]
         ("concurrent_step_completes_sqlite", || {
             concurrent_step_completes("sqlite")
         }),
@@ -927,6 +928,7 @@ fn main() {
         ("random_kills_never_tear_or_lose", || {
             random_kills_never_tear_or_lose("yaml")
         }),
+        #[cfg(feature = "sqlite")]
         ("random_kills_never_tear_or_lose_sqlite", || {
             random_kills_never_tear_or_lose("sqlite")
         }),
@@ -937,6 +939,7 @@ fn main() {
         ("transactions_survive_random_kills", || {
             transactions_survive_random_kills("yaml")
         }),
+        #[cfg(feature = "sqlite")]
         ("transactions_survive_random_kills_sqlite", || {
             transactions_survive_random_kills("sqlite")
         }),
