@@ -136,6 +136,18 @@ fn assert_damaged(error: &Error) {
     assert_eq!(error.exit_code() as u8, 5, "{error}");
 }
 
+/// Files holding state content are 0600 (docs/decisions/0004-file-modes.md).
+fn assert_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 fn bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
@@ -385,6 +397,13 @@ async fn a_symlinked_database_is_refused() {
 async fn backups_are_private_files_listed_in_the_commits_transaction() {
     let fixture = Fixture::new().await;
     let listed = fixture.store.list_backups().await.unwrap();
+    assert_private(&fixture.db());
+    for suffix in ["-wal", "-shm"] {
+        let sibling = fixture.dir.path().join(format!("state.db{suffix}"));
+        if sibling.exists() {
+            assert_private(&sibling);
+        }
+    }
     for backup in &listed {
         let path = fixture.dir.path().join(".backup").join(&backup.file);
         let state =

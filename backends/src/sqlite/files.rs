@@ -101,10 +101,16 @@ pub(super) fn place_backup(
 
 /// Removes the backup file at `path`; a file already gone is fine.
 pub(super) fn remove_backup_file(vfs: &dyn Vfs, path: &Path) -> Result<()> {
+    remove_if_present(vfs, path, "remove the backup")
+}
+
+/// Removes the file at `path` (`op` names the removal in an error); a file already
+/// gone is fine.
+pub(super) fn remove_if_present(vfs: &dyn Vfs, path: &Path, op: &'static str) -> Result<()> {
     match vfs.remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error("remove the backup", path, e)),
+        Err(e) => Err(io_error(op, path, e)),
     }
 }
 
@@ -331,7 +337,7 @@ pub(super) fn set_wal_aside(vfs: &dyn Vfs, dir: &Path, wal: &Path) -> Result<Opt
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("inspect", wal, e)),
         Ok(meta) if meta.len() == 0 => {
-            remove_backup_file(vfs, wal)?;
+            remove_if_present(vfs, wal, "remove the empty write-ahead log")?;
             return Ok(None);
         }
         Ok(_) => {}

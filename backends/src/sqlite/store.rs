@@ -164,7 +164,10 @@ impl Inner {
         let mut slot = lock(&self.open);
         let identity = match self.identity()? {
             Some(identity) => Some(identity),
-            None if create => None,
+            None if create => {
+                self.create_private(&self.db_path)?;
+                None
+            }
             None => {
                 *slot = None;
                 return Ok(None);
@@ -187,6 +190,17 @@ impl Inner {
             *slot = None;
         }
         outcome.map(Some)
+    }
+
+    /// Creates `path` empty and private (0600, decision 0004: the document holds
+    /// command output) before SQLite opens it: SQLite would create it 0644, and gives
+    /// its `-wal` and `-shm` files the database file's mode.
+    fn create_private(&self, path: &Path) -> Result<()> {
+        match self.vfs.create_new(path, crate::atomic::PRIVATE_FILE_MODE) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io_error("create", path, e)),
+        }
     }
 
     fn connect(&self, create: bool) -> Result<Open> {
@@ -668,7 +682,9 @@ impl Inner {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..16]
         ));
-        let built = self.build_database(&temp, &bytes, &written, &backups);
+        let built = self
+            .create_private(&temp)
+            .and_then(|()| self.build_database(&temp, &bytes, &written, &backups));
         if let Err(error) = built {
             for leftover in [temp.clone(), journal_of(&temp)] {
                 let _ = self.vfs.remove_file(&leftover);
@@ -680,7 +696,7 @@ impl Inner {
             tracing::warn!(wal = %kept.display(), "the damaged database's write-ahead log was kept in quarantine");
         }
         let shm = sibling(&self.db_path, "-shm");
-        files::remove_backup_file(self.vfs.as_ref(), &shm)?;
+        files::remove_if_present(self.vfs.as_ref(), &shm, "remove the shared-memory index")?;
         self.vfs
             .rename(&temp, &self.db_path)
             .map_err(|e| io_error("rename the rebuilt database over", &self.db_path, e))?;
