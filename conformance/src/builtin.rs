@@ -1,4 +1,5 @@
-//! Subjects for the built-in backends (`yaml`, `json`, `memory`): the one factory
+//! Subjects for the built-in backends (`yaml`, `json`, `memory`, and `sqlite` with the
+//! cargo feature `sqlite`): the one factory
 //! shared by this crate's own tests and by `checklist conformance`, which runs the suite
 //! on a file system of the user's choosing.
 //!
