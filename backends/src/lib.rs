@@ -8,6 +8,9 @@
 //!   never follow a symbolic link. A [`Codec`] is all that differs between them — and
 //!   all a new file format needs.
 //! - [`MemoryStore`]: the same semantics without a disk, for tests and embedding.
+//! - `SqliteStore` (cargo feature `sqlite`, `.checklist/state.db`): the document in an
+//!   embedded SQLite database, written in one transaction per commit; its backups,
+//!   quarantine, archive and audit trail stay files beside it.
 //! - [`FileLockProvider`]: exclusive access across processes (`.checklist/.lock`),
 //!   with a heartbeat, race-safe breaking of stale locks, and waiters visible.
 //! - [`InProcessLockProvider`]: exclusive access among the tasks of one process.
@@ -49,6 +52,8 @@ mod lock_file;
 mod memory;
 mod process;
 mod registry;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod state_home;
 mod sys;
 pub mod vfs;
@@ -68,6 +73,8 @@ pub use registry::{
     Backend, BackendFactory, BackendRegistry, OpenContext, OpenOptions, OpenedStore, file_backend_factory,
     open_project, open_project_with_vfs,
 };
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, sqlite_backend_factory};
 pub use yaml_file::{YamlCodec, YamlFileStore};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

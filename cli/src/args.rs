@@ -81,7 +81,7 @@ pub enum Command {
 /// `checklist conformance`.
 #[derive(Debug, Args)]
 pub struct ConformanceArgs {
-    /// The backend to check: yaml, json or memory (default: backend.type of the
+    /// The backend to check: yaml, json, sqlite or memory (default: backend.type of the
     /// project's config.yaml if there is one, else yaml).
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
@@ -169,7 +169,7 @@ pub enum LockCommand {
 /// `checklist init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Backend of the new store: yaml, json, memory or a registered custom name.
+    /// Backend of the new store: yaml, json, sqlite, memory or a registered custom name.
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
     /// On an existing store, create whatever part of the layout is missing (nothing

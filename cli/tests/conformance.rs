@@ -63,6 +63,32 @@ fn the_suite_passes_on_yaml_in_a_temp_dir_and_leaves_nothing_behind() {
     assert_eq!(entries(dir.path()), 0, "the work directory must be removed");
 }
 
+/// The sqlite backend, chosen by the project's config.yaml: every case passes in a
+/// temp directory, the project's own `state.db` is untouched, and nothing is left.
+#[cfg(feature = "sqlite")]
+#[test]
+fn the_suite_passes_on_sqlite_chosen_by_config_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    support::ok(root, &["init", "--backend", "sqlite"]);
+    let db = root.join(".checklist").join("state.db");
+    let before = std::fs::read(&db).unwrap();
+    let entries_before = entries(root);
+    let out = checklist(root, &["conformance"]);
+    assert_passed(&out, "sqlite");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the project's store is untouched"
+    );
+    assert_eq!(
+        entries(root),
+        entries_before,
+        "the work directory must be removed"
+    );
+}
+
 #[test]
 fn the_suite_passes_on_json_chosen_by_config_yaml_as_json_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,10 +201,15 @@ fn a_directory_where_nothing_can_be_created_is_refused_naming_it() {
 #[test]
 fn a_backend_that_is_not_built_in_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let out = checklist(dir.path(), &["conformance", "--backend", "sqlite"]);
+    let out = checklist(dir.path(), &["conformance", "--backend", "postgres"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let builtins = if cfg!(feature = "sqlite") {
+        "yaml, json, memory, sqlite"
+    } else {
+        "yaml, json, memory"
+    };
     assert!(
-        stderr(&out).contains("\"sqlite\" is not a built-in backend (yaml, json, memory)"),
+        stderr(&out).contains(&format!("\"postgres\" is not a built-in backend ({builtins})")),
         "{}",
         stderr(&out)
     );

@@ -35,6 +35,40 @@ fn the_tour_works_with_yaml_and_json() {
     }
 }
 
+#[cfg(feature = "sqlite")]
+#[test]
+fn the_tour_works_with_sqlite() {
+    let dir = tour("sqlite");
+    let root = dir.path();
+    let db = root.join(".checklist/state.db");
+    assert!(db.is_file());
+    assert!(!root.join(".checklist/state.yaml").exists());
+    let config = std::fs::read_to_string(root.join(".checklist/config.yaml")).unwrap();
+    assert!(config.contains("type: sqlite"), "{config}");
+    let status = json(root, &["status"]);
+    assert_eq!(status["revision"], 3);
+    assert_eq!(status["store"]["backend"], "sqlite");
+    assert_eq!(status["completedSteps"][0]["stepId"], "s1");
+    // SQLite's quick_check of the whole database runs when a connection opens it, so a
+    // verify that passes checked every page, not only the document's.
+    let verified = json(root, &["verify"]);
+    assert_eq!(verified["path"], db.to_str().unwrap());
+    // Commit backups are JSON state files beside the database, listed by it.
+    let backups = json(root, &["backup", "list"]);
+    let listed = backups["backups"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{backups}");
+    for backup in listed {
+        let file = root
+            .join(".checklist/.backup")
+            .join(backup["file"].as_str().unwrap());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with('{'), "{text}");
+    }
+    // The export is the same document, whatever the backend.
+    let exported = ok(root, &["export"]);
+    assert!(exported.contains("stepId: s1"), "{exported}");
+}
+
 #[test]
 fn every_change_reports_its_revision_and_step_details_are_kept() {
     let dir = tempfile::tempdir().unwrap();
@@ -300,6 +334,48 @@ fn a_flipped_byte_is_a_checksum_mismatch() {
     );
 }
 
+/// Damage to `state.db` itself: what is quarantined is the whole file.
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_damaged_sqlite_database_is_a_parse_error_and_is_recovered() {
+    corrupt_and_verify("sqlite", "state.db", |b| b.truncate(b.len() / 2), "parse_error");
+    corrupt_and_verify(
+        "sqlite",
+        "state.db",
+        |b| *b = b"not a database at all\n".repeat(40),
+        "parse_error",
+    );
+}
+
+/// Damage inside the document's bytes in `state.db`: SQLite reads the row, the
+/// checksum refuses it, and recovery quarantines just the document.
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_flipped_byte_in_the_sqlite_document_is_a_checksum_mismatch() {
+    let dir = tour("sqlite");
+    let root = dir.path();
+    let db = root.join(".checklist/state.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    flip_in("\"stepId\": \"s1")(&mut bytes);
+    std::fs::write(&db, &bytes).unwrap();
+    let out = checklist(root, &["verify"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(stderr(&out).contains("checksum_mismatch") && stderr(&out).contains("state.db"));
+    assert_eq!(std::fs::read(&db).unwrap(), bytes, "verify changes nothing");
+    let recovered = checklist(root, &["recover"]);
+    assert_eq!(code(&recovered), 0, "{}", stderr(&recovered));
+    let kept = quarantined(root);
+    assert_eq!(kept.len(), 1);
+    let text = String::from_utf8(kept[0].clone()).unwrap();
+    assert!(
+        text.contains("\"stepId\": \"s0"),
+        "the damaged document is kept: {text}"
+    );
+    let status = json(root, &["status"]);
+    assert_eq!(status["completedSteps"].as_array().unwrap().len(), 0);
+    ok(root, &["verify"]);
+}
+
 #[test]
 fn a_truncation_is_a_parse_error_or_schema_error() {
     corrupt_and_verify("json", "state.json", |b| b.truncate(b.len() / 2), "parse_error");
@@ -381,10 +457,15 @@ fn config_errors_name_the_field_and_unknown_backends_list_the_known_ones() {
         "{}",
         stderr(&out)
     );
-    std::fs::write(&config, "backend:\n  type: sqlite\n").unwrap();
+    std::fs::write(&config, "backend:\n  type: postgres\n").unwrap();
     let out = checklist(root, &["status"]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("json, memory, yaml"), "{}", stderr(&out));
+    let registered = if cfg!(feature = "sqlite") {
+        "json, memory, sqlite, yaml"
+    } else {
+        "json, memory, yaml"
+    };
+    assert!(stderr(&out).contains(registered), "{}", stderr(&out));
     std::fs::remove_file(&config).unwrap();
     assert_eq!(
         json(root, &["status"])["store"]["backend"],

@@ -308,3 +308,52 @@ async fn the_memory_backend_has_nothing_to_migrate() {
     assert_eq!(report["from"], "1.0.0", "{report}");
     assert_eq!(report["revision"], 1, "{report}");
 }
+
+/// Migration is core's, so it works for the sqlite backend as for yaml: a store
+/// holding a 0.9.0 document (written there with `sqlite3`, say; this build only ever
+/// writes 1.0.0) is refused by every read with the version error, and `migrate`
+/// upgrades it, keeping the original as a `migration` backup.
+#[cfg(feature = "sqlite")]
+#[test]
+fn migrate_upgrades_a_0_9_0_state_in_a_sqlite_store() {
+    use checklist_backends::Codec;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    ok(root, &["init", "--backend", "sqlite"]);
+    let old = checklist_backends::YamlCodec
+        .decode(&fixture("state-0.9.0.yaml"))
+        .unwrap();
+    // The conformance subject's raw access writes the document row, as `sqlite3` would.
+    let subject = checklist_conformance::builtin::sqlite_subject(
+        &root.join(".checklist"),
+        checklist_core::config::Durability::Full,
+    )
+    .unwrap();
+    subject
+        .raw()
+        .unwrap()
+        .write(&serde_json::to_vec_pretty(&old).unwrap())
+        .unwrap();
+    drop(subject);
+    let refused = checklist(root, &["verify"]);
+    assert_eq!(refused.status.code(), Some(8), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("0.9.0") && stderr(&refused).contains("state.db"));
+    let migrate = checklist(root, &["migrate"]);
+    assert_eq!(migrate.status.code(), Some(0), "{}", stderr(&migrate));
+    let said = String::from_utf8_lossy(&migrate.stdout);
+    assert!(
+        said.contains("migrating to 1.0.0") && said.contains("state.db"),
+        "{said}"
+    );
+    let verified = checklist(root, &["verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
+    let backups = json(root, &["backup", "list"]);
+    assert!(
+        backups["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["reason"] == "migration" && b["revision"] == 0),
+        "the original is kept as a migration backup: {backups}"
+    );
+}

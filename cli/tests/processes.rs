@@ -279,12 +279,21 @@ mod unix {
     }
 
     fn new_store(config: Option<&str>) -> tempfile::TempDir {
+        new_store_on("yaml", config)
+    }
+
+    /// A new store of `backend` with an instance started; `config` replaces
+    /// config.yaml, keeping the backend.
+    fn new_store_on(backend: &str, config: Option<&str>) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        ok(dir.path(), &["init"]);
+        ok(dir.path(), &["init", "--backend", backend]);
         if let Some(config) = config {
+            let config = format!("{config}backend: {{type: {backend}}}\n");
             std::fs::write(dir.path().join(".checklist/config.yaml"), config).unwrap();
         }
         ok(dir.path(), &["start", "--template", "t"]);
+        let status = state(dir.path());
+        assert_eq!(status["store"]["backend"], backend, "{status}");
         dir
     }
 
@@ -317,8 +326,8 @@ mod unix {
 
     /// 128 processes each complete a distinct step at once: every one succeeds, and
     /// the state has exactly those steps and revision +128.
-    pub(crate) fn concurrent_step_completes() {
-        let dir = new_store(None);
+    pub(crate) fn concurrent_step_completes(backend: &str) {
+        let dir = new_store_on(backend, None);
         let root = dir.path();
         let before = state(root)["revision"].as_u64().unwrap();
         let started = Instant::now();
@@ -614,8 +623,8 @@ mod unix {
     /// Hazard 5: rounds of writers killed at random moments. The store always
     /// verifies, every writer that exited 0 has its step, no lock blocks the next
     /// command, and no temp file survives.
-    pub(crate) fn random_kills_never_tear_or_lose() {
-        let dir = new_store(None);
+    pub(crate) fn random_kills_never_tear_or_lose(backend: &str) {
+        let dir = new_store_on(backend, None);
         let root = dir.path();
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut random = move |bound: u64| {
@@ -682,9 +691,9 @@ mod unix {
     /// moments: the state verifies, every transaction whose process printed its commit
     /// is present, the audit trail reads line by line (a torn line is tolerated and
     /// reported, never fatal), and no lock blocks the next command.
-    pub(crate) fn transactions_survive_random_kills() {
+    pub(crate) fn transactions_survive_random_kills(backend: &str) {
         use std::sync::Mutex;
-        let dir = new_store(Some("lock: {timeoutMs: 30000}\n"));
+        let dir = new_store_on(backend, Some("lock: {timeoutMs: 30000}\n"));
         let root = dir.path().to_owned();
         let committed: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
@@ -864,7 +873,13 @@ fn main() {
     run_role_if_asked();
     type Scenario = (&'static str, fn());
     let scenarios: &[Scenario] = &[
-        ("concurrent_step_completes", concurrent_step_completes),
+        // The yaml runs and the sqlite runs of the same scenario: the cross-process
+        // guarantees are the backend's as much as the lock's.
+        ("concurrent_step_completes", || concurrent_step_completes("yaml")),
+        #[cfg(feature = "sqlite")]
+        ("concurrent_step_completes_sqlite", || {
+            concurrent_step_completes("sqlite")
+        }),
         ("killed_holder_is_broken_at_once", killed_holder_is_broken_at_once),
         (
             "lock_file_never_holds_a_secret_from_the_command_line",
@@ -881,15 +896,24 @@ fn main() {
             reused_pid_does_not_keep_a_dead_lock,
         ),
         ("one_stale_lock_is_broken_once", one_stale_lock_is_broken_once),
-        ("random_kills_never_tear_or_lose", random_kills_never_tear_or_lose),
+        ("random_kills_never_tear_or_lose", || {
+            random_kills_never_tear_or_lose("yaml")
+        }),
+        #[cfg(feature = "sqlite")]
+        ("random_kills_never_tear_or_lose_sqlite", || {
+            random_kills_never_tear_or_lose("sqlite")
+        }),
         (
             "signals_release_the_lock_and_exit",
             signals_release_the_lock_and_exit,
         ),
-        (
-            "transactions_survive_random_kills",
-            transactions_survive_random_kills,
-        ),
+        ("transactions_survive_random_kills", || {
+            transactions_survive_random_kills("yaml")
+        }),
+        #[cfg(feature = "sqlite")]
+        ("transactions_survive_random_kills_sqlite", || {
+            transactions_survive_random_kills("sqlite")
+        }),
         (
             "heartbeat_never_keeps_a_process_alive",
             heartbeat_never_keeps_a_process_alive,

@@ -1,4 +1,5 @@
-//! Subjects for the built-in backends (`yaml`, `json`, `memory`): the one factory
+//! Subjects for the built-in backends (`yaml`, `json`, `memory`, and `sqlite` with the
+//! cargo feature `sqlite`): the one factory
 //! shared by this crate's own tests and by `checklist conformance`, which runs the suite
 //! on a file system of the user's choosing.
 //!
@@ -36,11 +37,19 @@ pub enum BuiltinBackend {
     Json,
     /// A document in memory ([`MemoryStore`]); nothing touches the disk.
     Memory,
+    /// `state.db`, an embedded SQLite database, in a directory
+    /// (`checklist_backends::SqliteStore`; cargo feature `sqlite`).
+    #[cfg(feature = "sqlite")]
+    Sqlite,
 }
 
 impl BuiltinBackend {
-    /// Every built-in backend.
-    pub const ALL: [Self; 3] = [Self::Yaml, Self::Json, Self::Memory];
+    /// Every built-in backend (`sqlite` with the cargo feature `sqlite`).
+    #[cfg(not(feature = "sqlite"))]
+    pub const ALL: &'static [Self] = &[Self::Yaml, Self::Json, Self::Memory];
+    /// Every built-in backend (`sqlite` with the cargo feature `sqlite`).
+    #[cfg(feature = "sqlite")]
+    pub const ALL: &'static [Self] = &[Self::Yaml, Self::Json, Self::Memory, Self::Sqlite];
 
     /// Its registered name, as `config.yaml`'s `backend.type` spells it.
     pub fn name(self) -> &'static str {
@@ -48,6 +57,8 @@ impl BuiltinBackend {
             Self::Yaml => "yaml",
             Self::Json => "json",
             Self::Memory => "memory",
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite => "sqlite",
         }
     }
 
@@ -69,11 +80,13 @@ pub struct NotBuiltin(pub String);
 
 impl fmt::Display for NotBuiltin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = BuiltinBackend::ALL.iter().map(|b| b.name()).collect();
         write!(
             f,
-            "{:?} is not a built-in backend (yaml, json, memory); a custom backend is checked by expanding \
+            "{:?} is not a built-in backend ({}); a custom backend is checked by expanding \
              checklist_conformance::conformance_tests! in its own tests",
-            self.0
+            self.0,
+            names.join(", ")
         )
     }
 }
@@ -85,7 +98,8 @@ impl FromStr for BuiltinBackend {
 
     fn from_str(name: &str) -> std::result::Result<Self, NotBuiltin> {
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|b| b.name() == name)
             .ok_or_else(|| NotBuiltin(name.to_owned()))
     }
@@ -114,6 +128,8 @@ pub fn subject_for(backend: BuiltinBackend, dir: &Path, durability: Durability) 
         BuiltinBackend::Yaml => file_subject(YamlCodec, dir, durability),
         BuiltinBackend::Json => file_subject(JsonCodec, dir, durability),
         BuiltinBackend::Memory => Ok(memory_subject()),
+        #[cfg(feature = "sqlite")]
+        BuiltinBackend::Sqlite => sqlite::sqlite_subject(dir, durability),
     }
 }
 
@@ -173,6 +189,150 @@ fn memory_subject() -> Subject {
                 Ok(())
             }),
         )
+}
+
+#[cfg(feature = "sqlite")]
+pub use sqlite::sqlite_subject;
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use checklist_backends::{FileLockProvider, FileStoreOptions, SqliteStore};
+    use checklist_core::Result;
+    use checklist_core::config::Durability;
+    use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+    use super::plant_stale_lock;
+    use crate::{Capabilities, RawAccess, Subject};
+
+    /// A fresh [`Subject`] for the `sqlite` backend in `dir`: a
+    /// `checklist_backends::SqliteStore` guarded by the [`FileLockProvider`] of `dir`,
+    /// with [`Capabilities::file_backend`] and every hook the suite needs. The raw
+    /// access reads and replaces the `doc` BLOB of the `state` row through a connection
+    /// of its own (removing it deletes the row), and the backup index access is the
+    /// `backups` table: "damaging" it writes a row that is no backup record, removing
+    /// it empties the table. Damage to the database file itself (not SQLite, flipped
+    /// pages) is checked by `backends/tests/sqlite.rs`.
+    ///
+    /// # Errors
+    /// As `SqliteStore::open`.
+    pub fn sqlite_subject(dir: &Path, durability: Durability) -> Result<Subject> {
+        let options = FileStoreOptions {
+            durability,
+            ..FileStoreOptions::default()
+        };
+        let store = SqliteStore::open(dir, options.clone())?;
+        let db: PathBuf = store.db_path().to_owned();
+        let dir: PathBuf = dir.to_owned();
+        let (read_db, write_db, remove_db) = (db.clone(), db.clone(), db.clone());
+        let (index_read, index_write, index_remove) = (db.clone(), db.clone(), db);
+        let raw = RawAccess::new(
+            move || {
+                let Some(conn) = connect(&read_db)? else {
+                    return Ok(None);
+                };
+                conn.query_row("SELECT doc FROM state WHERE id = 1", [], |row| {
+                    row.get::<_, Vec<u8>>(0)
+                })
+                .optional()
+                .map_err(sql)
+            },
+            move |bytes| {
+                let conn = connect(&write_db)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+                conn.execute(
+                    "INSERT INTO state (id, revision, checksum, doc) VALUES (1, 0, '', ?1) \
+                     ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+                    [bytes],
+                )
+                .map(|_| ())
+                .map_err(sql)
+            },
+        )
+        .removable(move || {
+            let conn = connect(&remove_db)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            conn.execute("DELETE FROM state", []).map(|_| ()).map_err(sql)
+        });
+        let index = RawAccess::new(
+            move || {
+                let Some(conn) = connect(&index_read)? else {
+                    return Ok(None);
+                };
+                let mut statement = conn
+                    .prepare("SELECT id, file, revision, checksum, size, created_at, reason FROM backups ORDER BY id")
+                    .map_err(sql)?;
+                let rows = statement
+                    .query_map([], |row| {
+                        Ok(format!(
+                            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i64>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, String>(5)?,
+                            row.get::<_, String>(6)?
+                        ))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(sql)?;
+                Ok(Some(rows.concat().into_bytes()))
+            },
+            move |bytes| {
+                // The index is rows, not bytes: what a careless edit leaves is a row that
+                // is no backup record, its fields holding the bytes.
+                let conn = connect(&index_write)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                conn.execute_batch("DELETE FROM backups").map_err(sql)?;
+                conn.execute(
+                    "INSERT INTO backups (id, file, revision, checksum, size, created_at, reason) \
+                     VALUES (?1, ?1, -1, ?1, -1, ?1, ?1)",
+                    [text],
+                )
+                .map(|_| ())
+                .map_err(sql)
+            },
+        )
+        .removable(move || {
+            let conn = connect(&index_remove)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            conn.execute("DELETE FROM backups", []).map(|_| ()).map_err(sql)
+        });
+        let subject = Subject::new(Arc::new(store), Arc::new(FileLockProvider::new(&dir)))
+            .with_capabilities(Capabilities::file_backend())
+            .reopen_with({
+                let dir = dir.clone();
+                let options = options.clone();
+                // The first open succeeded on this directory; a second one failing means
+                // the directory went away under the case, which the case reports.
+                move || Arc::new(SqliteStore::open(&dir, options.clone()).expect("reopen the store"))
+            })
+            .raw_access(raw)
+            .backup_index_access(index)
+            .reopen_locks_with({
+                let dir = dir.clone();
+                move || Arc::new(FileLockProvider::new(&dir))
+            })
+            .plant_stale_lock_with(move |like| plant_stale_lock(&dir, like));
+        Ok(subject)
+    }
+
+    /// A plain connection to `db` (none when it does not exist), as a person with
+    /// `sqlite3` would open it.
+    fn connect(db: &Path) -> io::Result<Option<Connection>> {
+        if !db.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        Ok(Some(conn))
+    }
+
+    fn sql(error: rusqlite::Error) -> io::Error {
+        io::Error::other(error.to_string())
+    }
 }
 
 /// Writes `dir/.lock` as schemas/lock.schema.json describes it, held by `like`'s host

@@ -53,6 +53,24 @@ mod memory {
     conformance_tests!(subject);
 }
 
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    async fn subject() -> Subject {
+        super::subject(BuiltinBackend::Sqlite, Durability::Full)
+    }
+    conformance_tests!(subject);
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite_fast {
+    use super::*;
+    async fn subject() -> Subject {
+        super::subject(BuiltinBackend::Sqlite, Durability::Fast)
+    }
+    conformance_tests!(subject);
+}
+
 #[test]
 fn the_case_list_and_the_macro_agree() {
     let cases = checklist_conformance::all_cases();
@@ -64,14 +82,14 @@ fn the_case_list_and_the_macro_agree() {
 
 #[test]
 fn builtin_names_round_trip_and_others_are_refused() {
-    for backend in BuiltinBackend::ALL {
+    for &backend in BuiltinBackend::ALL {
         assert_eq!(backend.name().parse::<BuiltinBackend>(), Ok(backend));
     }
-    let refused = "sqlite".parse::<BuiltinBackend>().unwrap_err();
+    let refused = "postgres".parse::<BuiltinBackend>().unwrap_err();
     assert!(
         refused
             .to_string()
-            .contains("\"sqlite\" is not a built-in backend"),
+            .contains("\"postgres\" is not a built-in backend"),
         "{refused}"
     );
 }

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use checklist_core::model::StepResult;
+use checklist_core::prelude::*;
 use checklist_core::{Result, StateStoreExt};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
