@@ -173,7 +173,7 @@ impl BackendRegistry {
 /// [`FileLockProvider`] of its directory (one per directory, so the tasks of this
 /// process that wait for it are woken as soon as one of them releases it).
 pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
-    let locks: Arc<Mutex<HashMap<PathBuf, FileLockProvider>>> = Arc::default();
+    let locks = DirectoryLocks::default();
     move |ctx: &OpenContext<'_>| {
         let store = FileStore::open_with_vfs(
             ctx.dir,
@@ -181,22 +181,34 @@ pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
             ctx.file_store_options(),
             Arc::clone(&ctx.vfs),
         )?;
-        let lock = locks
+        Ok(Backend {
+            store: Arc::new(store),
+            locks: Arc::new(locks.of(ctx)),
+        })
+    }
+}
+
+/// One [`audited_file_lock`] per store directory, shared by every backend a factory
+/// opens there, so the tasks of this process that wait for it are woken as soon as one
+/// of them releases it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DirectoryLocks(Arc<Mutex<HashMap<PathBuf, FileLockProvider>>>);
+
+impl DirectoryLocks {
+    /// The lock of `ctx.dir`, made on first use.
+    pub(crate) fn of(&self, ctx: &OpenContext<'_>) -> FileLockProvider {
+        self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(ctx.dir.to_owned())
             .or_insert_with(|| audited_file_lock(ctx))
-            .clone();
-        Ok(Backend {
-            store: Arc::new(store),
-            locks: Arc::new(lock),
-        })
+            .clone()
     }
 }
 
 /// The file lock of `ctx.dir`, whose broken and force-released locks are logged and
 /// written to the store's audit trail.
-pub(crate) fn audited_file_lock(ctx: &OpenContext<'_>) -> FileLockProvider {
+fn audited_file_lock(ctx: &OpenContext<'_>) -> FileLockProvider {
     let locks = FileLockProvider::with_vfs(ctx.dir, Arc::clone(&ctx.vfs));
     let audit = AuditFiles::new(ctx.dir, ctx.config.audit.clone(), ctx.config.durability);
     let vfs = ConfinedFs::wrap(ctx.dir, Arc::clone(&ctx.vfs));

@@ -25,7 +25,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -44,7 +43,7 @@ use checklist_core::{
 use crate::blocking::run_blocking;
 use crate::file_engine::{FileStoreOptions, check_store_dir};
 use crate::json_file::JsonCodec;
-use crate::registry::{Backend, BackendFactory, OpenContext, audited_file_lock};
+use crate::registry::{Backend, BackendFactory, DirectoryLocks, OpenContext};
 use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
 mod connection;
@@ -202,18 +201,12 @@ impl SqliteStore {
 /// its broken locks audited). [`BackendRegistry::with_builtins`](crate::BackendRegistry::with_builtins)
 /// registers it as `sqlite`.
 pub fn sqlite_backend_factory() -> impl BackendFactory {
-    let locks: Arc<Mutex<HashMap<PathBuf, crate::FileLockProvider>>> = Arc::default();
+    let locks = DirectoryLocks::default();
     move |ctx: &OpenContext<'_>| {
         let store = SqliteStore::open_with_vfs(ctx.dir, ctx.file_store_options(), Arc::clone(&ctx.vfs))?;
-        let lock = locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(ctx.dir.to_owned())
-            .or_insert_with(|| audited_file_lock(ctx))
-            .clone();
         Ok(Backend {
             store: Arc::new(store),
-            locks: Arc::new(lock),
+            locks: Arc::new(locks.of(ctx)),
         })
     }
 }
