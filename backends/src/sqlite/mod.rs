@@ -59,7 +59,7 @@ pub const BACKEND_NAME: &str = "sqlite";
 /// The database file inside the store directory.
 pub const DB_FILE_NAME: &str = "state.db";
 
-/// A [`StateStore`] keeping its document in `.checklist/state.db`, an embedded SQLite
+/// A [`StateStore`](checklist_core::StateStore) keeping its document in `.checklist/state.db`, an embedded SQLite
 /// database; see the [module docs](self). Cheap to clone; clones share one connection.
 ///
 /// [`FileStoreOptions`] configure it as they do a file store: `durability` chooses
