@@ -3,11 +3,14 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use checklist_core::config::{AuditSettings, Durability};
-use checklist_core::{AuditEvent, AuditLog, AuditRecord, Result};
+use checklist_core::{AuditEvent, AuditLog, AuditRecord, AuditTrail, Error, Result};
 
 use crate::atomic::{PRIVATE_FILE_MODE, io_error};
+use crate::blocking::run_blocking;
 use crate::vfs::Vfs;
 
 /// The audit log files of one store directory.
@@ -17,6 +20,60 @@ pub(crate) struct AuditFiles {
     dir: PathBuf,
     settings: AuditSettings,
     durability: Durability,
+}
+
+/// The audit plane of a store whose trail is the `audit.log` files of its directory
+/// (the file backends and sqlite, whose trail must outlive a damaged database): the
+/// files' operations run off the async runtime's tasks, through the store's confined
+/// file system.
+#[derive(Debug, Clone)]
+pub(crate) struct FileAuditTrail {
+    files: Arc<AuditFiles>,
+    vfs: Arc<dyn Vfs>,
+}
+
+impl FileAuditTrail {
+    pub(crate) fn new(files: AuditFiles, vfs: Arc<dyn Vfs>) -> Self {
+        Self {
+            files: Arc::new(files),
+            vfs,
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&AuditFiles, &dyn Vfs) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (files, vfs) = (Arc::clone(&self.files), Arc::clone(&self.vfs));
+        run_blocking(&self.files.current, move || work(&files, vfs.as_ref())).await
+    }
+
+    /// Appends the audit record of a commit that has just stood, for a store with no
+    /// transaction spanning the state and the trail: why it could not be appended, if
+    /// it could not ([`WriteReceipt::unaudited`](checklist_core::WriteReceipt::unaudited));
+    /// the caller decides what a commit without its record means.
+    pub(crate) async fn append_committed(&self, record: Option<AuditRecord>) -> Option<Error> {
+        match record {
+            Some(record) => self.append_audit(&record).await.err(),
+            None => None,
+        }
+    }
+}
+
+#[async_trait]
+impl AuditTrail for FileAuditTrail {
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        let record = record.clone();
+        self.blocking(move |files, vfs| files.append(vfs, &record)).await
+    }
+
+    async fn read_audit(&self) -> Result<AuditLog> {
+        self.blocking(|files, vfs| files.read(vfs)).await
+    }
+
+    async fn rotate_audit(&self) -> Result<bool> {
+        self.blocking(|files, vfs| files.rotate(vfs)).await
+    }
 }
 
 impl AuditFiles {

@@ -35,9 +35,10 @@ use checklist_core::{
 
 use crate::archive_dir::ArchiveDir;
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, stage_file, sweep_stale_temps};
-use crate::audit_log::AuditFiles;
+use crate::audit_log::{AuditFiles, FileAuditTrail};
 use crate::backups::{BackupDir, Contents, Current, Kept, Placement};
 use crate::blocking::run_blocking;
+use crate::quarantine_dir::QuarantineDir;
 use crate::vfs::{ConfinedFs, RealFs, Vfs};
 use checklist_core::codec::Codec;
 
@@ -115,9 +116,10 @@ struct Inner<C> {
     write_lock_path: PathBuf,
     options: FileStoreOptions,
     vfs: Arc<dyn Vfs>,
-    audit: AuditFiles,
+    audit: FileAuditTrail,
     backups: BackupDir,
     archive: ArchiveDir,
+    quarantine: QuarantineDir,
     /// A write failed and may have left a temp file; the next write sweeps.
     sweep_needed: AtomicBool,
 }
@@ -156,9 +158,13 @@ impl<C: Codec> FileStore<C> {
                     state_path.display().to_string(),
                     Capabilities::PERSISTENT.with_backup_index(),
                 ),
-                audit: AuditFiles::new(&dir, options.audit.clone(), options.durability),
+                audit: FileAuditTrail::new(
+                    AuditFiles::new(&dir, options.audit.clone(), options.durability),
+                    Arc::clone(&vfs),
+                ),
                 backups: BackupDir::new(&dir, &state_file_name),
                 archive: ArchiveDir::new(&dir, options.max_state_bytes),
+                quarantine: QuarantineDir::new(&dir, format!("{state_file_name}.")),
                 codec,
                 dir,
                 state_path,
@@ -454,14 +460,7 @@ impl<C: Codec> DocumentStore for FileStore<C> {
             keep,
             audit,
         } = request;
-        let size = document.bytes.len() as u64;
-        if size > self.inner.options.max_state_bytes {
-            return Err(Error::TooLarge {
-                path: self.inner.state_path.clone(),
-                size,
-                limit: self.inner.options.max_state_bytes,
-            });
-        }
+        document.refuse_over(self.inner.options.max_state_bytes, &self.inner.state_path)?;
         let bytes = document.bytes;
         let kept = self
             .blocking(move |inner| inner.write(&bytes, &precondition, keep.as_ref()))
@@ -471,11 +470,8 @@ impl<C: Codec> DocumentStore for FileStore<C> {
             None => (None, Vec::new()),
         };
         // Files have no transaction spanning the state and the trail: the record follows
-        // the rename, and the caller decides what a commit without its record means.
-        let unaudited = match audit {
-            Some(record) => self.append_audit(&record).await.err(),
-            None => None,
-        };
+        // the rename.
+        let unaudited = self.inner.audit.append_committed(audit).await;
         Ok(WriteReceipt {
             committed: Committed {
                 revision: document.revision,
@@ -491,18 +487,15 @@ impl<C: Codec> DocumentStore for FileStore<C> {
 #[async_trait]
 impl<C: Codec> AuditTrail for FileStore<C> {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let record = record.clone();
-        self.blocking(move |inner| inner.audit.append(inner.vfs.as_ref(), &record))
-            .await
+        self.inner.audit.append_audit(record).await
     }
 
     async fn read_audit(&self) -> Result<AuditLog> {
-        self.blocking(|inner| inner.audit.read(inner.vfs.as_ref())).await
+        self.inner.audit.read_audit().await
     }
 
     async fn rotate_audit(&self) -> Result<bool> {
-        self.blocking(|inner| inner.audit.rotate(inner.vfs.as_ref()))
-            .await
+        self.inner.audit.rotate_audit().await
     }
 }
 
@@ -577,11 +570,13 @@ impl<C: Codec> QuarantineStore for FileStore<C> {
     }
 
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
-        self.blocking(Inner::list_quarantine).await
+        self.blocking(|inner| inner.quarantine.list(inner.vfs.as_ref()))
+            .await
     }
 
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         let id = id.to_owned();
-        self.blocking(move |inner| inner.read_quarantined(&id)).await
+        self.blocking(move |inner| inner.quarantine.read(inner.vfs.as_ref(), &id))
+            .await
     }
 }

@@ -51,6 +51,7 @@ mod layout;
 mod lock_file;
 mod memory;
 mod process;
+mod quarantine_dir;
 mod registry;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -13,24 +13,21 @@ use std::path::{Path, PathBuf};
 
 use checklist_core::backup::{SkippedBackup, validate_backup_id};
 use checklist_core::config::Durability;
-use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, new_quarantine_id};
 use checklist_core::{BackupRecord, ChecklistState, Error, Result};
 use chrono::{DateTime, Utc};
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
 use crate::json_file::JsonCodec;
-use crate::vfs::{Vfs, refused_symlink};
-use crate::yaml_file::YamlCodec;
-use checklist_core::codec::Codec;
+use crate::quarantine_dir::QuarantineDir;
+use crate::vfs::Vfs;
 use checklist_core::store::verify as verify_state_file;
 
 /// Backup files are named `<this><id>`.
 pub(super) const BACKUP_PREFIX: &str = "state.json.";
 
 /// Quarantined files are named `<this><id>`.
-const QUARANTINE_PREFIX: &str = "state.db.";
-
-const NOTE_SUFFIX: &str = ".why.yaml";
+pub(super) const QUARANTINE_PREFIX: &str = "state.db.";
 
 /// The time part of a backup id (`<revision>-<time>`), as the file engine writes it.
 const STAMP_FORMAT: &str = "%Y%m%dT%H%M%S%3fZ";
@@ -228,103 +225,34 @@ fn ensure_dir(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     }
 }
 
-/// Keeps `found` in `dir` with `note`: the bytes durably as a new file, then the note.
-/// A note that cannot be written takes the kept file out again (listed nowhere, it
-/// would stay forever; the bytes are still in state.db).
+/// Keeps `found` in `quarantine` with `note`: the bytes durably as a new file, then the
+/// note. A note that cannot be written takes the kept file out again (listed nowhere,
+/// it would stay forever; the bytes are still in state.db).
 ///
 /// # Errors
 /// Creating the directory or writing either file.
 pub(super) fn quarantine(
     vfs: &dyn Vfs,
-    dir: &Path,
+    quarantine: &QuarantineDir,
     found: &[u8],
     note: &QuarantineNote,
 ) -> Result<QuarantineRecord> {
-    ensure_dir(vfs, dir)?;
-    let now = checklist_core::model::now();
-    let id = new_quarantine_id(now);
-    let file = format!("{QUARANTINE_PREFIX}{id}");
-    let path = dir.join(&file);
-    let record = QuarantineRecord {
-        id,
-        location: path.display().to_string(),
-        quarantined_at: now,
-        size: found.len() as u64,
-        sha256: bytes_sha256(found),
-        note: note.clone(),
-    };
-    let value = serde_json::to_value(&record).map_err(|e| Error::invalid(e.to_string()))?;
-    let mut note_bytes =
-        b"# Why the file beside this one was quarantined (never deleted by checklist).\n".to_vec();
-    note_bytes.extend(
-        YamlCodec
-            .encode(&value)
-            .map_err(|e| Error::invalid(e.to_string()))?,
-    );
-    replace_file(vfs, &path, found, Durability::Full, PRIVATE_FILE_MODE)?;
-    let note_path = dir.join(format!("{file}{NOTE_SUFFIX}"));
-    if let Err(error) = replace_file(vfs, &note_path, &note_bytes, Durability::Full, PRIVATE_FILE_MODE) {
-        if let Err(cleanup) = vfs.remove_file(&path) {
-            tracing::warn!(%cleanup, path = %path.display(), "could not remove a quarantined copy whose note failed");
+    quarantine.ensure(vfs)?;
+    let entry = quarantine.new_entry(found, note)?;
+    replace_file(vfs, &entry.path, found, Durability::Full, PRIVATE_FILE_MODE)?;
+    if let Err(error) = replace_file(
+        vfs,
+        &entry.note_path,
+        &entry.note,
+        Durability::Full,
+        PRIVATE_FILE_MODE,
+    ) {
+        if let Err(cleanup) = vfs.remove_file(&entry.path) {
+            tracing::warn!(%cleanup, path = %entry.path.display(), "could not remove a quarantined copy whose note failed");
         }
         return Err(error);
     }
-    Ok(record)
-}
-
-/// The quarantined documents in `dir`, oldest first; a note that cannot be read is
-/// logged and left out.
-///
-/// # Errors
-/// Listing the directory; a symbolic link in place of a note.
-pub(super) fn list_quarantine(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<QuarantineRecord>> {
-    let names = match vfs.list_dir(dir) {
-        Ok(names) => names,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error("list", dir, e)),
-    };
-    let mut records = Vec::new();
-    for name in names {
-        let Some(name) = name
-            .to_str()
-            .filter(|n| n.starts_with(QUARANTINE_PREFIX) && n.ends_with(NOTE_SUFFIX))
-        else {
-            continue;
-        };
-        let path = dir.join(name);
-        let bytes = match vfs.read(&path, 1024 * 1024) {
-            Err(e) if refused_symlink(&e).is_some() => return Err(io_error("read", &path, e)),
-            other => other,
-        };
-        let parsed = bytes
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| YamlCodec.decode(&bytes).map_err(|e| e.to_string()))
-            .and_then(|value| serde_json::from_value::<QuarantineRecord>(value).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(record) => records.push(record),
-            Err(error) => tracing::warn!(%error, path = %path.display(), "unreadable quarantine note"),
-        }
-    }
-    records.sort_by(|a, b| a.quarantined_at.cmp(&b.quarantined_at).then(a.id.cmp(&b.id)));
-    Ok(records)
-}
-
-/// The bytes of the quarantined document `id` in `dir`.
-///
-/// # Errors
-/// [`Error::NotFound`] for an id that is not listed; the read's errors.
-pub(super) fn read_quarantined(vfs: &dyn Vfs, dir: &Path, id: &str) -> Result<Vec<u8>> {
-    validate_backup_id(id)?;
-    if !list_quarantine(vfs, dir)?.iter().any(|r| r.id == id) {
-        return Err(Error::NotFound {
-            what: "quarantined document",
-            id: id.to_owned(),
-            location: dir.display().to_string(),
-        });
-    }
-    let path = dir.join(format!("{QUARANTINE_PREFIX}{id}"));
-    vfs.read(&path, u64::MAX)
-        .map_err(|e| io_error("read the quarantined file", &path, e))
+    Ok(entry.record)
 }
 
 /// Moves the write-ahead log `wal` of a damaged database aside into `dir` (as
@@ -333,7 +261,11 @@ pub(super) fn read_quarantined(vfs: &dyn Vfs, dir: &Path, id: &str) -> Result<Ve
 ///
 /// # Errors
 /// Creating the directory or renaming the file.
-pub(super) fn set_wal_aside(vfs: &dyn Vfs, dir: &Path, wal: &Path) -> Result<Option<PathBuf>> {
+pub(super) fn set_wal_aside(
+    vfs: &dyn Vfs,
+    quarantine: &QuarantineDir,
+    wal: &Path,
+) -> Result<Option<PathBuf>> {
     match vfs.metadata(wal) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("inspect", wal, e)),
@@ -343,8 +275,8 @@ pub(super) fn set_wal_aside(vfs: &dyn Vfs, dir: &Path, wal: &Path) -> Result<Opt
         }
         Ok(_) => {}
     }
-    ensure_dir(vfs, dir)?;
-    let target = dir.join(format!(
+    quarantine.ensure(vfs)?;
+    let target = quarantine.dir().join(format!(
         "{QUARANTINE_PREFIX}{}.wal",
         new_quarantine_id(checklist_core::model::now())
     ));

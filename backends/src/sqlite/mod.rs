@@ -37,7 +37,7 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::Capabilities;
 use checklist_core::{
     ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, Committed, DocumentStore,
-    Error, Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt, WriteRequest,
+    Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt, WriteRequest,
 };
 
 use crate::blocking::run_blocking;
@@ -131,8 +131,8 @@ impl SqliteStore {
     /// first write.
     ///
     /// # Errors
-    /// [`Error::NotInitialized`] if `dir` does not exist, [`Error::SymlinkRefused`] if
-    /// it is a symbolic link, [`Error::Io`] if it is not a directory.
+    /// [`Error::NotInitialized`](checklist_core::Error::NotInitialized) if `dir` does not exist, [`Error::SymlinkRefused`](checklist_core::Error::SymlinkRefused) if
+    /// it is a symbolic link, [`Error::Io`](checklist_core::Error::Io) if it is not a directory.
     pub fn open(dir: impl Into<PathBuf>, options: FileStoreOptions) -> Result<Self> {
         Self::open_with_vfs(dir, options, Arc::new(RealFs))
     }
@@ -180,7 +180,7 @@ impl SqliteStore {
     /// state. Without a database there is nothing to check.
     ///
     /// # Errors
-    /// [`Error::Corrupted`] naming `state.db` when SQLite finds damage (or the file is
+    /// [`Error::Corrupted`](checklist_core::Error::Corrupted) naming `state.db` when SQLite finds damage (or the file is
     /// not a database this store can read); the errors of opening it.
     pub async fn check_integrity(&self) -> Result<()> {
         self.blocking(|inner| inner.check_integrity()).await
@@ -241,14 +241,7 @@ impl DocumentStore for SqliteStore {
             keep,
             audit,
         } = request;
-        let size = document.bytes.len() as u64;
-        if size > self.inner.options.max_state_bytes {
-            return Err(Error::TooLarge {
-                path: self.inner.db_path.clone(),
-                size,
-                limit: self.inner.options.max_state_bytes,
-            });
-        }
+        document.refuse_over(self.inner.options.max_state_bytes, &self.inner.db_path)?;
         let committed = Committed {
             revision: document.revision,
             checksum: document.checksum.clone(),
@@ -264,12 +257,8 @@ impl DocumentStore for SqliteStore {
             None => (None, Vec::new()),
         };
         // The trail is files beside the database (it must outlive damage to it): the
-        // record follows the commit, and the caller decides what a commit without it
-        // means.
-        let unaudited = match audit {
-            Some(record) => self.append_audit(&record).await.err(),
-            None => None,
-        };
+        // record follows the commit.
+        let unaudited = self.inner.audit.append_committed(audit).await;
         Ok(WriteReceipt {
             committed,
             backup,
@@ -282,18 +271,15 @@ impl DocumentStore for SqliteStore {
 #[async_trait]
 impl AuditTrail for SqliteStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let record = record.clone();
-        self.blocking(move |inner| inner.audit.append(inner.vfs.as_ref(), &record))
-            .await
+        self.inner.audit.append_audit(record).await
     }
 
     async fn read_audit(&self) -> Result<AuditLog> {
-        self.blocking(|inner| inner.audit.read(inner.vfs.as_ref())).await
+        self.inner.audit.read_audit().await
     }
 
     async fn rotate_audit(&self) -> Result<bool> {
-        self.blocking(|inner| inner.audit.rotate(inner.vfs.as_ref()))
-            .await
+        self.inner.audit.rotate_audit().await
     }
 }
 

@@ -25,10 +25,11 @@ use super::schema::{self, Found};
 use crate::FileStoreOptions;
 use crate::archive_dir::ArchiveDir;
 use crate::atomic::io_error;
-use crate::audit_log::AuditFiles;
+use crate::audit_log::{AuditFiles, FileAuditTrail};
 use crate::file_engine::check_store_dir;
 use crate::json_file::JsonCodec;
 use crate::lock_file::FileIdentity;
+use crate::quarantine_dir::QuarantineDir;
 use crate::vfs::Vfs;
 
 /// An open connection and what it knows about the file.
@@ -70,10 +71,10 @@ pub(super) struct Inner {
     pub(super) dir: PathBuf,
     pub(super) db_path: PathBuf,
     backup_dir: PathBuf,
-    quarantine_dir: PathBuf,
+    quarantine: QuarantineDir,
     pub(super) options: FileStoreOptions,
     pub(super) vfs: std::sync::Arc<dyn Vfs>,
-    pub(super) audit: AuditFiles,
+    pub(super) audit: FileAuditTrail,
     pub(super) archive: ArchiveDir,
     open: Mutex<Option<Open>>,
     /// Why the database last could not be read as this store's, for the codec to say
@@ -95,8 +96,11 @@ impl Inner {
         Self {
             db_path: dir.join(super::DB_FILE_NAME),
             backup_dir: dir.join(".backup"),
-            quarantine_dir: dir.join("quarantine"),
-            audit: AuditFiles::new(&dir, options.audit.clone(), options.durability),
+            quarantine: QuarantineDir::new(&dir, files::QUARANTINE_PREFIX),
+            audit: FileAuditTrail::new(
+                AuditFiles::new(&dir, options.audit.clone(), options.durability),
+                std::sync::Arc::clone(&vfs),
+            ),
             archive: ArchiveDir::new(&dir, options.max_state_bytes),
             dir,
             options,
@@ -567,15 +571,15 @@ impl Inner {
                 raw.as_ref().map(Raw::bytes),
             ));
         }
-        files::quarantine(self.vfs.as_ref(), &self.quarantine_dir, found, note)
+        files::quarantine(self.vfs.as_ref(), &self.quarantine, found, note)
     }
 
     pub(super) fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
-        files::list_quarantine(self.vfs.as_ref(), &self.quarantine_dir)
+        self.quarantine.list(self.vfs.as_ref())
     }
 
     pub(super) fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
-        files::read_quarantined(self.vfs.as_ref(), &self.quarantine_dir, id)
+        self.quarantine.read(self.vfs.as_ref(), id)
     }
 
     /// A write on exact bytes: the document's, or, when they are the whole file of a
@@ -631,7 +635,7 @@ impl Inner {
             return Err(error);
         }
         let wal = sibling(&self.db_path, "-wal");
-        if let Some(kept) = files::set_wal_aside(self.vfs.as_ref(), &self.quarantine_dir, &wal)? {
+        if let Some(kept) = files::set_wal_aside(self.vfs.as_ref(), &self.quarantine, &wal)? {
             tracing::warn!(wal = %kept.display(), "the damaged database's write-ahead log was kept in quarantine");
         }
         let shm = sibling(&self.db_path, "-shm");

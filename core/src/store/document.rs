@@ -133,6 +133,25 @@ pub struct EncodedDocument {
     pub checksum: String,
 }
 
+impl EncodedDocument {
+    /// Refuses a document larger than `limit`, the store's size limit, naming
+    /// `location`: it could never be read back.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`].
+    pub fn refuse_over(&self, limit: u64, location: &std::path::Path) -> Result<()> {
+        let size = self.bytes.len() as u64;
+        if size > limit {
+            return Err(Error::TooLarge {
+                path: location.to_owned(),
+                size,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// What a write keeps of the document it replaces.
 #[derive(Debug, Clone)]
 pub struct KeepBackup {
