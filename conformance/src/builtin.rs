@@ -216,7 +216,7 @@ mod sqlite {
     /// of its own (removing it deletes the row), and the backup index access is the
     /// `backups` table: "damaging" it writes a row that is no backup record, removing
     /// it empties the table. Damage to the database file itself (not SQLite, flipped
-    /// pages) is checked by `backends/tests/sqlite.rs`.
+    /// pages) is checked by `backends/tests/integration/sqlite.rs`.
     ///
     /// # Errors
     /// As `SqliteStore::open`.

@@ -1,10 +1,8 @@
 //! `checklist archive` and `checklist init --from`, with the real binary.
 
-mod support;
-
 use std::fs;
 
-use support::{checklist, code, json, ok, stderr};
+use crate::support::{checklist, code, json, ok, stderr};
 
 #[test]
 fn archive_moves_a_finished_instance_out_of_the_state_and_indexes_it() {

@@ -9,14 +9,12 @@
 //! namespace (`unshare`) gives the EROFS case.
 #![cfg(target_os = "linux")]
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::{code, stderr};
 use serde_json::Value;
-use support::{code, stderr};
 
 const NOBODY: u32 = 65534;
 

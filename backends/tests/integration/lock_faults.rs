@@ -10,19 +10,17 @@
 //! and a stale lock is broken (and reported) once; nothing is left behind but what the
 //! failed operation itself could not remove; and the next process gets the lock.
 
-mod common;
-
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::index_of;
 use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileLockProvider, LockEvent};
 use checklist_core::lock::Waiter;
 use checklist_core::{Error, LockInfo, LockProvider, LockRequest, LockStatus};
-use common::index_of;
 
 /// A store directory (empty: the lock needs nothing else), with its root.
 fn store_dir() -> (tempfile::TempDir, PathBuf) {

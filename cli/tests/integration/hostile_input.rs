@@ -5,12 +5,10 @@
 //! stderr sentence naming the file, never panic, and leave the state and its backups
 //! exactly as they were.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use support::{checklist, code, ok, stderr};
+use crate::support::{checklist, code, ok, stderr};
 
 const DEEP: usize = 10_000;
 

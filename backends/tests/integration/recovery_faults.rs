@@ -9,19 +9,17 @@
 //! moment the command starts. The lock provider works on the real file system, so only
 //! the store's own operations are counted.
 
-mod common;
-
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::common::{add_step, coordinator, seeded_project, temp_files_under, yaml_store};
 use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{FileLockProvider, FileStore, YamlCodec};
 use checklist_core::prelude::*;
 use checklist_core::recovery::RecoverRequest;
 use checklist_core::{AuditEvent, Error, LockProvider, LockRequest, Recovery, RollingBackups, StateStoreExt};
-use common::{add_step, coordinator, seeded_project, temp_files_under, yaml_store};
 
 type FileRecovery = Recovery<FileStore<YamlCodec>, FileLockProvider, RollingBackups>;
 
@@ -459,7 +457,7 @@ async fn a_state_file_briefly_absent_during_a_rename_is_not_taken_for_a_lost_one
     let (_root, dir, valid) = project().await;
     let dry = FaultyFs::new(Arc::new(RealFs));
     recovery(&dir, Arc::new(dry.clone())).load().await.unwrap();
-    let read = common::index_of(&dry.log(), "read", &dir.join("state.yaml"));
+    let read = crate::common::index_of(&dry.log(), "read", &dir.join("state.yaml"));
     let faulty = FaultyFs::new(Arc::new(RealFs));
     faulty.fail_at(read, ErrorKind::NotFound, AfterFault::Recover);
     let loaded = recovery(&dir, Arc::new(faulty.clone())).load().await.unwrap();

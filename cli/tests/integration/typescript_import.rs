@@ -4,13 +4,11 @@
 //! `init --from` import it on the yaml and the json backend
 //! (docs/decisions/0018-importing-the-typescript-checklist.md).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support::{checklist, code, json, ok, stderr};
 use checklist_backends::{Codec, YamlCodec};
 use serde_json::{Value, json};
-use support::{checklist, code, json, ok, stderr};
 
 /// Every fixture, the version it is imported from, and its completed steps.
 const FIXTURES: &[(&str, &str, &[&str])] = &[

@@ -8,12 +8,10 @@
 //! Here each command must succeed (or be refused by the schema, cleanly), leave no
 //! lock behind, and leave a store whose status, audit trail and lock status read.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use support::{checklist, code, json, ok, stderr};
+use crate::support::{checklist, code, json, ok, stderr};
 
 /// The largest single argument Linux passes to a program (`MAX_ARG_STRLEN` is 32
 /// pages, 131072 bytes with its terminating NUL).

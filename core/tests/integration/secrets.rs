@@ -427,9 +427,9 @@ fn false_positive_corpus() -> Vec<String> {
         corpus.push(format!("{}  target/release/checklist-{i}", sha));
     }
     let prose = [
-        include_str!("../../README.md"),
-        include_str!("../../docs/architecture.md"),
-        include_str!("../../docs/file-formats.md"),
+        include_str!("../../../README.md"),
+        include_str!("../../../docs/architecture.md"),
+        include_str!("../../../docs/file-formats.md"),
     ];
     for line in prose.iter().flat_map(|doc| doc.lines()).filter(|l| l.len() > 8) {
         corpus.push(base64(line.as_bytes()));

@@ -18,9 +18,7 @@ use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
 use checklist_conformance::{Capabilities, Case, RawAccess, Subject, all_cases};
 use checklist_core::config::Durability;
 
-#[path = "mutants/locks.rs"]
 mod locks;
-#[path = "mutants/store.rs"]
 mod store;
 
 use locks::{BrokenLocks, BrokenPolicy, LockBug, PolicyBug};

@@ -8,13 +8,12 @@
 //! file, promptly and without a panic, and must leave every byte of the store as it
 //! was: the state, its backups and their index.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use crate::common::state_with_steps;
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{
     BackendRegistry, FileLockProvider, InitOptions, MAX_CONFIG_BYTES, OpenOptions, OpenedStore, init_project,
@@ -26,7 +25,6 @@ use checklist_core::model::{InstanceStatus, now};
 use checklist_core::prelude::*;
 use checklist_core::quarantine::QuarantineNote;
 use checklist_core::{CorruptionKind, Error, Expectation, LockProvider};
-use common::state_with_steps;
 
 /// One hostile input.
 struct Hostile {

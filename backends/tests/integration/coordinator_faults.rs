@@ -3,14 +3,13 @@
 //! the re-read of that newer state then fails. The fault is placed by a clean run of
 //! the same race, whose [`FaultyFs`] log says which read is the re-read.
 
-mod common;
-
 use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{FaultCoordinator, add_step, seeded_project, yaml_store};
 use checklist_backends::fault::{AfterFault, FaultyFs, Operation};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
@@ -19,7 +18,6 @@ use checklist_core::prelude::*;
 use checklist_core::{
     AuditEvent, Error, Expectation, LockProvider, LockRequest, RollingBackups, StateStoreExt,
 };
-use common::{FaultCoordinator, add_step, seeded_project, yaml_store};
 
 /// The options of [`retrying`]: one conflict retry, a 2 s lock timeout.
 fn retry_once() -> CoordinatorOptions {

@@ -3,12 +3,11 @@
 //! one — never a torn file, never no file — and that no temp file survives the next
 //! successful save.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::sync::Arc;
 
+use crate::common::{add_step, state_with_steps, temp_files};
 use checklist_backends::fault::{AfterFault, FaultyFs};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{
@@ -17,7 +16,6 @@ use checklist_backends::{
 };
 use checklist_core::Expectation;
 use checklist_core::prelude::*;
-use common::{add_step, state_with_steps, temp_files};
 
 async fn save_loop<C: Codec + Clone>(codec: C, after: AfterFault) -> BTreeSet<&'static str> {
     let mut failed_ops = BTreeSet::new();

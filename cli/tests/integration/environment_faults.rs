@@ -11,16 +11,14 @@
 //! works for root and for ordinary users where user namespaces are enabled; where they
 //! are not, these tests fail with a message saying so rather than pass silently. The
 //! same faults are injected at every single operation through the fault seam in
-//! `backends/tests/environment_faults.rs` (on every Unix); this file is Linux-only,
+//! `backends/tests/integration/environment_faults.rs` (on every Unix); this file is Linux-only,
 //! like mount namespaces.
 #![cfg(target_os = "linux")]
-
-mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{checklist, code, ok, stderr};
+use crate::support::{checklist, code, ok, stderr};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_checklist")
@@ -575,7 +573,7 @@ fn fuse_fat_tools() -> Option<()> {
         "the FAT and exFAT tests cannot run: {why}"
     );
     eprintln!(
-        "SKIPPED: the FAT and exFAT init refusal on a real FUSE mount {why}; the fault-seam version runs in backends/tests/store_faults.rs"
+        "SKIPPED: the FAT and exFAT init refusal on a real FUSE mount {why}; the fault-seam version runs in backends/tests/integration/store_faults.rs"
     );
     None
 }

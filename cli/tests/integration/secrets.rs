@@ -4,12 +4,10 @@
 //! whatever the mode, no file under `.checklist/` ever holds the secret's text unless
 //! the user turned scanning off, and even then the audit trail does not.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use support::{checklist, code, ok, stderr};
+use crate::support::{checklist, code, ok, stderr};
 
 const TOKEN: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
 const DB_PASSWORD: &str = "S3cr3t-Pa55";

@@ -6,21 +6,19 @@
 //! What must hold: an error that names the file and what went wrong, the last good
 //! state still there, and no temp file left.
 
-mod common;
-
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{add_step, index_of, seeded_project, temp_files_under, yaml_store};
 use checklist_backends::fault::{AfterFault, FaultyFs};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{Codec, CodecError, FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
 use checklist_core::prelude::*;
 use checklist_core::recovery::Recovery;
 use checklist_core::{ChecklistState, CorruptionKind, Error, Expectation, RollingBackups, StateStoreExt};
-use common::{add_step, index_of, seeded_project, temp_files_under, yaml_store};
 use serde_json::Value;
 
 #[test]
@@ -313,7 +311,7 @@ async fn an_index_rebuild_that_cannot_read_a_backup_fails_and_drops_nothing() {
 
 /// A file system that refuses every hard link as FAT and exFAT do (`EPERM`), and is
 /// otherwise the real one: the seam version of the FUSE test in
-/// `cli/tests/environment_faults.rs`, so it runs on every machine.
+/// `cli/tests/integration/environment_faults.rs`, so it runs on every machine.
 #[derive(Debug)]
 struct NoHardLinks;
 

@@ -1,12 +1,10 @@
 //! The `checklist` binary, run as a real process against stores in temp directories.
 
-mod support;
-
 use std::path::Path;
 
 use serde_json::Value;
 
-use support::{checklist, code, json, ok, stderr};
+use crate::support::{checklist, code, json, ok, stderr};
 
 /// init → start → step complete → verify on a fresh store of `backend`.
 fn tour(backend: &str) -> tempfile::TempDir {

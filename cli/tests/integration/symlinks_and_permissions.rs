@@ -5,14 +5,12 @@
 //! that would become paths are refused.
 #![cfg(unix)]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{checklist, code, ok, stderr};
+use crate::support::{checklist, code, ok, stderr};
 
 /// A project whose store holds a state with steps, a backup, an audit log, an
 /// archived instance and a quarantined document.

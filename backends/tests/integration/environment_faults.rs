@@ -6,14 +6,12 @@
 //! Each failure must come back as one sentence that names a file of the store and
 //! says what to do, leave the last good state in place and loadable, and leave no
 //! temp file. The real-kernel versions of these faults (a full tmpfs, a read-only
-//! mount, a user without access) run the binary in `cli/tests/environment_faults.rs`.
+//! mount, a user without access) run the binary in `cli/tests/integration/environment_faults.rs`.
 //!
 //! Unix only: the injected numbers are Unix errno values (Windows reports a full disk
 //! as `ERROR_DISK_FULL`, which std maps to the same `StorageFull` kind and so to the
 //! same advice).
 #![cfg(unix)]
-
-mod common;
 
 use std::sync::Arc;
 
@@ -22,9 +20,9 @@ use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
 use std::os::unix::fs::FileExt;
 
+use crate::common::{add_step, coordinator, seeded_project, temp_files_under};
 use checklist_core::prelude::*;
 use checklist_core::{ChecklistState, Error, LockProvider};
-use common::{add_step, coordinator, seeded_project, temp_files_under};
 use rustix::io::Errno;
 
 fn same_content(a: &ChecklistState, b: &ChecklistState) -> bool {
@@ -301,14 +299,14 @@ async fn a_holder_that_cannot_renew_loses_the_lock_and_is_told() {
 fn keeping_three(
     dir: &std::path::Path,
     vfs: Arc<dyn checklist_backends::vfs::Vfs>,
-) -> common::FaultCoordinator {
+) -> crate::common::FaultCoordinator {
     try_keeping_three(dir, vfs).unwrap()
 }
 
 fn try_keeping_three(
     dir: &std::path::Path,
     vfs: Arc<dyn checklist_backends::vfs::Vfs>,
-) -> checklist_core::Result<common::FaultCoordinator> {
+) -> checklist_core::Result<crate::common::FaultCoordinator> {
     let store = FileStore::open_with_vfs(dir, YamlCodec, FileStoreOptions::default(), Arc::clone(&vfs))?;
     let locks = FileLockProvider::with_vfs(dir, vfs);
     let mut options = checklist_core::coordinator::CoordinatorOptions::default();
@@ -365,7 +363,7 @@ async fn assert_backups_independent(dir: &std::path::Path, case: &str) -> Vec<St
         assert_ne!(ino, live.ino(), "{case}: backup {name} is the live state file");
         assert_eq!(nlink, 1, "{case}: backup {name} has {nlink} names");
     }
-    let store = common::yaml_store(dir, Arc::new(RealFs));
+    let store = crate::common::yaml_store(dir, Arc::new(RealFs));
     let mut ids = Vec::new();
     for backup in store.list_backups().await.unwrap() {
         store
@@ -465,7 +463,7 @@ async fn three_commits_failing_on_a_full_disk_keep_the_backups_that_recover_a_fl
         .unwrap()
         .write_all_at(&bytes, 0)
         .unwrap();
-    let store = common::yaml_store(&dir, Arc::new(RealFs));
+    let store = crate::common::yaml_store(&dir, Arc::new(RealFs));
     let recovery = checklist_core::Recovery::new(
         store,
         FileLockProvider::new(&dir),
@@ -485,7 +483,7 @@ async fn three_commits_failing_on_a_full_disk_keep_the_backups_that_recover_a_fl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_rebuild_never_lists_a_link_to_the_live_state_file() {
     let (_root, dir) = project_with_three_backups().await;
-    let store = common::yaml_store(&dir, Arc::new(RealFs));
+    let store = crate::common::yaml_store(&dir, Arc::new(RealFs));
     let live_revision = store.read().await.unwrap().unwrap().revision;
     let leftover = dir.join(format!(".backup/state.yaml.{live_revision}-20261204T120000000Z"));
     std::fs::hard_link(dir.join("state.yaml"), &leftover).unwrap();

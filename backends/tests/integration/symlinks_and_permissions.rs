@@ -8,13 +8,12 @@
 //! names planted in advance, and names that must never become file names.
 #![cfg(unix)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::common::{add_step, state_with_steps};
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{
     BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, OpenOptions, YamlCodec,
@@ -27,7 +26,6 @@ use checklist_core::{
     AuditEvent, AuditRecord, ChecklistState, CorruptionKind, Error, Expectation, LockProvider, LockRequest,
     QuarantineNote,
 };
-use common::{add_step, state_with_steps};
 
 const INSTANCE: &str = "finished-run";
 

@@ -2,7 +2,7 @@
 //! leave in `state.toml` must be refused with an error naming the file, without a
 //! panic, in bounded time, and without changing a byte on disk. The YAML and JSON
 //! backends and the store's other documents get the same treatment in
-//! `backends/tests/hostile_documents.rs`.
+//! `backends/tests/integration/hostile_documents.rs`.
 
 use std::path::Path;
 

@@ -1,10 +1,9 @@
 //! What only a file backend can show: the bytes on disk, hand edits, corruption of
 //! the file, symbolic links, permissions and temp files.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::{add_step, state_with_steps, temp_files};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{
     Codec, FileStore, FileStoreOptions, JsonCodec, JsonFileStore, YamlCodec, YamlFileStore, atomic,
@@ -12,7 +11,6 @@ use checklist_backends::{
 use checklist_core::config::Durability;
 use checklist_core::prelude::*;
 use checklist_core::{CorruptionKind, Error, Expectation};
-use common::{add_step, state_with_steps, temp_files};
 
 fn yaml(dir: &Path) -> YamlFileStore {
     FileStore::open(dir, YamlCodec, FileStoreOptions::default()).unwrap()

@@ -9,12 +9,10 @@
 //! every way of bringing it back writes above every committed revision, and a store
 //! that never committed anything is simply initialized.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::{checklist, code, json, ok, stderr};
 use serde_json::Value;
-use support::{checklist, code, json, ok, stderr};
 
 /// A yaml store at revision 6 with three backups (revisions 3, 4 and 5).
 fn store_with_history() -> tempfile::TempDir {

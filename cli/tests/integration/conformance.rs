@@ -2,14 +2,12 @@
 //! built-in backend in a temp directory, and a directory where the store cannot work is
 //! refused with a sentence naming it.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use support::{checklist, code, stderr};
+use crate::support::{checklist, code, stderr};
 
 /// Every case's `suite::name`, in the order the command runs them.
 fn case_names() -> Vec<String> {
@@ -70,7 +68,7 @@ fn the_suite_passes_on_yaml_in_a_temp_dir_and_leaves_nothing_behind() {
 fn the_suite_passes_on_sqlite_chosen_by_config_yaml() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    support::ok(root, &["init", "--backend", "sqlite"]);
+    crate::support::ok(root, &["init", "--backend", "sqlite"]);
     let db = root.join(".checklist").join("state.db");
     let before = std::fs::read(&db).unwrap();
     let entries_before = entries(root);
@@ -93,7 +91,7 @@ fn the_suite_passes_on_sqlite_chosen_by_config_yaml() {
 fn the_suite_passes_on_json_chosen_by_config_yaml_as_json_output() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    support::ok(root, &["init", "--backend", "json"]);
+    crate::support::ok(root, &["init", "--backend", "json"]);
     let state = root.join(".checklist").join("state.json");
     let before = std::fs::read(&state).unwrap();
     // No --backend: the project's config.yaml says json.

@@ -1,13 +1,11 @@
 //! `checklist migrate`, run as a real process against stores holding the golden
 //! fixtures of `schemas/fixtures/`.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::support::{checklist, json, ok, stderr};
 use serde_json::{Value, json};
-use support::{checklist, json, ok, stderr};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,18 +5,16 @@
 //! audit trail never claims a commit that does not stand, and the next transaction
 //! goes through without waiting for a lock.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::sync::Arc;
 
+use crate::common::{add_step, coordinator, seeded_project};
 use checklist_backends::fault::{AfterFault, FaultyFs};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{FileStore, FileStoreOptions, YamlCodec};
 use checklist_core::prelude::*;
 use checklist_core::{AuditEvent, ChecklistState, StateStoreExt};
-use common::{add_step, coordinator, seeded_project};
 
 fn same_content(a: &ChecklistState, b: &ChecklistState) -> bool {
     a.completed_steps == b.completed_steps && a.active_instance == b.active_instance

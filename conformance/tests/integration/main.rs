@@ -1,0 +1,5 @@
+//! The conformance suite on the built-in backends, the mutants it must catch, and the coordinator's rollback under mocks: one binary.
+
+mod builtin_backends;
+mod coordinator_rollback_mocks;
+mod mutants;
