@@ -27,3 +27,18 @@ pub(crate) async fn run_blocking<T: Send + 'static>(
         Err(e) => Err(Error::io("finish I/O on", path, io::Error::other(e.to_string()))),
     }
 }
+
+/// Runs `work`, which blocks on file I/O and reports nothing, from synchronous code such
+/// as a `Drop`, without stalling other tasks: in place on a multi-threaded runtime (as
+/// [`run_blocking`]), so it is done when the call returns; on the blocking pool of a
+/// current-thread runtime, not waited for; in place outside a runtime, where this
+/// thread is nobody's worker.
+pub(crate) fn run_blocking_detached(work: impl FnOnce() + Send + 'static) {
+    match Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work);
+        }
+        Ok(runtime) => drop(runtime.spawn_blocking(work)),
+        Err(_) => work(),
+    }
+}

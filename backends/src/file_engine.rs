@@ -426,7 +426,7 @@ impl<C: Codec> Inner<C> {
                 }
                 Err(TryLockError::WouldBlock) => {
                     return Err(Error::LockTimeout {
-                        resource: self.write_lock_path.clone(),
+                        resource: self.write_lock_path.display().to_string(),
                         waited: started.elapsed(),
                         holder: None,
                     });

@@ -36,7 +36,7 @@ use chrono::Utc;
 use tokio::sync::Notify;
 
 use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
-use crate::blocking::run_blocking;
+use crate::blocking::{run_blocking, run_blocking_detached};
 use crate::lock_file::{
     FileIdentity, HolderLock, LockFile, MAX_LOCK_BYTES, Observation, Verdict, World, judge,
 };
@@ -79,6 +79,8 @@ pub struct FileLockProvider {
 
 struct Shared {
     lock_path: PathBuf,
+    /// `lock_path` as messages name it ([`LockProvider::resource`]).
+    resource: String,
     locks_dir: PathBuf,
     break_path: PathBuf,
     vfs: Arc<dyn Vfs>,
@@ -106,6 +108,7 @@ impl FileLockProvider {
         let locks_dir = dir.join(".locks");
         Self {
             shared: Arc::new(Shared {
+                resource: dir.join(".lock").display().to_string(),
                 lock_path: dir.join(".lock"),
                 break_path: locks_dir.join("break.lock"),
                 locks_dir,
@@ -352,7 +355,7 @@ impl Shared {
                 }
                 Err(TryLockError::WouldBlock) => {
                     return Err(Error::LockTimeout {
-                        resource: self.break_path.clone(),
+                        resource: self.break_path.display().to_string(),
                         waited: started.elapsed(),
                         holder: None,
                     });
@@ -605,12 +608,12 @@ impl HeldFileLock {
         }
     }
 
-    fn resource(&self) -> PathBuf {
+    fn resource(&self) -> String {
         self.holding
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|h| h.shared.lock_path.clone())
+            .map(|h| h.shared.resource.clone())
             .unwrap_or_default()
     }
 }
@@ -645,29 +648,26 @@ fn heartbeat(
     }
 }
 
-impl HeldLock for HeldFileLock {
-    fn info(&self) -> &LockInfo {
-        &self.info
-    }
-
-    fn ensure_held(&self) -> Result<()> {
-        if self.lost.load(Ordering::Acquire) {
-            return Err(self.lost_error());
+impl HeldFileLock {
+    /// Whether `.lock` still holds this acquisition; blocking file I/O.
+    fn check_held(holding: &Mutex<Option<Holding>>, lost: &AtomicBool, lock_id: &str) -> Result<bool> {
+        if lost.load(Ordering::Acquire) {
+            return Ok(false);
         }
-        let guard = self.holding.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = holding.lock().unwrap_or_else(|p| p.into_inner());
         let Some(held) = guard.as_ref() else {
-            return Err(self.lost_error());
+            return Ok(false);
         };
-        if held.shared.current_lock_id()?.as_deref() == Some(self.info.lock_id.as_str()) {
-            Ok(())
+        if held.shared.current_lock_id()?.as_deref() == Some(lock_id) {
+            Ok(true)
         } else {
-            drop(guard);
-            self.lost.store(true, Ordering::Release);
-            Err(self.lost_error())
+            lost.store(true, Ordering::Release);
+            Ok(false)
         }
     }
 
-    fn release(&mut self) -> Result<()> {
+    /// Stops the heartbeat and releases; blocking file I/O.
+    fn release_now(mut self) -> Result<()> {
         // Not joined: once `holding` is taken (which waits for a renewal in progress),
         // the heartbeat has nothing to renew and ends by itself; waiting for the
         // thread to wake up and exit would only add to every release.
@@ -678,9 +678,40 @@ impl HeldLock for HeldFileLock {
 }
 
 #[async_trait]
+impl HeldLock for HeldFileLock {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    async fn ensure_held(&self) -> Result<()> {
+        let (holding, lost) = (Arc::clone(&self.holding), Arc::clone(&self.lost));
+        let lock_id = self.info.lock_id.clone();
+        let path = PathBuf::from(self.resource());
+        let held = run_blocking(&path, move || Self::check_held(&holding, &lost, &lock_id)).await?;
+        if held { Ok(()) } else { Err(self.lost_error()) }
+    }
+
+    async fn release(self: Box<Self>) -> Result<()> {
+        let path = PathBuf::from(self.resource());
+        run_blocking(&path, move || self.release_now()).await
+    }
+
+    fn release_in_background(self: Box<Self>) {
+        let release = move || {
+            if let Err(error) = self.release_now() {
+                tracing::warn!(%error, "could not remove the lock file on release");
+            }
+        };
+        // Should a current-thread runtime shut down before the task runs, dropping it
+        // drops the `Holding`, whose own drop releases the lock.
+        run_blocking_detached(release);
+    }
+}
+
+#[async_trait]
 impl LockProvider for FileLockProvider {
-    fn resource(&self) -> &Path {
-        &self.shared.lock_path
+    fn resource(&self) -> &str {
+        &self.shared.resource
     }
 
     async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
@@ -718,7 +749,7 @@ impl LockProvider for FileLockProvider {
             let now = Instant::now();
             if now >= deadline {
                 return Err(Error::LockTimeout {
-                    resource: self.shared.lock_path.clone(),
+                    resource: self.shared.resource.clone(),
                     waited: started.elapsed(),
                     holder: observation.lock.as_ref().map(|l| Box::new(l.info())),
                 });

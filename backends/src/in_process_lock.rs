@@ -6,7 +6,6 @@
 //! so this provider never judges a lock stale; a leaked guard (`mem::forget`) is
 //! broken with [`LockProvider::force_release`].
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -27,7 +26,7 @@ pub struct InProcessLockProvider {
 
 #[derive(Debug)]
 struct Shared {
-    resource: PathBuf,
+    resource: String,
     state: Mutex<LockTable>,
     released: Notify,
     next_waiter: AtomicU64,
@@ -41,7 +40,7 @@ struct LockTable {
 
 impl InProcessLockProvider {
     /// A new, free lock whose resource name (used in messages) is `resource`.
-    pub fn new(resource: impl Into<PathBuf>) -> Self {
+    pub fn new(resource: impl Into<String>) -> Self {
         Self {
             inner: Arc::new(Shared {
                 resource: resource.into(),
@@ -113,7 +112,7 @@ fn new_lock_info(request: &LockRequest) -> LockInfo {
 
 #[async_trait]
 impl LockProvider for InProcessLockProvider {
-    fn resource(&self) -> &Path {
+    fn resource(&self) -> &str {
         &self.inner.resource
     }
 
@@ -173,7 +172,7 @@ impl LockProvider for InProcessLockProvider {
                 table.holder = None;
                 drop(table);
                 self.inner.released.notify_waiters();
-                tracing::warn!(lock_id, resource = %self.inner.resource.display(), "lock force-released");
+                tracing::warn!(lock_id, resource = %self.inner.resource, "lock force-released");
                 Ok(true)
             }
             _ => Ok(false),
@@ -188,22 +187,9 @@ struct InProcessHeld {
     lost: Arc<AtomicBool>,
 }
 
-impl HeldLock for InProcessHeld {
-    fn info(&self) -> &LockInfo {
-        &self.info
-    }
-
-    fn ensure_held(&self) -> Result<()> {
-        if self.lost.load(Ordering::Acquire) {
-            return Err(Error::LockLost {
-                resource: self.shared.resource.clone(),
-                lock_id: self.info.lock_id.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    fn release(&mut self) -> Result<()> {
+impl InProcessHeld {
+    /// Frees the lock if this acquisition still holds it; memory only, never blocks.
+    fn release_now(&self) {
         let mut table = self.shared.table();
         if table
             .holder
@@ -214,7 +200,32 @@ impl HeldLock for InProcessHeld {
             drop(table);
             self.shared.released.notify_waiters();
         }
+    }
+}
+
+#[async_trait]
+impl HeldLock for InProcessHeld {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    async fn ensure_held(&self) -> Result<()> {
+        if self.lost.load(Ordering::Acquire) {
+            return Err(Error::LockLost {
+                resource: self.shared.resource.clone(),
+                lock_id: self.info.lock_id.clone(),
+            });
+        }
         Ok(())
+    }
+
+    async fn release(self: Box<Self>) -> Result<()> {
+        self.release_now();
+        Ok(())
+    }
+
+    fn release_in_background(self: Box<Self>) {
+        self.release_now();
     }
 }
 
@@ -248,7 +259,7 @@ mod tests {
                     c.0 -= 1;
                     c.1 += 1;
                 }
-                guard.release().unwrap();
+                guard.release().await.unwrap();
             }));
         }
         for t in tasks {
@@ -287,10 +298,10 @@ mod tests {
         let locks = InProcessLockProvider::new("memory:test");
         let guard = locks.acquire(&quick(100)).await.unwrap();
         assert!(!locks.force_release("not-the-id").await.unwrap());
-        guard.ensure_held().unwrap();
+        guard.ensure_held().await.unwrap();
         let id = guard.info().lock_id.clone();
         assert!(locks.force_release(&id).await.unwrap());
-        assert!(matches!(guard.ensure_held(), Err(Error::LockLost { .. })));
+        assert!(matches!(guard.ensure_held().await, Err(Error::LockLost { .. })));
         let next = locks.acquire(&quick(100)).await.unwrap();
         assert_ne!(next.info().lock_id, id);
         drop(guard);

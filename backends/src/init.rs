@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
 use crate::config_file::{load_config, write_config};
 use crate::layout::Layout;
-use crate::registry::BackendRegistry;
+use crate::registry::{Backend, BackendRegistry};
 use crate::state_home::{self, Located};
 use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
@@ -399,27 +399,16 @@ impl InitRun {
             .locks
             .acquire(&LockRequest::from_settings(Operation::Write, &config.lock))
             .await?;
-        let existing = backend.store.read().await?;
-        if let Some(state) = &existing {
-            refuse_import_over(
-                initial_state.is_some(),
-                backend.store.info().location_path(),
-                Some(state.revision),
-            )?;
-            return Ok((Some(state.revision), None, capabilities));
-        }
-        if let lost @ Error::StateMissing { .. } = backend.store.missing_state().await? {
-            if initial_state.is_some() {
-                return Err(lost);
+        let first_write = first_write(&backend, initial_state).await;
+        guard.release_logging_failure().await;
+        let committed = match first_write? {
+            FirstWrite::Existing(revision) => return Ok((Some(revision), None, capabilities)),
+            FirstWrite::StateMissing => {
+                let report = recover_lost_state(&backend, config).await?;
+                return Ok((Some(report.revision), Some(report), capabilities));
             }
-            // Recovery takes the lock itself.
-            drop(guard);
-            let report = recover_lost_state(&backend, config).await?;
-            return Ok((Some(report.revision), Some(report), capabilities));
-        }
-        let first = initial_state.cloned().unwrap_or_default();
-        let committed = backend.store.commit(&first, Expectation::Absent).await?;
-        drop(guard);
+            FirstWrite::Committed(revision) => revision,
+        };
         // A file backend's state lives inside the store directory; a memory
         // backend's location is a pseudo-path outside it.
         if backend
@@ -430,7 +419,7 @@ impl InitRun {
         {
             self.created.push(backend.store.info().location_path().to_owned());
         }
-        Ok((Some(committed.revision), None, capabilities))
+        Ok((Some(committed), None, capabilities))
     }
 
     /// Removes what this run created, newest first.
@@ -462,4 +451,38 @@ impl InitRun {
             }
         }
     }
+}
+
+/// What the first write under init's lock found or did.
+enum FirstWrite {
+    /// A state was already there, at this revision.
+    Existing(u64),
+    /// The state is missing from a store with a history: recovery restores it (it takes
+    /// the lock itself).
+    StateMissing,
+    /// The first state was committed at this revision.
+    Committed(u64),
+}
+
+/// Init's first write, under the lock: joins a state that is there, stops at a lost
+/// one, or commits the first (or imported) state.
+async fn first_write(backend: &Backend, initial_state: Option<&ChecklistState>) -> Result<FirstWrite> {
+    if let Some(state) = backend.store.read().await? {
+        refuse_import_over(
+            initial_state.is_some(),
+            backend.store.info().location_path(),
+            Some(state.revision),
+        )?;
+        return Ok(FirstWrite::Existing(state.revision));
+    }
+    if let lost @ Error::StateMissing { .. } = backend.store.missing_state().await? {
+        return if initial_state.is_some() {
+            Err(lost)
+        } else {
+            Ok(FirstWrite::StateMissing)
+        };
+    }
+    let first = initial_state.cloned().unwrap_or_default();
+    let committed = backend.store.commit(&first, Expectation::Absent).await?;
+    Ok(FirstWrite::Committed(committed.revision))
 }

@@ -288,9 +288,9 @@ async fn change<T>(
     let mut state = opened.backend.store.read_existing().await?;
     let expect = Expectation::current(&state);
     let value = apply(&mut state)?;
-    guard.ensure_held()?;
+    guard.ensure_held().await?;
     let committed = opened.backend.store.commit(&state, expect).await?;
-    guard.release()?;
+    guard.release().await?;
     Ok((value, committed, waited))
 }
 

@@ -74,7 +74,7 @@ fn bench_providers(c: &mut Criterion, rt: &Runtime, root: &Path) {
         b.iter(|| {
             rt.block_on(async {
                 let guard = file_locks.acquire(&request).await?;
-                guard.release()
+                guard.release().await
             })
             .expect("acquire and release the file lock");
         });
@@ -83,7 +83,7 @@ fn bench_providers(c: &mut Criterion, rt: &Runtime, root: &Path) {
         b.iter(|| {
             rt.block_on(async {
                 let guard = in_process.acquire(&request).await?;
-                guard.release()
+                guard.release().await
             })
             .expect("acquire and release the in-process lock");
         });

@@ -944,8 +944,9 @@ struct TimedLocks<L> {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<L: LockProvider> LockProvider for TimedLocks<L> {
-    fn resource(&self) -> &Path {
+    fn resource(&self) -> &str {
         self.inner.resource()
     }
     async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
@@ -953,7 +954,7 @@ impl<L: LockProvider> LockProvider for TimedLocks<L> {
         let guard = self.inner.acquire(request).await?;
         record(&self.log, "lock acquire", started.elapsed());
         Ok(LockGuard::new(Box::new(TimedHeld {
-            guard: Some(guard),
+            guard,
             log: Arc::clone(&self.log),
         })))
     }
@@ -968,25 +969,30 @@ impl<L: LockProvider> LockProvider for TimedLocks<L> {
 /// The inner provider's guard, whose release is timed.
 #[derive(Debug)]
 struct TimedHeld {
-    guard: Option<LockGuard>,
+    guard: LockGuard,
     log: StageLog,
 }
 
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl HeldLock for TimedHeld {
     fn info(&self) -> &LockInfo {
-        self.guard.as_ref().expect("held until released").info()
+        self.guard.info()
     }
-    fn ensure_held(&self) -> Result<()> {
+    async fn ensure_held(&self) -> Result<()> {
         let started = Instant::now();
-        let held = self.guard.as_ref().map_or(Ok(()), LockGuard::ensure_held);
+        let held = self.guard.ensure_held().await;
         record(&self.log, "lock ensure_held", started.elapsed());
         held
     }
-    fn release(&mut self) -> Result<()> {
+    async fn release(self: Box<Self>) -> Result<()> {
         let started = Instant::now();
-        let released = self.guard.take().map_or(Ok(()), LockGuard::release);
+        let released = self.guard.release().await;
         record(&self.log, "lock release", started.elapsed());
         released
+    }
+    fn release_in_background(self: Box<Self>) {
+        drop(self.guard);
     }
 }
 

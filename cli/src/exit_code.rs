@@ -94,7 +94,7 @@ mod tests {
             (Error::NotInitialized { path: path.clone() }, 3),
             (
                 Error::LockTimeout {
-                    resource: path.clone(),
+                    resource: path.display().to_string(),
                     waited: Duration::from_millis(5),
                     holder: None,
                 },

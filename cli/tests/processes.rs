@@ -104,7 +104,7 @@ mod unix {
                 now(),
             )
             .unwrap();
-        let outcome = match guard.ensure_held() {
+        let outcome = match guard.ensure_held().await {
             Err(e) => Err(e),
             Ok(()) => opened.backend.store.commit(&state, expect).await.map(|_| ()),
         };

@@ -695,7 +695,7 @@ pub async fn concurrent_loads_recover_once(subject: &Subject) -> CaseResult {
         waiting >= 2,
         "the two loads never waited for the lock ({waiting} waiting)"
     );
-    step("releasing the lock", guard.release())?;
+    step("releasing the lock", guard.release().await)?;
     let mut loaded = Vec::new();
     for load in loads {
         let result = load.await.map_err(|e| Failure(format!("a load panicked: {e}")))?;

@@ -259,9 +259,9 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
         inner.push(location);
         let result = ACTIVE.scope(inner, self.locked(&guard, operation, change)).await;
         // A commit stands whether or not the lock comes off, so a failure to release is
-        // logged by the guard's drop rather than reported as the transaction's failure
-        // (the lock left behind is stale at once: its holder let its liveness go).
-        drop(guard);
+        // logged rather than reported as the transaction's failure (a file lock left
+        // behind is stale at once: its holder let its liveness go).
+        guard.release_logging_failure().await;
         result
     }
 
@@ -320,7 +320,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
             let replacing = base.revision;
-            if let Err(error) = guard.ensure_held() {
+            if let Err(error) = guard.ensure_held().await {
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
             let commit = AuditRecord::new(AuditEvent::Commit)
@@ -447,7 +447,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
     /// A conflict without retries: note it in the newer state's `conflicts` section
     /// (resolution: the stored state wins), if this transaction still holds the lock.
     async fn record_unresolved_conflict(&self, guard: &LockGuard, tx: &mut Transaction) {
-        if guard.ensure_held().is_err() {
+        if guard.ensure_held().await.is_err() {
             return;
         }
         let Ok(mut latest) = self.store.read_existing().await else {

@@ -64,8 +64,9 @@ pub enum Error {
     /// The lock could not be acquired before the timeout.
     #[error("{}", lock_timeout_message(resource, *waited, holder.as_deref()))]
     LockTimeout {
-        /// The lock file (or in-memory resource name) that was contended.
-        resource: PathBuf,
+        /// The lock that was contended, as its provider names it
+        /// ([`LockProvider::resource`](crate::LockProvider::resource)).
+        resource: String,
         /// How long the caller waited.
         waited: Duration,
         /// Who held the lock when the wait gave up, when that could be read.
@@ -74,13 +75,12 @@ pub enum Error {
 
     /// The caller's lock was broken or taken over while it held it.
     #[error(
-        "the lock {lock_id} on {} was lost (broken as stale or force-released) before this write; \
-         nothing was written, run the command again",
-        resource.display()
+        "the lock {lock_id} on {resource} was lost (broken as stale or force-released) before this write; \
+         nothing was written, run the command again"
     )]
     LockLost {
-        /// The lock file (or in-memory resource name).
-        resource: PathBuf,
+        /// The lock, as its provider names it.
+        resource: String,
         /// The id of the lock that was lost.
         lock_id: String,
     },
@@ -428,13 +428,13 @@ fn corruption_remedy(kind: CorruptionKind) -> &'static str {
     }
 }
 
-fn lock_timeout_message(resource: &std::path::Path, waited: Duration, holder: Option<&LockInfo>) -> String {
+fn lock_timeout_message(resource: &str, waited: Duration, holder: Option<&LockInfo>) -> String {
     let waited_ms = waited.as_millis();
     match holder {
         Some(h) => format!(
             "timed out after {waited_ms} ms waiting for the lock {}, held by pid {} on host {} as user {} since {} \
              (lock id {}); if that process is gone, run `checklist lock release --force {}`",
-            resource.display(),
+            resource,
             h.pid,
             h.hostname,
             h.user,
@@ -445,7 +445,7 @@ fn lock_timeout_message(resource: &std::path::Path, waited: Duration, holder: Op
         None => format!(
             "timed out after {waited_ms} ms waiting for the lock {}; its holder could not be read, \
              run `checklist lock status` to see it",
-            resource.display()
+            resource
         ),
     }
 }

@@ -1,7 +1,6 @@
 //! The [`LockProvider`] trait: exclusive access to a store across tasks and processes.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,20 +127,32 @@ pub struct UnreadableLock {
 
 /// The provider-specific side of a held lock, owned by a [`LockGuard`].
 ///
-/// Providers implement this; callers use [`LockGuard`].
+/// Providers implement this; callers use [`LockGuard`]. Releasing is async, so a
+/// provider whose lock lives on a server releases it with a round trip instead of
+/// blocking a thread of the runtime; a guard dropped without
+/// [`LockGuard::release`] hands its lock to
+/// [`release_in_background`](Self::release_in_background).
+#[async_trait]
 pub trait HeldLock: Send + Sync + fmt::Debug {
     /// The metadata of this acquisition.
     fn info(&self) -> &LockInfo;
 
     /// Fails with [`Error::LockLost`](crate::Error::LockLost) if the lock is known to
     /// have been broken, force-released or taken over since it was acquired.
-    fn ensure_held(&self) -> Result<()>;
+    async fn ensure_held(&self) -> Result<()>;
 
-    /// Releases the lock. Called exactly once, by the guard.
-    fn release(&mut self) -> Result<()>;
+    /// Releases the lock and reports a failure to. Called at most once, by the guard.
+    async fn release(self: Box<Self>) -> Result<()>;
+
+    /// Lets the lock go without waiting for it, for a guard dropped unreleased (a
+    /// panic, a cancelled task). It must not block the calling thread on I/O that can
+    /// take long: a provider hands the work to a thread or task of its own, or, when
+    /// it cannot, leaves the lock to be judged stale. Failures are only logged.
+    fn release_in_background(self: Box<Self>);
 }
 
-/// A held lock. Released by [`release`](Self::release) or when dropped.
+/// A held lock. Released by [`release`](Self::release); a guard dropped without it
+/// lets its lock go in the background (see [`HeldLock::release_in_background`]).
 #[derive(Debug)]
 pub struct LockGuard {
     held: Option<Box<dyn HeldLock>>,
@@ -163,30 +174,36 @@ impl LockGuard {
 
     /// Fails with [`Error::LockLost`](crate::Error::LockLost) if the lock was lost.
     /// Call it right before a write.
-    pub fn ensure_held(&self) -> Result<()> {
+    pub async fn ensure_held(&self) -> Result<()> {
         match &self.held {
-            Some(held) => held.ensure_held(),
+            Some(held) => held.ensure_held().await,
             None => Ok(()),
         }
     }
 
-    /// Releases the lock now, reporting a failure to release. Dropping the guard
-    /// releases it too, logging a failure (with `tracing`) instead: what a caller wants
-    /// after work that stands whether or not the lock comes off, such as a commit.
-    pub fn release(mut self) -> Result<()> {
+    /// Releases the lock now, reporting a failure to release.
+    pub async fn release(mut self) -> Result<()> {
         match self.held.take() {
-            Some(mut held) => held.release(),
+            Some(held) => held.release().await,
             None => Ok(()),
+        }
+    }
+
+    /// Releases the lock now and logs (with `tracing`) a failure to, instead of
+    /// returning it: what a caller wants after work that stands whether or not the
+    /// lock comes off, such as a commit.
+    pub async fn release_logging_failure(self) {
+        let lock_id = self.info().lock_id.clone();
+        if let Err(error) = self.release().await {
+            tracing::warn!(%error, lock_id, "could not release a lock");
         }
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let Some(mut held) = self.held.take()
-            && let Err(error) = held.release()
-        {
-            tracing::warn!(%error, "could not release a lock on drop");
+        if let Some(held) = self.held.take() {
+            held.release_in_background();
         }
     }
 }
@@ -205,8 +222,10 @@ impl Drop for LockGuard {
 ///   it among the waiters and shows the holder (and no unreadable lock); once it stops
 ///   waiting (acquired, timed out or its future dropped), it is gone from the list, and
 ///   a free lock shows neither a holder nor an unreadable lock.
-/// - `release_lets_the_next_acquire_in`: after a guard is released or dropped, the
-///   next `acquire` succeeds without waiting for the timeout.
+/// - `release_lets_the_next_acquire_in`: after [`LockGuard::release`] the lock is free
+///   at once; after a guard is dropped unreleased, the next `acquire` succeeds without
+///   waiting for the timeout and the lock is free soon after (a provider may let it go
+///   in the background).
 /// - `lock_ids_are_unique`: every acquisition gets a fresh `lock_id`.
 /// - `force_release_needs_the_lock_id`: [`force_release`](Self::force_release) with
 ///   a wrong id changes nothing and reports it; with the holder's id it frees the lock,
@@ -231,8 +250,9 @@ impl Drop for LockGuard {
 ///   breaks it never deletes a fresh lock another waiter took in the meantime.
 #[async_trait]
 pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
-    /// The lock's resource, for messages: the lock file, or a `memory:` pseudo-path.
-    fn resource(&self) -> &Path;
+    /// The lock's resource as messages name it: the lock file's path, a
+    /// `memory:` name, a server and store key. Never a password.
+    fn resource(&self) -> &str;
 
     /// Waits for the lock and returns a guard that holds it.
     ///
@@ -263,8 +283,9 @@ pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
 macro_rules! forward_lock_provider {
     ($($wrapper:ident),*) => {$(
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<T: LockProvider + ?Sized> LockProvider for $wrapper<T> {
-            fn resource(&self) -> &Path {
+            fn resource(&self) -> &str {
                 (**self).resource()
             }
             async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {

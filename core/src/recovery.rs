@@ -259,7 +259,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                 let outcome = self
                     .recover_locked(&guard, &RecoverRequest::default(), AuditEvent::Recovery)
                     .await;
-                drop(guard);
+                guard.release_logging_failure().await;
                 outcome
             }
             Err(error) => Err(error),
@@ -297,7 +297,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         }
         let guard = self.acquire().await?;
         let outcome = self.recover_locked(&guard, request, AuditEvent::Recovery).await;
-        drop(guard);
+        guard.release_logging_failure().await;
         Ok(outcome?.map(|(report, _)| report))
     }
 
@@ -311,7 +311,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         validate_backup_id(id)?;
         let guard = self.acquire().await?;
         let outcome = self.restore_locked(&guard, id).await;
-        drop(guard);
+        guard.release_logging_failure().await;
         outcome
     }
 
@@ -347,7 +347,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         let backup = self.listed_backup(id).await?;
         let restored = self.store.read_verified_backup(id).await?;
         let replaced = self.store.create_backup("pre-restore").await?;
-        guard.ensure_held()?;
+        guard.ensure_held().await?;
         let committed = self
             .store
             .commit(&restored, Expectation::Revision(current.revision))
@@ -387,7 +387,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     pub async fn reseal(&self) -> Result<Option<ResealReport>> {
         let guard = self.acquire().await?;
         let outcome = self.reseal_locked(&guard).await;
-        drop(guard);
+        guard.release_logging_failure().await;
         outcome
     }
 
@@ -433,7 +433,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             data_loss: false,
             extra: Default::default(),
         });
-        guard.ensure_held()?;
+        guard.ensure_held().await?;
         let committed = self.store.replace(Some(&raw), &edited, revision).await?;
         let mut record = AuditRecord::new(AuditEvent::Recovery)
             .revisions(last, Some(committed.revision))
@@ -465,7 +465,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     pub async fn backup_now(&self, reason: &str) -> Result<Option<BackupRecord>> {
         let guard = self.acquire().await?;
         let outcome = self.store.create_backup(reason).await;
-        drop(guard);
+        guard.release_logging_failure().await;
         let record = outcome?;
         if let Some(backup) = &record {
             let mut audit = AuditRecord::new(AuditEvent::Backup)
@@ -487,7 +487,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     pub async fn prune(&self) -> Result<PruneReport> {
         let guard = self.acquire().await?;
         let outcome = self.prune_locked().await;
-        drop(guard);
+        guard.release_logging_failure().await;
         let report = outcome?;
         if !report.deleted.is_empty() {
             let mut operations: Vec<String> = report
@@ -697,7 +697,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             data_loss,
             extra: Default::default(),
         });
-        guard.ensure_held()?;
+        guard.ensure_held().await?;
         let committed = self.store.replace(raw.as_deref(), &state, revision).await?;
         state.revision = committed.revision;
         state.checksum = Some(committed.checksum.clone());

@@ -79,7 +79,7 @@ pub(super) fn db_error(op: &'static str, path: &Path, error: rusqlite::Error) ->
             damaged(path, format!("SQLite reports: {detail}"))
         }
         ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::LockTimeout {
-            resource: path.to_owned(),
+            resource: path.display().to_string(),
             waited: Duration::ZERO,
             holder: None,
         },
@@ -110,7 +110,7 @@ pub(super) fn damaged(path: &Path, detail: String) -> Error {
 /// A lock wait that gave up after `waited`, naming `path`.
 pub(super) fn busy(path: &Path, waited: Duration) -> Error {
     Error::LockTimeout {
-        resource: path.to_owned(),
+        resource: path.display().to_string(),
         waited,
         holder: None,
     }

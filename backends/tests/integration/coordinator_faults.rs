@@ -160,9 +160,9 @@ async fn a_coordinator_names_its_files_and_keeps_its_options() {
     let (_root, dir) = seeded_project().await;
     let tx = retrying(&dir, &FaultyFs::new(Arc::new(RealFs)));
     let state_path = dir.join("state.yaml");
-    let lock_path = FileLockProvider::new(&dir).resource().to_owned();
+    let lock_path = std::path::PathBuf::from(FileLockProvider::new(&dir).resource());
     assert_eq!(tx.store().info().location_path(), state_path);
-    assert_eq!(tx.locks().resource(), lock_path);
+    assert_eq!(tx.locks().resource(), lock_path.display().to_string());
     assert_eq!(tx.options(), &retry_once());
     let debug = format!("{tx:?}");
     for path in [&state_path, &lock_path] {

@@ -286,12 +286,12 @@ async fn a_holder_that_cannot_renew_loses_the_lock_and_is_told() {
         faulty.log()
     );
     faulty.heal();
-    match guard.ensure_held() {
+    match guard.ensure_held().await {
         Err(Error::LockLost { lock_id, .. }) => assert_eq!(lock_id, guard.info().lock_id),
         other => panic!("the holder was not told it lost the lock: {other:?}"),
     }
     assert_ne!(taken.info().lock_id, guard.info().lock_id);
-    taken.release().unwrap();
+    taken.release().await.unwrap();
 }
 
 /// A coordinator like [`coordinator`], keeping three backups, as config.yaml does by

@@ -442,7 +442,7 @@ async fn a_recovery_names_its_state_and_lock_files() {
     let state_path = dir.join("state.yaml");
     assert_eq!(recovery.store().info().location_path(), state_path);
     let debug = format!("{recovery:?}");
-    let lock_path = FileLockProvider::new(&dir).resource().to_owned();
+    let lock_path = std::path::PathBuf::from(FileLockProvider::new(&dir).resource());
     for path in [&state_path, &lock_path] {
         assert!(debug.contains(&format!("{path:?}")), "{path:?} is not in {debug}");
     }

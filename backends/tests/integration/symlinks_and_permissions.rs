@@ -77,7 +77,7 @@ impl Fixture {
         let locks = fixture.locks();
         let guard = locks.acquire(&LockRequest::default()).await.unwrap();
         let held_lock = std::fs::read_to_string(fixture.dir().join(".lock")).unwrap();
-        guard.release().unwrap();
+        guard.release().await.unwrap();
         Self {
             backup_id,
             quarantine_id,

@@ -45,13 +45,13 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     let locks = &opened.backend.locks;
     let status = locks.inspect().await?;
     let mut lines = vec![match (&status.holder, &status.unreadable) {
-        (Some(holder), _) => format!("{} is held by {}.", locks.resource().display(), describe(holder)),
+        (Some(holder), _) => format!("{} is held by {}.", locks.resource(), describe(holder)),
         (None, Some(unreadable)) => format!(
             "{} is held by {}. If no checklist command is running, you may delete it.",
-            locks.resource().display(),
+            locks.resource(),
             describe_unreadable(unreadable, opened.config.lock.expiry_ms)
         ),
-        (None, None) => format!("{} is free.", locks.resource().display()),
+        (None, None) => format!("{} is free.", locks.resource()),
     }];
     for waiter in &status.waiters {
         lines.push(format!(
@@ -83,11 +83,11 @@ pub(crate) async fn release(ctx: &Context<'_>, lock_id: &str, err: &mut dyn Writ
         };
         return Err(Error::invalid(format!(
             "no lock with id {lock_id} holds {}{held_by}; nothing was released",
-            locks.resource().display(),
+            locks.resource(),
         )));
     }
     Ok(Outcome::report(
-        format!("Released the lock {lock_id} on {}.", locks.resource().display()),
+        format!("Released the lock {lock_id} on {}.", locks.resource()),
         json!({"ok": true, "path": locks.resource(), "released": lock_id}),
     ))
 }

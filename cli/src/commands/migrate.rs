@@ -96,7 +96,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Writ
     let operations = operations(migrated);
     let original_revision = pending.found.revision;
     if let Some(guard) = &guard {
-        guard.ensure_held()?;
+        guard.ensure_held().await?;
     }
     let commit = migrate::apply(store.as_ref(), pending)
         .await
@@ -115,8 +115,10 @@ pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Writ
     // is reported, not turned into a failure of a change that happened.
     let audit_error = store.append_audit(&record).await.err().map(|e| e.to_string());
     // Released here, before the report is printed; like the audit append, a failure to
-    // release does not undo the migration, so the guard's drop logs it.
-    drop(guard);
+    // release does not undo the migration, so it is logged.
+    if let Some(guard) = guard {
+        guard.release_logging_failure().await;
+    }
     let backup_path = opened.layout.backup_dir().join(&commit.backup.file);
     lines.push(format!(
         "{} schema {to} at revision {} ({}); the original is kept as backup {} ({}).",

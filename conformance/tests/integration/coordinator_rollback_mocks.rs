@@ -203,7 +203,7 @@ async fn assert_lock_released(locks: &InProcessLockProvider) {
         .acquire(&request)
         .await
         .expect("the transaction released its lock");
-    guard.release().unwrap();
+    guard.release().await.unwrap();
 }
 
 /// Expects the read of revision 1 and the `begin` record, in `seq`.

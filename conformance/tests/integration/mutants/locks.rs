@@ -51,8 +51,9 @@ impl BrokenLocks {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl LockProvider for BrokenLocks {
-    fn resource(&self) -> &Path {
+    fn resource(&self) -> &str {
         self.inner.resource()
     }
 
