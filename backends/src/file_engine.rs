@@ -58,6 +58,18 @@ pub struct FileStoreOptions {
     pub audit: AuditSettings,
 }
 
+impl FileStoreOptions {
+    /// The options config.yaml sets: `durability`, `limits.maxStateBytes`, `audit`.
+    pub fn from_config(config: &checklist_core::Config) -> Self {
+        Self {
+            durability: config.durability,
+            audit: config.audit.clone(),
+            max_state_bytes: config.limits.max_state_bytes,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for FileStoreOptions {
     fn default() -> Self {
         Self {

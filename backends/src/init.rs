@@ -12,15 +12,15 @@ use checklist_core::lock::Operation;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::store::Capabilities;
 use checklist_core::{
-    ChecklistState, Config, DocumentStoreExt, Error, Expectation, LockRequest, Recovery, Result,
-    RollingBackups, StateStoreExt,
+    Backend, BackendRegistry, ChecklistState, Config, DocumentStoreExt, Error, Expectation, LockRequest,
+    Recovery, Result, RollingBackups, StateStoreExt,
 };
 use serde::Serialize;
 
 use crate::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
 use crate::config_file::{load_config, write_config};
 use crate::layout::Layout;
-use crate::registry::{Backend, BackendRegistry};
+
 use crate::state_home::{self, Located};
 use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
@@ -153,7 +153,7 @@ pub async fn init_project_with_vfs(
     };
     if existing && !options.repair {
         // A store is there if it has a config or a state.
-        let backend = registry.open(layout.dir(), &config, Arc::clone(&vfs))?;
+        let backend = registry.open(layout.dir(), &config).await?;
         if has_config || exists(vfs.as_ref(), backend.store.info().location_path())? {
             match backend.store.read_existing().await {
                 Ok(state) => {
@@ -208,7 +208,7 @@ pub async fn init_project_with_vfs(
 
 /// Brings back the lost state of a store being repaired: the newest backup that
 /// verifies, or, when none does, an empty state above every committed revision.
-async fn recover_lost_state(backend: &crate::registry::Backend, config: &Config) -> Result<RecoveryReport> {
+async fn recover_lost_state(backend: &Backend, config: &Config) -> Result<RecoveryReport> {
     let recovery = Recovery::new(
         Arc::clone(&backend.store),
         Arc::clone(&backend.locks),
@@ -389,7 +389,7 @@ impl InitRun {
                 replace_file(vfs, path, text.as_bytes(), durability, SHARED_FILE_MODE)
             })?;
         }
-        let backend = registry.open(self.layout.dir(), config, Arc::clone(&self.vfs))?;
+        let backend = registry.open(self.layout.dir(), config).await?;
         let capabilities = backend.store.info().capabilities;
         // The first write happens under the store's lock, like every later one; taking
         // it here also finds a file system that cannot hold the lock (FAT: no hard

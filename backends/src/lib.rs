@@ -14,20 +14,21 @@
 //! - [`FileLockProvider`]: exclusive access across processes (`.checklist/.lock`),
 //!   with a heartbeat, race-safe breaking of stale locks, and waiters visible.
 //! - [`InProcessLockProvider`]: exclusive access among the tasks of one process.
-//! - [`BackendRegistry`]: `backend.type` in config.yaml names a factory; the built-ins
-//!   are pre-registered and custom backends register by name.
+//! - [`builtin_registry`]: a [`BackendRegistry`](checklist_core::BackendRegistry)
+//!   (core's: `backend.type` in config.yaml names a factory) with the built-ins
+//!   registered; custom backends register by name.
 //! - [`init_project`] and [`open_project`]: create and open a project's `.checklist/`.
 //! - [`state_home`]: the per-user store of a project whose directory is not writable.
 //! - [`vfs`] and [`fault`]: the file-system seam and fault injection through it.
 //!
 //! ```no_run
 //! # async fn demo() -> checklist_core::Result<()> {
-//! use checklist_backends::{BackendRegistry, InitOptions, OpenOptions, init_project, open_project};
+//! use checklist_backends::{InitOptions, OpenOptions, builtin_registry, init_project, open_project};
 //! use checklist_core::StateStoreExt;
 //!
-//! let registry = BackendRegistry::with_builtins();
+//! let registry = builtin_registry();
 //! init_project(".".as_ref(), &InitOptions::default(), &registry).await?;
-//! let opened = open_project(".".as_ref(), &registry, &OpenOptions::default())?;
+//! let opened = open_project(".".as_ref(), &registry, &OpenOptions::default()).await?;
 //! let state = opened.backend.store.read_existing().await?;
 //! println!("revision {}", state.revision);
 //! # Ok(()) }
@@ -71,11 +72,11 @@ pub use layout::{Layout, STORE_DIR_NAME};
 pub use lock_file::parse_lock_file;
 pub use memory::MemoryStore;
 pub use registry::{
-    Backend, BackendFactory, BackendRegistry, OpenContext, OpenOptions, OpenedStore, file_backend_factory,
-    open_project, open_project_with_vfs,
+    OpenOptions, OpenedStore, builtin_registry, builtin_registry_with_vfs, file_backend_factory,
+    file_backend_factory_with_vfs, open_project, open_project_with_vfs,
 };
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, sqlite_backend_factory};
+pub use sqlite::{SqliteStore, sqlite_backend_factory, sqlite_backend_factory_with_vfs};
 pub use yaml_file::{YamlCodec, YamlFileStore};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

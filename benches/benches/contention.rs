@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{
-    BackendRegistry, InitOptions, Layout, OpenOptions, OpenedStore, init_project, load_config, open_project,
+    InitOptions, Layout, OpenOptions, OpenedStore, builtin_registry, init_project, load_config, open_project,
     write_config,
 };
 use checklist_core::lock::Operation;
@@ -171,7 +171,7 @@ struct Row {
 fn measure(rt: &Runtime, root: &Path, processes: usize, commits_each: usize) -> Row {
     let project = root.join(format!("n{processes}"));
     fs::create_dir(&project).expect("create the project directory");
-    let registry = BackendRegistry::with_builtins();
+    let registry = builtin_registry();
     rt.block_on(init_project(&project, &InitOptions::default(), &registry))
         .expect("initialise the store");
     let layout = Layout::for_project(&project);
@@ -179,7 +179,9 @@ fn measure(rt: &Runtime, root: &Path, processes: usize, commits_each: usize) -> 
     config.lock.timeout_ms = LOCK_TIMEOUT_MS;
     write_config(&RealFs, &layout, &config, config.durability).expect("write config.yaml");
 
-    let opened = open_project(&project, &registry, &OpenOptions::default()).expect("open the store");
+    let opened = rt
+        .block_on(open_project(&project, &registry, &OpenOptions::default()))
+        .expect("open the store");
     assert_eq!(opened.config.lock.timeout_ms, LOCK_TIMEOUT_MS);
     let start = InstanceStart {
         template_id: "bench".into(),
@@ -321,11 +323,7 @@ fn run_role(role: &str) -> i32 {
 /// A writer: `count` commits of `checklist step complete <prefix><i>`; returns the
 /// longest `acquire`.
 async fn write_steps(project: &Path, prefix: &str, count: usize) -> Result<Duration> {
-    let opened = open_project(
-        project,
-        &BackendRegistry::with_builtins(),
-        &OpenOptions::default(),
-    )?;
+    let opened = open_project(project, &builtin_registry(), &OpenOptions::default()).await?;
     let mut max_wait = Duration::ZERO;
     for index in 0..count {
         let completion = StepCompletion {

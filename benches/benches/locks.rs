@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use checklist_backends::{
-    BackendRegistry, FileLockProvider, InProcessLockProvider, InitOptions, Layout, init_project,
+    FileLockProvider, InProcessLockProvider, InitOptions, Layout, builtin_registry, init_project,
 };
 use checklist_core::{LockProvider, LockRequest};
 use criterion::measurement::WallTime;
@@ -54,7 +54,7 @@ fn initialised_store(rt: &Runtime, root: &Path) -> PathBuf {
     rt.block_on(init_project(
         &project,
         &InitOptions::default(),
-        &BackendRegistry::with_builtins(),
+        &builtin_registry(),
     ))
     .expect("initialise the store");
     Layout::for_project(&project).dir().to_owned()

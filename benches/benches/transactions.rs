@@ -73,7 +73,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use checklist_backends::{
-    BackendRegistry, Codec, InProcessLockProvider, InitOptions, MemoryStore, OpenOptions, YamlCodec,
+    Codec, InProcessLockProvider, InitOptions, MemoryStore, OpenOptions, YamlCodec, builtin_registry,
     init_project, open_project,
 };
 use checklist_core::config::Durability;
@@ -418,14 +418,16 @@ fn open_file_project(
     steps: usize,
 ) -> (checklist_backends::OpenedStore, FileCoordinator) {
     fs::create_dir(project).expect("create the project directory");
-    let registry = BackendRegistry::with_builtins();
+    let registry = builtin_registry();
     let init = InitOptions {
         backend: Some(backend.to_owned()),
         ..InitOptions::default()
     };
     rt.block_on(init_project(project, &init, &registry))
         .expect("initialise the store");
-    let opened = open_project(project, &registry, &OpenOptions::default()).expect("open the store");
+    let opened = rt
+        .block_on(open_project(project, &registry, &OpenOptions::default()))
+        .expect("open the store");
     assert_eq!(opened.config.durability, Durability::Full);
     assert_eq!(opened.backend.store.info().backend.as_str(), backend);
     let coordinator = cli_coordinator(&opened);

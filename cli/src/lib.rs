@@ -19,7 +19,8 @@
 use std::ffi::OsString;
 use std::io::Write;
 
-use checklist_backends::BackendRegistry;
+use checklist_backends::builtin_registry;
+use checklist_core::BackendRegistry;
 use clap::Parser;
 
 pub mod args;
@@ -45,7 +46,7 @@ impl Default for App {
 impl App {
     /// The command with the built-in backends.
     pub fn new() -> Self {
-        Self::with_registry(BackendRegistry::with_builtins())
+        Self::with_registry(builtin_registry())
     }
 
     /// The command with a registry of your own (custom backends).

@@ -18,7 +18,7 @@ mod unix {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
+    use checklist_backends::{OpenOptions, OpenedStore, builtin_registry, open_project};
     use checklist_core::lock::Operation;
     use checklist_core::model::{StepCompletion, StepResult, now};
     use checklist_core::prelude::*;
@@ -60,18 +60,15 @@ mod unix {
         out.flush().unwrap();
     }
 
-    fn open(dir: &str) -> OpenedStore {
-        open_project(
-            Path::new(dir),
-            &BackendRegistry::with_builtins(),
-            &OpenOptions::default(),
-        )
-        .unwrap()
+    async fn open(dir: &str) -> OpenedStore {
+        open_project(Path::new(dir), &builtin_registry(), &OpenOptions::default())
+            .await
+            .unwrap()
     }
 
     /// Opens the store in `dir` and takes its lock with the timing of its config.
     async fn open_and_lock(dir: &str) -> (OpenedStore, LockGuard) {
-        let opened = open(dir);
+        let opened = open(dir).await;
         let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
         let guard = opened.backend.locks.acquire(&request).await.unwrap();
         (opened, guard)
@@ -149,19 +146,33 @@ mod unix {
 
     checklist_conformance::forward_planes!(SlowStore => 0; AuditTrail, BackupStore, ArchiveStore, QuarantineStore);
 
-    /// `slow-cli DIR ARGS…`: the real CLI (`App::run_until_signal`) over a YAML backend
-    /// whose writes are slow.
-    async fn slow_cli(args: &[String]) -> i32 {
-        let mut registry = BackendRegistry::with_builtins();
-        let yaml = checklist_backends::file_backend_factory(checklist_backends::YamlCodec);
-        registry.register("yaml", move |ctx: &checklist_backends::OpenContext<'_>| {
-            use checklist_backends::BackendFactory;
-            let backend = yaml.open(ctx)?;
-            Ok(checklist_backends::Backend {
+    /// A factory whose stores are its inner factory's, made slow.
+    struct SlowFactory<F>(F);
+
+    #[async_trait::async_trait]
+    impl<F: checklist_core::BackendFactory> checklist_core::BackendFactory for SlowFactory<F> {
+        async fn open(
+            &self,
+            ctx: &checklist_core::OpenContext<'_>,
+        ) -> checklist_core::Result<checklist_core::Backend> {
+            let backend = self.0.open(ctx).await?;
+            Ok(checklist_core::Backend {
                 store: Arc::new(SlowStore(backend.store)),
                 locks: backend.locks,
             })
-        });
+        }
+    }
+
+    /// `slow-cli DIR ARGS…`: the real CLI (`App::run_until_signal`) over a YAML backend
+    /// whose writes are slow.
+    async fn slow_cli(args: &[String]) -> i32 {
+        let mut registry = builtin_registry();
+        registry.register(
+            "yaml",
+            SlowFactory(checklist_backends::file_backend_factory(
+                checklist_backends::YamlCodec,
+            )),
+        );
         let app = checklist_cli::App::with_registry(registry);
         let mut argv = vec!["checklist".to_owned(), "--dir".to_owned(), args[0].clone()];
         argv.extend(args[1..].iter().cloned());
@@ -184,7 +195,7 @@ mod unix {
     async fn transactions(args: &[String]) -> i32 {
         use checklist_core::RollingBackups;
         use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
-        let opened = open(&args[0]);
+        let opened = open(&args[0]).await;
         let coordinator = TransactionCoordinator::with_options(
             Arc::clone(&opened.backend.store),
             Arc::clone(&opened.backend.locks),

@@ -32,6 +32,7 @@
 
 pub mod archive;
 pub mod audit;
+mod backend;
 pub mod backup;
 pub mod bounded_text;
 pub mod canonical;
@@ -51,6 +52,7 @@ pub mod secrets;
 pub mod store;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
+pub use backend::{Backend, BackendFactory, BackendRegistry, OpenContext};
 pub use backup::{BackupPolicy, BackupRecord, RollingBackups};
 pub use config::Config;
 pub use error::{CorruptionKind, Error, Result};

@@ -36,14 +36,15 @@ use checklist_core::codec::Codec;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::Capabilities;
 use checklist_core::{
-    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, Committed, DocumentStore,
-    Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt, WriteRequest,
+    ArchiveStore, AuditLog, AuditRecord, AuditTrail, Backend, BackendFactory, BackupRecord, BackupStore,
+    Committed, DocumentStore, OpenContext, Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt,
+    WriteRequest,
 };
 
 use crate::blocking::run_blocking;
 use crate::file_engine::{FileStoreOptions, check_store_dir};
 use crate::json_file::JsonCodec;
-use crate::registry::{Backend, BackendFactory, DirectoryLocks, OpenContext};
+use crate::registry::DirectoryLocks;
 use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
 mod connection;
@@ -198,12 +199,22 @@ impl SqliteStore {
 /// A factory for the `sqlite` backend: a [`SqliteStore`] in the store directory,
 /// guarded by the cross-process [`FileLockProvider`](crate::FileLockProvider) on
 /// `.checklist/.lock` exactly as the file backends are (one provider per directory,
-/// its broken locks audited). [`BackendRegistry::with_builtins`](crate::BackendRegistry::with_builtins)
-/// registers it as `sqlite`.
+/// its broken locks audited). [`builtin_registry`](crate::builtin_registry) registers
+/// it as `sqlite`.
 pub fn sqlite_backend_factory() -> impl BackendFactory {
-    let locks = DirectoryLocks::default();
-    move |ctx: &OpenContext<'_>| {
-        let store = SqliteStore::open_with_vfs(ctx.dir, ctx.file_store_options(), Arc::clone(&ctx.vfs))?;
+    sqlite_backend_factory_with_vfs(Arc::new(RealFs))
+}
+
+/// Like [`sqlite_backend_factory`], with the files beside the database (backups,
+/// quarantine, archive, audit trail, lock) written through `vfs`.
+pub fn sqlite_backend_factory_with_vfs(vfs: Arc<dyn Vfs>) -> impl BackendFactory {
+    let locks = DirectoryLocks::new(Arc::clone(&vfs));
+    move |ctx: &OpenContext<'_>| -> Result<Backend> {
+        let store = SqliteStore::open_with_vfs(
+            ctx.dir,
+            FileStoreOptions::from_config(ctx.config),
+            Arc::clone(&vfs),
+        )?;
         Ok(Backend {
             store: Arc::new(store),
             locks: Arc::new(locks.of(ctx)),

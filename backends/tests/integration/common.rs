@@ -7,7 +7,7 @@ use std::sync::Arc;
 use checklist_backends::fault::Operation;
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{
-    BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, YamlCodec, init_project,
+    FileLockProvider, FileStore, FileStoreOptions, InitOptions, YamlCodec, builtin_registry, init_project,
 };
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
 use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
@@ -109,13 +109,9 @@ pub fn coordinator(dir: &Path, vfs: Arc<dyn Vfs>) -> FaultCoordinator {
 /// dropping) and its store directory.
 pub async fn seeded_project() -> (tempfile::TempDir, PathBuf) {
     let root = tempfile::tempdir().unwrap();
-    init_project(
-        root.path(),
-        &InitOptions::default(),
-        &BackendRegistry::with_builtins(),
-    )
-    .await
-    .unwrap();
+    init_project(root.path(), &InitOptions::default(), &builtin_registry())
+        .await
+        .unwrap();
     let dir = root.path().join(".checklist");
     coordinator(&dir, Arc::new(RealFs))
         .transact("seed", |state| {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use crate::common::{add_step, state_with_steps, temp_files};
 use checklist_backends::fault::{AfterFault, FaultyFs};
-use checklist_backends::vfs::RealFs;
+use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{
-    BackendRegistry, Codec, FileStore, FileStoreOptions, InitOptions, JsonCodec, Layout, OpenOptions,
-    YamlCodec, init_project_with_vfs, open_project,
+    Codec, FileStore, FileStoreOptions, InitOptions, JsonCodec, Layout, OpenOptions, YamlCodec,
+    builtin_registry_with_vfs, init_project_with_vfs, open_project,
 };
 use checklist_core::Expectation;
 use checklist_core::prelude::*;
@@ -133,14 +133,15 @@ async fn json_save_survives_a_crash_at_every_operation() {
 
 #[tokio::test]
 async fn init_either_completes_or_leaves_nothing_behind() {
-    let registry = BackendRegistry::with_builtins();
     let options = InitOptions::default();
     let mut failed_ops = BTreeSet::new();
     for n in 0.. {
         let root = tempfile::tempdir().unwrap();
         let faulty = FaultyFs::new(Arc::new(RealFs));
         faulty.fail_at(n, ErrorKind::PermissionDenied, AfterFault::Recover);
-        let result = init_project_with_vfs(root.path(), &options, &registry, Arc::new(faulty.clone())).await;
+        let vfs: Arc<dyn Vfs> = Arc::new(faulty.clone());
+        let registry = builtin_registry_with_vfs(Arc::clone(&vfs));
+        let result = init_project_with_vfs(root.path(), &options, &registry, vfs).await;
         if !faulty.fault_injected() {
             result.unwrap();
             assert!(n > 20, "init should take many operations, saw {n}");
@@ -176,7 +177,9 @@ async fn init_either_completes_or_leaves_nothing_behind() {
                         || ["fsync directory", "list directory"].contains(&failed.name),
                     "init succeeded despite failing {failed:?}"
                 );
-                let opened = open_project(root.path(), &registry, &OpenOptions::default()).unwrap();
+                let opened = open_project(root.path(), &registry, &OpenOptions::default())
+                    .await
+                    .unwrap();
                 assert_eq!(opened.backend.store.read().await.unwrap().unwrap().revision, 1);
                 let patient = checklist_core::LockRequest {
                     timeout: std::time::Duration::from_secs(2),

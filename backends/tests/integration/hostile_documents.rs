@@ -16,8 +16,8 @@ use std::time::Duration;
 use crate::common::state_with_steps;
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{
-    BackendRegistry, FileLockProvider, InitOptions, MAX_CONFIG_BYTES, OpenOptions, OpenedStore, init_project,
-    load_config, open_project, write_config,
+    FileLockProvider, InitOptions, MAX_CONFIG_BYTES, OpenOptions, OpenedStore, builtin_registry,
+    init_project, load_config, open_project, write_config,
 };
 use checklist_core::config::{DEFAULT_MAX_STATE_BYTES, Durability};
 use checklist_core::lock::LockRequest;
@@ -210,13 +210,15 @@ const GOOD_REVISION: u64 = 4;
 /// instance and one quarantine note: every document kind exists and holds good content.
 async fn project(backend: &str) -> (tempfile::TempDir, OpenedStore) {
     let root = tempfile::tempdir().unwrap();
-    let registry = BackendRegistry::with_builtins();
+    let registry = builtin_registry();
     let options = InitOptions {
         backend: Some(backend.to_owned()),
         ..InitOptions::default()
     };
     init_project(root.path(), &options, &registry).await.unwrap();
-    let opened = open_project(root.path(), &registry, &OpenOptions::default()).unwrap();
+    let opened = open_project(root.path(), &registry, &OpenOptions::default())
+        .await
+        .unwrap();
     let store = &opened.backend.store;
     // A copy of init's empty state serves as the quarantined document.
     let initial = store.read_raw().await.unwrap().unwrap();
@@ -584,8 +586,10 @@ async fn the_configured_state_size_limit_refuses_larger_states() {
     let mut config = load_config(&RealFs, &opened.layout).unwrap();
     config.limits.max_state_bytes = 65536;
     write_config(&RealFs, &opened.layout, &config, Durability::Fast).unwrap();
-    let registry = BackendRegistry::with_builtins();
-    let small = open_project(root.path(), &registry, &OpenOptions::default()).unwrap();
+    let registry = builtin_registry();
+    let small = open_project(root.path(), &registry, &OpenOptions::default())
+        .await
+        .unwrap();
     assert_eq!(small.config.limits.max_state_bytes, 65536);
     let store = &small.backend.store;
     let state_path = store.info().location_path().to_owned();

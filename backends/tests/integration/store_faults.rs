@@ -359,13 +359,13 @@ impl checklist_backends::vfs::Vfs for NoHardLinks {
 /// the same sentence from its first write, never "permission denied".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_system_without_hard_links_is_refused_at_init_and_named_on_write() {
-    use checklist_backends::{BackendRegistry, InitOptions, init_project_with_vfs};
+    use checklist_backends::{InitOptions, builtin_registry_with_vfs, init_project_with_vfs};
     use checklist_core::LockProvider;
     let root = tempfile::tempdir().unwrap();
     let error = init_project_with_vfs(
         root.path(),
         &InitOptions::default(),
-        &BackendRegistry::with_builtins(),
+        &builtin_registry_with_vfs(Arc::new(NoHardLinks)),
         Arc::new(NoHardLinks),
     )
     .await

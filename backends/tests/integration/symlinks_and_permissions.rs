@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::common::{add_step, state_with_steps};
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{
-    BackendRegistry, FileLockProvider, FileStore, FileStoreOptions, InitOptions, OpenOptions, YamlCodec,
+    FileLockProvider, FileStore, FileStoreOptions, InitOptions, OpenOptions, YamlCodec, builtin_registry,
     init_project, open_project,
 };
 use checklist_core::config::AuditSettings;
@@ -44,7 +44,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let project = tempfile::tempdir().unwrap();
-        let registry = BackendRegistry::with_builtins();
+        let registry = builtin_registry();
         init_project(project.path(), &InitOptions::default(), &registry)
             .await
             .unwrap();
@@ -229,10 +229,12 @@ enum Op {
 }
 
 async fn run(fx: &Fixture, op: Op) -> Result<(), Error> {
-    let registry = BackendRegistry::with_builtins();
+    let registry = builtin_registry();
     let store = || FileStore::open(fx.dir(), YamlCodec, FileStoreOptions::default());
     match op {
-        Op::OpenProject => open_project(fx.project.path(), &registry, &OpenOptions::default()).map(drop),
+        Op::OpenProject => open_project(fx.project.path(), &registry, &OpenOptions::default())
+            .await
+            .map(drop),
         Op::InitExisting | Op::InitRepair => {
             let options = InitOptions {
                 repair: matches!(op, Op::InitRepair),

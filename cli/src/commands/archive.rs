@@ -20,7 +20,7 @@ use crate::args::{ArchiveArgs, FinishArg};
 use crate::output::{Outcome, count};
 
 pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     if args.list {
         return list(opened.backend.store.history().await?);
     }

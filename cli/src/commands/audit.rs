@@ -38,7 +38,7 @@ fn line(record: &AuditRecord) -> String {
 }
 
 pub(crate) async fn run(ctx: &Context<'_>, args: AuditArgs, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let log = opened.backend.store.read_audit().await?;
     let skip = args.tail.map_or(0, |n| log.records.len().saturating_sub(n));
     let records = &log.records[skip..];

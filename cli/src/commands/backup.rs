@@ -22,7 +22,7 @@ fn line(b: &BackupRecord) -> String {
 }
 
 pub(crate) async fn list(ctx: &Context<'_>, rebuild: bool, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
     let (backups, skipped) = if rebuild {
         let rebuilt = store.rebuild_backup_index().await?;
@@ -56,7 +56,7 @@ pub(crate) async fn list(ctx: &Context<'_>, rebuild: bool, err: &mut dyn Write) 
 }
 
 pub(crate) async fn create(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
     let backup = recovery(&opened)
         .backup_now("manual")
@@ -77,7 +77,7 @@ pub(crate) async fn create(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
 
 pub(crate) async fn restore(ctx: &Context<'_>, id: &str, err: &mut dyn Write) -> Result<Outcome> {
     checklist_core::backup::validate_backup_id(id)?;
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
     let report = recovery(&opened).restore(id).await?;
     let kept = match (&report.replaced, &report.recovery) {
@@ -101,7 +101,7 @@ pub(crate) async fn restore(ctx: &Context<'_>, id: &str, err: &mut dyn Write) ->
 }
 
 pub(crate) async fn prune(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let report = recovery(&opened).prune().await?;
     let mut human = if report.deleted.is_empty() {
         "Nothing to prune.".to_owned()

@@ -59,7 +59,7 @@ pub(crate) fn committed_json<T>(outcome: &TxOutcome<T>) -> serde_json::Map<Strin
 }
 
 pub(crate) async fn start(ctx: &Context<'_>, args: StartArgs, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let start = InstanceStart {
         template_id: args.template,
         template_version: args.template_version,
@@ -93,7 +93,7 @@ pub(crate) async fn start(ctx: &Context<'_>, args: StartArgs, err: &mut dyn Writ
 }
 
 pub(crate) async fn complete(ctx: &Context<'_>, args: CompleteArgs, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let command_results = args
         .command
         .map(|command| CommandResult {
@@ -139,7 +139,7 @@ pub(crate) async fn complete(ctx: &Context<'_>, args: CompleteArgs, err: &mut dy
 }
 
 pub(crate) async fn current(ctx: &Context<'_>, step_id: &str, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let operation = format!("step current {step_id}");
     let outcome = change(
         &opened,

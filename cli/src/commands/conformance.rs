@@ -243,8 +243,8 @@ fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use checklist_backends::BackendRegistry;
     use checklist_conformance::{CaseFuture, Failure, Subject};
+    use checklist_core::BackendRegistry;
     use checklist_core::prelude::*;
 
     use super::*;
@@ -309,7 +309,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failures_are_streamed_summarized_and_kept_when_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = BackendRegistry::with_builtins();
+        let registry = checklist_backends::builtin_registry();
         let ctx = context(dir.path(), &registry, false);
         let mut out = Vec::new();
         let outcome = run_cases(
@@ -368,7 +368,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn json_output_streams_nothing_and_failed_cases_are_removed_by_default() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = BackendRegistry::with_builtins();
+        let registry = checklist_backends::builtin_registry();
         let ctx = context(dir.path(), &registry, true);
         let mut out = Vec::new();
         let outcome = run_cases(

@@ -14,7 +14,7 @@ use crate::args::{ExportArgs, FormatArg};
 use crate::output::Outcome;
 
 pub(crate) async fn run(ctx: &Context<'_>, args: ExportArgs, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
     let state = store.read_existing().await?;
     let format = args.format.unwrap_or(if ctx.as_json && args.output.is_none() {

@@ -12,7 +12,7 @@ use super::Context;
 use crate::output::Outcome;
 
 pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
     let state = super::recover::load(&opened, err).await?;
     let lock = opened.backend.locks.inspect().await?;
@@ -109,7 +109,7 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
 }
 
 pub(crate) async fn verify(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
     let state = store.read_existing().await?;
     let checksum = state.checksum.unwrap_or_default();

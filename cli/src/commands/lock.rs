@@ -41,7 +41,7 @@ pub(crate) fn describe_unreadable(unreadable: &UnreadableLock, expiry_ms: u64) -
 }
 
 pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let locks = &opened.backend.locks;
     let status = locks.inspect().await?;
     let mut lines = vec![match (&status.holder, &status.unreadable) {
@@ -69,7 +69,7 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
 }
 
 pub(crate) async fn release(ctx: &Context<'_>, lock_id: &str, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let locks = &opened.backend.locks;
     let status = locks.inspect().await?;
     if !locks.force_release(lock_id).await? {

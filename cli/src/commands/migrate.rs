@@ -24,7 +24,7 @@ use crate::args::MigrateArgs;
 use crate::output::Outcome;
 
 pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
     let dry_run = args.dry_run;
     let path = store.info().location_path().to_owned();

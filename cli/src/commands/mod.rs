@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use checklist_backends::state_home::default_state_home;
-use checklist_backends::{BackendRegistry, OpenOptions, OpenedStore, open_project};
-use checklist_core::Result;
+use checklist_backends::{OpenOptions, OpenedStore, open_project};
 use checklist_core::store::Capabilities;
+use checklist_core::{BackendRegistry, Result};
 
 use crate::args::{BackupCommand, Cli, Command, LockCommand, QuarantineCommand, StepCommand};
 use crate::output::Outcome;
@@ -36,7 +36,7 @@ pub(crate) struct Context<'a> {
 impl Context<'_> {
     /// Opens the project's store, warning when its state will not outlive the process
     /// or lives outside the project.
-    pub(crate) fn open(&self, err: &mut dyn Write) -> Result<OpenedStore> {
+    pub(crate) async fn open(&self, err: &mut dyn Write) -> Result<OpenedStore> {
         let opened = open_project(
             &self.root,
             self.registry,
@@ -45,7 +45,8 @@ impl Context<'_> {
                 state_home: default_state_home(),
                 ..OpenOptions::default()
             },
-        )?;
+        )
+        .await?;
         warn_if_ephemeral(
             &opened.config.backend.kind,
             opened.backend.store.info().capabilities,

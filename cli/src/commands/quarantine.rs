@@ -12,7 +12,7 @@ use super::Context;
 use crate::output::{Outcome, count};
 
 pub(crate) async fn list(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let records = opened.backend.store.list_quarantine().await?;
     let human = if records.is_empty() {
         "Nothing is quarantined.".to_owned()
@@ -37,6 +37,6 @@ pub(crate) async fn list(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outco
 
 /// The kept bytes exactly as they were, whatever they hold (they did not verify).
 pub(crate) async fn show(ctx: &Context<'_>, id: &str, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     Ok(Outcome::Raw(opened.backend.store.read_quarantined(id).await?))
 }

@@ -47,7 +47,7 @@ fn report_json(report: &RecoveryReport) -> serde_json::Value {
 }
 
 pub(crate) async fn recover(ctx: &Context<'_>, args: RecoverArgs, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let request = RecoverRequest {
         from: args.from,
         reset: args.reset,
@@ -70,7 +70,7 @@ pub(crate) async fn recover(ctx: &Context<'_>, args: RecoverArgs, err: &mut dyn 
 }
 
 pub(crate) async fn reseal(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
-    let opened = ctx.open(err)?;
+    let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
     match recovery(&opened).reseal().await? {
         Some(report) => Ok(Outcome::report(

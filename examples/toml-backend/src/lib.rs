@@ -7,9 +7,9 @@
 //! the archive and the audit trail. The [`TomlCodec`] is all it adds.
 //!
 //! ```
-//! use checklist_backends::BackendRegistry;
+//! use checklist_backends::builtin_registry;
 //!
-//! let mut registry = BackendRegistry::with_builtins();
+//! let mut registry = builtin_registry();
 //! checklist_toml_backend::register(&mut registry);
 //! assert!(registry.contains("toml")); // config.yaml: `backend: {type: toml}`
 //! ```
@@ -44,7 +44,8 @@
 //! docs/decisions/0013-toml-null-markers.md for why markers and not an error.
 #![deny(missing_docs)]
 
-use checklist_backends::{BackendRegistry, Codec, CodecError, FileStore, file_backend_factory};
+use checklist_backends::{Codec, CodecError, FileStore, file_backend_factory};
+use checklist_core::BackendRegistry;
 use serde_json::{Map, Number, Value};
 
 /// The backend name, as `backend.type` in config.yaml.

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use checklist_backends::{BackendRegistry, InitOptions, OpenOptions, init_project, open_project};
+use checklist_backends::{InitOptions, OpenOptions, builtin_registry, init_project, open_project};
+use checklist_core::BackendRegistry;
 use checklist_core::prelude::*;
 use checklist_core::{ChecklistState, Error, Expectation, StateStoreExt};
 use serde_json::json;
@@ -21,7 +22,7 @@ fn project_selecting_toml() -> tempfile::TempDir {
 }
 
 fn toml_registry() -> BackendRegistry {
-    let mut registry = BackendRegistry::with_builtins();
+    let mut registry = builtin_registry();
     checklist_toml_backend::register(&mut registry);
     registry
 }
@@ -37,7 +38,13 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn config_yaml_selects_the_registered_toml_backend() {
     let root = project_selecting_toml();
-    let opened = open_project(root.path(), &toml_registry(), &OpenOptions::default()).expect("open");
+    let opened = runtime()
+        .block_on(open_project(
+            root.path(),
+            &toml_registry(),
+            &OpenOptions::default(),
+        ))
+        .expect("open");
     assert_eq!(opened.config.backend.kind, "toml");
     runtime().block_on(async {
         let mut state = ChecklistState::new();
@@ -64,12 +71,13 @@ fn config_yaml_selects_the_registered_toml_backend() {
 #[test]
 fn config_yaml_naming_an_unregistered_toml_backend_lists_the_registered_ones() {
     let root = project_selecting_toml();
-    let err = open_project(
-        root.path(),
-        &BackendRegistry::with_builtins(),
-        &OpenOptions::default(),
-    )
-    .expect_err("toml is not registered");
+    let err = runtime()
+        .block_on(open_project(
+            root.path(),
+            &builtin_registry(),
+            &OpenOptions::default(),
+        ))
+        .expect_err("toml is not registered");
     match &err {
         Error::UnknownBackend {
             name,
@@ -80,7 +88,7 @@ fn config_yaml_naming_an_unregistered_toml_backend_lists_the_registered_ones() {
             assert_eq!(path, &root.path().join(".checklist").join("config.yaml"));
             // The built-ins (`sqlite` among them when a crate of the build turns on
             // checklist-backends' `sqlite` feature, as the CLI does), not `toml`.
-            assert_eq!(registered, &BackendRegistry::with_builtins().names());
+            assert_eq!(registered, &builtin_registry().names());
             for builtin in ["json", "memory", "yaml"] {
                 assert!(registered.iter().any(|r| r == builtin), "{registered:?}");
             }
@@ -109,7 +117,9 @@ fn init_with_the_toml_backend_creates_a_toml_store() {
     assert_eq!(report.backend, "toml");
     let config = std::fs::read_to_string(root.path().join(".checklist/config.yaml")).expect("config.yaml");
     assert!(config.contains("toml"), "{config}");
-    let opened = open_project(root.path(), &registry, &OpenOptions::default()).expect("open");
+    let opened = runtime()
+        .block_on(open_project(root.path(), &registry, &OpenOptions::default()))
+        .expect("open");
     let state = runtime()
         .block_on(opened.backend.store.read_existing())
         .expect("the initial state reads back");
