@@ -343,10 +343,10 @@ fn is_private(vfs: &dyn Vfs, path: &Path) -> bool {
 }
 
 fn manifest_damaged(path: &Path, detail: String) -> Error {
-    Error::invalid(format!(
-        "the backup index {} is damaged ({detail}); the backups themselves are intact in its directory",
-        path.display()
-    ))
+    Error::BackupIndexDamaged {
+        location: path.display().to_string(),
+        detail,
+    }
 }
 
 #[cfg(test)]

@@ -385,7 +385,7 @@ impl<C: Codec> Inner<C> {
                     %error,
                     id = record.id,
                     "the commit stands, but its backup could not be added to the backup index; \
-                     `checklist backup list --rebuild` lists it again"
+                     rebuilding the index lists it again"
                 );
                 Ok(Some(Kept {
                     record,

@@ -2,7 +2,7 @@
 //! run next. The library reports what happened; what a shell script sees and what a
 //! person is told to type are the CLI's business.
 
-use checklist_core::Error;
+use checklist_core::{CorruptionKind, Error, Remedy, migrate};
 
 /// The process exit codes of the `checklist` CLI (README "Exit codes"), one per error
 /// class.
@@ -53,20 +53,79 @@ pub fn exit_code(error: &Error) -> ExitCode {
     }
 }
 
-/// The command that helps with `error`, as a clause the CLI appends to its message
-/// ("`checklist backup list` shows the backups"), where the message does not say it.
-pub fn hint(error: &Error) -> Option<&'static str> {
-    match error {
-        Error::NotFound { what: "backup", .. } => Some("`checklist backup list` shows the backups"),
+/// The command that helps with `error`, as a clause the CLI appends to the library's
+/// message ("`checklist backup list` shows the backups"); `None` where the message
+/// says all there is.
+pub fn hint(error: &Error) -> Option<String> {
+    let hint = match error {
+        Error::NotInitialized { .. } => "run `checklist init` first".to_owned(),
+        Error::LockTimeout {
+            holder: Some(holder), ..
+        } => format!(
+            "if that process is gone, `checklist lock release --force {}` frees the lock",
+            holder.lock_id
+        ),
+        Error::LockTimeout { holder: None, .. } => "`checklist lock status` shows the lock".to_owned(),
+        Error::Corrupted { kind, .. } => remedies(Remedy::for_corruption(*kind), *kind)?,
+        Error::StateMissing { .. } => remedies(&[Remedy::RestoreNewestBackup], CorruptionKind::Missing)?,
+        Error::Unrecovered {
+            remedies: listed,
+            kind,
+            ..
+        } => remedies(listed, *kind)?,
+        Error::UnsupportedVersion {
+            found,
+            typescript: true,
+            ..
+        } if migrate::typescript::can_import(found) => {
+            "run `checklist migrate` to import it (the original file is kept as a backup)".to_owned()
+        }
+        Error::UnsupportedVersion {
+            found,
+            typescript: false,
+            ..
+        } if migrate::can_migrate(found) => "run `checklist migrate`".to_owned(),
+        Error::FileSystemLacks { .. } => {
+            "`checklist conformance --dir DIR` checks whether a file system gives the store what it needs"
+                .to_owned()
+        }
+        Error::BackupIndexDamaged { .. } => "`checklist backup list --rebuild` lists them again".to_owned(),
+        Error::NotFound { what: "backup", .. } => "`checklist backup list` shows the backups".to_owned(),
         Error::NotFound {
             what: "archived instance",
             ..
-        } => Some("`checklist archive --list` lists the archived instances"),
+        } => "`checklist archive --list` lists the archived instances".to_owned(),
         Error::NotFound {
             what: "quarantined document",
             ..
-        } => Some("`checklist quarantine list` shows the quarantined documents"),
-        _ => None,
+        } => "`checklist quarantine list` shows the quarantined documents".to_owned(),
+        _ => return None,
+    };
+    Some(hint)
+}
+
+/// The commands for `remedies` of damage of `kind`, most likely first, as one clause.
+fn remedies(remedies: &[Remedy], kind: CorruptionKind) -> Option<String> {
+    let clauses: Vec<&str> = remedies.iter().map(|remedy| command_for(*remedy, kind)).collect();
+    (!clauses.is_empty()).then(|| clauses.join(", or "))
+}
+
+/// The command that carries out `remedy` for damage of `kind`, as a clause.
+fn command_for(remedy: Remedy, kind: CorruptionKind) -> &'static str {
+    match remedy {
+        Remedy::RestoreNewestBackup => "`checklist recover` restores the newest backup that verifies",
+        Remedy::Reseal => "if you edited it on purpose, `checklist reseal` accepts the edit",
+        Remedy::RepairByHandThenReseal => "repair it by hand and run `checklist reseal`",
+        Remedy::PutBackACopy => "put the state file back if you have a copy of it",
+        // A missing state leaves nothing to keep.
+        Remedy::Reset if kind == CorruptionKind::Missing => {
+            "`checklist recover --reset` starts again from an empty state above every committed revision"
+        }
+        Remedy::Reset => {
+            "`checklist recover --reset` starts again from an empty state above every committed revision \
+             (keeping the corrupt file in quarantine/)"
+        }
+        _ => "see `checklist recover --help`",
     }
 }
 
@@ -83,7 +142,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use checklist_core::{CorruptionKind, Expectation};
+    use checklist_core::{CorruptionKind, Expectation, LockInfo};
 
     use super::*;
 
@@ -149,6 +208,93 @@ mod tests {
                 error.to_string().contains("/p/.checklist/state.yaml") || code == 1,
                 "message must name the file: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn the_library_names_no_command_and_the_cli_adds_one_once() {
+        let path = PathBuf::from("/p/.checklist/state.yaml");
+        let holder = LockInfo {
+            lock_id: "L-1".into(),
+            pid: 7,
+            ppid: None,
+            hostname: "h".into(),
+            user: "u".into(),
+            process_started_at: None,
+            acquired_at: chrono::Utc::now(),
+            expires_at: chrono::Utc::now(),
+            renewed_at: chrono::Utc::now(),
+            operation: checklist_core::lock::Operation::Write,
+            stack_trace: None,
+        };
+        let cases: Vec<(Error, &str)> = vec![
+            (Error::NotInitialized { path: path.clone() }, "checklist init"),
+            (
+                Error::LockTimeout {
+                    resource: "/p/.checklist/.lock".into(),
+                    waited: Duration::from_millis(5),
+                    holder: Some(Box::new(holder)),
+                },
+                "checklist lock release --force L-1",
+            ),
+            (
+                Error::LockTimeout {
+                    resource: "/p/.checklist/.lock".into(),
+                    waited: Duration::from_millis(5),
+                    holder: None,
+                },
+                "checklist lock status",
+            ),
+            (
+                Error::Corrupted {
+                    kind: CorruptionKind::ChecksumMismatch,
+                    path: path.clone(),
+                    detail: "x".into(),
+                },
+                "checklist reseal",
+            ),
+            (
+                Error::StateMissing {
+                    path: path.clone(),
+                    evidence: "the store holds 1 backup".into(),
+                },
+                "checklist recover",
+            ),
+            (
+                Error::Unrecovered {
+                    kind: CorruptionKind::ParseError,
+                    path: path.clone(),
+                    detail: "x".into(),
+                    remedies: vec![Remedy::RepairByHandThenReseal, Remedy::Reset],
+                },
+                "checklist recover --reset",
+            ),
+            (
+                Error::UnsupportedVersion {
+                    path: path.clone(),
+                    found: "1.0.0".into(),
+                    supported: "1.x".into(),
+                    typescript: true,
+                },
+                "checklist migrate",
+            ),
+            (
+                Error::BackupIndexDamaged {
+                    location: "/p/.checklist/.backup/manifest.yaml".into(),
+                    detail: "x".into(),
+                },
+                "checklist backup list --rebuild",
+            ),
+        ];
+        for (error, command) in cases {
+            let library = error.to_string();
+            assert!(
+                !library.contains("`checklist"),
+                "the library names a command: {library}"
+            );
+            let cli = message(&error);
+            assert_eq!(cli.matches(command).count(), 1, "{command} once in: {cli}");
+            assert!(cli.starts_with(&library), "{cli}");
         }
     }
 }

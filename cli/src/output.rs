@@ -87,6 +87,9 @@ pub fn error_json(error: &Error) -> Value {
         "message": crate::exit_code::message(error),
         "exitCode": crate::exit_code::exit_code(error).code(),
     });
+    if let (Some(doc), Some(hint)) = (doc.as_object_mut(), crate::exit_code::hint(error)) {
+        doc.insert("hint".to_owned(), Value::String(hint));
+    }
     let details = match error {
         Error::Corrupted { kind, path, detail } => {
             json!({"corruptionKind": kind, "path": path, "detail": detail})
@@ -123,6 +126,12 @@ pub fn error_json(error: &Error) -> Value {
             json!({"path": path, "found": found, "supported": supported, "typescript": typescript})
         }
         Error::UnknownBackend { name, registered, .. } => json!({"backend": name, "registered": registered}),
+        Error::Unrecovered {
+            kind,
+            path,
+            detail,
+            remedies,
+        } => json!({"corruptionKind": kind, "path": path, "detail": detail, "remedies": remedies}),
         _ => json!({}),
     };
     if let (Some(doc), Value::Object(details)) = (doc.as_object_mut(), details) {

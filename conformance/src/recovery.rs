@@ -13,7 +13,7 @@ use checklist_core::quarantine::bytes_sha256;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::{
     AuditEvent, BackupPolicy, BackupRecord, ChecklistState, CorruptionKind, Error, Expectation, LockProvider,
-    QuarantineNote, QuarantineRecord, Recovery, RollingBackups, StateStore, StateStoreExt,
+    QuarantineNote, QuarantineRecord, Recovery, Remedy, RollingBackups, StateStore, StateStoreExt,
 };
 
 use crate::support::{MARKER, add_step, ensure, sample_state, step};
@@ -899,8 +899,12 @@ pub async fn no_valid_backup_is_a_clear_error_and_nothing_changes(subject: &Subj
         Err(error @ Error::Unrecovered { .. }) => {
             let message = error.to_string();
             ensure!(
-                message.contains("checklist recover --reset") && message.contains("no backups"),
-                "the error does not say what to do: {message}"
+                message.contains("no backups"),
+                "the error does not say why it was not recovered: {message}"
+            );
+            ensure!(
+                matches!(&error, Error::Unrecovered { remedies, .. } if remedies.contains(&Remedy::Reset)),
+                "the error does not offer starting again: {error:?}"
             );
         }
         other => {
@@ -979,8 +983,8 @@ pub async fn auto_recovery_off_changes_nothing(subject: &Subject) -> CaseResult 
     .with_settings(&lock, &checklist_core::config::RecoverySettings { auto: false });
     match manual.load().await {
         Err(error @ Error::Unrecovered { .. }) => ensure!(
-            error.to_string().contains("checklist recover"),
-            "the error does not say to run `checklist recover`: {error}"
+            matches!(&error, Error::Unrecovered { remedies, .. } if remedies.contains(&Remedy::RestoreNewestBackup)),
+            "the error does not offer restoring a backup: {error:?}"
         ),
         other => {
             return Err(Failure(format!(

@@ -47,15 +47,61 @@ impl fmt::Display for CorruptionKind {
     }
 }
 
+/// What can still be done about a state that was not repaired, as data: the CLI names
+/// the command for each, a library caller offers its own way to do it.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remedy {
+    /// Restore the newest backup that verifies (recovery).
+    RestoreNewestBackup,
+    /// Accept a hand edit whose only fault is its checksum.
+    Reseal,
+    /// Repair the document by hand, then reseal it.
+    RepairByHandThenReseal,
+    /// Put the state file back from a copy of one's own.
+    PutBackACopy,
+    /// Start again from an empty state above every committed revision, keeping the
+    /// damaged bytes in quarantine.
+    Reset,
+}
+
+impl Remedy {
+    /// What the remedy does, as a clause for messages that do not name a command.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::RestoreNewestBackup => "restoring the newest backup that verifies",
+            Self::Reseal => "resealing the document, to accept an edit whose only fault is its checksum",
+            Self::RepairByHandThenReseal => "repairing the document by hand, then resealing it",
+            Self::PutBackACopy => "putting the state file back from a copy",
+            Self::Reset => "starting again from an empty state above every committed revision",
+        }
+    }
+
+    /// What can be done about a stored state that fails verification with `kind`.
+    pub fn for_corruption(kind: CorruptionKind) -> &'static [Remedy] {
+        match kind {
+            CorruptionKind::ChecksumMismatch => &[Self::RestoreNewestBackup, Self::Reseal],
+            CorruptionKind::Missing => &[Self::RestoreNewestBackup],
+            CorruptionKind::ParseError | CorruptionKind::SchemaInvalid => {
+                &[Self::RestoreNewestBackup, Self::RepairByHandThenReseal]
+            }
+        }
+    }
+}
+
 /// Every error the store reports to its callers.
 ///
-/// Each message is one sentence that names the file involved and says what to do.
-/// Backends keep their own detailed errors internally and map them into this enum.
+/// Each message is one sentence that names the file, store or server involved and what
+/// happened to it. Which command to run next is the CLI's to say
+/// (`cli/src/exit_code.rs`); what a store can still do about damage is data
+/// ([`Remedy`]). Backends keep their own detailed errors internally and map them into
+/// this enum.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No store exists where one was expected.
-    #[error("no checklist store at {}: run `checklist init` first", path.display())]
+    #[error("no checklist store at {}", path.display())]
     NotInitialized {
         /// The directory or file that was expected to hold the store.
         path: PathBuf,
@@ -101,10 +147,10 @@ pub enum Error {
         found: Option<u64>,
     },
 
-    /// A stored document failed verification. The message ends with what can be done
-    /// about a stored state that does; see [`Error::Unrecovered`] for one that
-    /// recovery could not repair.
-    #[error("{}; the file was left as it is: {}", corrupted_message(path, *kind, detail), corruption_remedy(*kind))]
+    /// A stored document failed verification; nothing was changed.
+    /// [`Remedy::for_corruption`] says what can be done about it; see
+    /// [`Error::Unrecovered`] for one that recovery could not repair.
+    #[error("{}; the file was left as it is", corrupted_message(path, *kind, detail))]
     Corrupted {
         /// How verification failed.
         kind: CorruptionKind,
@@ -116,15 +162,17 @@ pub enum Error {
 
     /// A corrupt or missing state that was not repaired: no backup verifies, automatic
     /// recovery is off, or the repair asked for does not apply (a reseal of a document
-    /// that does not parse). Nothing was changed; `detail` ends with what to do.
+    /// that does not parse). Nothing was changed.
     #[error("{}", corrupted_message(path, *kind, detail))]
     Unrecovered {
         /// How verification failed.
         kind: CorruptionKind,
         /// The corrupted (or missing) file.
         path: PathBuf,
-        /// What is wrong, what was tried, and what to do now.
+        /// What is wrong and what was tried.
         detail: String,
+        /// What can still be done, most likely first; empty when only the caller knows.
+        remedies: Vec<Remedy>,
     },
 
     /// The state document is missing from a store that holds backups or an audit trail
@@ -132,7 +180,7 @@ pub enum Error {
     /// atomically is replacing it right now.
     #[error(
         "the state file {} is missing (deleted, or being replaced by another program) although {evidence}; \
-         nothing was changed: `checklist recover` restores the newest backup that verifies",
+         nothing was changed",
         path.display()
     )]
     StateMissing {
@@ -225,8 +273,7 @@ pub enum Error {
     /// on FAT and exFAT, say); nothing was changed.
     #[error(
         "the file system at {} does not support {feature}, which {needed_for}; nothing was changed: keep \
-         the store on a file system that does (ext4, XFS, btrfs, APFS, NTFS), and `checklist conformance \
-         --dir DIR` checks whether a file system gives the store what it needs",
+         the store on a file system that does (ext4, XFS, btrfs, APFS, NTFS)",
         path.display()
     )]
     FileSystemLacks {
@@ -237,6 +284,17 @@ pub enum Error {
         /// What the store needs it for, as a clause ("the lock needs to create its file
         /// atomically").
         needed_for: String,
+    },
+
+    /// The index that lists a store's backups is damaged; the backups themselves are
+    /// intact, and rebuilding the index lists them again
+    /// ([`BackupStore::rebuild_backup_index`](crate::BackupStore::rebuild_backup_index)).
+    #[error("the backup index {location} is damaged ({detail}); the backups themselves are intact")]
+    BackupIndexDamaged {
+        /// The index, as its store names it.
+        location: String,
+        /// What is wrong with it.
+        detail: String,
     },
 
     /// A file is larger than the store is willing to read.
@@ -393,6 +451,7 @@ impl Error {
             Self::UnknownBackend { .. } => "unknown_backend",
             Self::SymlinkRefused { .. } => "symlink_refused",
             Self::TooLarge { .. } => "too_large",
+            Self::BackupIndexDamaged { .. } => "backup_index_damaged",
             Self::FileSystemLacks { .. } => "file_system_lacks",
             Self::NotFound { .. } => "not_found",
             Self::Unsupported { .. } => "unsupported",
@@ -413,38 +472,21 @@ fn corrupted_message(path: &std::path::Path, kind: CorruptionKind, detail: &str)
     }
 }
 
-/// What can be done about a stored state that fails verification.
-fn corruption_remedy(kind: CorruptionKind) -> &'static str {
-    match kind {
-        CorruptionKind::ChecksumMismatch => {
-            "`checklist recover` restores the newest backup that verifies, or, if you edited it on purpose, \
-             `checklist reseal` accepts the edit"
-        }
-        CorruptionKind::Missing => "`checklist recover` restores the newest backup that verifies",
-        CorruptionKind::ParseError | CorruptionKind::SchemaInvalid => {
-            "`checklist recover` restores the newest backup that verifies, or repair it by hand and run \
-             `checklist reseal`"
-        }
-    }
-}
-
 fn lock_timeout_message(resource: &str, waited: Duration, holder: Option<&LockInfo>) -> String {
     let waited_ms = waited.as_millis();
     match holder {
         Some(h) => format!(
             "timed out after {waited_ms} ms waiting for the lock {}, held by pid {} on host {} as user {} since {} \
-             (lock id {}); if that process is gone, run `checklist lock release --force {}`",
+             (lock id {})",
             resource,
             h.pid,
             h.hostname,
             h.user,
             h.acquired_at.to_rfc3339(),
-            h.lock_id,
             h.lock_id
         ),
         None => format!(
-            "timed out after {waited_ms} ms waiting for the lock {}; its holder could not be read, \
-             run `checklist lock status` to see it",
+            "timed out after {waited_ms} ms waiting for the lock {}; its holder could not be read",
             resource
         ),
     }
@@ -494,8 +536,8 @@ fn unsupported_version_message(
     }
     if crate::migrate::typescript::can_import(found) {
         format!(
-            "{path} was written by the TypeScript checklist (its schema {found}); run `checklist migrate` to \
-             import it into schema {} (the original file is kept as a backup)",
+            "{path} was written by the TypeScript checklist (its schema {found}); it is imported into schema {} \
+             by a migration, never read as it is",
             crate::model::CURRENT_SCHEMA_VERSION
         )
     } else {
@@ -513,10 +555,10 @@ fn version_advice(found: &str, supported: &str) -> String {
             format!("it was written by a newer checklist that reads schema {f}.x; use that version or newer")
         }
         _ if crate::migrate::SchemaVersion::parse(found).is_none() => {
-            "that is not a MAJOR.MINOR.PATCH version; restore a good copy from .checklist/.backup/".to_owned()
+            "that is not a MAJOR.MINOR.PATCH version; restore a good copy".to_owned()
         }
         _ if crate::migrate::can_migrate(found) => format!(
-            "run `checklist migrate` to upgrade it to {} (the original file is kept as a backup)",
+            "a migration upgrades it to {} (keeping the original as a backup)",
             crate::model::CURRENT_SCHEMA_VERSION
         ),
         _ => "no migration leads from that version to this build's format".to_owned(),

@@ -361,7 +361,7 @@ pub fn can_migrate(found: &str) -> bool {
 pub fn supported_versions() -> String {
     let series: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.x", m.from)).collect();
     format!(
-        "{SUPPORTED_MAJOR}.x (writes {CURRENT_SCHEMA_VERSION}; `checklist migrate` upgrades {})",
+        "{SUPPORTED_MAJOR}.x (writes {CURRENT_SCHEMA_VERSION}; a migration upgrades {})",
         series.join(" and ")
     )
 }

@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::backup::{BackupPolicy, BackupRecord, SkippedBackup, validate_backup_id};
 use crate::config::{LockSettings, RecoverySettings};
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::{CorruptionKind, Error, Remedy, Result};
 use crate::lock::{LockGuard, LockProvider, LockRequest, Operation};
 use crate::model::{ChecklistState, RecoveryMethod, RecoveryRecord, now};
 use crate::quarantine::{QuarantineNote, QuarantineRecord};
@@ -164,7 +164,7 @@ pub struct PruneReport {
 }
 
 /// The damage `error` (a corrupt or missing state) as [`Error::Unrecovered`], saying
-/// `why` it was not repaired and what to do.
+/// `why` it was not repaired; what can still be done follows from the damage.
 fn not_recovered(error: Error, why: &str) -> Error {
     let (kind, path, detail) = match error {
         Error::Corrupted { kind, path, detail } => (kind, path, detail),
@@ -175,6 +175,7 @@ fn not_recovered(error: Error, why: &str) -> Error {
         kind,
         path,
         detail: format!("{detail}; {why}"),
+        remedies: Remedy::for_corruption(kind).to_vec(),
     }
 }
 
@@ -250,8 +251,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         if !self.auto {
             return Err(not_recovered(
                 damage,
-                "automatic recovery is off (recovery.auto: false in config.yaml), so nothing was changed: \
-                 `checklist recover` restores the newest backup that verifies",
+                "automatic recovery is off (recovery.auto: false in config.yaml), so nothing was changed",
             ));
         }
         let outcome = match self.acquire().await {
@@ -408,9 +408,9 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                     path,
                     detail: format!(
                         "{detail}; reseal only accepts an edit whose sole fault is its checksum, so nothing was \
-                         changed: make the document valid by hand first, or `checklist recover` restores the \
-                         newest backup that verifies"
+                         changed"
                     ),
+                    remedies: vec![Remedy::RepairByHandThenReseal, Remedy::RestoreNewestBackup],
                 });
             }
             Err(error) => return Err(error),
@@ -652,19 +652,19 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                     1 => format!("its only backup, {}, does not verify", names()),
                     n => format!("none of its {n} backups verifies ({})", names()),
                 };
-                let what_now = if kind == CorruptionKind::Missing {
-                    "nothing was changed: put the state file back if you have a copy of it, or \
-                     `checklist recover --reset` starts again from an empty state above every committed \
-                     revision"
+                let (changed, remedies) = if kind == CorruptionKind::Missing {
+                    ("nothing was changed", vec![Remedy::PutBackACopy, Remedy::Reset])
                 } else {
-                    "nothing was changed or deleted: repair the file by hand and run `checklist reseal`, \
-                     or `checklist recover --reset` starts again from an empty state (keeping the corrupt \
-                     file in quarantine/)"
+                    (
+                        "nothing was changed or deleted",
+                        vec![Remedy::RepairByHandThenReseal, Remedy::Reset],
+                    )
                 };
                 return Err(Error::Unrecovered {
                     kind,
                     path,
-                    detail: format!("{detail}; it could not be recovered because {tried}; {what_now}"),
+                    detail: format!("{detail}; it could not be recovered because {tried}; {changed}"),
+                    remedies,
                 });
             }
         };

@@ -33,12 +33,13 @@ impl BackupDir {
                 location: self.manifest.display().to_string(),
             })?;
         if validate_backup_id(&record.file).is_err() || !record.file.starts_with(&self.file_prefix()) {
-            return Err(Error::invalid(format!(
-                "the backup index {} lists {:?} as the file of backup {id}, which is not a backup file name; \
-                 rebuild the index with `checklist backup list --rebuild`",
-                self.manifest.display(),
-                record.file
-            )));
+            return Err(Error::BackupIndexDamaged {
+                location: self.manifest.display().to_string(),
+                detail: format!(
+                    "it lists {:?} as the file of backup {id}, which is not a backup file name",
+                    record.file
+                ),
+            });
         }
         let path = self.dir.join(&record.file);
         let bytes = vfs

@@ -115,13 +115,13 @@ pub(super) fn remove_if_present(vfs: &dyn Vfs, path: &Path, op: &'static str) ->
 /// file name (the table can be edited with `sqlite3`).
 pub(super) fn backup_path(dir: &Path, db_path: &Path, record: &BackupRecord) -> Result<PathBuf> {
     if validate_backup_id(&record.file).is_err() || record.file != format!("{BACKUP_PREFIX}{}", record.id) {
-        return Err(Error::invalid(format!(
-            "the backup index in {} lists {:?} as the file of backup {}, which is not its file name; \
-             rebuild the index with `checklist backup list --rebuild`",
-            db_path.display(),
-            record.file,
-            record.id
-        )));
+        return Err(Error::BackupIndexDamaged {
+            location: format!("in {}", db_path.display()),
+            detail: format!(
+                "it lists {:?} as the file of backup {}, which is not its file name",
+                record.file, record.id
+            ),
+        });
     }
     Ok(dir.join(&record.file))
 }

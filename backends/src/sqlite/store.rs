@@ -831,9 +831,8 @@ fn list_backups_in(tx: &Transaction<'_>, path: &Path) -> Result<Vec<BackupRecord
 }
 
 fn index_damaged(path: &Path, detail: String) -> Error {
-    Error::invalid(format!(
-        "the backup index in {} is damaged ({detail}); the backups themselves are intact in .backup/, and \
-         `checklist backup list --rebuild` lists them again",
-        path.display()
-    ))
+    Error::BackupIndexDamaged {
+        location: format!("in {}", path.display()),
+        detail,
+    }
 }

@@ -198,7 +198,7 @@ async fn the_store_deleted_between_read_and_write_is_reported_not_recreated() {
     );
     assert!(message.contains(".checklist"), "{message}");
     assert!(
-        message.contains("does not exist") || message.contains("checklist init"),
+        message.contains("does not exist") || message.contains("no checklist store"),
         "the message must say what happened: {message}"
     );
     assert!(

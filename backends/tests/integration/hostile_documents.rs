@@ -348,6 +348,7 @@ fn assert_refusal(case: &str, error: &Error, path: &Path) {
                 | Error::InvalidConfig { .. }
                 | Error::UnsupportedVersion { .. }
                 | Error::InvalidOperation { .. }
+                | Error::BackupIndexDamaged { .. }
                 | Error::LockTimeout { .. }
                 | Error::Io { .. }
         ),

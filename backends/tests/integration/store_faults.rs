@@ -375,7 +375,10 @@ async fn a_file_system_without_hard_links_is_refused_at_init_and_named_on_write(
         "{error:?}"
     );
     let message = error.to_string();
-    assert!(message.contains("checklist conformance"), "{message}");
+    assert!(
+        message.contains("keep the store on a file system that does"),
+        "{message}"
+    );
     assert!(
         !root.path().join(".checklist").exists(),
         "init left a store behind"

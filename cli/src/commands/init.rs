@@ -141,6 +141,8 @@ fn read_export(path: &Path) -> Result<Imported> {
                 "{detail}; nothing was created: `--from` takes a file written by `checklist export` (or a \
                  state file of the TypeScript checklist)"
             ),
+            // The sentence above says what to do; no store remedy applies.
+            remedies: Vec::new(),
         },
         other => other,
     })

@@ -164,6 +164,8 @@ fn not_migratable(error: Error) -> Error {
             detail: format!(
                 "{detail}; nothing was changed: fix that field by hand and run `checklist migrate` again"
             ),
+            // The sentence above says what to do; no store remedy applies.
+            remedies: Vec::new(),
         },
         other => other,
     }

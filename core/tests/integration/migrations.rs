@@ -121,7 +121,7 @@ fn loading_an_old_document_asks_for_checklist_migrate() {
         assert!(matches!(err, Error::UnsupportedVersion { .. }), "{err}");
         let text = err.to_string();
         assert!(
-            text.contains(version) && text.contains("run `checklist migrate`"),
+            text.contains(version) && text.contains("a migration upgrades it"),
             "{text}"
         );
     }

@@ -99,7 +99,7 @@ fn every_read_refuses_a_typescript_file_as_an_unsupported_version_never_as_corru
             assert!(
                 text.contains(name)
                     && text.contains("written by the TypeScript checklist")
-                    && text.contains("run `checklist migrate`"),
+                    && text.contains("imported into schema 1.0.0 by a migration"),
                 "{name}: {text}"
             );
             assert!(
