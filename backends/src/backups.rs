@@ -152,7 +152,7 @@ impl BackupDir {
         let (id, path) = self.place_file(vfs, state_path, &current.bytes, &stamp, placement)?;
         Ok(Placed {
             record: BackupRecord {
-                file: format!("{}.{id}", self.state_file_name),
+                location: format!("{}.{id}", self.state_file_name),
                 id,
                 revision: current.contents.revision,
                 checksum: current.contents.checksum.clone(),
@@ -255,7 +255,7 @@ impl BackupDir {
     }
 
     fn remove_file_of(&self, vfs: &dyn Vfs, backup: &BackupRecord) -> Result<()> {
-        let path = self.dir.join(&backup.file);
+        let path = self.dir.join(&backup.location);
         match vfs.remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -382,7 +382,7 @@ mod tests {
             .record;
         assert!(id_time(&record.id).is_some(), "{}", record.id);
         replace_file(&RealFs, &state, b"revision two", Durability::Fast, 0o600).unwrap();
-        let kept = dir.path().join(".backup").join(&record.file);
+        let kept = dir.path().join(".backup").join(&record.location);
         assert_eq!(std::fs::read(&kept).unwrap(), b"revision one");
         #[cfg(unix)]
         {

@@ -158,7 +158,7 @@ impl MemoryStore {
         let now = checklist_core::model::now();
         let id = format!("{revision}-{}", now.format("%Y%m%dT%H%M%S%3fZ"));
         BackupRecord {
-            file: format!("memory-backup-{id}"),
+            location: format!("{}/backup/{id}", self.location()),
             id,
             revision,
             checksum,

@@ -32,7 +32,7 @@ fn backup_lists() -> Vec<(Vec<BackupRecord>, DateTime<Utc>)> {
                     let revision = next() % 20;
                     BackupRecord {
                         id: format!("b{round}-{i}"),
-                        file: format!("state.yaml.{revision}"),
+                        location: format!("state.yaml.{revision}"),
                         revision,
                         checksum: format!("sha256:{:064x}", next()),
                         size: next() % 10_000,
@@ -108,7 +108,7 @@ pub async fn prune_keeps_the_declared_newest_n(subject: &Subject) -> CaseResult 
         let backups: Vec<BackupRecord> = (1..=count)
             .map(|revision| BackupRecord {
                 id: format!("b{revision}"),
-                file: format!("state.yaml.{revision}"),
+                location: format!("state.yaml.{revision}"),
                 revision,
                 checksum: format!("sha256:{revision:064x}"),
                 size: 100,
@@ -150,7 +150,7 @@ pub async fn prune_counts_a_revision_once(subject: &Subject) -> CaseResult {
                 .enumerate()
                 .map(move |(copy, reason)| BackupRecord {
                     id: format!("{reason}-{revision}"),
-                    file: format!("state.yaml.{reason}-{revision}"),
+                    location: format!("state.yaml.{reason}-{revision}"),
                     revision,
                     checksum: format!("sha256:{revision:064x}"),
                     size: 100,

@@ -468,7 +468,7 @@ fn identities(backups: &[checklist_core::BackupRecord]) -> Vec<(String, String, 
         .map(|b| {
             (
                 b.id.clone(),
-                b.file.clone(),
+                b.location.clone(),
                 b.revision,
                 b.checksum.clone(),
                 b.size,

@@ -10,14 +10,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BackupSettings;
 
-/// One backup of the state, as listed in `.checklist/.backup/manifest.yaml`.
+/// One backup of the state, as its store lists it (the file backends in
+/// `.checklist/.backup/manifest.yaml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupRecord {
     /// Unique id of the backup.
     pub id: String,
-    /// Its file name inside `.backup/`.
-    pub file: String,
+    /// Where its store keeps it, as the store names it for people: for the file
+    /// backends the name of its file inside `.backup/`. Serialized as `file`, the
+    /// name the backup index has always given it.
+    #[serde(rename = "file")]
+    pub location: String,
     /// The revision it holds.
     pub revision: u64,
     /// The checksum of the document it holds.
@@ -73,12 +77,13 @@ pub struct BackupIndexRebuild {
     pub skipped: Vec<SkippedBackup>,
 }
 
-/// A backup file left out of a rebuilt index.
+/// A backup left out of a rebuilt index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SkippedBackup {
-    /// Its file name inside the backup directory.
-    pub file: String,
+    /// Where it is kept, as [`BackupRecord::location`] names it. Serialized as `file`.
+    #[serde(rename = "file")]
+    pub location: String,
     /// Why it was left out.
     pub reason: String,
 }
@@ -237,7 +242,7 @@ mod tests {
     fn record(id: &str, revision: u64, days_old: i64, now: DateTime<Utc>) -> BackupRecord {
         BackupRecord {
             id: id.into(),
-            file: format!("state.yaml.{revision}"),
+            location: format!("state.yaml.{revision}"),
             revision,
             checksum: "sha256:x".into(),
             size: 1,

@@ -627,7 +627,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                 // older revision than needed, and record a data loss a retry would not have.
                 Err(error) if request.from.is_some() || error.is_access_failure() => return Err(error),
                 Err(error) => skipped.push(SkippedBackup {
-                    file: id,
+                    location: id,
                     reason: error.to_string(),
                 }),
             }
@@ -643,7 +643,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
                 let names = || {
                     skipped
                         .iter()
-                        .map(|s| s.file.as_str())
+                        .map(|s| s.location.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 };

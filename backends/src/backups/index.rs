@@ -32,16 +32,17 @@ impl BackupDir {
                 id: id.to_owned(),
                 location: self.manifest.display().to_string(),
             })?;
-        if validate_backup_id(&record.file).is_err() || !record.file.starts_with(&self.file_prefix()) {
+        if validate_backup_id(&record.location).is_err() || !record.location.starts_with(&self.file_prefix())
+        {
             return Err(Error::BackupIndexDamaged {
                 location: self.manifest.display().to_string(),
                 detail: format!(
                     "it lists {:?} as the file of backup {id}, which is not a backup file name",
-                    record.file
+                    record.location
                 ),
             });
         }
-        let path = self.dir.join(&record.file);
+        let path = self.dir.join(&record.location);
         let bytes = vfs
             .read(&path, limit)
             .map_err(|e| io_error("read the backup", &path, e))?;
@@ -99,7 +100,7 @@ impl BackupDir {
                         .unwrap_or_else(checklist_core::model::now);
                     rebuilt.kept.push(BackupRecord {
                         id: id.to_owned(),
-                        file,
+                        location: file,
                         revision: contents.revision,
                         checksum: contents.checksum,
                         size: contents.size,
@@ -110,7 +111,7 @@ impl BackupDir {
                 // A backup that could not be read this time is not dropped from the index.
                 Err(error) if error.is_access_failure() => return Err(error),
                 Err(error) => rebuilt.skipped.push(SkippedBackup {
-                    file,
+                    location: file,
                     reason: error.to_string(),
                 }),
             }
@@ -118,7 +119,7 @@ impl BackupDir {
         rebuilt
             .kept
             .sort_by(|a, b| a.revision.cmp(&b.revision).then(a.created_at.cmp(&b.created_at)));
-        rebuilt.skipped.sort_by(|a, b| a.file.cmp(&b.file));
+        rebuilt.skipped.sort_by(|a, b| a.location.cmp(&b.location));
         self.write_manifest(
             vfs,
             &Manifest {
@@ -177,7 +178,7 @@ mod tests {
             made.push(record);
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let damaged = dir.path().join(".backup").join(&made[1].file);
+        let damaged = dir.path().join(".backup").join(&made[1].location);
         std::fs::remove_file(&damaged).unwrap();
         std::fs::write(&damaged, b"garbage").unwrap();
         std::fs::remove_file(dir.path().join(".backup/manifest.yaml")).unwrap();
@@ -190,7 +191,7 @@ mod tests {
         assert_eq!(ids, [made[0].id.as_str(), made[2].id.as_str()]);
         assert_eq!(rebuilt.kept[0].created_at, made[0].created_at);
         assert_eq!(rebuilt.skipped.len(), 1);
-        assert_eq!(rebuilt.skipped[0].file, made[1].file);
+        assert_eq!(rebuilt.skipped[0].location, made[1].location);
         assert_eq!(std::fs::read(&damaged).unwrap(), b"garbage", "never deleted");
         assert_eq!(backups.list(&RealFs).unwrap(), rebuilt.kept);
         let (record, bytes, _) = backups.read_listed(&RealFs, &made[2].id, u64::MAX).unwrap();

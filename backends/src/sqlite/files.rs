@@ -80,7 +80,7 @@ pub(super) fn place_backup(
         return Ok(Placed {
             record: BackupRecord {
                 id,
-                file,
+                location: file,
                 revision: contents.revision,
                 checksum: contents.checksum.clone(),
                 size: bytes.len() as u64,
@@ -114,16 +114,18 @@ pub(super) fn remove_if_present(vfs: &dyn Vfs, path: &Path, op: &'static str) ->
 /// The path of a listed backup's file, refusing a listed name that is not a backup
 /// file name (the table can be edited with `sqlite3`).
 pub(super) fn backup_path(dir: &Path, db_path: &Path, record: &BackupRecord) -> Result<PathBuf> {
-    if validate_backup_id(&record.file).is_err() || record.file != format!("{BACKUP_PREFIX}{}", record.id) {
+    if validate_backup_id(&record.location).is_err()
+        || record.location != format!("{BACKUP_PREFIX}{}", record.id)
+    {
         return Err(Error::BackupIndexDamaged {
             location: format!("in {}", db_path.display()),
             detail: format!(
                 "it lists {:?} as the file of backup {}, which is not its file name",
-                record.file, record.id
+                record.location, record.id
             ),
         });
     }
-    Ok(dir.join(&record.file))
+    Ok(dir.join(&record.location))
 }
 
 /// Reads and verifies the backup file at `path` as a JSON state file.
@@ -183,7 +185,7 @@ pub(super) fn scan_backups(
                     .unwrap_or_else(checklist_core::model::now);
                 kept.push(BackupRecord {
                     id: id.to_owned(),
-                    file,
+                    location: file,
                     revision: state.revision,
                     checksum: state.checksum.unwrap_or_default(),
                     size: bytes.len() as u64,
@@ -193,13 +195,13 @@ pub(super) fn scan_backups(
             }
             Err(error) if error.is_access_failure() => return Err(error),
             Err(error) => skipped.push(SkippedBackup {
-                file,
+                location: file,
                 reason: error.to_string(),
             }),
         }
     }
     sort_backups(&mut kept);
-    skipped.sort_by(|a, b| a.file.cmp(&b.file));
+    skipped.sort_by(|a, b| a.location.cmp(&b.location));
     Ok((kept, skipped))
 }
 

@@ -760,7 +760,7 @@ fn insert_backup(tx: &Transaction<'_>, path: &Path, record: &BackupRecord) -> Re
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             record.id,
-            record.file,
+            record.location,
             to_i64(record.revision, "revision", path)?,
             record.checksum,
             to_i64(record.size, "size", path)?,
@@ -818,7 +818,7 @@ fn list_backups_in(tx: &Transaction<'_>, path: &Path) -> Result<Vec<BackupRecord
         };
         backups.push(BackupRecord {
             id,
-            file,
+            location: file,
             revision,
             checksum,
             size,

@@ -498,7 +498,7 @@ async fn an_index_rebuild_never_lists_a_link_to_the_live_state_file() {
     let skipped = rebuilt
         .skipped
         .iter()
-        .find(|s| leftover.ends_with(&s.file))
+        .find(|s| leftover.ends_with(&s.location))
         .unwrap_or_else(|| panic!("the link is not reported: {rebuilt:?}"));
     assert!(
         skipped.reason.contains("another name of the live state file"),

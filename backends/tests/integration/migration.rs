@@ -29,7 +29,7 @@ async fn a_file_changed_after_it_was_read_is_not_replaced() {
     assert_eq!(commit.committed.revision, 1);
     assert_eq!(commit.backup.revision, 0);
     assert_eq!(commit.backup.reason, "migration");
-    let kept = dir.path().join(".backup").join(&commit.backup.file);
+    let kept = dir.path().join(".backup").join(&commit.backup.location);
     assert_eq!(std::fs::read(kept).unwrap(), OLD);
     let read = store.read().await.unwrap().unwrap();
     assert_eq!(read.revision, 1);
@@ -68,7 +68,7 @@ async fn a_migration_backup_of_a_world_readable_file_is_private() {
     std::fs::set_permissions(store.state_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let pending = migrate::prepare(&store).await.unwrap().unwrap();
     let commit = migrate::apply(&store, pending).await.unwrap();
-    let backup = dir.path().join(".backup").join(&commit.backup.file);
+    let backup = dir.path().join(".backup").join(&commit.backup.location);
     assert_eq!(std::fs::read(&backup).unwrap(), TYPESCRIPT);
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the backup is {mode:o}");

@@ -405,7 +405,7 @@ async fn backups_are_private_files_listed_in_the_commits_transaction() {
         }
     }
     for backup in &listed {
-        let path = fixture.dir.path().join(".backup").join(&backup.file);
+        let path = fixture.dir.path().join(".backup").join(&backup.location);
         let state =
             checklist_core::store::verify_afresh(&checklist_backends::JsonCodec, &bytes(&path), &path)
                 .unwrap();

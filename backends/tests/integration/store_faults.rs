@@ -248,7 +248,7 @@ async fn a_backup_file_swapped_for_another_backup_is_refused() {
     let newer = backups.iter().max_by_key(|b| b.revision).unwrap();
     let older = backups.iter().find(|b| b.revision < newer.revision).unwrap();
     let backup_dir = dir.join(".backup");
-    std::fs::copy(backup_dir.join(&older.file), backup_dir.join(&newer.file)).unwrap();
+    std::fs::copy(backup_dir.join(&older.location), backup_dir.join(&newer.location)).unwrap();
     let state_before = std::fs::read(dir.join("state.yaml")).unwrap();
 
     let error = store.read_verified_backup(&newer.id).await.unwrap_err();
@@ -279,11 +279,11 @@ async fn an_index_rebuild_that_cannot_read_a_backup_fails_and_drops_nothing() {
         .unwrap()
         .pop()
         .expect("the seeded project has a backup");
-    let backup_path = dir.join(".backup").join(&backup.file);
+    let backup_path = dir.join(".backup").join(&backup.location);
     std::fs::remove_file(dir.join(".backup/manifest.yaml")).unwrap();
 
     let (store, faulty) = faulty_store(&dir);
-    let backup_file = format!(".backup/{}", backup.file);
+    let backup_file = format!(".backup/{}", backup.location);
     let read = operation_index(&dir, "read", &backup_file, |store| async move {
         store.rebuild_backup_index().await.unwrap();
     })

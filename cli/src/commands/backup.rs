@@ -47,7 +47,10 @@ pub(crate) async fn list(ctx: &Context<'_>, rebuild: bool, err: &mut dyn Write) 
     }];
     lines.extend(backups.iter().map(line));
     for s in &skipped {
-        lines.push(format!("  skipped {} (left where it is): {}", s.file, s.reason));
+        lines.push(format!(
+            "  skipped {} (left where it is): {}",
+            s.location, s.reason
+        ));
     }
     Ok(Outcome::report(
         lines.join("\n"),

@@ -119,7 +119,6 @@ pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Writ
     if let Some(guard) = guard {
         guard.release_logging_failure().await;
     }
-    let backup_path = opened.layout.backup_dir().join(&commit.backup.file);
     lines.push(format!(
         "{} schema {to} at revision {} ({}); the original is kept as backup {} ({}).",
         if origin.is_some() {
@@ -130,7 +129,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Writ
         commit.committed.revision,
         commit.committed.checksum,
         commit.backup.id,
-        backup_path.display()
+        commit.backup.location
     ));
     if let Some(error) = &audit_error {
         lines.push(format!(
@@ -141,7 +140,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Writ
     fields.insert("revision".into(), json!(commit.committed.revision));
     fields.insert("checksum".into(), json!(commit.committed.checksum));
     fields.insert("backupId".into(), json!(commit.backup.id));
-    fields.insert("backupFile".into(), json!(backup_path));
+    fields.insert("backupLocation".into(), json!(commit.backup.location));
     fields.insert("auditError".into(), json!(audit_error));
     Ok(Outcome::report(lines.join("\n"), report))
 }

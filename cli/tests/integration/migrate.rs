@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::support::{checklist, json, ok, stderr};
+use crate::support::{backup_file, checklist, json, ok, stderr};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -94,7 +94,7 @@ fn a_0_9_0_store_is_refused_until_migrated_then_verifies_and_keeps_the_original_
     let verified = json(root, &["verify"]);
     assert_eq!(verified["revision"], 1);
     assert_eq!(verified["checksum"], report["checksum"]);
-    let backup = PathBuf::from(report["backupFile"].as_str().unwrap());
+    let backup = backup_file(root, &report);
     assert_eq!(
         std::fs::read(&backup).unwrap(),
         original,
@@ -173,7 +173,7 @@ fn the_json_backend_migrates_its_state_json() {
         stored["activeInstance"]["lastModifiedAt"],
         "2025-01-01T00:00:01.500Z"
     );
-    let backup = PathBuf::from(report["backupFile"].as_str().unwrap());
+    let backup = backup_file(root, &report);
     assert!(
         backup.to_string_lossy().contains("state.json."),
         "{}",

@@ -45,3 +45,12 @@ pub(crate) fn code(out: &Output) -> i32 {
 pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The file of the backup a `migrate --json` report names, for the backends that keep
+/// backups as files in `.checklist/.backup/` (its location is the file's name there).
+pub(crate) fn backup_file(root: &Path, report: &Value) -> std::path::PathBuf {
+    let location = report["backupLocation"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no backupLocation in {report}"));
+    root.join(".checklist").join(".backup").join(location)
+}

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{checklist, code, json, ok, stderr};
+use crate::support::{backup_file, checklist, code, json, ok, stderr};
 use checklist_backends::{Codec, YamlCodec};
 use serde_json::{Value, json};
 
@@ -176,7 +176,7 @@ fn migrate_imports_every_fixture_on_the_yaml_and_the_json_backend() {
             assert_eq!(report["from"], *version, "{backend} {name}");
             assert_eq!(report["typescript"]["version"], *version, "{backend} {name}");
             assert_eq!(report["revision"], 1, "{backend} {name}");
-            let backup = PathBuf::from(report["backupFile"].as_str().unwrap());
+            let backup = backup_file(root, &report);
             assert_eq!(
                 std::fs::read(&backup).unwrap(),
                 original,
