@@ -35,49 +35,38 @@
 //! ```
 #![deny(missing_docs)]
 
-mod archive_dir;
-pub mod atomic;
-mod audit_log;
-mod backups;
 mod blocking;
-
-mod config_file;
-pub mod fault;
-mod file_engine;
-mod file_lock;
-mod in_process_lock;
-mod init;
-mod json_file;
-mod layout;
-mod lock_file;
+mod codec;
+mod file_store;
+mod fs;
+mod lock;
 mod memory;
 mod process;
-mod quarantine_dir;
-mod registry;
+mod project;
+mod sidecar;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
-pub mod state_home;
 mod sys;
-pub mod vfs;
-mod yaml_file;
 
 pub use checklist_core::codec::{Codec, CodecError};
-pub use config_file::{MAX_CONFIG_BYTES, load_config, parse_config, write_config};
-pub use file_engine::{FileStore, FileStoreOptions};
-pub use file_lock::{FileLockProvider, LockEvent};
-pub use in_process_lock::InProcessLockProvider;
-pub use init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};
-pub use json_file::{JsonCodec, JsonFileStore, MAX_JSON_VALUES};
-pub use layout::{Layout, STORE_DIR_NAME};
-pub use lock_file::parse_lock_file;
+pub use codec::json::{JsonCodec, MAX_JSON_VALUES};
+pub use codec::yaml::YamlCodec;
+pub use file_store::{FileStore, FileStoreOptions, JsonFileStore, YamlFileStore};
+pub use fs::{atomic, fault, vfs};
+pub use lock::file::{FileLockProvider, LockEvent};
+pub use lock::format::parse_lock_file;
+pub use lock::in_process::InProcessLockProvider;
 pub use memory::MemoryStore;
-pub use registry::{
+pub use project::config::{MAX_CONFIG_BYTES, load_config, parse_config, write_config};
+pub use project::init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};
+pub use project::layout::{Layout, STORE_DIR_NAME};
+pub use project::registry::{
     OpenOptions, OpenedStore, builtin_registry, builtin_registry_with_vfs, file_backend_factory,
     file_backend_factory_with_vfs, open_project, open_project_with_vfs,
 };
+pub use project::state_home;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, sqlite_backend_factory, sqlite_backend_factory_with_vfs};
-pub use yaml_file::{YamlCodec, YamlFileStore};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

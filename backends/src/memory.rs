@@ -19,7 +19,7 @@ use checklist_core::{
 };
 use serde_json::Value;
 
-use crate::json_file::JsonCodec;
+use crate::codec::json::JsonCodec;
 
 /// An in-memory store. Cheap to clone; clones share one store.
 ///

@@ -1,6 +1,7 @@
 //! Facts about processes: who we are (for lock metadata) and whether another process
 //! is still alive (for stale temp files and locks).
 
+pub(crate) use crate::sys::Liveness;
 use std::sync::OnceLock;
 
 /// Who this process is, as recorded in lock metadata.
@@ -53,17 +54,6 @@ impl ProcessIdentity {
             }
         })
     }
-}
-
-/// Whether a process exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    /// It exists (it may belong to another user).
-    Alive,
-    /// No process has this pid.
-    Dead,
-    /// This platform cannot tell.
-    Unknown,
 }
 
 #[cfg(unix)]

@@ -7,7 +7,7 @@
 //! - `lock/file_acquire_release`: `FileLockProvider::acquire(&LockRequest::default())`
 //!   then `LockGuard::release()` on the `.checklist/` directory of a project made by
 //!   `init_project`, with nobody else about. That is the whole cross-process protocol
-//!   of `backends/src/file_lock.rs`: the liveness file and its `flock`, the lock
+//!   of `backends/src/lock/file.rs`: the liveness file and its `flock`, the lock
 //!   written to a temp file and hard-linked to `.lock`, the heartbeat thread started
 //!   and stopped, and the release under `.locks/break.lock`.
 //! - `lock/in_process_acquire_release`: the same with `InProcessLockProvider`.

@@ -17,10 +17,10 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, new_quarantin
 use checklist_core::{BackupRecord, ChecklistState, Error, Result};
 use chrono::{DateTime, Utc};
 
-use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
-use crate::json_file::JsonCodec;
-use crate::quarantine_dir::QuarantineDir;
-use crate::vfs::Vfs;
+use crate::codec::json::JsonCodec;
+use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
+use crate::fs::vfs::Vfs;
+use crate::sidecar::quarantine::QuarantineDir;
 use checklist_core::store::verify as verify_state_file;
 
 /// Backup files are named `<this><id>`.

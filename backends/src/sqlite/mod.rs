@@ -42,10 +42,10 @@ use checklist_core::{
 };
 
 use crate::blocking::run_blocking;
-use crate::file_engine::{FileStoreOptions, check_store_dir};
-use crate::json_file::JsonCodec;
-use crate::registry::DirectoryLocks;
-use crate::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::codec::json::JsonCodec;
+use crate::file_store::{FileStoreOptions, check_store_dir};
+use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::lock::directory::DirectoryLocks;
 
 mod connection;
 mod files;

@@ -23,14 +23,14 @@ use super::connection::{self, busy, damaged, db_error};
 use super::files::{self, Contents, Placed};
 use super::schema::{self, Found};
 use crate::FileStoreOptions;
-use crate::archive_dir::ArchiveDir;
-use crate::atomic::io_error;
-use crate::audit_log::{AuditFiles, FileAuditTrail};
-use crate::file_engine::check_store_dir;
-use crate::json_file::JsonCodec;
-use crate::lock_file::FileIdentity;
-use crate::quarantine_dir::QuarantineDir;
-use crate::vfs::Vfs;
+use crate::codec::json::JsonCodec;
+use crate::file_store::check_store_dir;
+use crate::fs::atomic::io_error;
+use crate::fs::identity::FileIdentity;
+use crate::fs::vfs::Vfs;
+use crate::sidecar::archive::ArchiveDir;
+use crate::sidecar::audit_log::{AuditFiles, FileAuditTrail};
+use crate::sidecar::quarantine::QuarantineDir;
 
 /// An open connection and what it knows about the file.
 struct Open {
@@ -178,7 +178,7 @@ impl Inner {
     /// command output) before SQLite opens it: SQLite would create it 0644, and gives
     /// its `-wal` and `-shm` files the database file's mode.
     fn create_private(&self, path: &Path) -> Result<()> {
-        match self.vfs.create_new(path, crate::atomic::PRIVATE_FILE_MODE) {
+        match self.vfs.create_new(path, crate::fs::atomic::PRIVATE_FILE_MODE) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(io_error("create", path, e)),

@@ -11,3 +11,14 @@
 pub(crate) mod macos;
 #[cfg(windows)]
 pub(crate) mod windows;
+
+/// Whether a process exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// It exists (it may belong to another user).
+    Alive,
+    /// No process has this pid.
+    Dead,
+    /// This platform cannot tell.
+    Unknown,
+}

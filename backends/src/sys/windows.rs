@@ -22,7 +22,7 @@ use windows_sys::Win32::System::Threading::{
     GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-use crate::process::Liveness;
+use super::Liveness;
 
 /// A handle to process `pid` that may only query it, which Windows grants for nearly
 /// every process, even another user's.

@@ -33,13 +33,13 @@ use checklist_core::{
     WriteReceipt, WriteRequest,
 };
 
-use crate::archive_dir::ArchiveDir;
-use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, stage_file, sweep_stale_temps};
-use crate::audit_log::{AuditFiles, FileAuditTrail};
-use crate::backups::{BackupDir, Contents, Current, Kept, Placement};
 use crate::blocking::run_blocking;
-use crate::quarantine_dir::QuarantineDir;
-use crate::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, stage_file, sweep_stale_temps};
+use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::sidecar::archive::ArchiveDir;
+use crate::sidecar::audit_log::{AuditFiles, FileAuditTrail};
+use crate::sidecar::backups::{BackupDir, Contents, Current, Kept, Placement};
+use crate::sidecar::quarantine::QuarantineDir;
 use checklist_core::codec::Codec;
 
 mod recovery;
@@ -80,6 +80,12 @@ impl Default for FileStoreOptions {
         }
     }
 }
+
+/// The YAML-file backend: `.checklist/state.yaml`.
+pub type YamlFileStore = FileStore<crate::YamlCodec>;
+
+/// The JSON-file backend: `.checklist/state.json`, pretty-printed.
+pub type JsonFileStore = FileStore<crate::JsonCodec>;
 
 /// A [`StateStore`](checklist_core::StateStore) keeping its document in one file,
 /// written atomically and durably. Cheap to clone; clones share one store.

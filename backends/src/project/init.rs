@@ -17,12 +17,12 @@ use checklist_core::{
 };
 use serde::Serialize;
 
-use crate::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
-use crate::config_file::{load_config, write_config};
-use crate::layout::Layout;
+use crate::fs::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
+use crate::project::config::{load_config, write_config};
+use crate::project::layout::Layout;
 
-use crate::state_home::{self, Located};
-use crate::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::project::state_home::{self, Located};
 
 const HISTORY: &str = "# Archived instances (checklist archive --list).\nversion: 1\ninstances: []\n";
 const METRICS: &str = "# Operation counters.\nversion: 1\ncounters: {}\n";
@@ -46,7 +46,7 @@ pub struct InitOptions {
     /// revision 1; default an empty one. Refused when the store already holds a state.
     pub initial_state: Option<ChecklistState>,
     /// The per-user state directory: where the project's store is found, or created
-    /// when the project directory is not writable ([`state_home`](crate::state_home));
+    /// when the project directory is not writable ([`state_home`](crate::project::state_home));
     /// `None` keeps the store in the project or fails.
     pub state_home: Option<PathBuf>,
 }

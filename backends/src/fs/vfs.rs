@@ -1,6 +1,6 @@
 //! The file-system seam: every I/O operation of the file engine goes through [`Vfs`].
 //!
-//! [`RealFs`] is the operating system. [`FaultyFs`](crate::fault::FaultyFs) wraps any
+//! [`RealFs`] is the operating system. [`FaultyFs`](crate::fs::fault::FaultyFs) wraps any
 //! [`Vfs`] and fails a chosen operation, which is how the tests prove that a failure at
 //! any point of a save leaves the old state or the new one, never a torn one. The seam
 //! is public so custom backends built on the file engine can be tested the same way.

@@ -1,8 +1,7 @@
-//! The YAML-file backend: `.checklist/state.yaml`, read and written by serde-saphyr.
+//! The YAML codec: YAML 1.2 read and written by serde-saphyr.
 
 use serde_json::Value;
 
-use crate::file_engine::FileStore;
 use checklist_core::codec::{Codec, CodecError, utf8};
 
 /// YAML 1.2 through serde-saphyr: safe Rust, alias and depth budgets, duplicate keys
@@ -13,9 +12,6 @@ use checklist_core::codec::{Codec, CodecError, utf8};
 /// `secrets: {mode: off}` into `false` and a step's `stdout: no` into a schema error.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct YamlCodec;
-
-/// The YAML-file backend.
-pub type YamlFileStore = FileStore<YamlCodec>;
 
 impl Codec for YamlCodec {
     fn name(&self) -> &'static str {

@@ -13,9 +13,9 @@ use checklist_core::config::Durability;
 use checklist_core::{CorruptionKind, Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, SHARED_FILE_MODE, io_error, replace_file};
-use crate::vfs::Vfs;
-use crate::yaml_file::YamlCodec;
+use crate::codec::yaml::YamlCodec;
+use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, SHARED_FILE_MODE, io_error, replace_file};
+use crate::fs::vfs::Vfs;
 use checklist_core::codec::Codec;
 
 /// Largest history index read.

@@ -4,6 +4,8 @@
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
+use crate::fs::identity::FileIdentity;
+
 use checklist_core::LockInfo;
 use checklist_core::bounded_text::bound_json_text;
 use checklist_core::lock::{LockRequest, Operation, Waiter};
@@ -215,43 +217,6 @@ pub(crate) struct Observation {
     pub(crate) identity: FileIdentity,
     /// Whether the holder still holds its liveness lock (`.locks/live-<lockId>`).
     pub(crate) holder_lock: HolderLock,
-}
-
-/// Which file a path names (device and inode on Unix, volume serial number and file
-/// index on Windows), with its size and modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileIdentity {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) len: u64,
-    pub(crate) modified: Option<SystemTime>,
-}
-
-impl FileIdentity {
-    /// The identity of the file at `path`, whose metadata (not following a symbolic
-    /// link) is `meta`.
-    pub(crate) fn of(path: &std::path::Path, meta: &std::fs::Metadata) -> std::io::Result<Self> {
-        #[cfg(unix)]
-        let (dev, ino) = {
-            use std::os::unix::fs::MetadataExt;
-            let _ = path;
-            (meta.dev(), meta.ino())
-        };
-        // std's accessors for these are unstable (`windows_by_handle`), so ask Windows.
-        #[cfg(windows)]
-        let (dev, ino) = crate::sys::windows::file_id(path)?;
-        #[cfg(not(any(unix, windows)))]
-        let (dev, ino) = {
-            let _ = path;
-            (0, 0)
-        };
-        Ok(Self {
-            dev,
-            ino,
-            len: meta.len(),
-            modified: meta.modified().ok(),
-        })
-    }
 }
 
 /// The state of the holder's liveness lock, an OS advisory lock the holder keeps for

@@ -1,4 +1,4 @@
-//! The JSON-file backend: `.checklist/state.json`, pretty-printed.
+//! The JSON codec: pretty-printed, key order kept, a value budget and duplicate keys refused.
 
 use std::cell::Cell;
 use std::fmt;
@@ -6,7 +6,6 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::file_engine::FileStore;
 use checklist_core::codec::{Codec, CodecError};
 
 /// The most values (scalars, arrays, objects; not keys) a JSON document may hold: the
@@ -19,9 +18,6 @@ pub const MAX_JSON_VALUES: usize = 250_000;
 /// [`MAX_JSON_VALUES`] values, duplicate keys refused as the YAML backend refuses them).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonCodec;
-
-/// The JSON-file backend.
-pub type JsonFileStore = FileStore<JsonCodec>;
 
 impl Codec for JsonCodec {
     fn name(&self) -> &'static str {

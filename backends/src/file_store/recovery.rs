@@ -1,5 +1,5 @@
 //! The file engine's side of recovery: keeping a corrupt state file in `quarantine/`
-//! (the directory itself is [`QuarantineDir`](crate::quarantine_dir::QuarantineDir)'s)
+//! (the directory itself is [`QuarantineDir`](crate::sidecar::quarantine::QuarantineDir)'s)
 //! and rebuilding the backup index.
 //!
 //! Quarantine keeps the corrupt file as a hard link (a copy where links are refused)
@@ -18,9 +18,9 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::{Error, Result};
 
 use super::Inner;
-use crate::atomic::{PRIVATE_FILE_MODE, io_error, replace_file};
-use crate::backups::Contents;
-use crate::lock_file::FileIdentity;
+use crate::fs::atomic::{PRIVATE_FILE_MODE, io_error, replace_file};
+use crate::fs::identity::FileIdentity;
+use crate::sidecar::backups::Contents;
 
 impl<C: Codec> Inner<C> {
     fn check_unchanged(&self, found: &[u8]) -> Result<()> {

@@ -6,10 +6,10 @@ use std::path::Path;
 use checklist_core::config::Durability;
 use checklist_core::{Config, Error, Result};
 
-use crate::atomic::{SHARED_FILE_MODE, io_error, replace_file};
-use crate::layout::Layout;
-use crate::vfs::Vfs;
-use crate::yaml_file::YamlCodec;
+use crate::codec::yaml::YamlCodec;
+use crate::fs::atomic::{SHARED_FILE_MODE, io_error, replace_file};
+use crate::fs::vfs::Vfs;
+use crate::project::layout::Layout;
 use checklist_core::codec::Codec;
 
 /// Largest config.yaml the store reads.
@@ -92,7 +92,7 @@ pub fn write_config(vfs: &dyn Vfs, layout: &Layout, config: &Config, durability:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfs::RealFs;
+    use crate::fs::vfs::RealFs;
 
     #[test]
     fn missing_or_empty_means_defaults_and_written_config_reads_back() {

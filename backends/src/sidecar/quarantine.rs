@@ -12,9 +12,9 @@ use checklist_core::codec::Codec;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
 use checklist_core::{Error, Result};
 
-use crate::atomic::{DIR_MODE, io_error};
-use crate::vfs::{Vfs, refused_symlink};
-use crate::yaml_file::YamlCodec;
+use crate::codec::yaml::YamlCodec;
+use crate::fs::atomic::{DIR_MODE, io_error};
+use crate::fs::vfs::{Vfs, refused_symlink};
 
 /// What a note's file name ends with.
 const NOTE_SUFFIX: &str = ".why.yaml";

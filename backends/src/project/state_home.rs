@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use checklist_core::quarantine::bytes_sha256;
 use checklist_core::{Error, Result};
 
-use crate::atomic::io_error;
-use crate::layout::Layout;
-use crate::vfs::Vfs;
+use crate::fs::atomic::io_error;
+use crate::fs::vfs::Vfs;
+use crate::project::layout::Layout;
 
 /// The name of the directory inside the state home that holds the fallback stores.
 const APP_DIR_NAME: &str = "checklist";

@@ -25,17 +25,16 @@ use std::sync::{Arc, Mutex};
 use checklist_core::config::Durability;
 use checklist_core::{Backend, BackendFactory, BackendRegistry, Config, OpenContext, Result};
 
-use crate::audit_log::AuditFiles;
-use crate::config_file::load_config;
-use crate::file_engine::{FileStore, FileStoreOptions, check_store_dir};
-use crate::file_lock::{FileLockProvider, log_event};
-use crate::in_process_lock::InProcessLockProvider;
-use crate::json_file::JsonCodec;
-use crate::layout::Layout;
+use crate::codec::json::JsonCodec;
+use crate::codec::yaml::YamlCodec;
+use crate::file_store::{FileStore, FileStoreOptions, check_store_dir};
+use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::lock::directory::DirectoryLocks;
+use crate::lock::in_process::InProcessLockProvider;
 use crate::memory::MemoryStore;
-use crate::state_home::{self, Located};
-use crate::vfs::{ConfinedFs, RealFs, Vfs};
-use crate::yaml_file::YamlCodec;
+use crate::project::config::load_config;
+use crate::project::layout::Layout;
+use crate::project::state_home::{self, Located};
 use checklist_core::codec::Codec;
 
 /// A registry with the built-in backends `yaml`, `json` and `memory`, and `sqlite`
@@ -48,7 +47,7 @@ pub fn builtin_registry() -> BackendRegistry {
 }
 
 /// Like [`builtin_registry`], with the file backends doing all their I/O through
-/// `vfs` (fault injection, [`vfs`](crate::vfs)).
+/// `vfs` (fault injection, [`vfs`](crate::fs::vfs)).
 pub fn builtin_registry_with_vfs(vfs: Arc<dyn Vfs>) -> BackendRegistry {
     let mut registry = BackendRegistry::empty();
     registry.register("yaml", file_backend_factory_with_vfs(YamlCodec, Arc::clone(&vfs)));
@@ -76,7 +75,7 @@ pub fn builtin_registry_with_vfs(vfs: Arc<dyn Vfs>) -> BackendRegistry {
 }
 
 /// A factory for a [`FileStore`] with `codec`, guarded by the cross-process
-/// [`FileLockProvider`] of its directory (one per directory, so the tasks of this
+/// [`FileLockProvider`](crate::FileLockProvider) of its directory (one per directory, so the tasks of this
 /// process that wait for it are woken as soon as one of them releases it).
 pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
     file_backend_factory_with_vfs(codec, Arc::new(RealFs))
@@ -99,50 +98,6 @@ pub fn file_backend_factory_with_vfs<C: Codec + Clone>(codec: C, vfs: Arc<dyn Vf
     }
 }
 
-/// One [`audited_file_lock`] per store directory, shared by every backend a factory
-/// opens there, so the tasks of this process that wait for it are woken as soon as one
-/// of them releases it.
-#[derive(Debug, Clone)]
-pub(crate) struct DirectoryLocks {
-    vfs: Arc<dyn Vfs>,
-    locks: Arc<Mutex<HashMap<PathBuf, FileLockProvider>>>,
-}
-
-impl DirectoryLocks {
-    /// No locks yet; those made will do their I/O through `vfs`.
-    pub(crate) fn new(vfs: Arc<dyn Vfs>) -> Self {
-        Self {
-            vfs,
-            locks: Arc::default(),
-        }
-    }
-
-    /// The lock of `ctx.dir`, made on first use.
-    pub(crate) fn of(&self, ctx: &OpenContext<'_>) -> FileLockProvider {
-        self.locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(ctx.dir.to_owned())
-            .or_insert_with(|| audited_file_lock(ctx, &self.vfs))
-            .clone()
-    }
-}
-
-/// The file lock of `ctx.dir`, whose broken and force-released locks are logged and
-/// written to the store's audit trail.
-fn audited_file_lock(ctx: &OpenContext<'_>, vfs: &Arc<dyn Vfs>) -> FileLockProvider {
-    let locks = FileLockProvider::with_vfs(ctx.dir, Arc::clone(vfs));
-    let audit = AuditFiles::new(ctx.dir, ctx.config.audit.clone(), ctx.config.durability);
-    let vfs = ConfinedFs::wrap(ctx.dir, Arc::clone(vfs));
-    locks.set_observer(move |event| {
-        log_event(event);
-        if let Err(error) = audit.append(vfs.as_ref(), &event.audit_record()) {
-            tracing::warn!(%error, "could not audit a broken lock");
-        }
-    });
-    locks
-}
-
 /// An opened project store: where it is, how it is configured, and its backend.
 #[derive(Debug, Clone)]
 pub struct OpenedStore {
@@ -153,7 +108,7 @@ pub struct OpenedStore {
     /// Its backend.
     pub backend: Backend,
     /// Whether it is the per-user fallback store of a project whose directory could
-    /// not hold one ([`state_home`](crate::state_home)), not `<root>/.checklist/`.
+    /// not hold one ([`state_home`](crate::project::state_home)), not `<root>/.checklist/`.
     pub fallback: bool,
 }
 

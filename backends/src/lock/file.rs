@@ -9,7 +9,7 @@
 //!   `.lock` with a copy carrying new timestamps, after checking it still owns it; a
 //!   lock it no longer owns is reported through [`LockGuard::ensure_held`]. The thread
 //!   never keeps a finished process alive (hazard 7).
-//! - **Stale locks** are judged by [`lock_file::judge`](crate::lock_file) and broken
+//! - **Stale locks** are judged by [`lock_file::judge`](crate::lock::format) and broken
 //!   under a second advisory lock, `.locks/break.lock`, after re-reading and
 //!   re-judging the lock: every removal or replacement of `.lock` (break, release,
 //!   renewal, force-release) happens under it, and creation by link cannot replace an
@@ -35,13 +35,12 @@ use checklist_core::{
 use chrono::Utc;
 use tokio::sync::Notify;
 
-use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
 use crate::blocking::{run_blocking, run_blocking_detached};
-use crate::lock_file::{
-    FileIdentity, HolderLock, LockFile, MAX_LOCK_BYTES, Observation, Verdict, World, judge,
-};
+use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
+use crate::fs::identity::FileIdentity;
+use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::lock::format::{HolderLock, LockFile, MAX_LOCK_BYTES, Observation, Verdict, World, judge};
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
-use crate::vfs::{ConfinedFs, RealFs, Vfs};
 
 /// How long a release or a renewal waits for the break lock before giving up.
 const BREAK_LOCK_PATIENCE: Duration = Duration::from_secs(2);

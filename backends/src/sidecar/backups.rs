@@ -16,9 +16,9 @@ use checklist_core::config::Durability;
 use checklist_core::{BackupPolicy, BackupRecord, Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{DIR_MODE, PRIVATE_FILE_MODE, SHARED_FILE_MODE, io_error, replace_file};
-use crate::vfs::Vfs;
-use crate::yaml_file::YamlCodec;
+use crate::codec::yaml::YamlCodec;
+use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, SHARED_FILE_MODE, io_error, replace_file};
+use crate::fs::vfs::Vfs;
 use checklist_core::codec::Codec;
 
 mod index;
@@ -353,7 +353,7 @@ fn manifest_damaged(path: &Path, detail: String) -> Error {
 mod tests {
     use super::index::id_time;
     use super::*;
-    use crate::vfs::RealFs;
+    use crate::fs::vfs::RealFs;
 
     #[test]
     fn a_backup_is_a_link_that_outlives_the_next_write() {

@@ -9,8 +9,8 @@ use checklist_core::{BackupRecord, Error, Result};
 use chrono::{DateTime, Utc};
 
 use super::{BackupDir, Contents, Manifest, STAMP_FORMAT};
-use crate::atomic::io_error;
-use crate::vfs::Vfs;
+use crate::fs::atomic::io_error;
+use crate::fs::vfs::Vfs;
 
 impl BackupDir {
     /// The listed backup `id`, its bytes and its path. The id and the listed file name
@@ -142,8 +142,8 @@ pub(super) fn id_time(id: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backups::{Current, Placement};
-    use crate::vfs::RealFs;
+    use crate::fs::vfs::RealFs;
+    use crate::sidecar::backups::{Current, Placement};
 
     fn contents(bytes: &[u8]) -> Result<Contents> {
         let text = std::str::from_utf8(bytes).map_err(|e| Error::invalid(e.to_string()))?;

@@ -18,7 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::vfs::{Vfs, VfsFile};
+use crate::fs::vfs::{Vfs, VfsFile};
 
 /// What happens to the operations after the injected fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

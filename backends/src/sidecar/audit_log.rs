@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::{AuditEvent, AuditLog, AuditRecord, AuditTrail, Error, Result};
 
-use crate::atomic::{PRIVATE_FILE_MODE, io_error};
 use crate::blocking::run_blocking;
-use crate::vfs::Vfs;
+use crate::fs::atomic::{PRIVATE_FILE_MODE, io_error};
+use crate::fs::vfs::Vfs;
 
 /// The audit log files of one store directory.
 #[derive(Debug, Clone)]
@@ -175,7 +175,7 @@ impl AuditFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfs::RealFs;
+    use crate::fs::vfs::RealFs;
 
     #[test]
     fn rotation_keeps_order_and_drops_only_beyond_retention() {

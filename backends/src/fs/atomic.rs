@@ -15,8 +15,8 @@ use std::sync::{LazyLock, Mutex};
 use checklist_core::Error;
 use checklist_core::config::Durability;
 
+use crate::fs::vfs::{Vfs, over_limit, refused_symlink};
 use crate::process::{Liveness, liveness};
-use crate::vfs::{Vfs, over_limit, refused_symlink};
 
 /// Permission bits of files that may hold state content (state, backups, archive,
 /// quarantine, audit, lock): readable by the owner only, since steps record command
@@ -250,7 +250,7 @@ pub(crate) fn io_error(op: &'static str, path: &Path, error: io::Error) -> Error
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfs::RealFs;
+    use crate::fs::vfs::RealFs;
     use std::ffi::OsString;
 
     #[test]
