@@ -2,7 +2,7 @@
 //! run next. The library reports what happened; what a shell script sees and what a
 //! person is told to type are the CLI's business.
 
-use checklist_core::{CorruptionKind, Error, Remedy, migrate};
+use checklist_core::{CorruptionKind, Error, Remedy, Upgrade};
 
 /// The process exit codes of the `checklist` CLI (README "Exit codes"), one per error
 /// class.
@@ -74,17 +74,13 @@ pub fn hint(error: &Error) -> Option<String> {
             ..
         } => remedies(listed, *kind)?,
         Error::UnsupportedVersion {
-            found,
-            typescript: true,
+            upgrade: Upgrade::Import { .. },
             ..
-        } if migrate::typescript::can_import(found) => {
-            "run `checklist migrate` to import it (the original file is kept as a backup)".to_owned()
-        }
+        } => "run `checklist migrate` to import it (the original file is kept as a backup)".to_owned(),
         Error::UnsupportedVersion {
-            found,
-            typescript: false,
+            upgrade: Upgrade::Migration { .. },
             ..
-        } if migrate::can_migrate(found) => "run `checklist migrate`".to_owned(),
+        } => "run `checklist migrate`".to_owned(),
         Error::FileSystemLacks { .. } => {
             "`checklist conformance --dir DIR` checks whether a file system gives the store what it needs"
                 .to_owned()
@@ -183,21 +179,11 @@ mod tests {
                 7,
             ),
             (
-                Error::UnsupportedVersion {
-                    path: path.clone(),
-                    found: "2.0.0".into(),
-                    supported: "1.x".into(),
-                    typescript: false,
-                },
+                checklist_core::migrate::unsupported_version(&path, "2.0.0", false),
                 8,
             ),
             (
-                Error::UnsupportedVersion {
-                    path: path.clone(),
-                    found: "1.0.0".into(),
-                    supported: "1.x".into(),
-                    typescript: true,
-                },
+                checklist_core::migrate::unsupported_version(&path, "1.0.0", true),
                 8,
             ),
             (Error::invalid("nope"), 1),
@@ -270,12 +256,7 @@ mod tests {
                 "checklist recover --reset",
             ),
             (
-                Error::UnsupportedVersion {
-                    path: path.clone(),
-                    found: "1.0.0".into(),
-                    supported: "1.x".into(),
-                    typescript: true,
-                },
+                checklist_core::migrate::unsupported_version(&path, "1.0.0", true),
                 "checklist migrate",
             ),
             (

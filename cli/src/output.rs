@@ -122,8 +122,9 @@ pub fn error_json(error: &Error) -> Value {
             found,
             supported,
             typescript,
+            upgrade,
         } => {
-            json!({"path": path, "found": found, "supported": supported, "typescript": typescript})
+            json!({"path": path, "found": found, "supported": supported, "typescript": typescript, "upgrade": upgrade})
         }
         Error::UnknownBackend { name, registered, .. } => json!({"backend": name, "registered": registered}),
         Error::Unrecovered {

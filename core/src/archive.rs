@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 use crate::canonical::{CHECKSUM_FIELD, document_checksum};
 use crate::document::check_version;
 use crate::error::{CorruptionKind, Error, Result};
-use crate::model::{ActiveInstance, CURRENT_SCHEMA_VERSION, CompletedStep, InstanceStatus, MAX_ID_LEN};
+use crate::model::{
+    ActiveInstance, CURRENT_SCHEMA_VERSION, ChecklistState, CompletedStep, InstanceStatus, MAX_ID_LEN,
+};
 use crate::schema;
 
 /// A finished instance as archived: the instance and its steps, when and from which
@@ -218,6 +220,72 @@ pub fn validate_file_stem(what: &str, name: &str) -> Result<()> {
             "the {what} {:?} cannot name a file: it {problem}",
             name.chars().take(80).collect::<String>()
         ))),
+    }
+}
+
+/// Archiving is a transition of the document: it lives with the archive so the model
+/// does not depend on it.
+impl ChecklistState {
+    /// Takes the instance and its steps out of the document, to be archived; the
+    /// document is left with no instance.
+    ///
+    /// A finished instance (`completed` or `failed`) is taken as it is; an active or
+    /// paused one only when `finish_as` says how it finished (it is then marked so,
+    /// completed now). The archive records `self.revision` as the revision it came from.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`] without an instance, for an unfinished one without
+    /// `finish_as`, for a `finish_as` that is not a finished status or contradicts how
+    /// the instance finished.
+    pub fn archive_instance(
+        &mut self,
+        finish_as: Option<InstanceStatus>,
+        now: DateTime<Utc>,
+    ) -> Result<ArchivedInstance> {
+        let Some(instance) = &mut self.active_instance else {
+            return Err(Error::invalid("there is no instance to archive"));
+        };
+        if let Some(status) = finish_as
+            && !status.is_finished()
+        {
+            return Err(Error::invalid(format!(
+                "an instance is archived as completed or failed, not {}",
+                status.as_str()
+            )));
+        }
+        match (instance.status.is_finished(), finish_as) {
+            (true, Some(status)) if status != instance.status => {
+                return Err(Error::invalid(format!(
+                    "instance {} already finished as {}; it cannot be archived as {}",
+                    instance.id,
+                    instance.status.as_str(),
+                    status.as_str()
+                )));
+            }
+            (true, _) => {}
+            (false, Some(status)) => {
+                instance.status = status;
+                instance.completed_at.get_or_insert(now);
+                instance.last_modified_at = now;
+            }
+            (false, None) => {
+                return Err(Error::invalid(format!(
+                    "instance {} is still {}; say how it finished (completed or failed) to archive it",
+                    instance.id,
+                    instance.status.as_str()
+                )));
+            }
+        }
+        let instance = self.active_instance.take().expect("checked above");
+        Ok(ArchivedInstance {
+            schema_version: CURRENT_SCHEMA_VERSION.to_owned(),
+            checksum: None,
+            archived_at: now,
+            archived_from_revision: self.revision,
+            instance,
+            completed_steps: std::mem::take(&mut self.completed_steps),
+            extra: Map::new(),
+        })
     }
 }
 

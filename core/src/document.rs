@@ -16,8 +16,7 @@ use crate::migrate::typescript;
 use crate::model::ChecklistState;
 use crate::schema;
 
-/// The major schema version this build reads and writes.
-pub const SUPPORTED_MAJOR: u64 = 1;
+pub use crate::model::SUPPORTED_MAJOR;
 
 /// A document ready to be stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,12 +143,7 @@ pub fn check_version(version: &str, path: &Path) -> Result<()> {
     if major == Some(SUPPORTED_MAJOR) {
         return Ok(());
     }
-    Err(Error::UnsupportedVersion {
-        path: path.to_owned(),
-        found: version.chars().take(64).collect(),
-        supported: crate::migrate::supported_versions(),
-        typescript: false,
-    })
+    Err(crate::migrate::unsupported_version(path, version, false))
 }
 
 fn describe(value: &Value) -> &'static str {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lock::LockInfo;
-use crate::store::Expectation;
+use crate::lock::info::LockInfo;
+use crate::store::expectation::Expectation;
 
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -88,6 +88,35 @@ impl Remedy {
             }
         }
     }
+}
+
+/// What a document of a schema version this build cannot read can become, as its
+/// error says it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "upgrade")]
+pub enum Upgrade {
+    /// A migration upgrades it to schema `to`, keeping the original as a backup.
+    Migration {
+        /// The schema version it becomes.
+        to: String,
+    },
+    /// The TypeScript checklist wrote it; a migration imports it into schema `to`.
+    Import {
+        /// The schema version it becomes.
+        to: String,
+    },
+    /// The TypeScript checklist wrote it, at a version this build does not import.
+    NotImported,
+    /// A newer checklist, which reads schema `major`.x, wrote it.
+    Newer {
+        /// The major schema version that reads it.
+        major: u64,
+    },
+    /// Its version is not MAJOR.MINOR.PATCH.
+    NotAVersion,
+    /// No migration leads from it to this build's format.
+    NoPath,
 }
 
 /// Every error the store reports to its callers.
@@ -219,7 +248,7 @@ pub enum Error {
     /// The document's `schemaVersion` cannot be read by this build, or the document
     /// was written by the TypeScript checklist (`typescript`), whose files are imported
     /// by `checklist migrate` and never read as they are.
-    #[error("{}", unsupported_version_message(path, found, supported, *typescript))]
+    #[error("{}", unsupported_version_message(path, found, supported, upgrade))]
     UnsupportedVersion {
         /// The file whose version is unsupported.
         path: PathBuf,
@@ -230,6 +259,8 @@ pub enum Error {
         /// Whether its shape says the TypeScript checklist wrote it
         /// ([`migrate::typescript`](crate::migrate::typescript)).
         typescript: bool,
+        /// What it can become.
+        upgrade: Upgrade,
     },
 
     /// `config.yaml` is invalid.
@@ -525,58 +556,43 @@ fn unsupported_version_message(
     path: &std::path::Path,
     found: &str,
     supported: &str,
-    typescript: bool,
+    upgrade: &Upgrade,
 ) -> String {
     let path = path.display();
-    if !typescript {
-        return format!(
-            "{path} has schemaVersion {found}, but this build reads {supported}; {}",
-            version_advice(found, supported)
-        );
-    }
-    if crate::migrate::typescript::can_import(found) {
-        format!(
-            "{path} was written by the TypeScript checklist (its schema {found}); it is imported into schema {} \
-             by a migration, never read as it is",
-            crate::model::CURRENT_SCHEMA_VERSION
-        )
-    } else {
-        format!(
+    match upgrade {
+        Upgrade::Import { to } => format!(
+            "{path} was written by the TypeScript checklist (its schema {found}); it is imported into schema {to} \
+             by a migration, never read as it is"
+        ),
+        Upgrade::NotImported => format!(
             "{path} was written by the TypeScript checklist at its schema {found}, and this build imports only \
              its schemas 0.0.x to 1.x; open it with the TypeScript checklist that wrote it"
-        )
-    }
-}
-
-fn version_advice(found: &str, supported: &str) -> String {
-    let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u64>().ok());
-    match (major(found), major(supported)) {
-        (Some(f), Some(s)) if f > s => {
-            format!("it was written by a newer checklist that reads schema {f}.x; use that version or newer")
-        }
-        _ if crate::migrate::SchemaVersion::parse(found).is_none() => {
-            "that is not a MAJOR.MINOR.PATCH version; restore a good copy".to_owned()
-        }
-        _ if crate::migrate::can_migrate(found) => format!(
-            "a migration upgrades it to {} (keeping the original as a backup)",
-            crate::model::CURRENT_SCHEMA_VERSION
         ),
-        _ => "no migration leads from that version to this build's format".to_owned(),
+        Upgrade::Migration { to } => format!(
+            "{path} has schemaVersion {found}, but this build reads {supported}; a migration upgrades it to {to} \
+             (keeping the original as a backup)"
+        ),
+        Upgrade::Newer { major } => format!(
+            "{path} has schemaVersion {found}, but this build reads {supported}; it was written by a newer \
+             checklist that reads schema {major}.x; use that version or newer"
+        ),
+        Upgrade::NotAVersion => format!(
+            "{path} has schemaVersion {found}, but this build reads {supported}; that is not a \
+             MAJOR.MINOR.PATCH version; restore a good copy"
+        ),
+        Upgrade::NoPath => format!(
+            "{path} has schemaVersion {found}, but this build reads {supported}; no migration leads from that \
+             version to this build's format"
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     #[test]
     fn newer_major_version_names_the_version_that_reads_it() {
-        let e = Error::UnsupportedVersion {
-            path: "s.yaml".into(),
-            found: "3.1.0".into(),
-            supported: "1.x".into(),
-            typescript: false,
-        };
+        let e = crate::migrate::unsupported_version(std::path::Path::new("s.yaml"), "3.1.0", false);
         assert!(e.to_string().contains("reads schema 3.x"), "{e}");
     }
 }

@@ -54,9 +54,9 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::document::SUPPORTED_MAJOR;
+use crate::error::Upgrade;
 use crate::error::{CorruptionKind, Error, Result};
-use crate::model::{CURRENT_SCHEMA_VERSION, ChecklistState};
+use crate::model::{CURRENT_SCHEMA_VERSION, ChecklistState, SUPPORTED_MAJOR};
 
 mod apply;
 pub mod typescript;
@@ -273,12 +273,7 @@ pub fn plan(document: &Value, path: &Path) -> Result<Plan> {
         // `schemaVersion: 0.9` in a hand-written YAML file is a number.
         Some(other) => other.to_string(),
     };
-    let unsupported = || Error::UnsupportedVersion {
-        path: path.to_owned(),
-        found: found.chars().take(64).collect(),
-        supported: supported_versions(),
-        typescript: false,
-    };
+    let unsupported = || unsupported_version(path, &found, false);
     // The same rule as `document::check_version`: whatever that reads is current.
     if leading_major(&found) == Some(SUPPORTED_MAJOR) {
         return Ok(Plan {
@@ -288,23 +283,29 @@ pub fn plan(document: &Value, path: &Path) -> Result<Plan> {
             typescript: None,
         });
     }
-    let mut version = SchemaVersion::parse(&found).ok_or_else(unsupported)?;
+    let version = SchemaVersion::parse(&found).ok_or_else(unsupported)?;
+    let (steps, to) = steps_from(version).ok_or_else(unsupported)?;
+    Ok(Plan {
+        from: found,
+        to: to.to_string(),
+        steps,
+        typescript: None,
+    })
+}
+
+/// The chain of migrations from `version` to the current major version and the version
+/// it ends at; `None` when no chain leads there.
+fn steps_from(mut version: SchemaVersion) -> Option<(Vec<&'static Migration>, SchemaVersion)> {
     let mut steps = Vec::new();
     while version.major != SUPPORTED_MAJOR {
         let step = MIGRATIONS
             .iter()
             .find(|m| m.reads(version))
-            .filter(|_| version.major < SUPPORTED_MAJOR && steps.len() < MIGRATIONS.len())
-            .ok_or_else(unsupported)?;
+            .filter(|_| version.major < SUPPORTED_MAJOR && steps.len() < MIGRATIONS.len())?;
         steps.push(step);
-        version = SchemaVersion::parse(step.to).ok_or_else(unsupported)?;
+        version = SchemaVersion::parse(step.to)?;
     }
-    Ok(Plan {
-        from: found,
-        to: version.to_string(),
-        steps,
-        typescript: None,
-    })
+    Some((steps, version))
 }
 
 /// Upgrades a copy of `document` to the current schema version. `path` names the
@@ -355,6 +356,40 @@ pub fn migrate(document: &Value, path: &Path) -> Result<Migrated> {
 pub fn can_migrate(found: &str) -> bool {
     let document = serde_json::json!({ "schemaVersion": found });
     plan(&document, Path::new("")).is_ok_and(|p| !p.is_current())
+}
+
+/// The error for a document at `found`, a version this build does not read as it is,
+/// saying what it can become; `typescript` when its shape says the TypeScript
+/// checklist wrote it.
+pub fn unsupported_version(path: &Path, found: &str, typescript: bool) -> Error {
+    let found: String = found.chars().take(64).collect();
+    let upgrade = if typescript {
+        if typescript::can_import(&found) {
+            Upgrade::Import {
+                to: CURRENT_SCHEMA_VERSION.to_owned(),
+            }
+        } else {
+            Upgrade::NotImported
+        }
+    } else {
+        match SchemaVersion::parse(&found) {
+            None => Upgrade::NotAVersion,
+            Some(version) if version.major > SUPPORTED_MAJOR => Upgrade::Newer { major: version.major },
+            Some(version) if version.major != SUPPORTED_MAJOR && steps_from(version).is_some() => {
+                Upgrade::Migration {
+                    to: CURRENT_SCHEMA_VERSION.to_owned(),
+                }
+            }
+            Some(_) => Upgrade::NoPath,
+        }
+    };
+    Error::UnsupportedVersion {
+        path: path.to_owned(),
+        found,
+        supported: supported_versions(),
+        typescript,
+        upgrade,
+    }
 }
 
 /// The versions this build reads and migrates, for messages.

@@ -8,9 +8,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{CorruptionKind, Error, Result};
+use crate::store::expectation::Expectation;
 
 /// The schema version this build writes.
 pub const CURRENT_SCHEMA_VERSION: &str = "1.0.0";
+
+/// The major schema version this build reads and writes.
+pub const SUPPORTED_MAJOR: u64 = 1;
 
 /// The current time, truncated to whole milliseconds: the precision timestamps are
 /// written with.
@@ -355,71 +359,6 @@ impl ChecklistState {
         Ok(instance)
     }
 
-    /// Takes the instance and its steps out of the document, to be archived; the
-    /// document is left with no instance.
-    ///
-    /// A finished instance (`completed` or `failed`) is taken as it is; an active or
-    /// paused one only when `finish_as` says how it finished (it is then marked so,
-    /// completed now). The archive records `self.revision` as the revision it came from.
-    ///
-    /// # Errors
-    /// [`Error::InvalidOperation`] without an instance, for an unfinished one without
-    /// `finish_as`, for a `finish_as` that is not a finished status or contradicts how
-    /// the instance finished.
-    pub fn archive_instance(
-        &mut self,
-        finish_as: Option<InstanceStatus>,
-        now: DateTime<Utc>,
-    ) -> Result<crate::archive::ArchivedInstance> {
-        let Some(instance) = &mut self.active_instance else {
-            return Err(Error::invalid(
-                "there is no instance to archive: start one with `checklist start --template ID`",
-            ));
-        };
-        if let Some(status) = finish_as
-            && !status.is_finished()
-        {
-            return Err(Error::invalid(format!(
-                "an instance is archived as completed or failed, not {}",
-                status.as_str()
-            )));
-        }
-        match (instance.status.is_finished(), finish_as) {
-            (true, Some(status)) if status != instance.status => {
-                return Err(Error::invalid(format!(
-                    "instance {} already finished as {}; it cannot be archived as {}",
-                    instance.id,
-                    instance.status.as_str(),
-                    status.as_str()
-                )));
-            }
-            (true, _) => {}
-            (false, Some(status)) => {
-                instance.status = status;
-                instance.completed_at.get_or_insert(now);
-                instance.last_modified_at = now;
-            }
-            (false, None) => {
-                return Err(Error::invalid(format!(
-                    "instance {} is still {}; say how it finished: `checklist archive --as completed` \
-                     or `--as failed`",
-                    instance.id,
-                    instance.status.as_str()
-                )));
-            }
-        }
-        let instance = self.active_instance.take().expect("checked above");
-        Ok(crate::archive::ArchivedInstance {
-            schema_version: CURRENT_SCHEMA_VERSION.to_owned(),
-            checksum: None,
-            archived_at: now,
-            archived_from_revision: self.revision,
-            instance,
-            completed_steps: std::mem::take(&mut self.completed_steps),
-            extra: Map::new(),
-        })
-    }
-
     fn active_instance_mut(&mut self) -> Result<&mut ActiveInstance> {
         match &mut self.active_instance {
             Some(instance) => {
@@ -432,9 +371,7 @@ impl ChecklistState {
                 }
                 Ok(instance)
             }
-            None => Err(Error::invalid(
-                "there is no active instance: start one with `checklist start --template ID`",
-            )),
+            None => Err(Error::invalid("there is no active instance: start one first")),
         }
     }
 }
@@ -457,6 +394,13 @@ pub fn validate_id(what: &str, id: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+impl Expectation {
+    /// The expectation that replaces `state` as it was read: its revision.
+    pub fn current(state: &ChecklistState) -> Self {
+        Self::Revision(state.revision)
+    }
 }
 
 #[cfg(test)]
@@ -492,7 +436,7 @@ mod tests {
         let err = state
             .complete_step(completion("s1", StepResult::Success), Utc::now())
             .unwrap_err();
-        assert!(err.to_string().contains("checklist start"), "{err}");
+        assert!(err.to_string().contains("no active instance"), "{err}");
         start(&mut state);
         state
             .complete_step(completion("s1", StepResult::Success), Utc::now())

@@ -106,6 +106,9 @@ pub(super) fn check(conn: &Connection, path: &Path) -> Result<Found> {
             found: format!("{version}.0 (of the database layout)"),
             supported: format!("{SCHEMA_VERSION}.0 (of the database layout)"),
             typescript: false,
+            upgrade: checklist_core::Upgrade::Newer {
+                major: u64::try_from(version).unwrap_or_default(),
+            },
         });
     }
     if version != SCHEMA_VERSION {

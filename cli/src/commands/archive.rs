@@ -38,7 +38,20 @@ pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Writ
         .transact_async("archive", |mut state| {
             let store = Arc::clone(&store);
             async move {
-                let archived = state.archive_instance(finish_as, now())?;
+                let unfinished = finish_as.is_none()
+                    && state
+                        .active_instance
+                        .as_ref()
+                        .is_some_and(|instance| !instance.status.is_finished());
+                let archived = state.archive_instance(finish_as, now()).map_err(|error| {
+                    if unfinished {
+                        Error::invalid(format!(
+                            "{error}: `checklist archive --as completed` or `--as failed`"
+                        ))
+                    } else {
+                        error
+                    }
+                })?;
                 let entry = store.archive(&archived).await?;
                 Ok((state, entry))
             }

@@ -80,13 +80,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{
-    MIGRATIONS, Migration, SchemaVersion, ShapeError, Shaped, kind_of, parse_utc, rename, supported_versions,
-};
+use super::{MIGRATIONS, Migration, SchemaVersion, ShapeError, Shaped, kind_of, parse_utc, rename};
 use crate::canonical::{CHECKSUM_FIELD, document_checksum, to_canonical_string};
-use crate::document::SUPPORTED_MAJOR;
 use crate::error::Error;
-use crate::model::CURRENT_SCHEMA_VERSION;
+use crate::model::{CURRENT_SCHEMA_VERSION, SUPPORTED_MAJOR};
 
 /// The top-level field of an imported document that keeps, as they were, the original's
 /// fields this format has no place for.
@@ -160,12 +157,7 @@ pub fn can_import(version: &str) -> bool {
 /// The error every read of such a file reports: [`Error::UnsupportedVersion`] (exit 8)
 /// with `typescript` set, so that it is never mistaken for corruption.
 pub fn unsupported(origin: &Origin, path: &Path) -> Error {
-    Error::UnsupportedVersion {
-        path: path.to_owned(),
-        found: origin.version.clone(),
-        supported: supported_versions(),
-        typescript: true,
-    }
+    super::unsupported_version(path, &origin.version, true)
 }
 
 /// The step that imports a file [`detect`] recognises. It is not in [`MIGRATIONS`]:

@@ -13,51 +13,8 @@ use crate::backup::{BackupPolicy, BackupRecord};
 use crate::canonical::document_checksum;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::model::ChecklistState;
 
-use super::StoreInfo;
-
-/// What a compare-and-swap write expects to find in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase", tag = "expect", content = "revision")]
-pub enum Expectation {
-    /// No state yet: the write creates the store's first revision.
-    Absent,
-    /// The stored state is at exactly this revision.
-    Revision(u64),
-}
-
-impl Expectation {
-    /// The expectation that replaces `state` as it was read: its revision.
-    pub fn current(state: &ChecklistState) -> Self {
-        Self::Revision(state.revision)
-    }
-
-    /// The revision a successful write under this expectation creates.
-    pub fn next_revision(self) -> u64 {
-        match self {
-            Self::Absent => 1,
-            Self::Revision(r) => r.saturating_add(1),
-        }
-    }
-
-    /// Whether a store whose current revision is `found` meets this expectation.
-    pub fn is_met_by(self, found: Option<u64>) -> bool {
-        match self {
-            Self::Absent => found.is_none(),
-            Self::Revision(r) => found == Some(r),
-        }
-    }
-}
-
-impl fmt::Display for Expectation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Absent => f.write_str("no state"),
-            Self::Revision(r) => write!(f, "revision {r}"),
-        }
-    }
-}
+use super::{Expectation, StoreInfo};
 
 /// Bytes of a document as the store held them, with what they say of themselves: the
 /// precondition of a write that replaces a document no read verifies (an older schema

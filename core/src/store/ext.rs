@@ -9,10 +9,8 @@ use crate::document;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::model::ChecklistState;
 
-use super::document::{
-    Committed, EncodedDocument, Expectation, KeepBackup, Precondition, StoredBytes, WriteRequest,
-};
-use super::{DocumentStore, StateStore, verified};
+use super::document::{Committed, EncodedDocument, KeepBackup, Precondition, StoredBytes, WriteRequest};
+use super::{DocumentStore, Expectation, StateStore, verified};
 
 /// What [`DocumentStoreExt::commit_keeping_backup`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,15 +15,17 @@ use std::path::Path;
 use serde::Serialize;
 
 mod document;
+pub(crate) mod expectation;
 mod ext;
 mod forward;
 mod planes;
 mod verified;
 
 pub use document::{
-    Committed, DocumentStore, EncodedDocument, Expectation, KeepBackup, Precondition, StoredBytes,
-    WriteReceipt, WriteRequest, decode,
+    Committed, DocumentStore, EncodedDocument, KeepBackup, Precondition, StoredBytes, WriteReceipt,
+    WriteRequest, decode,
 };
+pub use expectation::Expectation;
 pub use ext::{BackedUpWrite, DocumentStoreExt, StateStoreExt, lost_state_evidence};
 pub use planes::{ArchiveStore, AuditTrail, BackupStore, QuarantineStore};
 pub use verified::{verify, verify_afresh};

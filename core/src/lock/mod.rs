@@ -5,23 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::config::LockSettings;
-use crate::error::Result;
 
-/// What the lock holder intends to do; recorded in the lock for diagnosis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Operation {
-    /// Reading only.
-    Read,
-    /// Changing the state.
-    Write,
-    /// Removing data (archive, prune).
-    Delete,
-}
+pub(crate) mod info;
+
+use crate::error::Result;
+pub use info::{LockInfo, LockStatus, Operation, UnreadableLock, Waiter};
 
 /// A request for the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,71 +48,6 @@ impl LockRequest {
         self.timeout = timeout;
         self
     }
-}
-
-/// Who holds a lock: the metadata written into the lock (schemas/lock.schema.json).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LockInfo {
-    /// Unique id of this acquisition; needed to force-release it.
-    pub lock_id: String,
-    /// Process id of the holder.
-    pub pid: u32,
-    /// Parent process id of the holder, where known.
-    pub ppid: Option<u32>,
-    /// Host name of the holder.
-    pub hostname: String,
-    /// User name of the holder.
-    pub user: String,
-    /// When the holder process started, where known (tells a reused pid apart).
-    pub process_started_at: Option<DateTime<Utc>>,
-    /// When the lock was acquired.
-    pub acquired_at: DateTime<Utc>,
-    /// When the lock expires unless renewed.
-    pub expires_at: DateTime<Utc>,
-    /// When the lock was last renewed.
-    pub renewed_at: DateTime<Utc>,
-    /// What the holder does.
-    pub operation: Operation,
-    /// Where in the holder the lock was taken: a stack trace when the holder captured
-    /// one (`CHECKLIST_LOCK_BACKTRACE=1`), otherwise its command line.
-    pub stack_trace: Option<String>,
-}
-
-/// A process waiting for a lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Waiter {
-    /// Its process id.
-    pub pid: u32,
-    /// Its host name.
-    pub hostname: String,
-    /// When it started waiting.
-    pub since: DateTime<Utc>,
-}
-
-/// The holder and the waiters of a lock, as [`LockProvider::inspect`] sees them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LockStatus {
-    /// The current holder, if the lock is held by one whose metadata can be read.
-    pub holder: Option<LockInfo>,
-    /// Who is waiting, oldest first.
-    pub waiters: Vec<Waiter>,
-    /// Set when the lock is held but its holder cannot be read (then `holder` is
-    /// `None`): the lock still keeps everyone out until it is judged stale.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unreadable: Option<UnreadableLock>,
-}
-
-/// A lock held by something its provider cannot read, such as a damaged or hand-written
-/// lock file. Nobody can say who holds it, so it cannot be force-released by id; a
-/// waiter takes it over once it has not changed for the waiter's lock expiry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UnreadableLock {
-    /// When it last changed.
-    pub modified_at: DateTime<Utc>,
 }
 
 /// The provider-specific side of a held lock, owned by a [`LockGuard`].
