@@ -1,5 +1,5 @@
 //! One uncontended acquire + release of the store lock, next to the file-system
-//! operations it is built from (DESIGN §4: uncontended flock ≈ 1 µs, O_EXCL create +
+//! operations it is built from (the figures the lock design started from: uncontended flock ≈ 1 µs, O_EXCL create +
 //! remove ≈ 20 µs).
 //!
 //! Benchmarks (criterion ids, `group/function`):

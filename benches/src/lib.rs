@@ -8,53 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
-use checklist_core::model::{CommandResult, InstanceStart, StepCompletion, StepResult, now};
+use checklist_core::Expectation;
 use checklist_core::prelude::*;
-use checklist_core::{ChecklistState, Expectation};
 use tokio::runtime::Runtime;
 
-/// One completed step as every benchmark's states hold them: one command with a few
-/// lines of output.
-pub fn completion(step_id: String) -> StepCompletion {
-    StepCompletion {
-        command_results: vec![CommandResult {
-            command: format!("make {step_id}"),
-            exit_code: 0,
-            stdout: format!(
-                "Compiling {step_id} v0.1.0 (/work/project)\nline two: with colon\n\
-                 Finished `release` profile in 2.3s\n"
-            ),
-            stderr: String::new(),
-            duration: 40,
-            extra: Default::default(),
-        }],
-        step_id,
-        result: StepResult::Success,
-        execution_time_ms: 42,
-    }
-}
-
-/// A state with an active instance and `steps` completed steps.
-pub fn state_with_steps(steps: usize) -> ChecklistState {
-    let mut state = ChecklistState::new();
-    state
-        .start_instance(
-            InstanceStart {
-                template_id: "release".into(),
-                template_version: Some("1.2.0".into()),
-                project_path: Some("/work/project".into()),
-                first_step_id: Some("step-0".into()),
-            },
-            now(),
-        )
-        .expect("start an instance");
-    for i in 0..steps {
-        state
-            .complete_step(completion(format!("step-{i}")), now())
-            .expect("complete a step");
-    }
-    state
-}
+pub use checklist_conformance::testkit::{completion, state_with_steps};
 
 /// A current-thread runtime; the file stores' blocking I/O still runs on tokio's
 /// blocking pool, as it does in the CLI.

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §7).
+//! The command line (README "The CLI", with its exit codes).
 
 use std::path::PathBuf;
 

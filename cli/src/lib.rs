@@ -1,6 +1,6 @@
 //! # checklist-cli
 //!
-//! The `checklist` command (DESIGN §7) as a library, so it can be run in-process —
+//! The `checklist` command (README "The CLI") as a library, so it can be run in-process —
 //! by the binary, and by tests that share one [`BackendRegistry`] (and with it one
 //! in-memory store) across several commands.
 //!

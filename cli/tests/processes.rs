@@ -1,4 +1,4 @@
-//! Cross-process locking proven with real processes (DESIGN §4 hazards, issue 3).
+//! Cross-process locking proven with real processes (the hazards of docs/decisions/0007-file-lock.md).
 //!
 //! This test binary has its own `main` (`harness = false`): run without a role it runs
 //! the scenarios; run with `CHECKLIST_PROCESS_ROLE` set it *is* one of the helper

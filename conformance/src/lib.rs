@@ -55,6 +55,7 @@ pub mod locks;
 pub mod recovery;
 pub mod store;
 mod support;
+pub mod testkit;
 
 /// Why a case failed: one sentence saying what the contract expected and what
 /// happened.

@@ -1,4 +1,4 @@
-//! Archived instances (DESIGN §5, archival): a finished instance leaves the state for a
+//! Archived instances (docs/file-formats.md, "Archive"): a finished instance leaves the state for a
 //! document of its own, `archive/<instance-id>.<extension>`, indexed in `history.yaml`.
 //!
 //! An archived instance is sealed like the state: its parts are checked against the

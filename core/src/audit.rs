@@ -1,4 +1,4 @@
-//! The audit trail: one record per event, appended and never rewritten (DESIGN §5).
+//! The audit trail: one record per event, appended and never rewritten (docs/decisions/0008-transactions-and-audit.md).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! Canonical JSON and the document checksum (DESIGN §4).
+//! Canonical JSON and the document checksum (docs/file-formats.md, "The checksum").
 //!
 //! The canonical form of a value is JSON with object keys sorted by their UTF-8 bytes
 //! (which is Unicode code point order), no insignificant whitespace, strings escaped

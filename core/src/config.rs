@@ -1,5 +1,5 @@
 //! `.checklist/config.yaml`: which backend, how durable, lock, backup, audit, recovery
-//! and secret-scanning settings (DESIGN §6).
+//! and secret-scanning settings (docs/file-formats.md, "config.yaml").
 //!
 //! Every field is optional and takes its default when missing; a missing file means
 //! all defaults. Unknown fields are refused so that a typo is reported, naming the

@@ -1,4 +1,4 @@
-//! Corruption recovery, explicit restores, reseal and backup upkeep (DESIGN §5),
+//! Corruption recovery, explicit restores, reseal and backup upkeep (docs/decisions/0010-recovery-through-the-store-trait.md),
 //! written once over the [`StateStore`] trait so every backend recovers the same way
 //! (docs/decisions/0010-recovery-through-the-store-trait.md).
 //!

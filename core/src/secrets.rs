@@ -1,4 +1,4 @@
-//! The secret scanner run on every document before it is written (DESIGN §5): private
+//! The secret scanner run on every document before it is written (docs/decisions/0012-secrets-outside-the-document.md): private
 //! keys, cloud and service tokens, JWTs, URLs with passwords and `password=` style
 //! assignments. It reports the JSON pointer of the field, never the secret.
 

@@ -1,7 +1,7 @@
 //! Atomic, durable file replacement and the clean-up of temp files a crash left.
 //!
 //! [`replace_file`] writes a new version next to the target and renames it over the
-//! target (DESIGN §4): exclusive temp file in the same directory → write → fsync →
+//! target (docs/decisions/0003-directory-fsync-after-rename.md): exclusive temp file in the same directory → write → fsync →
 //! rename → fsync the directory. A crash at any point leaves the old file or the new
 //! one, complete; at worst a temp file named `.<target>.tmp-<pid>-<nonce>` is left,
 //! which [`sweep_stale_temps`] removes once its writer is gone.

@@ -1,4 +1,4 @@
-//! The lock file format (schemas/lock.schema.json) and the staleness rule of DESIGN §4,
+//! The lock file format (schemas/lock.schema.json) and the staleness rule of docs/decisions/0007-file-lock.md,
 //! kept apart from the I/O so the rule can be tested case by case.
 
 use std::sync::LazyLock;
@@ -252,7 +252,7 @@ pub(crate) struct World<'a> {
     pub(crate) start_of: &'a dyn Fn(u32) -> Option<ProcessStart>,
 }
 
-/// The staleness rule (DESIGN §4): a lock is stale when its holder is provably gone —
+/// The staleness rule (docs/decisions/0007-file-lock.md): a lock is stale when its holder is provably gone —
 /// same host, and the holder no longer holds its liveness lock, or its pid is dead or
 /// belongs to a different process — or when it has not been renewed for longer than
 /// its expiry, measured by the lock file's own modification time. A lock that cannot

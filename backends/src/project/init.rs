@@ -1,4 +1,4 @@
-//! `checklist init`: create the `.checklist/` layout of DESIGN §4.
+//! `checklist init`: create the `.checklist/` layout of docs/file-formats.md.
 //!
 //! A fresh init either creates everything or, if any step fails, removes what it
 //! created and reports the path that failed. An existing store is kept as it is.

@@ -1,4 +1,4 @@
-//! Where everything lives inside `.checklist/` (DESIGN §4).
+//! Where everything lives inside `.checklist/` (docs/file-formats.md, "Layout").
 
 use std::path::{Path, PathBuf};
 

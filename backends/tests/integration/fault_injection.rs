@@ -1,4 +1,4 @@
-//! The I/O-error loop (DESIGN §8): for every operation index N of a save (and of an
+//! The I/O-error loop (docs/decisions/0015-hostile-input-and-environment-faults.md): for every operation index N of a save (and of an
 //! init), fail operation N and check that the store holds the old state or the new
 //! one — never a torn file, never no file — and that no temp file survives the next
 //! successful save.
