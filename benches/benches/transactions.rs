@@ -951,6 +951,9 @@ impl<L: LockProvider> LockProvider for TimedLocks<L> {
     fn resource(&self) -> &str {
         self.inner.resource()
     }
+    fn capabilities(&self) -> checklist_core::LockCapabilities {
+        self.inner.capabilities()
+    }
     async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
         let started = Instant::now();
         let guard = self.inner.acquire(request).await?;

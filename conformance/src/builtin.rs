@@ -26,7 +26,7 @@ use checklist_backends::{
 use checklist_core::config::Durability;
 use checklist_core::{LockInfo, Result};
 
-use crate::{Capabilities, RawAccess, Subject};
+use crate::{RawAccess, Subject};
 
 /// A backend that ships with the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,10 +110,10 @@ impl FromStr for BuiltinBackend {
 /// `.checklist/`. Each case needs its own: call this once per case, with a new
 /// directory each time.
 ///
-/// File backends get [`Capabilities::file_backend`] with every hook the suite needs:
+/// File backends get every hook the suite needs:
 /// a second store and lock provider opened on `dir`, raw access to the state file and
 /// to `.backup/manifest.yaml`, and planting a stale `.lock`. The memory backend ignores
-/// `dir` and `durability`, and gets [`Capabilities::in_memory`].
+/// `dir` and `durability`.
 ///
 /// Planting a stale lock runs the current executable once with `--list` (stdio
 /// closed) and waits for it, to learn a pid that provably belongs to no process; any
@@ -149,7 +149,6 @@ pub fn file_subject<C: Codec + Clone>(codec: C, dir: &Path, durability: Durabili
     let state_path = store.state_path().to_owned();
     let dir: PathBuf = dir.to_owned();
     let subject = Subject::new(Arc::new(store), Arc::new(FileLockProvider::new(&dir)))
-        .with_capabilities(Capabilities::file_backend())
         .reopen_with({
             let dir = dir.clone();
             // The first open succeeded on this directory; a second one failing means
@@ -174,7 +173,6 @@ fn memory_subject() -> Subject {
     let other_locks = locks.clone();
     Subject::new(Arc::new(store), Arc::new(locks))
         .reopen_locks_with(move || Arc::new(other_locks.clone()))
-        .with_capabilities(Capabilities::in_memory())
         .reopen_with(move || Arc::new(for_reopen.clone()))
         .raw_access(
             RawAccess::new(
@@ -207,11 +205,11 @@ mod sqlite {
     use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
     use super::plant_stale_lock;
-    use crate::{Capabilities, RawAccess, Subject};
+    use crate::{RawAccess, Subject};
 
     /// A fresh [`Subject`] for the `sqlite` backend in `dir`: a
     /// `checklist_backends::SqliteStore` guarded by the [`FileLockProvider`] of `dir`,
-    /// with [`Capabilities::file_backend`] and every hook the suite needs. The raw
+    /// with every hook the suite needs. The raw
     /// access reads and replaces the `doc` BLOB of the `state` row through a connection
     /// of its own (removing it deletes the row), and the backup index access is the
     /// `backups` table: "damaging" it writes a row that is no backup record, removing
@@ -301,7 +299,6 @@ mod sqlite {
             conn.execute("DELETE FROM backups", []).map(|_| ()).map_err(sql)
         });
         let subject = Subject::new(Arc::new(store), Arc::new(FileLockProvider::new(&dir)))
-            .with_capabilities(Capabilities::file_backend())
             .reopen_with({
                 let dir = dir.clone();
                 let options = options.clone();

@@ -73,30 +73,6 @@ impl std::error::Error for Failure {}
 /// The result of one case.
 pub type CaseResult = Result<(), Failure>;
 
-/// What a backend can do beyond the common contract. Cases that need a capability
-/// check, for a backend without it, that it fails clearly instead of pretending.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Capabilities {
-    /// The lock provider breaks a lock whose holder is gone (the subject must then
-    /// offer [`Subject::plant_stale_lock_with`]).
-    pub stale_lock_detection: bool,
-}
-
-impl Capabilities {
-    /// The capabilities of an in-process, in-memory backend: none.
-    pub fn in_memory() -> Self {
-        Self::default()
-    }
-
-    /// The capabilities of a file backend on a local file system.
-    pub fn file_backend() -> Self {
-        Self {
-            stale_lock_detection: true,
-        }
-    }
-}
-
 type ReadRaw = dyn Fn() -> io::Result<Option<Vec<u8>>> + Send + Sync;
 type WriteRaw = dyn Fn(&[u8]) -> io::Result<()> + Send + Sync;
 type RemoveRaw = dyn Fn() -> io::Result<()> + Send + Sync;
@@ -197,8 +173,6 @@ pub struct Subject {
     pub locks: Arc<dyn LockProvider>,
     /// The backup policy to check (default: [`RollingBackups`] keeping 3).
     pub policy: Arc<dyn BackupPolicy>,
-    /// What the backend can do.
-    pub capabilities: Capabilities,
     policy_keeps: Option<usize>,
     reopen: Option<Arc<Reopen>>,
     reopen_locks: Option<Arc<ReopenLocks>>,
@@ -214,19 +188,19 @@ impl fmt::Debug for Subject {
             .field("store", &self.store)
             .field("locks", &self.locks)
             .field("policy", &self.policy)
-            .field("capabilities", &self.capabilities)
             .finish_non_exhaustive()
     }
 }
 
 impl Subject {
-    /// A subject made of `store` and `locks`, without extra capabilities.
+    /// A subject made of `store` and `locks`. What they can do beyond the common
+    /// contract is what they declare ([`StoreInfo`](checklist_core::StoreInfo) and
+    /// [`LockProvider::capabilities`]).
     pub fn new(store: Arc<dyn StateStore>, locks: Arc<dyn LockProvider>) -> Self {
         Self {
             store,
             locks,
             policy: Arc::new(RollingBackups::default()),
-            capabilities: Capabilities::default(),
             policy_keeps: Some(BackupSettings::default().keep),
             reopen: None,
             reopen_locks: None,
@@ -235,12 +209,6 @@ impl Subject {
             backup_index: None,
             _keep_alive: Vec::new(),
         }
-    }
-
-    /// Declares the backend's capabilities.
-    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
-        self.capabilities = capabilities;
-        self
     }
 
     /// Sets the backup policy to check, without declaring how many backups it keeps.

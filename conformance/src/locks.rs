@@ -280,7 +280,7 @@ pub async fn many_tasks_take_turns(subject: &Subject) -> CaseResult {
 }
 
 /// Two independent providers on the same lock (what two processes would open) report
-/// the same resource, exclude each other (the timeout names that resource) and see each
+/// the same resource and capabilities, exclude each other (the timeout names that resource) and see each
 /// other's holder.
 pub async fn independent_providers_exclude_each_other(subject: &Subject) -> CaseResult {
     let other = subject.reopen_locks()?;
@@ -293,6 +293,12 @@ pub async fn independent_providers_exclude_each_other(subject: &Subject) -> Case
         "two providers on the same lock report different resources: {} and {}",
         other.resource(),
         subject.locks.resource()
+    );
+    ensure!(
+        other.capabilities() == subject.locks.capabilities(),
+        "two providers on the same lock declare different capabilities: {:?} and {:?}",
+        other.capabilities(),
+        subject.locks.capabilities()
     );
     match other.acquire(&request(150)).await {
         Err(Error::LockTimeout {
@@ -376,7 +382,7 @@ pub async fn a_live_holder_keeps_the_lock_past_its_expiry(subject: &Subject) -> 
 /// holders cannot die without dropping their guard), a leaked guard keeps the lock
 /// until `force_release` with its id, and the timeout names it.
 pub async fn stale_lock_is_reclaimed(subject: &Subject) -> CaseResult {
-    if subject.capabilities.stale_lock_detection {
+    if subject.locks.capabilities().stale_lock_detection {
         let template = step("acquiring", subject.locks.acquire(&request(1000)).await)?;
         let info = template.info().clone();
         step("releasing", template.release().await)?;
@@ -433,7 +439,7 @@ pub async fn stale_lock_is_reclaimed(subject: &Subject) -> CaseResult {
 /// instead is that a lock whose holder keeps it is broken by none of them: every
 /// waiter times out naming the holder.
 pub async fn stale_lock_is_broken_by_exactly_one_waiter(subject: &Subject) -> CaseResult {
-    if !subject.capabilities.stale_lock_detection {
+    if !subject.locks.capabilities().stale_lock_detection {
         return no_waiter_breaks_a_held_lock(subject).await;
     }
     let template = step("acquiring", subject.locks.acquire(&request(1000)).await)?;

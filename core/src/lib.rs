@@ -56,7 +56,9 @@ pub use backend::{Backend, BackendFactory, BackendRegistry, OpenContext};
 pub use backup::{BackupPolicy, BackupRecord, RollingBackups};
 pub use config::Config;
 pub use error::{CorruptionKind, Error, Remedy, Result, Upgrade};
-pub use lock::{LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, UnreadableLock};
+pub use lock::{
+    LockCapabilities, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, UnreadableLock,
+};
 pub use model::ChecklistState;
 pub use quarantine::{QuarantineNote, QuarantineRecord};
 pub use recovery::Recovery;

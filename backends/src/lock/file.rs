@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use checklist_core::lock::{HeldLock, Waiter};
+use checklist_core::lock::{HeldLock, LockCapabilities, Waiter};
 use checklist_core::{
     AuditEvent, AuditRecord, Error, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result,
     UnreadableLock,
@@ -711,6 +711,10 @@ impl HeldLock for HeldFileLock {
 impl LockProvider for FileLockProvider {
     fn resource(&self) -> &str {
         &self.shared.resource
+    }
+
+    fn capabilities(&self) -> LockCapabilities {
+        LockCapabilities::CROSS_PROCESS
     }
 
     async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {

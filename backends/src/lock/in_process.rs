@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use checklist_core::lock::{HeldLock, LockRequest, Waiter};
+use checklist_core::lock::{HeldLock, LockCapabilities, LockRequest, Waiter};
 use checklist_core::{Error, LockGuard, LockInfo, LockProvider, LockStatus, Result};
 use chrono::Utc;
 use tokio::sync::Notify;
@@ -114,6 +114,10 @@ fn new_lock_info(request: &LockRequest) -> LockInfo {
 impl LockProvider for InProcessLockProvider {
     fn resource(&self) -> &str {
         &self.inner.resource
+    }
+
+    fn capabilities(&self) -> LockCapabilities {
+        LockCapabilities::IN_PROCESS
     }
 
     async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
-use checklist_conformance::{Capabilities, Case, RawAccess, Subject, all_cases};
+use checklist_conformance::{Case, RawAccess, Subject, all_cases};
 use checklist_core::config::Durability;
 
 mod locks;
@@ -81,7 +81,6 @@ fn subject(mutant: Mutant) -> Subject {
     let store = open();
     let state_path = path.join("state.yaml");
     let mut subject = Subject::new(Arc::new(store), Arc::new(BrokenLocks::new(&path, mutant.locks)))
-        .with_capabilities(Capabilities::file_backend())
         .reopen_with(move || Arc::new(open()))
         .raw_access(RawAccess::file(state_path))
         .backup_index_access(RawAccess::file(path.join(".backup").join("manifest.yaml")))

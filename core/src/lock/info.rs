@@ -80,3 +80,30 @@ pub struct UnreadableLock {
     /// When it last changed.
     pub modified_at: DateTime<Utc>,
 }
+
+/// What a lock provider can do, as data it declares: callers and the conformance suite
+/// choose their behaviour from it, never from the provider's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct LockCapabilities {
+    /// It excludes holders in other processes (and, for a server's lock, on other
+    /// machines), not only the tasks of this one.
+    pub cross_process: bool,
+    /// It breaks a lock whose holder is provably gone, on the next `acquire`.
+    pub stale_lock_detection: bool,
+}
+
+impl LockCapabilities {
+    /// The tasks of one process, whose holders cannot vanish without releasing.
+    pub const IN_PROCESS: Self = Self {
+        cross_process: false,
+        stale_lock_detection: false,
+    };
+
+    /// Across processes, breaking the locks of holders that are gone.
+    pub const CROSS_PROCESS: Self = Self {
+        cross_process: true,
+        stale_lock_detection: true,
+    };
+}

@@ -11,7 +11,7 @@ use crate::config::LockSettings;
 pub(crate) mod info;
 
 use crate::error::Result;
-pub use info::{LockInfo, LockStatus, Operation, UnreadableLock, Waiter};
+pub use info::{LockCapabilities, LockInfo, LockStatus, Operation, UnreadableLock, Waiter};
 
 /// A request for the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,15 +161,16 @@ impl Drop for LockGuard {
 ///   one at a time, and all of them get it.
 /// - `independent_providers_exclude_each_other`: two providers opened independently on
 ///   the same resource (what two processes would open) report the same
-///   [`resource`](Self::resource), exclude each other (the timeout names that resource)
+///   [`resource`](Self::resource) and [`capabilities`](Self::capabilities), exclude each other (the timeout names that resource)
 ///   and see each other's holder.
 /// - `a_live_holder_keeps_the_lock_past_its_expiry`: a guard that stays alive keeps
 ///   the lock for as long as it is held, however short `request.expiry` (a file
 ///   provider renews it): [`LockGuard::ensure_held`] keeps succeeding and other
 ///   providers time out naming the holder.
-/// - `stale_lock_is_reclaimed`: a provider that detects stale locks breaks a lock whose
-///   holder is gone on the next `acquire`, well within the timeout; one that does not
-///   (in-process) keeps a leaked lock until `force_release` with its id.
+/// - `stale_lock_is_reclaimed`: a provider whose [`capabilities`](Self::capabilities)
+///   declare stale-lock detection breaks a lock whose holder is gone on the next
+///   `acquire`, well within the timeout; one that does not (in-process) keeps a leaked
+///   lock until `force_release` with its id.
 /// - `stale_lock_is_broken_by_exactly_one_waiter`: where stale locks are detected, many
 ///   waiters that find the same stale lock at once take it one at a time — whoever
 ///   breaks it never deletes a fresh lock another waiter took in the meantime.
@@ -178,6 +179,14 @@ pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
     /// The lock's resource as messages name it: the lock file's path, a
     /// `memory:` name, a server and store key. Never a password.
     fn resource(&self) -> &str;
+
+    /// What this provider can do (across processes, stale-lock detection).
+    ///
+    /// # Contract
+    /// Every provider opened on the same resource declares the same
+    /// (`independent_providers_exclude_each_other`); the stale-lock cases hold the
+    /// provider to what it declares.
+    fn capabilities(&self) -> LockCapabilities;
 
     /// Waits for the lock and returns a guard that holds it.
     ///
@@ -212,6 +221,9 @@ macro_rules! forward_lock_provider {
         impl<T: LockProvider + ?Sized> LockProvider for $wrapper<T> {
             fn resource(&self) -> &str {
                 (**self).resource()
+            }
+            fn capabilities(&self) -> LockCapabilities {
+                (**self).capabilities()
             }
             async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
                 (**self).acquire(request).await

@@ -57,6 +57,10 @@ impl LockProvider for BrokenLocks {
         self.inner.resource()
     }
 
+    fn capabilities(&self) -> checklist_core::LockCapabilities {
+        self.inner.capabilities()
+    }
+
     async fn acquire(&self, request: &LockRequest) -> Result<LockGuard> {
         match self.bug {
             LockBug::None => self.inner.acquire(request).await,
