@@ -41,6 +41,8 @@ mod file_store;
 mod fs;
 mod lock;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod process;
 mod project;
 mod sidecar;
@@ -57,6 +59,8 @@ pub use lock::file::{FileLockProvider, LockEvent};
 pub use lock::format::parse_lock_file;
 pub use lock::in_process::InProcessLockProvider;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresLockProvider, PostgresOptions, PostgresStore, postgres_backend_factory};
 pub use project::config::{MAX_CONFIG_BYTES, load_config, parse_config, write_config};
 pub use project::init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};
 pub use project::layout::{Layout, STORE_DIR_NAME};

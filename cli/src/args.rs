@@ -90,6 +90,10 @@ pub struct ConformanceArgs {
     /// run on a nearly full disk does not take its last free space).
     #[arg(long)]
     pub keep_failed: bool,
+    /// For `--backend postgres`: the server (the suite runs in a throwaway schema it
+    /// drops afterwards; `--key` is not used).
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// `checklist migrate`.
@@ -180,6 +184,36 @@ pub struct InitArgs {
     /// when it ends in .json); it must verify. Refused if a state already exists.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
+    /// Where a `postgres` store lives.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Where a `postgres` store lives (`--backend postgres`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// postgres: the server, `postgres://user@host:port/db[?sslmode=…]` (default:
+    /// CHECKLIST_DATABASE_URL); the PG* variables and ~/.pgpass fill in what it leaves
+    /// out. A password in it is used and never written down.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// postgres: the store key; every checkout that shares the state uses the same one.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// postgres: the schema holding the tables (default checklist).
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+    /// postgres: never create the schema or its tables (for a role that may only use
+    /// them).
+    #[arg(long)]
+    pub no_create_schema: bool,
+}
+
+impl ServerArgs {
+    /// Whether any of these was given.
+    pub fn any(&self) -> bool {
+        self.database_url.is_some() || self.key.is_some() || self.schema.is_some() || self.no_create_schema
+    }
 }
 
 /// `checklist start`.

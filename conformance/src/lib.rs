@@ -52,6 +52,10 @@ pub mod builtin;
 pub mod coordinator;
 mod forward;
 pub mod locks;
+#[cfg(feature = "postgres")]
+pub mod pg_server;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod recovery;
 pub mod store;
 mod support;
@@ -480,6 +484,24 @@ macro_rules! __emit_tests {
 
 #[doc(hidden)]
 #[macro_export]
+macro_rules! __emit_optional_tests {
+    (($factory:path) $($suite:ident : [ $($case:ident),* $(,)? ]),* $(,)?) => {
+        $($(
+            #[test]
+            fn $case() {
+                $crate::run_case(stringify!($case), async {
+                    match $factory().await {
+                        Some(subject) => $crate::$suite::$case(&subject).await,
+                        None => Ok(()),
+                    }
+                });
+            }
+        )*)*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
 macro_rules! __emit_case_list {
     (() $($suite:ident : [ $($case:ident),* $(,)? ]),* $(,)?) => {
         vec![$($(
@@ -494,10 +516,18 @@ macro_rules! __emit_case_list {
 
 /// Expands to one `#[test]` per conformance case, each calling `$factory().await` for
 /// a fresh [`Subject`]. Use it inside a module per backend.
+///
+/// `conformance_tests!(factory, optional)` takes a factory returning
+/// `Option<Subject>`, for a backend whose storage a machine may lack (a server): a case
+/// whose factory returns `None` passes without running — the factory says why, and a
+/// CI that must not skip makes the factory fail instead.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::__for_each_case!(__emit_tests!($factory));
+    };
+    ($factory:path, optional) => {
+        $crate::__for_each_case!(__emit_optional_tests!($factory));
     };
 }
 

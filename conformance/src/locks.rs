@@ -238,7 +238,7 @@ pub async fn dropping_the_acquire_future_cancels_it(subject: &Subject) -> CaseRe
         "a cancelled acquire is still listed as waiting: {:?}",
         status.waiters
     );
-    drop(guard);
+    step("releasing", guard.release().await)?;
     let status = step("inspect", subject.locks.inspect().await)?;
     ensure!(
         status.holder.is_none(),

@@ -54,15 +54,43 @@ impl Default for Config {
     }
 }
 
-/// `backend:` — the registered backend name and its own options.
+/// `backend:` — the registered backend name and its own options, beside it
+/// (`backend: {type: postgres, url: …, key: …}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RawBackendSelection")]
 pub struct BackendSelection {
     /// The registered backend name: `yaml`, `json`, `memory` or a custom one.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Options passed to the backend's factory as they are.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    /// Options passed to the backend's factory as they are: every key of `backend:`
+    /// but `type`.
+    #[serde(flatten)]
     pub options: Map<String, Value>,
+}
+
+/// `backend:` as written: the options beside `type`, or (as earlier builds wrote
+/// them) under `options:`.
+#[derive(Deserialize)]
+struct RawBackendSelection {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+impl From<RawBackendSelection> for BackendSelection {
+    fn from(raw: RawBackendSelection) -> Self {
+        let mut options = raw.rest;
+        if let Some(Value::Object(nested)) = options.remove("options") {
+            for (key, value) in nested {
+                options.entry(key).or_insert(value);
+            }
+        }
+        Self {
+            kind: raw.kind,
+            options,
+        }
+    }
 }
 
 impl Default for BackendSelection {
@@ -282,6 +310,21 @@ mod tests {
         assert_eq!(c.lock.timeout_ms, 50);
         assert_eq!(c.lock.retry_interval_ms, 100);
         assert_eq!(c.durability, Durability::Full);
+    }
+
+    #[test]
+    fn backend_options_sit_beside_the_type_and_nested_ones_still_read() {
+        let beside = json!({"backend": {"type": "postgres", "key": "app", "schema": "team"}});
+        let c = Config::from_value(beside.clone(), p()).unwrap();
+        assert_eq!(c.backend.kind, "postgres");
+        assert_eq!(c.backend.options["key"], "app");
+        assert_eq!(
+            c.to_value()["backend"],
+            beside["backend"],
+            "written back beside the type"
+        );
+        let nested = json!({"backend": {"type": "postgres", "options": {"key": "app", "schema": "team"}}});
+        assert_eq!(Config::from_value(nested, p()).unwrap().backend, c.backend);
     }
 
     #[test]

@@ -179,7 +179,7 @@ pub enum Error {
     /// A stored document failed verification; nothing was changed.
     /// [`Remedy::for_corruption`] says what can be done about it; see
     /// [`Error::Unrecovered`] for one that recovery could not repair.
-    #[error("{}; the file was left as it is", corrupted_message(path, *kind, detail))]
+    #[error("{}; it was left as it is", corrupted_message(path, *kind, detail))]
     Corrupted {
         /// How verification failed.
         kind: CorruptionKind,

@@ -16,6 +16,7 @@ use checklist_core::{
     Recovery, Result, RollingBackups, StateStoreExt,
 };
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::fs::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
 use crate::project::config::{load_config, write_config};
@@ -49,6 +50,12 @@ pub struct InitOptions {
     /// when the project directory is not writable ([`state_home`](crate::project::state_home));
     /// `None` keeps the store in the project or fails.
     pub state_home: Option<PathBuf>,
+    /// The new store's backend options, written into config.yaml beside its
+    /// `backend.type` (a server's URL without its password, a store key).
+    pub backend_options: Map<String, Value>,
+    /// Options this run opens the backend with on top of `backend_options`, and never
+    /// writes anywhere (a URL with its password).
+    pub connection_options: Map<String, Value>,
 }
 
 /// What `init` did.
@@ -85,6 +92,9 @@ pub struct InitReport {
     /// How a repair brought back a state file that was missing from a store with
     /// backups or an audit trail.
     pub recovery: Option<RecoveryReport>,
+    /// Whether this `init` created the project's store directory around a state the
+    /// backend already held (a second checkout of a store on a server).
+    pub joined: bool,
 }
 
 /// Creates the store of the project at `root`; see the module docs.
@@ -130,12 +140,14 @@ pub async fn init_project_with_vfs(
         let mut config = Config::default();
         if let Some(name) = &options.backend {
             config.backend = BackendSelection::named(name);
+            config.backend.options = options.backend_options.clone();
         }
         if let Some(durability) = options.durability {
             config.durability = durability;
         }
         config
     };
+    let open_config = connecting(&config, &options.connection_options);
     if !registry.contains(&config.backend.kind) {
         return Err(Error::UnknownBackend {
             name: config.backend.kind.clone(),
@@ -153,7 +165,7 @@ pub async fn init_project_with_vfs(
     };
     if existing && !options.repair {
         // A store is there if it has a config or a state.
-        let backend = registry.open(layout.dir(), &config).await?;
+        let backend = registry.open(layout.dir(), &open_config).await?;
         if has_config || exists(vfs.as_ref(), backend.store.info().location_path())? {
             match backend.store.read_existing().await {
                 Ok(state) => {
@@ -182,6 +194,7 @@ pub async fn init_project_with_vfs(
     match run
         .create_missing(
             &config,
+            &open_config,
             registry,
             options.initial_state.as_ref(),
             root,
@@ -189,7 +202,7 @@ pub async fn init_project_with_vfs(
         )
         .await
     {
-        Ok((revision, recovery, capabilities)) => {
+        Ok((revision, recovery, capabilities, joined)) => {
             let outcome = if existing {
                 InitOutcome::Repaired
             } else {
@@ -197,6 +210,7 @@ pub async fn init_project_with_vfs(
             };
             let mut report = run.report(outcome, &config, revision, capabilities);
             report.recovery = recovery;
+            report.joined = joined && !existing;
             Ok(report)
         }
         Err(error) => {
@@ -308,6 +322,7 @@ impl InitRun {
             created: self.created,
             revision,
             recovery: None,
+            joined: false,
         }
     }
 
@@ -366,11 +381,12 @@ impl InitRun {
     async fn create_missing(
         &mut self,
         config: &Config,
+        open_config: &Config,
         registry: &BackendRegistry,
         initial_state: Option<&ChecklistState>,
         root: &Path,
         state_home: Option<&Path>,
-    ) -> Result<(Option<u64>, Option<RecoveryReport>, Capabilities)> {
+    ) -> Result<(Option<u64>, Option<RecoveryReport>, Capabilities, bool)> {
         let durability = config.durability;
         self.make_store_dir(root, state_home)?;
         for dir in self.layout.subdirectories() {
@@ -389,7 +405,7 @@ impl InitRun {
                 replace_file(vfs, path, text.as_bytes(), durability, SHARED_FILE_MODE)
             })?;
         }
-        let backend = registry.open(self.layout.dir(), config).await?;
+        let backend = registry.open(self.layout.dir(), open_config).await?;
         let capabilities = backend.store.info().capabilities;
         // The first write happens under the store's lock, like every later one; taking
         // it here also finds a file system that cannot hold the lock (FAT: no hard
@@ -402,10 +418,10 @@ impl InitRun {
         let first_write = first_write(&backend, initial_state).await;
         guard.release_logging_failure().await;
         let committed = match first_write? {
-            FirstWrite::Existing(revision) => return Ok((Some(revision), None, capabilities)),
+            FirstWrite::Existing(revision) => return Ok((Some(revision), None, capabilities, true)),
             FirstWrite::StateMissing => {
                 let report = recover_lost_state(&backend, config).await?;
-                return Ok((Some(report.revision), Some(report), capabilities));
+                return Ok((Some(report.revision), Some(report), capabilities, false));
             }
             FirstWrite::Committed(revision) => revision,
         };
@@ -419,7 +435,7 @@ impl InitRun {
         {
             self.created.push(backend.store.info().location_path().to_owned());
         }
-        Ok((Some(committed), None, capabilities))
+        Ok((Some(committed), None, capabilities, false))
     }
 
     /// Removes what this run created, newest first.
@@ -451,6 +467,16 @@ impl InitRun {
             }
         }
     }
+}
+
+/// `config` with `extra` laid over its backend options: what this run opens the
+/// backend with.
+fn connecting(config: &Config, extra: &Map<String, Value>) -> Config {
+    let mut open = config.clone();
+    for (key, value) in extra {
+        open.backend.options.insert(key.clone(), value.clone());
+    }
+    open
 }
 
 /// What the first write under init's lock found or did.

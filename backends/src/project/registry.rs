@@ -57,6 +57,11 @@ pub fn builtin_registry_with_vfs(vfs: Arc<dyn Vfs>) -> BackendRegistry {
         crate::sqlite::BACKEND_NAME,
         crate::sqlite::sqlite_backend_factory_with_vfs(Arc::clone(&vfs)),
     );
+    #[cfg(feature = "postgres")]
+    registry.register(
+        crate::postgres::BACKEND_NAME,
+        crate::postgres::postgres_backend_factory(),
+    );
     let memory_stores: Arc<Mutex<HashMap<PathBuf, Backend>>> = Arc::default();
     registry.register("memory", move |ctx: &OpenContext<'_>| -> Result<Backend> {
         let mut stores = memory_stores.lock().unwrap_or_else(|p| p.into_inner());
@@ -177,15 +182,16 @@ mod tests {
     async fn unknown_backend_lists_the_registered_ones() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
-        config.backend.kind = "postgres".into();
+        config.backend.kind = "etcd".into();
         let err = builtin_registry().open(dir.path(), &config).await.unwrap_err();
         let text = err.to_string();
-        let names = if cfg!(feature = "sqlite") {
-            "json, memory, sqlite, yaml"
-        } else {
-            "json, memory, yaml"
-        };
-        assert!(text.contains("\"postgres\"") && text.contains(names), "{text}");
+        let names = builtin_registry().names().join(", ");
+        for builtin in ["json", "memory", "yaml"] {
+            assert!(names.contains(builtin), "{names}");
+        }
+        assert_eq!(names.contains("sqlite"), cfg!(feature = "sqlite"), "{names}");
+        assert_eq!(names.contains("postgres"), cfg!(feature = "postgres"), "{names}");
+        assert!(text.contains("\"etcd\"") && text.contains(&names), "{text}");
         assert!(text.contains("config.yaml"), "{text}");
     }
 

@@ -9,14 +9,14 @@
 //! the stores of failed cases. `--keep-failed` keeps those for inspection.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{Layout, load_config};
 use checklist_conformance::builtin::{BuiltinBackend, subject_for};
-use checklist_conformance::{Case, all_cases};
+use checklist_conformance::{Case, Subject, all_cases};
 use checklist_core::config::Durability;
 use checklist_core::{Error, Result};
 
@@ -46,10 +46,118 @@ struct CaseReport {
 }
 
 pub(crate) async fn run(ctx: &Context<'_>, args: ConformanceArgs, out: &mut dyn Write) -> Result<Outcome> {
+    #[cfg(feature = "postgres")]
+    if let Some(run) = super::server::postgres_run(&ctx.root, args.backend.as_deref(), &args.server)? {
+        return run_target(ctx, Target::Server(run), all_cases(), out).await;
+    }
+    if args.server.any() {
+        return Err(Error::invalid(
+            "--database-url, --key, --schema and --no-create-schema are for --backend postgres",
+        ));
+    }
     // The directory first: when it is unusable, that is the news, not its config.yaml.
     let work = create_work_dir(&ctx.root)?;
     let backend = choose_backend(&ctx.root, args.backend.as_deref())?;
     run_cases(ctx, args.keep_failed, backend, all_cases(), work, out).await
+}
+
+/// What the suite runs against: a built-in backend in a work directory on the file
+/// system to check, or a server in a throwaway schema.
+enum Target {
+    Directory {
+        backend: BuiltinBackend,
+        work: tempfile::TempDir,
+        keep_failed: bool,
+    },
+    #[cfg(feature = "postgres")]
+    Server(checklist_conformance::postgres::PostgresRun),
+}
+
+impl Target {
+    fn backend(&self) -> &str {
+        match self {
+            Self::Directory { backend, .. } => backend.name(),
+            #[cfg(feature = "postgres")]
+            Self::Server(_) => "postgres",
+        }
+    }
+
+    /// Where the cases run, for the first line.
+    fn place(&self) -> String {
+        match self {
+            Self::Directory { backend, work, .. } => format!(
+                "in {}{}",
+                work.path().display(),
+                if backend.is_on_disk() {
+                    ""
+                } else {
+                    " (the memory backend keeps nothing on disk: this checks the backend, not the file system)"
+                }
+            ),
+            #[cfg(feature = "postgres")]
+            Self::Server(run) => format!(
+                "on {} in the throwaway schema {} (dropped afterwards)",
+                run.location(),
+                run.schema()
+            ),
+        }
+    }
+
+    /// A fresh subject for `case`, and the directory to remove after it (if any).
+    fn subject(&self, case: &Case) -> std::result::Result<(Subject, Option<PathBuf>), String> {
+        match self {
+            Self::Directory { backend, work, .. } => {
+                let case_dir = work.path().join(format!("{}-{}", case.suite, case.name));
+                std::fs::create_dir(&case_dir).map_err(|e| {
+                    format!("could not create the case directory {}: {e}", case_dir.display())
+                })?;
+                let subject = subject_for(*backend, &case_dir, Durability::Full)
+                    .map_err(|e| format!("could not open the {backend} store: {e}"))?;
+                Ok((subject, Some(case_dir)))
+            }
+            #[cfg(feature = "postgres")]
+            Self::Server(run) => run
+                .subject(Durability::Full)
+                .map(|subject| (subject, None))
+                .map_err(|e| format!("could not open the postgres store: {e}")),
+        }
+    }
+
+    fn keeps_failed(&self) -> bool {
+        matches!(
+            self,
+            Self::Directory {
+                keep_failed: true,
+                ..
+            }
+        )
+    }
+
+    /// Removes what the run made (unless a failed run's directory is to be kept), and
+    /// says where it was and whether it is kept.
+    async fn finish(self, failed: bool) -> Result<(String, bool)> {
+        match self {
+            Self::Directory {
+                work, keep_failed, ..
+            } => {
+                let work_path = work.path().to_owned();
+                // Asked for, a failed case's directory is evidence: keep it (the others
+                // were removed as they finished).
+                if failed && keep_failed {
+                    let _ = work.keep();
+                    return Ok((work_path.display().to_string(), true));
+                }
+                work.close()
+                    .map_err(|e| Error::io("remove the conformance work directory", &work_path, e))?;
+                Ok((work_path.display().to_string(), false))
+            }
+            #[cfg(feature = "postgres")]
+            Self::Server(run) => {
+                run.drop_schema().await?;
+                Ok((format!("schema {}", run.schema()), false))
+            }
+        }
+    }
 }
 
 /// Runs `cases` against `backend` in `work`, a new directory inside the project root,
@@ -62,24 +170,35 @@ async fn run_cases(
     work: tempfile::TempDir,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
+    let target = Target::Directory {
+        backend,
+        work,
+        keep_failed,
+    };
+    run_target(ctx, target, cases, out).await
+}
+
+/// Runs `cases` against `target`, streaming a line per case unless the output is JSON.
+async fn run_target(
+    ctx: &Context<'_>,
+    target: Target,
+    cases: Vec<Case>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
     let stream = !ctx.as_json;
+    let backend = target.backend().to_owned();
     if stream && !ctx.quiet {
         let _ = writeln!(
             out,
-            "Running {} conformance cases against the {backend} backend in {}{}",
+            "Running {} conformance cases against the {backend} backend {}",
             cases.len(),
-            work.path().display(),
-            if backend.is_on_disk() {
-                ""
-            } else {
-                " (the memory backend keeps nothing on disk: this checks the backend, not the file system)"
-            }
+            target.place()
         );
     }
     let started = Instant::now();
     let mut reports = Vec::with_capacity(cases.len());
     for case in cases {
-        let report = run_one(backend, case, work.path(), keep_failed).await;
+        let report = run_one(&target, case).await;
         if stream {
             match &report.error {
                 None if !ctx.quiet => {
@@ -98,24 +217,21 @@ async fn run_cases(
     let total = reports.len();
     let failed = reports.iter().filter(|r| !r.ok).count();
     let passed = total - failed;
-    let work_path = work.path().to_owned();
-    // Asked for, a failed case's directory is evidence: keep it (the others were
-    // removed as they finished).
-    let kept = failed > 0 && keep_failed;
-    if kept {
-        let _ = work.keep();
-    } else {
-        work.close()
-            .map_err(|e| Error::io("remove the conformance work directory", &work_path, e))?;
-    }
+    let on_disk = matches!(target, Target::Directory { .. });
+    let (work_path, kept) = target.finish(failed > 0).await?;
     let counts = format!(
         "{passed} passed, {failed} failed, {total} total ({:.1} s)",
         elapsed.as_secs_f64()
     );
     let root = ctx.root.display();
+    let place = if on_disk {
+        format!("at {root}")
+    } else {
+        "on this server".to_owned()
+    };
     let document = json!({
         "ok": failed == 0,
-        "backend": backend.name(),
+        "backend": backend,
         "dir": ctx.root,
         "workDir": work_path,
         "workDirKept": kept,
@@ -127,26 +243,29 @@ async fn run_cases(
     });
     if failed == 0 {
         return Ok(Outcome::report(
-            format!("{counts}: the {backend} backend gets the guarantees it needs at {root}."),
+            format!("{counts}: the {backend} backend gets the guarantees it needs {place}."),
             document,
         ));
     }
-    let mut human =
-        format!("{counts}: the {backend} backend does NOT get the guarantees it needs at {root}.");
+    let mut human = format!("{counts}: the {backend} backend does NOT get the guarantees it needs {place}.");
     if kept {
         human.push_str(&format!(
-            " The failed cases' directories are kept in {} for inspection.",
-            work_path.display()
+            " The failed cases' directories are kept in {work_path} for inspection."
         ));
-    } else {
+    } else if on_disk {
         human.push_str(" Run it with --keep-failed to keep the failed cases' directories for inspection.");
     }
+    let what = if on_disk {
+        "this file system"
+    } else {
+        "this server"
+    };
     Ok(Outcome::Failed {
         human,
         json: document,
         error: format!(
-            "{failed} of {total} conformance cases failed for the {backend} backend in {root}; \
-             the store cannot rely on this file system (see the FAILED lines)"
+            "{failed} of {total} conformance cases failed for the {backend} backend {place}; \
+             the store cannot rely on {what} (see the FAILED lines)"
         ),
         code: ExitCode::Other.code(),
     })
@@ -163,7 +282,12 @@ fn choose_backend(root: &Path, asked: Option<&str>) -> Result<BuiltinBackend> {
         }
     };
     name.parse().map_err(|not_builtin| {
-        Error::invalid(format!("cannot check the backend named in {from}: {not_builtin}"))
+        let server = if cfg!(feature = "postgres") {
+            " (and postgres, on a server: --backend postgres --database-url URL)"
+        } else {
+            ""
+        };
+        Error::invalid(format!("cannot check the backend named in {from}: {not_builtin}{server}"))
     })
 }
 
@@ -184,14 +308,18 @@ fn create_work_dir(root: &Path) -> Result<tempfile::TempDir> {
         .map_err(fail)
 }
 
-/// Runs `case` on a fresh subject in its own new subdirectory of `work`, catching a
-/// panic or a hang as a failure; removes the subdirectory when it finishes, unless it
-/// failed and `keep_failed` asks to keep it.
-async fn run_one(backend: BuiltinBackend, case: Case, work: &Path, keep_failed: bool) -> CaseReport {
+/// Runs `case` on a fresh subject of `target`, catching a panic or a hang as a failure;
+/// removes the case's directory when it finishes, unless it failed and the target keeps
+/// failed ones.
+async fn run_one(target: &Target, case: Case) -> CaseReport {
     let started = Instant::now();
-    let case_dir = work.join(format!("{}-{}", case.suite, case.name));
-    let error = run_in(backend, case, &case_dir).await.err();
-    if error.is_none() || !keep_failed {
+    let (error, case_dir) = match target.subject(&case) {
+        Ok((subject, case_dir)) => (run_subject(subject, case).await.err(), case_dir),
+        Err(error) => (Some(error), None),
+    };
+    if let Some(case_dir) = case_dir
+        && (error.is_none() || !target.keeps_failed())
+    {
         // A leftover is not worth failing the run over; the work directory goes at the
         // end anyway.
         let _ = std::fs::remove_dir_all(&case_dir);
@@ -205,11 +333,7 @@ async fn run_one(backend: BuiltinBackend, case: Case, work: &Path, keep_failed: 
     }
 }
 
-async fn run_in(backend: BuiltinBackend, case: Case, case_dir: &Path) -> std::result::Result<(), String> {
-    std::fs::create_dir(case_dir)
-        .map_err(|e| format!("could not create the case directory {}: {e}", case_dir.display()))?;
-    let subject = subject_for(backend, case_dir, Durability::Full)
-        .map_err(|e| format!("could not open the {backend} store: {e}"))?;
+async fn run_subject(subject: Subject, case: Case) -> std::result::Result<(), String> {
     let subject = Arc::new(subject);
     let task = tokio::spawn(async move { (case.run)(&subject).await });
     let abort = task.abort_handle();

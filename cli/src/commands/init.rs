@@ -24,6 +24,7 @@ const MAX_IMPORT_BYTES: u64 = 64 * 1024 * 1024;
 
 pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) -> Result<Outcome> {
     let imported = args.from.as_deref().map(read_export).transpose()?;
+    let server = super::server::ServerOptions::for_init(args.backend.as_deref(), &args.server)?;
     let report = init_project(
         &ctx.root,
         &InitOptions {
@@ -32,6 +33,8 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             repair: args.force,
             initial_state: imported.as_ref().map(|i| i.state.clone()),
             state_home: default_state_home(),
+            backend_options: server.backend_options.clone(),
+            connection_options: server.connection_options.clone(),
         },
         ctx.registry,
     )
@@ -45,9 +48,15 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
         .revision
         .map_or_else(|| "unreadable state".to_owned(), |r| format!("revision {r}"));
     let mut human = match report.outcome {
-        InitOutcome::Created => format!(
-            "Initialized a checklist store at {dir} (backend {}, {revision}).",
+        InitOutcome::Created if report.joined => format!(
+            "Joined the existing state{} at {revision}; this checkout's store settings are in {dir} (backend {}).",
+            server.describe_location(),
             report.backend
+        ),
+        InitOutcome::Created => format!(
+            "Initialized a checklist store at {dir} (backend {}, {revision}){}.",
+            report.backend,
+            server.describe_location()
         ),
         InitOutcome::Repaired => match &report.recovery {
             Some(recovery) if report.created.is_empty() => format!(
@@ -110,6 +119,9 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             ));
         }
         _ => {}
+    }
+    if let Some(note) = server.password_note() {
+        human.push_str(&format!(" {note}"));
     }
     if let Some(asked) = args.backend.filter(|b| *b != report.backend) {
         human.push_str(&format!(

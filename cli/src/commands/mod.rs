@@ -23,6 +23,7 @@ mod lock;
 mod migrate;
 mod quarantine;
 mod recover;
+mod server;
 
 /// What every subcommand needs.
 pub(crate) struct Context<'a> {

@@ -199,7 +199,7 @@ fn a_directory_where_nothing_can_be_created_is_refused_naming_it() {
 #[test]
 fn a_backend_that_is_not_built_in_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let out = checklist(dir.path(), &["conformance", "--backend", "postgres"]);
+    let out = checklist(dir.path(), &["conformance", "--backend", "etcd"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let builtins = if cfg!(feature = "sqlite") {
         "yaml, json, memory, sqlite"
@@ -207,7 +207,7 @@ fn a_backend_that_is_not_built_in_is_refused() {
         "yaml, json, memory"
     };
     assert!(
-        stderr(&out).contains(&format!("\"postgres\" is not a built-in backend ({builtins})")),
+        stderr(&out).contains(&format!("\"etcd\" is not a built-in backend ({builtins})")),
         "{}",
         stderr(&out)
     );

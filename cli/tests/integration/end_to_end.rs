@@ -455,15 +455,26 @@ fn config_errors_name_the_field_and_unknown_backends_list_the_known_ones() {
         "{}",
         stderr(&out)
     );
+    std::fs::write(&config, "backend:\n  type: etcd\n").unwrap();
+    let out = checklist(root, &["status"]);
+    assert_eq!(code(&out), 1);
+    let registered = match (cfg!(feature = "postgres"), cfg!(feature = "sqlite")) {
+        (true, true) => "json, memory, postgres, sqlite, yaml",
+        (false, true) => "json, memory, sqlite, yaml",
+        (true, false) => "json, memory, postgres, yaml",
+        (false, false) => "json, memory, yaml",
+    };
+    assert!(stderr(&out).contains(registered), "{}", stderr(&out));
     std::fs::write(&config, "backend:\n  type: postgres\n").unwrap();
     let out = checklist(root, &["status"]);
     assert_eq!(code(&out), 1);
-    let registered = if cfg!(feature = "sqlite") {
-        "json, memory, sqlite, yaml"
-    } else {
-        "json, memory, yaml"
-    };
-    assert!(stderr(&out).contains(registered), "{}", stderr(&out));
+    if cfg!(feature = "postgres") {
+        assert!(
+            stderr(&out).contains("/backend/key") && stderr(&out).contains("--key KEY"),
+            "a postgres store without its key says so: {}",
+            stderr(&out)
+        );
+    }
     std::fs::remove_file(&config).unwrap();
     assert_eq!(
         json(root, &["status"])["store"]["backend"],

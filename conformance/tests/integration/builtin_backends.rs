@@ -128,3 +128,61 @@ fn the_documented_case_counts_are_true() {
         "docs/backends.md should say {said:?}: there are {n} cases"
     );
 }
+
+/// The suite against a real PostgreSQL server: the harness's throwaway cluster (or
+/// `CHECKLIST_PG_URL`), every case under a key of its own in one schema. Without a
+/// server the cases pass without running and say so once; `CHECKLIST_REQUIRE_PG=1`
+/// (set by .ci/run) makes that a failure.
+#[cfg(feature = "postgres")]
+mod postgres_subjects {
+    use std::sync::OnceLock;
+
+    use checklist_conformance::Subject;
+    use checklist_conformance::pg_server::{test_server, why_no_server};
+    use checklist_conformance::postgres::PostgresRun;
+    use checklist_core::config::Durability;
+
+    /// The run every case of this process shares, `None` without a server.
+    fn run() -> Option<&'static PostgresRun> {
+        static RUN: OnceLock<Option<PostgresRun>> = OnceLock::new();
+        RUN.get_or_init(|| match test_server() {
+            Some(server) => Some(
+                PostgresRun::new(Some(server.url()), &PostgresRun::throwaway_schema())
+                    .expect("the harness's server URL is usable"),
+            ),
+            None => {
+                #[allow(clippy::print_stderr, reason = "a skipped test says why, once")]
+                {
+                    eprintln!(
+                        "skipped: the postgres conformance cases need a server: {}",
+                        why_no_server().unwrap_or_default()
+                    );
+                }
+                None
+            }
+        })
+        .as_ref()
+    }
+
+    pub(super) fn subject(durability: Durability) -> Option<Subject> {
+        run().map(|run| run.subject(durability).expect("a postgres subject"))
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    async fn subject() -> Option<Subject> {
+        super::postgres_subjects::subject(Durability::Full)
+    }
+    conformance_tests!(subject, optional);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres_fast {
+    use super::*;
+    async fn subject() -> Option<Subject> {
+        super::postgres_subjects::subject(Durability::Fast)
+    }
+    conformance_tests!(subject, optional);
+}

@@ -3,3 +3,5 @@
 mod builtin_backends;
 mod coordinator_rollback_mocks;
 mod mutants;
+#[cfg(feature = "postgres")]
+mod pg_server;

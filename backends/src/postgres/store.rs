@@ -1,0 +1,993 @@
+//! The store's planes on PostgreSQL: one row per store in each table of the schema,
+//! the document as its exact bytes, and every write one SQL transaction — the
+//! compare-and-swap on the bytes read, the backup of what it replaces, the pruning and
+//! the audit record commit together or not at all.
+
+use std::path::Path;
+use std::time::Duration;
+
+use checklist_core::archive::{ArchivedInstance, HistoryEntry, validate_file_stem};
+use checklist_core::backup::{BackupIndexRebuild, validate_backup_id};
+use checklist_core::config::{AuditSettings, Durability};
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
+use checklist_core::store;
+use checklist_core::{
+    AuditLog, AuditRecord, BackupRecord, Committed, CorruptionKind, Error, Expectation, Precondition, Result,
+    StoreInfo, WriteReceipt, WriteRequest,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row};
+
+use super::schema::{self, Tables};
+use super::server::Server;
+use super::session::Session;
+use crate::codec::json::JsonCodec;
+
+/// How a store's statements are bounded and its commits made durable.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Create the tables when they are missing (`createSchema`).
+    pub(crate) create_schema: bool,
+    /// `full`: the server's own synchronous commit; `fast`: `synchronous_commit = off`.
+    pub(crate) durability: Durability,
+    /// The largest document stored.
+    pub(crate) max_state_bytes: u64,
+    /// When the audit trail starts a new part and how many it keeps.
+    pub(crate) audit: AuditSettings,
+    /// How long one operation may wait for the server before it is given up on.
+    pub(crate) operation_timeout: Duration,
+}
+
+/// What a store keeps: its identity, where it lives, and its one session.
+pub(crate) struct Inner {
+    pub(crate) info: StoreInfo,
+    pub(crate) server: Server,
+    pub(crate) tables: Tables,
+    pub(crate) key: String,
+    pub(crate) settings: Settings,
+    session: Mutex<Option<Session>>,
+    layout_ready: std::sync::atomic::AtomicBool,
+}
+
+/// A failure of one operation: the server's error, or no answer in time.
+enum Failure {
+    Db(tokio_postgres::Error),
+    TimedOut,
+    Store(Error),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self::Store(error)
+    }
+}
+
+type Attempt<T> = std::result::Result<T, Failure>;
+
+/// How the stored bytes were found by a write: absent, or these bytes (their digest,
+/// and the revision and checksum they verify at).
+struct Found {
+    digest: Vec<u8>,
+    revision: u64,
+    checksum: String,
+    size: u64,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        info: StoreInfo,
+        server: Server,
+        tables: Tables,
+        key: String,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            info,
+            server,
+            tables,
+            key,
+            settings,
+            session: Mutex::new(None),
+            layout_ready: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn location(&self) -> &str {
+        &self.info.location
+    }
+
+    fn location_path(&self) -> &Path {
+        self.info.location_path()
+    }
+
+    /// The connected session, connecting (and checking the tables) first when there
+    /// is none or the last one ended.
+    async fn session(&self) -> Result<MutexGuard<'_, Option<Session>>> {
+        let mut guard = self.session.lock().await;
+        if guard.as_ref().is_none_or(Session::is_ended) {
+            *guard = None;
+            let mut session =
+                Session::connect(&self.server, self.location(), Duration::from_secs(1), None).await?;
+            if !self.layout_ready.load(std::sync::atomic::Ordering::Acquire) {
+                schema::ensure_layout(
+                    &mut session.client,
+                    &self.tables,
+                    self.settings.create_schema,
+                    self.location(),
+                )
+                .await?;
+                self.layout_ready
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+            *guard = Some(session);
+        }
+        Ok(guard)
+    }
+
+    pub(crate) fn db_error(&self, operation: &str, error: tokio_postgres::Error) -> Error {
+        Error::Backend {
+            backend: super::BACKEND_NAME.to_owned(),
+            operation: operation.to_owned(),
+            location: self.location().to_owned(),
+            source: super::session::explained(error),
+        }
+    }
+
+    /// `work`, bounded by the operation timeout.
+    async fn timed<T>(&self, work: impl std::future::Future<Output = Attempt<T>>) -> Attempt<T> {
+        tokio::time::timeout(self.settings.operation_timeout, work)
+            .await
+            .unwrap_or(Err(Failure::TimedOut))
+    }
+
+    /// Turns what went wrong in `operation` into the store's error; a session whose
+    /// connection broke or did not answer is dropped, so the next operation connects
+    /// again.
+    fn settle<T>(&self, session: &mut Option<Session>, operation: &str, outcome: Attempt<T>) -> Result<T> {
+        outcome.map_err(|failure| {
+            if matches!(&failure, Failure::TimedOut) || session.as_ref().is_some_and(Session::is_ended) {
+                *session = None;
+            }
+            self.failure(operation, failure)
+        })
+    }
+
+    fn failure(&self, operation: &str, failure: Failure) -> Error {
+        match failure {
+            Failure::Db(error) => self.db_error(operation, error),
+            Failure::Store(error) => error,
+            Failure::TimedOut => Error::Backend {
+                backend: super::BACKEND_NAME.to_owned(),
+                operation: operation.to_owned(),
+                location: self.location().to_owned(),
+                source: format!(
+                    "no answer within {} s; the server may be down, overloaded or unreachable",
+                    self.settings.operation_timeout.as_secs()
+                )
+                .into(),
+            },
+        }
+    }
+
+    fn not_found(&self, what: &'static str, id: &str) -> Error {
+        Error::NotFound {
+            what,
+            id: id.to_owned(),
+            location: self.location().to_owned(),
+        }
+    }
+
+    // ---- the document ----
+
+    pub(crate) async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
+        let sql = format!("SELECT doc FROM {} WHERE store = $1", self.tables.states);
+        {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    let row = session
+                        .client
+                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT)])
+                        .await?;
+                    Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+                })
+                .await;
+            self.settle(&mut guard, "read the state from", outcome)
+        }
+    }
+
+    /// What `stored` is with respect to `precondition`: `None` for no document, else
+    /// what the write replaces — or the error the precondition calls for.
+    fn check(&self, stored: Option<&[u8]>, precondition: &Precondition) -> Result<Option<Found>> {
+        let found = |bytes: &[u8], revision: u64, checksum: String| Found {
+            digest: Sha256::digest(bytes).to_vec(),
+            revision,
+            checksum,
+            size: bytes.len() as u64,
+        };
+        match precondition {
+            Precondition::Bytes(expected) => match stored {
+                Some(bytes) if bytes == expected.bytes => {
+                    Ok(Some(found(bytes, expected.revision, expected.checksum.clone())))
+                }
+                other => Err(Error::PreconditionFailed {
+                    path: self.location_path().to_owned(),
+                    expected: precondition.to_string(),
+                    found: other
+                        .map_or_else(|| "no state".to_owned(), |b| format!("{} other bytes", b.len())),
+                }),
+            },
+            Precondition::Absent | Precondition::Revision(_) => {
+                let expect = match precondition {
+                    Precondition::Revision(r) => Expectation::Revision(*r),
+                    _ => Expectation::Absent,
+                };
+                let contents = match stored {
+                    Some(bytes) => {
+                        let state = store::verify(&JsonCodec, bytes, self.location_path())?;
+                        Some(found(bytes, state.revision, state.checksum.unwrap_or_default()))
+                    }
+                    None => None,
+                };
+                let revision = contents.as_ref().map(|f| f.revision);
+                if !expect.is_met_by(revision) {
+                    return Err(Error::Conflict {
+                        path: self.location_path().to_owned(),
+                        expected: expect,
+                        found: revision,
+                    });
+                }
+                Ok(contents)
+            }
+        }
+    }
+
+    pub(crate) async fn write(&self, request: WriteRequest) -> Result<WriteReceipt> {
+        request
+            .document
+            .refuse_over(self.settings.max_state_bytes, self.location_path())?;
+        // A writer that loses a race sees the other's commit on the next read and gets
+        // the error that calls for; one whose read raced a commit that then turned out
+        // to meet its precondition after all (a recovery writing the same bytes) tries
+        // again, a bounded number of times.
+        for _ in 0..3 {
+            let stored = self.read_raw().await?;
+            let replaced = self.check(stored.as_deref(), &request.precondition)?;
+            match self.commit(&request, replaced.as_ref()).await? {
+                Some(receipt) => return Ok(receipt),
+                None => continue,
+            }
+        }
+        let stored = self.read_raw().await?;
+        self.check(stored.as_deref(), &request.precondition)?;
+        Err(Error::PreconditionFailed {
+            path: self.location_path().to_owned(),
+            expected: request.precondition.to_string(),
+            found: "a document other writers kept changing".to_owned(),
+        })
+    }
+
+    /// One commit transaction; `Ok(None)` when the stored bytes are no longer those
+    /// read (nothing changed).
+    async fn commit(&self, request: &WriteRequest, replaced: Option<&Found>) -> Result<Option<WriteReceipt>> {
+        let new_digest = Sha256::digest(&request.document.bytes).to_vec();
+        let outcome = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    self.commit_transaction(&mut session.client, request, replaced)
+                        .await
+                })
+                .await;
+            self.settle(&mut guard, "commit to", outcome)
+        };
+        // A connection lost around COMMIT leaves its outcome unknown: find it out by
+        // reading what is stored, never by guessing or writing again.
+        let connection_lost =
+            matches!(outcome, Err(Error::Backend { .. })) && self.session.lock().await.is_none();
+        if connection_lost
+            && let Ok(Some(digest)) = self.stored_digest().await
+            && digest == new_digest
+        {
+            tracing::warn!(
+                location = self.location(),
+                "the connection broke while committing; the commit is there"
+            );
+            return Ok(Some(self.receipt_after_unknown_commit(request, replaced).await?));
+        }
+        outcome
+    }
+
+    async fn stored_digest(&self) -> Result<Option<Vec<u8>>> {
+        let sql = format!("SELECT sha256(doc) FROM {} WHERE store = $1", self.tables.states);
+        {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    let row = session
+                        .client
+                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT)])
+                        .await?;
+                    Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+                })
+                .await;
+            self.settle(&mut guard, "read the state from", outcome)
+        }
+    }
+
+    /// The receipt of a commit whose answer was lost: what the transaction wrote is
+    /// read back (the backup of the replaced revision, if one was asked for).
+    async fn receipt_after_unknown_commit(
+        &self,
+        request: &WriteRequest,
+        replaced: Option<&Found>,
+    ) -> Result<WriteReceipt> {
+        let backup = match (&request.keep, replaced) {
+            (Some(_), Some(found)) => self
+                .list_backups()
+                .await?
+                .into_iter()
+                .rev()
+                .find(|b| b.revision == found.revision && b.checksum == found.checksum),
+            _ => None,
+        };
+        Ok(WriteReceipt {
+            committed: Committed {
+                revision: request.document.revision,
+                checksum: request.document.checksum.clone(),
+            },
+            backup,
+            pruned: Vec::new(),
+            unaudited: None,
+        })
+    }
+
+    async fn commit_transaction(
+        &self,
+        client: &mut Client,
+        request: &WriteRequest,
+        replaced: Option<&Found>,
+    ) -> Attempt<Option<WriteReceipt>> {
+        let tables = &self.tables;
+        let key = &self.key;
+        let transaction = client.transaction().await?;
+        transaction.batch_execute(&self.transaction_settings()).await?;
+        let revision = request.document.revision as i64;
+        let mut backup = None;
+        match replaced {
+            None => {
+                let inserted = transaction
+                    .execute_typed(
+                        &format!(
+                            "INSERT INTO {} (store, revision, checksum, doc) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (store) DO NOTHING",
+                            tables.states
+                        ),
+                        &[
+                            (key, Type::TEXT),
+                            (&revision, Type::INT8),
+                            (&request.document.checksum, Type::TEXT),
+                            (&request.document.bytes, Type::BYTEA),
+                        ],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    return Ok(None);
+                }
+            }
+            Some(found) => {
+                let locked = transaction
+                    .query_typed_opt(
+                        &format!(
+                            "SELECT 1 FROM {} WHERE store = $1 AND sha256(doc) = $2 FOR UPDATE",
+                            tables.states
+                        ),
+                        &[(key, Type::TEXT), (&found.digest, Type::BYTEA)],
+                    )
+                    .await?;
+                if locked.is_none() {
+                    return Ok(None);
+                }
+                if let Some(keep) = &request.keep {
+                    backup = Some(
+                        insert_backup(&transaction, tables, key, found, &keep.reason)
+                            .await
+                            .map_err(Failure::Db)?,
+                    );
+                }
+                transaction
+                    .execute_typed(
+                        &format!(
+                            "UPDATE {} SET revision = $2, checksum = $3, doc = $4, updated_at = now() WHERE store = $1",
+                            tables.states
+                        ),
+                        &[
+                            (key, Type::TEXT),
+                            (&revision, Type::INT8),
+                            (&request.document.checksum, Type::TEXT),
+                            (&request.document.bytes, Type::BYTEA),
+                        ],
+                    )
+                    .await?;
+            }
+        }
+        let mut pruned = Vec::new();
+        if let (Some(policy), Some(_)) = (request.keep.as_ref().and_then(|k| k.policy.as_deref()), &backup) {
+            let listed = list_backups(&transaction, tables, key).await?;
+            pruned = policy.to_prune(&listed, checklist_core::model::now());
+            if !pruned.is_empty() {
+                transaction
+                    .execute_typed(
+                        &format!("DELETE FROM {} WHERE store = $1 AND id = ANY($2)", tables.backups),
+                        &[(key, Type::TEXT), (&pruned, Type::TEXT_ARRAY)],
+                    )
+                    .await?;
+            }
+        }
+        if let Some(record) = &request.audit {
+            append_audit(&transaction, tables, key, record).await?;
+        }
+        transaction.commit().await?;
+        Ok(Some(WriteReceipt {
+            committed: Committed {
+                revision: request.document.revision,
+                checksum: request.document.checksum.clone(),
+            },
+            backup: backup.map(|record| self.backup_record(record)),
+            pruned,
+            unaudited: None,
+        }))
+    }
+
+    /// The limits of one transaction, set for it alone (`SET LOCAL`), so they hold
+    /// through a transaction-pooling PgBouncer as well.
+    fn transaction_settings(&self) -> String {
+        let ms = self.settings.operation_timeout.as_millis();
+        let mut settings = format!(
+            "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
+             SET LOCAL idle_in_transaction_session_timeout = {ms};"
+        );
+        if self.settings.durability == Durability::Fast {
+            settings.push_str(" SET LOCAL synchronous_commit = off;");
+        }
+        settings
+    }
+
+    fn backup_record(&self, mut record: BackupRecord) -> BackupRecord {
+        record.location = format!(
+            "{}.backups, key {}, id {}",
+            self.tables.schema, self.key, record.id
+        );
+        record
+    }
+
+    // ---- the audit trail ----
+
+    pub(crate) async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    append_audit(&session.client, &self.tables, &self.key, record)
+                        .await
+                        .map_err(Failure::Db)
+                })
+                .await;
+            self.settle(&mut guard, "append to the audit trail of", outcome)
+        }
+    }
+
+    pub(crate) async fn read_audit(&self) -> Result<AuditLog> {
+        let sql = format!(
+            "SELECT record FROM {} WHERE store = $1 ORDER BY seq",
+            self.tables.audit
+        );
+        let lines: Vec<String> = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    let rows = session
+                        .client
+                        .query_typed(&sql, &[(&self.key, Type::TEXT)])
+                        .await?;
+                    Ok(rows.iter().map(|row| row.get::<_, String>(0)).collect())
+                })
+                .await;
+            self.settle(&mut guard, "read the audit trail of", outcome)
+        }?;
+        let mut log = AuditLog::default();
+        let text = lines.join("\n");
+        log.parse_into(
+            Path::new(&format!("{}.audit", self.tables.schema)),
+            text.as_bytes(),
+            false,
+        );
+        Ok(log)
+    }
+
+    pub(crate) async fn rotate_audit(&self) -> Result<bool> {
+        let AuditSettings {
+            max_bytes,
+            keep_files,
+        } = self.settings.audit.clone();
+        let size_sql = format!(
+            "SELECT coalesce(sum(octet_length(record)), 0)::bigint FROM {} WHERE store = $1 AND part = 0",
+            self.tables.audit
+        );
+        let shift_sql = format!(
+            "UPDATE {} SET part = part + 1 WHERE store = $1",
+            self.tables.audit
+        );
+        let drop_sql = format!("DELETE FROM {} WHERE store = $1 AND part > $2", self.tables.audit);
+        {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    let size: i64 = session
+                        .client
+                        .query_typed_one(&size_sql, &[(&self.key, Type::TEXT)])
+                        .await?
+                        .get(0);
+                    if (size as u64) <= max_bytes {
+                        return Ok(false);
+                    }
+                    let keep = i32::try_from(keep_files).unwrap_or(i32::MAX);
+                    let transaction = session.client.transaction().await?;
+                    transaction
+                        .execute_typed(&shift_sql, &[(&self.key, Type::TEXT)])
+                        .await?;
+                    transaction
+                        .execute_typed(&drop_sql, &[(&self.key, Type::TEXT), (&keep, Type::INT4)])
+                        .await?;
+                    transaction.commit().await?;
+                    Ok(true)
+                })
+                .await;
+            self.settle(&mut guard, "rotate the audit trail of", outcome)
+        }
+    }
+
+    // ---- backups ----
+
+    pub(crate) async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+        for _ in 0..3 {
+            let Some(bytes) = self.read_raw().await? else {
+                return Ok(None);
+            };
+            let state = store::verify(&JsonCodec, &bytes, self.location_path())?;
+            let found = Found {
+                digest: Sha256::digest(&bytes).to_vec(),
+                revision: state.revision,
+                checksum: state.checksum.unwrap_or_default(),
+                size: bytes.len() as u64,
+            };
+            let found = &found;
+            let created = {
+                let mut guard = self.session().await?;
+                let session = guard.as_mut().expect("connected by session()");
+                let outcome = self
+                    .timed(async {
+                        let transaction = session.client.transaction().await?;
+                        let still = transaction
+                            .query_typed_opt(
+                                &format!(
+                                    "SELECT 1 FROM {} WHERE store = $1 AND sha256(doc) = $2 FOR SHARE",
+                                    self.tables.states
+                                ),
+                                &[(&self.key, Type::TEXT), (&found.digest, Type::BYTEA)],
+                            )
+                            .await?;
+                        if still.is_none() {
+                            return Ok(None);
+                        }
+                        let record =
+                            insert_backup(&transaction, &self.tables, &self.key, found, reason).await?;
+                        transaction.commit().await?;
+                        Ok(Some(record))
+                    })
+                    .await;
+                self.settle(&mut guard, "back up the state of", outcome)
+            }?;
+            if let Some(record) = created {
+                return Ok(Some(self.backup_record(record)));
+            }
+        }
+        Err(Error::PreconditionFailed {
+            path: self.location_path().to_owned(),
+            expected: "the state it read".to_owned(),
+            found: "a document other writers kept changing".to_owned(),
+        })
+    }
+
+    pub(crate) async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
+        let listed = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    list_backups(&session.client, &self.tables, &self.key)
+                        .await
+                        .map_err(Failure::Db)
+                })
+                .await;
+            self.settle(&mut guard, "list the backups of", outcome)
+        }?;
+        Ok(listed
+            .into_iter()
+            .map(|record| self.backup_record(record))
+            .collect())
+    }
+
+    pub(crate) async fn read_backup(&self, id: &str) -> Result<Vec<u8>> {
+        let sql = format!(
+            "SELECT doc FROM {} WHERE store = $1 AND id = $2",
+            self.tables.backups
+        );
+        let id_owned = id.to_owned();
+        let row = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    Ok(session
+                        .client
+                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
+                        .await?)
+                })
+                .await;
+            self.settle(&mut guard, "read a backup of", outcome)
+        }?;
+        row.map(|row| row.get::<_, Vec<u8>>(0))
+            .ok_or_else(|| self.not_found("backup", id))
+    }
+
+    pub(crate) async fn delete_backup(&self, id: &str) -> Result<()> {
+        let sql = format!("DELETE FROM {} WHERE store = $1 AND id = $2", self.tables.backups);
+        let id_owned = id.to_owned();
+        let deleted = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    Ok(session
+                        .client
+                        .execute_typed(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
+                        .await?)
+                })
+                .await;
+            self.settle(&mut guard, "delete a backup of", outcome)
+        }?;
+        if deleted == 0 {
+            return Err(self.not_found("backup", id));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        Err(Error::Unsupported {
+            operation: "rebuilding the backup index (backups are rows, listed by themselves)".to_owned(),
+            backend: super::BACKEND_NAME.to_owned(),
+            location: self.location().to_owned(),
+        })
+    }
+
+    // ---- the archive ----
+
+    pub(crate) async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
+        let id = archived.instance.id.clone();
+        validate_file_stem("instance id", &id)?;
+        let sealed = archived.seal(&self.location_path().join("archive").join(&id))?;
+        let entry = archived.history_entry(format!("archive/{id}"), sealed.checksum.clone());
+        let doc = serde_json::to_vec_pretty(&sealed.value).map_err(|e| Error::invalid(e.to_string()))?;
+        let entry_json = serde_json::to_string(&entry).map_err(|e| Error::invalid(e.to_string()))?;
+        let sql = format!(
+            "INSERT INTO {archive} (store, instance_id, seq, entry, doc) VALUES ($1, $2, nextval('{order}'), $3, $4)
+             ON CONFLICT (store, instance_id) DO UPDATE SET seq = EXCLUDED.seq, entry = EXCLUDED.entry, doc = EXCLUDED.doc",
+            archive = self.tables.archive,
+            order = self.tables.archive_order.replace('\'', "''"),
+        );
+        let settings = self.transaction_settings();
+        {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    let transaction = session.client.transaction().await?;
+                    transaction.batch_execute(&settings).await?;
+                    transaction
+                        .execute_typed(
+                            &sql,
+                            &[
+                                (&self.key, Type::TEXT),
+                                (&id, Type::TEXT),
+                                (&entry_json, Type::TEXT),
+                                (&doc, Type::BYTEA),
+                            ],
+                        )
+                        .await?;
+                    transaction.commit().await?;
+                    Ok(())
+                })
+                .await;
+            self.settle(&mut guard, "archive an instance in", outcome)
+        }?;
+        Ok(entry)
+    }
+
+    pub(crate) async fn history(&self) -> Result<Vec<HistoryEntry>> {
+        let sql = format!(
+            "SELECT entry FROM {} WHERE store = $1 ORDER BY seq",
+            self.tables.archive
+        );
+        let rows: Vec<Row> = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    Ok(session
+                        .client
+                        .query_typed(&sql, &[(&self.key, Type::TEXT)])
+                        .await?)
+                })
+                .await;
+            self.settle(&mut guard, "read the archive history of", outcome)
+        }?;
+        rows.iter()
+            .map(|row| {
+                serde_json::from_str::<HistoryEntry>(&row.get::<_, String>(0)).map_err(|e| Error::Corrupted {
+                    kind: CorruptionKind::ParseError,
+                    path: Path::new(&format!("{}, archive history", self.location())).to_owned(),
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
+        validate_file_stem("instance id", instance_id)?;
+        let sql = format!(
+            "SELECT doc FROM {} WHERE store = $1 AND instance_id = $2",
+            self.tables.archive
+        );
+        let id = instance_id.to_owned();
+        let row = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    Ok(session
+                        .client
+                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id, Type::TEXT)])
+                        .await?)
+                })
+                .await;
+            self.settle(&mut guard, "read an archived instance of", outcome)
+        }?;
+        let Some(row) = row else {
+            return Err(self.not_found("archived instance", instance_id));
+        };
+        let path = self.location_path().join("archive").join(instance_id);
+        let bytes: Vec<u8> = row.get(0);
+        let value = store::decode(&JsonCodec, &bytes, &path)?;
+        ArchivedInstance::unseal(value, &path)
+    }
+
+    // ---- the quarantine ----
+
+    pub(crate) async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        let now = checklist_core::model::now();
+        let id = new_quarantine_id(now);
+        let record = QuarantineRecord {
+            location: format!("{}.quarantine, key {}, id {id}", self.tables.schema, self.key),
+            id: id.clone(),
+            quarantined_at: now,
+            size: found.len() as u64,
+            sha256: bytes_sha256(found),
+            note: note.clone(),
+        };
+        let record_json = serde_json::to_string(&record).map_err(|e| Error::invalid(e.to_string()))?;
+        let digest = Sha256::digest(found).to_vec();
+        let sql = format!(
+            "INSERT INTO {} (store, id, record, doc) SELECT store, $2, $3, doc FROM {} WHERE store = $1 AND sha256(doc) = $4",
+            self.tables.quarantine, self.tables.states
+        );
+        let kept = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    Ok(session
+                        .client
+                        .execute_typed(
+                            &sql,
+                            &[
+                                (&self.key, Type::TEXT),
+                                (&id, Type::TEXT),
+                                (&record_json, Type::TEXT),
+                                (&digest, Type::BYTEA),
+                            ],
+                        )
+                        .await?)
+                })
+                .await;
+            self.settle(&mut guard, "quarantine the state of", outcome)
+        }?;
+        if kept == 0 {
+            let stored = self.read_raw().await?;
+            return Err(Error::PreconditionFailed {
+                path: self.location_path().to_owned(),
+                expected: format!("the {} bytes read before", found.len()),
+                found: stored.map_or_else(|| "no state".to_owned(), |b| format!("{} other bytes", b.len())),
+            });
+        }
+        Ok(record)
+    }
+
+    pub(crate) async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        let sql = format!(
+            "SELECT record FROM {} WHERE store = $1 ORDER BY seq",
+            self.tables.quarantine
+        );
+        let rows: Vec<Row> = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    Ok(session
+                        .client
+                        .query_typed(&sql, &[(&self.key, Type::TEXT)])
+                        .await?)
+                })
+                .await;
+            self.settle(&mut guard, "list the quarantine of", outcome)
+        }?;
+        rows.iter()
+            .map(|row| {
+                serde_json::from_str::<QuarantineRecord>(&row.get::<_, String>(0)).map_err(|e| {
+                    Error::Corrupted {
+                        kind: CorruptionKind::ParseError,
+                        path: Path::new(&format!("{}, quarantine", self.location())).to_owned(),
+                        detail: e.to_string(),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        let sql = format!(
+            "SELECT doc FROM {} WHERE store = $1 AND id = $2",
+            self.tables.quarantine
+        );
+        let id_owned = id.to_owned();
+        let row = {
+            let mut guard = self.session().await?;
+            let session = guard.as_mut().expect("connected by session()");
+            let outcome = self
+                .timed(async {
+                    Ok(session
+                        .client
+                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
+                        .await?)
+                })
+                .await;
+            self.settle(&mut guard, "read a quarantined document of", outcome)
+        }?;
+        row.map(|row| row.get::<_, Vec<u8>>(0))
+            .ok_or_else(|| self.not_found("quarantined document", id))
+    }
+}
+
+/// Copies the stored document, which the caller holds locked at `found`, into the
+/// backups under a new id, inside the caller's transaction.
+async fn insert_backup(
+    transaction: &tokio_postgres::Transaction<'_>,
+    tables: &Tables,
+    key: &str,
+    found: &Found,
+    reason: &str,
+) -> std::result::Result<BackupRecord, tokio_postgres::Error> {
+    let now = checklist_core::model::now();
+    let stamp = format!("{}-{}", found.revision, now.format("%Y%m%dT%H%M%S%3fZ"));
+    let revision = found.revision as i64;
+    let size = found.size as i64;
+    let sql = format!(
+        "INSERT INTO {backups} (store, id, revision, checksum, size, created_at, reason, doc)
+         SELECT store, $2, $3, $4, $5, $6, $7, doc FROM {states} WHERE store = $1
+         ON CONFLICT (store, id) DO NOTHING",
+        backups = tables.backups,
+        states = tables.states
+    );
+    // Two backups of one revision in one millisecond (a manual backup beside a commit)
+    // get a suffix rather than one replacing the other.
+    let mut id = stamp.clone();
+    for n in 2.. {
+        debug_assert!(validate_backup_id(&id).is_ok());
+        let inserted = transaction
+            .execute_typed(
+                &sql,
+                &[
+                    (&key, Type::TEXT),
+                    (&id, Type::TEXT),
+                    (&revision, Type::INT8),
+                    (&found.checksum, Type::TEXT),
+                    (&size, Type::INT8),
+                    (&now, Type::TIMESTAMPTZ),
+                    (&reason, Type::TEXT),
+                ],
+            )
+            .await?;
+        if inserted == 1 {
+            break;
+        }
+        id = format!("{stamp}-{n}");
+    }
+    Ok(BackupRecord {
+        id,
+        location: String::new(),
+        revision: found.revision,
+        checksum: found.checksum.clone(),
+        size: found.size,
+        created_at: now,
+        reason: reason.to_owned(),
+    })
+}
+
+async fn list_backups(
+    client: &impl tokio_postgres::GenericClient,
+    tables: &Tables,
+    key: &str,
+) -> std::result::Result<Vec<BackupRecord>, tokio_postgres::Error> {
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT id, revision, checksum, size, created_at, reason FROM {} WHERE store = $1
+                 ORDER BY revision, created_at, id",
+                tables.backups
+            ),
+            &[(&key as &(dyn ToSql + Sync), Type::TEXT)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| BackupRecord {
+            id: row.get(0),
+            location: String::new(),
+            revision: row.get::<_, i64>(1) as u64,
+            checksum: row.get(2),
+            size: row.get::<_, i64>(3) as u64,
+            created_at: row.get(4),
+            reason: row.get(5),
+        })
+        .collect())
+}
+
+async fn append_audit(
+    client: &impl tokio_postgres::GenericClient,
+    tables: &Tables,
+    key: &str,
+    record: &AuditRecord,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let line = String::from_utf8_lossy(&record.to_line()).trim_end().to_owned();
+    client
+        .execute_typed(
+            &format!("INSERT INTO {} (store, record) VALUES ($1, $2)", tables.audit),
+            &[(&key as &(dyn ToSql + Sync), Type::TEXT), (&line, Type::TEXT)],
+        )
+        .await?;
+    Ok(())
+}
