@@ -57,7 +57,7 @@ pub struct Waiter {
     pub since: DateTime<Utc>,
 }
 
-/// The holder and the waiters of a lock, as [`LockProvider::inspect`] sees them.
+/// The holder and the waiters of a lock, as [`LockProvider::inspect`](crate::LockProvider::inspect) sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockStatus {
