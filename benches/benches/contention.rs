@@ -1,4 +1,7 @@
-//! Commit throughput of N processes, each committing M steps, against one store.
+//! Commit throughput of N processes, each committing M steps, against one store: a
+//! YAML store in one directory, and a `postgres` store shared by two checkouts (two
+//! project directories whose config.yaml name the same key on the harness's server,
+//! `checklist_conformance::pg_server`; the writers alternate between them).
 //!
 //! Not a criterion benchmark: one run per N takes seconds, too long to repeat. For each
 //! N in [`PROCESS_COUNTS`] the bench makes a fresh project (`init_project`, then
@@ -26,8 +29,10 @@
 //!
 //! Arguments: `--test` (as `cargo bench -- --test` passes it) runs only N = 2, M = 2 and
 //! writes no JSON. Other arguments that are not flags filter the runs like criterion's
-//! filters, by substring of the id `contention/N`: `cargo bench --bench contention --
-//! contention/8` runs N = 8 alone, and `cargo bench -- yaml` runs none.
+//! filters, by substring of the id `contention/N` (yaml) or `contention/postgres/N`:
+//! `cargo bench --bench contention -- contention/8` runs N = 8 on yaml alone, and
+//! `-- postgres` the postgres runs alone. Without a PostgreSQL server (none installed,
+//! no `CHECKLIST_PG_URL`) the postgres runs are skipped, saying so.
 //! Set `CHECKLIST_BENCH_DIR` to measure another file system.
 #![allow(
     clippy::print_stdout,
@@ -57,8 +62,11 @@ use tokio::runtime::Runtime;
 /// The environment variable that makes this binary a writer.
 const ROLE_VAR: &str = "CHECKLIST_BENCH_ROLE";
 
-/// The process counts measured.
+/// The process counts measured on yaml.
 const PROCESS_COUNTS: [usize; 5] = [1, 2, 8, 32, 128];
+
+/// The process counts measured on postgres (two checkouts).
+const POSTGRES_PROCESS_COUNTS: [usize; 2] = [8, 32];
 
 /// About this many commits per process count.
 const TOTAL_COMMITS: usize = 256;
@@ -84,17 +92,35 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
 
-    let runs: Vec<(usize, usize)> = if test_mode {
+    let postgres = checklist_conformance::pg_server::test_server().map(|server| Kind::Postgres {
+        url: server.url().to_owned(),
+        schema: checklist_conformance::pg_server::throwaway_schema_name(),
+    });
+    if postgres.is_none() {
+        eprintln!(
+            "postgres runs skipped: {}",
+            checklist_conformance::pg_server::why_no_server().unwrap_or_default()
+        );
+    }
+    let with_m = |n: usize| (n, (TOTAL_COMMITS / n).max(1));
+    let mut runs: Vec<(Kind, usize, usize)> = Vec::new();
+    let yaml_counts: Vec<(usize, usize)> = if test_mode {
         vec![TEST_RUN]
     } else {
-        PROCESS_COUNTS
-            .iter()
-            .map(|&n| (n, (TOTAL_COMMITS / n).max(1)))
-            .collect()
+        PROCESS_COUNTS.iter().map(|&n| with_m(n)).collect()
     };
-    let runs: Vec<(usize, usize)> = runs
+    runs.extend(yaml_counts.into_iter().map(|(n, m)| (Kind::Yaml, n, m)));
+    if let Some(postgres) = &postgres {
+        let counts: Vec<(usize, usize)> = if test_mode {
+            vec![TEST_RUN]
+        } else {
+            POSTGRES_PROCESS_COUNTS.iter().map(|&n| with_m(n)).collect()
+        };
+        runs.extend(counts.into_iter().map(|(n, m)| (postgres.clone(), n, m)));
+    }
+    let runs: Vec<(Kind, usize, usize)> = runs
         .into_iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| format!("contention/{n}").contains(f)))
+        .filter(|(kind, n, _)| filters.is_empty() || filters.iter().any(|f| kind.id(*n).contains(f)))
         .collect();
     if runs.is_empty() {
         return;
@@ -105,7 +131,7 @@ fn main() {
     let root = bench_root("contention");
     let rows: Vec<Row> = runs
         .iter()
-        .map(|&(processes, commits_each)| measure(&rt, root.path(), processes, commits_each))
+        .map(|(kind, processes, commits_each)| measure(&rt, root.path(), kind, *processes, *commits_each))
         .collect();
     let loadavg_after = loadavg();
 
@@ -113,11 +139,12 @@ fn main() {
     println!("contention: N writer processes × M commits each (`checklist step complete`), one store");
     println!("load average before: {loadavg_before}; after: {loadavg_after}");
     println!();
-    println!("| N | M | commits | seconds | commits/s | max acquire wait (s) |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| backend | N | M | commits | seconds | commits/s | max acquire wait (s) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
-            "| {} | {} | {} | {:.3} | {:.1} | {:.3} |",
+            "| {} | {} | {} | {} | {:.3} | {:.1} | {:.3} |",
+            row.backend,
             row.processes,
             row.commits_each,
             row.commits,
@@ -138,6 +165,7 @@ fn main() {
         "loadavgBefore": loadavg_before,
         "loadavgAfter": loadavg_after,
         "rows": rows.iter().map(|r| json!({
+            "backend": r.backend,
             "processes": r.processes,
             "commitsEach": r.commits_each,
             "commits": r.commits,
@@ -154,9 +182,71 @@ fn main() {
     println!("wrote {}", out.display());
 }
 
+/// The store a run measures.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// A YAML store in one project directory.
+    Yaml,
+    /// A `postgres` store on `url` in `schema`, shared by two checkouts.
+    Postgres { url: String, schema: String },
+}
+
+impl Kind {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Yaml => "yaml",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// The run's id, which filters match.
+    fn id(&self, processes: usize) -> String {
+        match self {
+            Self::Yaml => format!("contention/{processes}"),
+            Self::Postgres { .. } => format!("contention/postgres/{processes}"),
+        }
+    }
+
+    /// The project directories of a run of `processes` writers under `root`,
+    /// initialised: one for yaml, two sharing one key for postgres.
+    fn checkouts(&self, rt: &Runtime, root: &Path, processes: usize) -> Vec<std::path::PathBuf> {
+        let registry = builtin_registry();
+        let (names, options) = match self {
+            Self::Yaml => (vec![format!("n{processes}")], InitOptions::default()),
+            Self::Postgres { url, schema } => {
+                let mut backend_options = serde_json::Map::new();
+                backend_options.insert("url".into(), json!(url));
+                backend_options.insert("schema".into(), json!(schema));
+                backend_options.insert("key".into(), json!(format!("contention-{processes}")));
+                let options = InitOptions {
+                    backend: Some("postgres".into()),
+                    backend_options,
+                    ..InitOptions::default()
+                };
+                (vec![format!("pg{processes}-a"), format!("pg{processes}-b")], options)
+            }
+        };
+        names
+            .into_iter()
+            .map(|name| {
+                let project = root.join(name);
+                fs::create_dir(&project).expect("create the project directory");
+                rt.block_on(init_project(&project, &options, &registry))
+                    .expect("initialise the store");
+                let layout = Layout::for_project(&project);
+                let mut config = load_config(&RealFs, &layout).expect("load config.yaml");
+                config.lock.timeout_ms = LOCK_TIMEOUT_MS;
+                write_config(&RealFs, &layout, &config, config.durability).expect("write config.yaml");
+                project
+            })
+            .collect()
+    }
+}
+
 /// One measured run.
 #[derive(Debug)]
 struct Row {
+    backend: &'static str,
     processes: usize,
     commits_each: usize,
     commits: usize,
@@ -166,19 +256,12 @@ struct Row {
     max_acquire_wait: Duration,
 }
 
-/// Runs `processes` writers of `commits_each` commits against a fresh project under
-/// `root`, checks the result and returns the timing.
-fn measure(rt: &Runtime, root: &Path, processes: usize, commits_each: usize) -> Row {
-    let project = root.join(format!("n{processes}"));
-    fs::create_dir(&project).expect("create the project directory");
+/// Runs `processes` writers of `commits_each` commits against a fresh store of `kind`
+/// under `root`, checks the result and returns the timing.
+fn measure(rt: &Runtime, root: &Path, kind: &Kind, processes: usize, commits_each: usize) -> Row {
+    let checkouts = kind.checkouts(rt, root, processes);
+    let project = checkouts[0].clone();
     let registry = builtin_registry();
-    rt.block_on(init_project(&project, &InitOptions::default(), &registry))
-        .expect("initialise the store");
-    let layout = Layout::for_project(&project);
-    let mut config = load_config(&RealFs, &layout).expect("load config.yaml");
-    config.lock.timeout_ms = LOCK_TIMEOUT_MS;
-    write_config(&RealFs, &layout, &config, config.durability).expect("write config.yaml");
-
     let opened = rt
         .block_on(open_project(&project, &registry, &OpenOptions::default()))
         .expect("open the store");
@@ -203,7 +286,7 @@ fn measure(rt: &Runtime, root: &Path, processes: usize, commits_each: usize) -> 
             let prefix = format!("w{i}-");
             let child = Command::new(&exe)
                 .env(ROLE_VAR, "writer")
-                .arg(&project)
+                .arg(&checkouts[i % checkouts.len()])
                 .arg(&prefix)
                 .arg(commits_each.to_string())
                 .stdin(Stdio::null())
@@ -260,9 +343,12 @@ fn measure(rt: &Runtime, root: &Path, processes: usize, commits_each: usize) -> 
         before.revision + commits as u64,
         "N = {processes}: the revision must advance by N·M"
     );
-    fs::remove_dir_all(&project).expect("remove the bench project");
+    for checkout in &checkouts {
+        fs::remove_dir_all(checkout).expect("remove the bench project");
+    }
 
     Row {
+        backend: kind.name(),
         processes,
         commits_each,
         commits,
