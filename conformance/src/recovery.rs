@@ -1157,8 +1157,9 @@ pub async fn reseal_refuses_a_schema_violation(subject: &Subject) -> CaseResult 
                 ..
             },
         ) => ensure!(
-            error.to_string().contains("reseal only accepts"),
-            "unclear refusal: {error}"
+            matches!(&error, Error::Unrecovered { remedies, .. }
+                if remedies.contains(&Remedy::RepairByHandThenReseal)),
+            "the refusal does not offer repairing by hand: {error:?}"
         ),
         other => return Err(Failure(format!("reseal of a schema violation gave {other:?}"))),
     }
