@@ -100,7 +100,22 @@ impl Tables {
         format!("checklist_lock_{}", self.schema)
     }
 
-    fn ddl(&self) -> String {
+    /// The names of the relations of the layout, unqualified.
+    const RELATIONS: [&'static str; 9] = [
+        "meta",
+        "states",
+        "backups",
+        "audit",
+        "archive",
+        "archive_order",
+        "quarantine",
+        "locks",
+        "lock_waiters",
+    ];
+
+    /// The DDL of the layout; `CREATE SCHEMA` only with `create_schema` (it needs the
+    /// `CREATE` privilege on the database even when the schema is there).
+    fn ddl(&self, create_schema: bool) -> String {
         let Self {
             schema,
             meta,
@@ -113,8 +128,13 @@ impl Tables {
             locks,
             lock_waiters,
         } = self;
+        let create_schema = if create_schema {
+            format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";")
+        } else {
+            String::new()
+        };
         format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+            "{create_schema}
              CREATE TABLE IF NOT EXISTS {meta} (key text PRIMARY KEY, value text NOT NULL);
              CREATE TABLE IF NOT EXISTS {states} (
                store text PRIMARY KEY, revision bigint NOT NULL, checksum text NOT NULL,
@@ -182,7 +202,23 @@ pub(crate) async fn bootstrap(
             &[(&tables.schema, Type::TEXT)],
         )
         .await?;
-    transaction.batch_execute(&tables.ddl()).await?;
+    // What an earlier holder of the lock made, read with a snapshot taken after the
+    // lock was granted: the catalog caches of this session (or of the server
+    // connection a pooler lends it) may predate that commit, and `CREATE SCHEMA IF NOT
+    // EXISTS` trusting them fails with a duplicate key in pg_namespace.
+    let relations: Vec<&str> = Tables::RELATIONS.to_vec();
+    let found = transaction
+        .query_typed_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+                    (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND c.relname = ANY($2))",
+            &[(&tables.schema, Type::TEXT), (&relations, Type::TEXT_ARRAY)],
+        )
+        .await?;
+    let (schema_exists, present): (bool, i64) = (found.get(0), found.get(1));
+    if usize::try_from(present).unwrap_or(0) < relations.len() {
+        transaction.batch_execute(&tables.ddl(!schema_exists)).await?;
+    }
     transaction.commit().await?;
     Ok(existing_layout(client, tables).await?.unwrap_or(Layout::Unknown))
 }

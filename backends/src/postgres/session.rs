@@ -142,7 +142,8 @@ pub(crate) fn explained(error: tokio_postgres::Error) -> Box<dyn std::error::Err
             Some("check the user and the password (the URL, PGPASSWORD, ~/.pgpass or CHECKLIST_DATABASE_URL)")
         }
         Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => Some(
-            "the role lacks a privilege on the schema or its tables: grant it, or have a role that may create              them run `init` once (createSchema)",
+            "the role lacks a privilege on the schema or its tables: grant it, or have a role that may create \
+             them run `init` once (createSchema)",
         ),
         Some(code) if *code == SqlState::INVALID_CATALOG_NAME => {
             Some("the database does not exist: check the URL")

@@ -295,17 +295,23 @@ impl Inner {
         // reading what is stored, never by guessing or writing again.
         let connection_lost =
             matches!(outcome, Err(Error::Backend { .. })) && self.session.lock().await.is_none();
-        if connection_lost
-            && let Ok(Some(digest)) = self.stored_digest().await
-            && digest == new_digest
-        {
-            tracing::warn!(
-                location = self.location(),
-                "the connection broke while committing; the commit is there"
-            );
-            return Ok(Some(self.receipt_after_unknown_commit(request, replaced).await?));
+        if !connection_lost {
+            return outcome;
         }
-        outcome
+        match self.stored_digest().await {
+            Ok(Some(digest)) if digest == new_digest => {
+                tracing::warn!(
+                    location = self.location(),
+                    "the connection broke while committing; the commit is there"
+                );
+                Ok(Some(self.receipt_after_unknown_commit(request, replaced).await))
+            }
+            // Other bytes (or none) are stored: the commit did not happen.
+            Ok(_) => outcome,
+            // The server cannot be asked: whether the commit happened is not known, and
+            // the error must not say that nothing changed.
+            Err(_) => outcome.map_err(outcome_unknown),
+        }
     }
 
     async fn stored_digest(&self) -> Result<Option<Vec<u8>>> {
@@ -328,21 +334,23 @@ impl Inner {
 
     /// The receipt of a commit whose answer was lost: what the transaction wrote is
     /// read back (the backup of the replaced revision, if one was asked for).
+    /// (The commit stands whether or not its backup can be listed again.)
     async fn receipt_after_unknown_commit(
         &self,
         request: &WriteRequest,
         replaced: Option<&Found>,
-    ) -> Result<WriteReceipt> {
+    ) -> WriteReceipt {
         let backup = match (&request.keep, replaced) {
             (Some(_), Some(found)) => self
                 .list_backups()
-                .await?
+                .await
+                .unwrap_or_default()
                 .into_iter()
                 .rev()
                 .find(|b| b.revision == found.revision && b.checksum == found.checksum),
             _ => None,
         };
-        Ok(WriteReceipt {
+        WriteReceipt {
             committed: Committed {
                 revision: request.document.revision,
                 checksum: request.document.checksum.clone(),
@@ -350,7 +358,7 @@ impl Inner {
             backup,
             pruned: Vec::new(),
             unaudited: None,
-        })
+        }
     }
 
     async fn commit_transaction(
@@ -990,4 +998,27 @@ async fn append_audit(
         )
         .await?;
     Ok(())
+}
+
+/// The error of a commit whose connection broke when the server could not be asked
+/// afterwards whether it happened: it says so, instead of implying nothing changed.
+fn outcome_unknown(error: Error) -> Error {
+    match error {
+        Error::Backend {
+            backend,
+            operation,
+            location,
+            source,
+        } => Error::Backend {
+            backend,
+            operation,
+            location,
+            source: format!(
+                "the connection broke while committing and the server could not be asked afterwards ({source}), \
+                 so the commit may have happened or not: read the state before running the command again"
+            )
+            .into(),
+        },
+        other => other,
+    }
 }

@@ -8,6 +8,8 @@ mod file_store;
 mod hostile_documents;
 mod lock_faults;
 mod migration;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod properties;
 mod recovery_faults;
 #[cfg(feature = "sqlite")]
