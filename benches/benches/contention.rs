@@ -223,7 +223,10 @@ impl Kind {
                     backend_options,
                     ..InitOptions::default()
                 };
-                (vec![format!("pg{processes}-a"), format!("pg{processes}-b")], options)
+                (
+                    vec![format!("pg{processes}-a"), format!("pg{processes}-b")],
+                    options,
+                )
             }
         };
         names

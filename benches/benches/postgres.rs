@@ -78,10 +78,18 @@ fn sealed_bytes(state: &ChecklistState, revision: u64) -> Vec<u8> {
 }
 
 /// The statements of one store commit, by hand: the read, then the transaction.
-async fn raw_commit(client: &mut Client, table: &str, bytes: &[u8], revision: u64) -> Result<(), tokio_postgres::Error> {
+async fn raw_commit(
+    client: &mut Client,
+    table: &str,
+    bytes: &[u8],
+    revision: u64,
+) -> Result<(), tokio_postgres::Error> {
     let key = "raw".to_owned();
     let stored: Vec<u8> = client
-        .query_typed_one(&format!("SELECT doc FROM {table} WHERE store = $1"), &[(&key, Type::TEXT)])
+        .query_typed_one(
+            &format!("SELECT doc FROM {table} WHERE store = $1"),
+            &[(&key, Type::TEXT)],
+        )
         .await?
         .get(0);
     let digest = Sha256::digest(&stored).to_vec();
@@ -143,7 +151,9 @@ impl Measured {
                     let key = "raw".to_owned();
                     client
                         .execute_typed(
-                            &format!("INSERT INTO {table} (store, revision, checksum, doc) VALUES ($1, 1, '', $2)"),
+                            &format!(
+                                "INSERT INTO {table} (store, revision, checksum, doc) VALUES ($1, 1, '', $2)"
+                            ),
                             &[(&key, Type::TEXT), (&bytes, Type::BYTEA)],
                         )
                         .await?;
@@ -196,8 +206,13 @@ impl Measured {
                     self.steps,
                     if *seal { "raw_sealed" } else { "raw" }
                 );
-                let bytes = if *seal { sealed_bytes(&self.state, next) } else { bytes.clone() };
-                rt.block_on(raw_commit(client, &table, &bytes, next)).expect("raw commit");
+                let bytes = if *seal {
+                    sealed_bytes(&self.state, next)
+                } else {
+                    bytes.clone()
+                };
+                rt.block_on(raw_commit(client, &table, &bytes, next))
+                    .expect("raw commit");
                 self.revision = next;
             }
             Subject::Lock(locks) => {

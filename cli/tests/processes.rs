@@ -227,6 +227,7 @@ mod unix {
     fn spawn_role(role: &str, args: &[&str]) -> Child {
         Command::new(std::env::current_exe().unwrap())
             .env(ROLE, role)
+            .env_remove("CHECKLIST_DATABASE_URL")
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -257,7 +258,9 @@ mod unix {
             .arg(root)
             .args(args)
             .env_remove("CHECKLIST_DIR")
-            .env_remove("CHECKLIST_LOG");
+            .env_remove("CHECKLIST_LOG")
+            // A postgres store's server is its config.yaml's, not the environment's.
+            .env_remove("CHECKLIST_DATABASE_URL");
         cmd
     }
 
@@ -876,6 +879,455 @@ mod unix {
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
+
+    // ----- postgres: two checkouts sharing one store on a server ---------------------
+
+    /// Two checkouts (project directories) of one store, under a fresh key in a fresh
+    /// schema of the harness's server; dropping it drops the schema.
+    #[cfg(feature = "postgres")]
+    pub(crate) struct PgPair {
+        server: &'static checklist_conformance::pg_server::PgServer,
+        schema: String,
+        key: String,
+        a: tempfile::TempDir,
+        b: tempfile::TempDir,
+    }
+
+    #[cfg(feature = "postgres")]
+    impl PgPair {
+        /// `None` (having said why) without a server; under `CHECKLIST_REQUIRE_PG=1`
+        /// the harness panics instead.
+        fn new() -> Option<Self> {
+            use checklist_conformance::pg_server;
+            let Some(server) = pg_server::test_server() else {
+                println!(
+                    "    skipped: no PostgreSQL server ({})",
+                    pg_server::why_no_server().unwrap_or_default()
+                );
+                return None;
+            };
+            let schema = pg_server::throwaway_schema_name();
+            let key = format!("procs/{}", &schema[2..14]);
+            let pair = Self {
+                server,
+                schema,
+                key,
+                a: tempfile::tempdir().unwrap(),
+                b: tempfile::tempdir().unwrap(),
+            };
+            for dir in [&pair.a, &pair.b] {
+                ok(
+                    dir.path(),
+                    &[
+                        "init",
+                        "--backend",
+                        "postgres",
+                        "--database-url",
+                        server.url(),
+                        "--key",
+                        &pair.key,
+                        "--schema",
+                        &pair.schema,
+                    ],
+                );
+            }
+            ok(pair.a(), &["start", "--template", "t"]);
+            let status = state(pair.b());
+            assert_eq!(status["store"]["backend"], "postgres", "{status}");
+            assert_eq!(status["activeInstance"]["templateId"], "t", "{status}");
+            Some(pair)
+        }
+
+        fn a(&self) -> &Path {
+            self.a.path()
+        }
+
+        fn b(&self) -> &Path {
+            self.b.path()
+        }
+
+        /// How errors name the server.
+        fn server_name(&self) -> String {
+            self.server.url_as(self.server.user(), None)
+        }
+
+        /// The `lock_broken` records of the store's audit trail.
+        fn lock_breaks(&self) -> Vec<Value> {
+            let audit: Value = serde_json::from_slice(&ok(self.a(), &["--json", "audit"]).stdout).unwrap();
+            audit["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["event"] == "lock_broken")
+                .cloned()
+                .collect()
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    impl Drop for PgPair {
+        fn drop(&mut self) {
+            let _ = self.server.drop_schema(&self.schema);
+        }
+    }
+
+    /// How often each step id is in the state.
+    #[cfg(feature = "postgres")]
+    fn step_counts(root: &Path) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for id in step_ids(root) {
+            *counts.entry(id).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// What a crowd of writers did: who committed, who failed cleanly, and every
+    /// "broke the stale lock" line they printed.
+    #[cfg(feature = "postgres")]
+    struct Crowd {
+        succeeded: Vec<String>,
+        failed: Vec<String>,
+        breaks: Vec<String>,
+        elapsed: Duration,
+    }
+
+    /// `per_checkout` processes in each checkout of `pair` complete a distinct step at
+    /// once. Each must succeed or fail cleanly: a lock timeout (4) or a conflict (6)
+    /// with one error sentence naming the server.
+    #[cfg(feature = "postgres")]
+    fn crowd_of_writers(pair: &PgPair, per_checkout: usize) -> Crowd {
+        let started = Instant::now();
+        let children: Vec<_> = (0..2 * per_checkout)
+            .map(|i| {
+                let (root, id) = if i % 2 == 0 {
+                    (pair.a(), format!("a-{i}"))
+                } else {
+                    (pair.b(), format!("b-{i}"))
+                };
+                let child = checklist_cmd(root, &["--lock-timeout", "180000", "step", "complete", &id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (id, child)
+            })
+            .collect();
+        let mut crowd = Crowd {
+            succeeded: Vec::new(),
+            failed: Vec::new(),
+            breaks: Vec::new(),
+            elapsed: Duration::ZERO,
+        };
+        for (id, child) in children {
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            crowd.breaks.extend(
+                err.lines()
+                    .filter(|l| l.contains("broke the stale lock"))
+                    .map(str::to_owned),
+            );
+            match out.status.code() {
+                Some(0) => crowd.succeeded.push(id),
+                Some(code @ (4 | 6)) => {
+                    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("error:")).collect();
+                    assert!(
+                        lines.len() == 1 && lines[0].contains(&pair.server_name()),
+                        "{id} failed with {code} without one sentence naming the server: {err}"
+                    );
+                    crowd.failed.push(id);
+                }
+                other => panic!("{id} did not fail cleanly ({other:?}): {err}"),
+            }
+        }
+        crowd.elapsed = started.elapsed();
+        crowd
+    }
+
+    /// 32 processes in each of two checkouts of one postgres store (64 processes, 128
+    /// sessions) complete a distinct step at once: each succeeds or fails cleanly;
+    /// every success is in the state exactly once, no failure is, the revision grew by
+    /// the number of successes, the state verifies and the lock is free.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_concurrent_step_completes_from_two_checkouts() {
+        let Some(pair) = PgPair::new() else { return };
+        let before = state(pair.a())["revision"].as_u64().unwrap();
+        let crowd = crowd_of_writers(&pair, 32);
+        assert!(!crowd.succeeded.is_empty(), "no process committed");
+        let after = state(pair.b());
+        assert_eq!(
+            after["revision"].as_u64().unwrap(),
+            before + crowd.succeeded.len() as u64,
+            "the revision counts every successful commit once"
+        );
+        let counts = step_counts(pair.a());
+        for id in &crowd.succeeded {
+            assert_eq!(counts.get(id), Some(&1), "{id} succeeded: it must be there once");
+        }
+        for id in &crowd.failed {
+            assert_eq!(counts.get(id), None, "{id} failed but its step is there");
+        }
+        assert_eq!(counts.len(), crowd.succeeded.len());
+        ok(pair.a(), &["verify"]);
+        ok(pair.b(), &["verify"]);
+        let lock: Value =
+            serde_json::from_slice(&ok(pair.b(), &["--json", "lock", "status"]).stdout).unwrap();
+        assert!(lock["holder"].is_null(), "a lock was left behind: {lock}");
+        assert!(lock["waiters"].as_array().unwrap().is_empty(), "{lock}");
+        println!(
+            "    64 processes in two checkouts: {} committed, {} failed cleanly, in {:.2} s ({:.0} commits/s)",
+            crowd.succeeded.len(),
+            crowd.failed.len(),
+            crowd.elapsed.as_secs_f64(),
+            crowd.succeeded.len() as f64 / crowd.elapsed.as_secs_f64()
+        );
+    }
+
+    /// Contention alone breaks no lock: when nobody died, no process says it broke a
+    /// stale lock and the audit trail has no `lock_broken` record (each lock was
+    /// released and then taken, not taken over).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_contention_breaks_no_lock() {
+        let Some(pair) = PgPair::new() else { return };
+        let crowd = crowd_of_writers(&pair, 32);
+        assert_eq!(crowd.failed, Vec::<String>::new());
+        let audited = pair.lock_breaks();
+        assert!(
+            crowd.breaks.is_empty() && audited.is_empty(),
+            "{} processes said they broke a stale lock though no holder died, e.g. {:?}; {} lock_broken records: {:?}",
+            crowd.breaks.len(),
+            crowd.breaks.first(),
+            audited.len(),
+            audited.first()
+        );
+    }
+
+    /// A holder in checkout A killed with SIGKILL: its database session ends with it,
+    /// so checkout B takes the lock at once (not after the 30 s expiry), says whose it
+    /// was, and audits the takeover. Before the kill, B times out naming the holder.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_killed_holder_is_taken_over_within_seconds() {
+        let Some(pair) = PgPair::new() else { return };
+        let mut holder = spawn_role("hold", &[pair.a().to_str().unwrap()]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        let out = checklist(
+            pair.b(),
+            &["--lock-timeout", "300", "step", "complete", "blocked"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(message.contains(&lock_id), "{message}");
+        assert!(message.contains(&format!("pid {}", holder.id())), "{message}");
+        assert!(message.contains(&pair.server_name()), "{message}");
+
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        let started = Instant::now();
+        let out = ok(
+            pair.b(),
+            &["--lock-timeout", "60000", "step", "complete", "after-kill"],
+        );
+        let waited = started.elapsed();
+        // The expiry is 30 s: a takeover that waited for it would take that long.
+        assert!(
+            waited < Duration::from_secs(10),
+            "took {waited:?}: the killed holder's lock waited for its expiry"
+        );
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("broke the stale lock"), "{log}");
+        assert!(
+            log.contains(&lock_id) && log.contains(&format!("pid {}", holder.id())),
+            "{log}"
+        );
+        assert!(log.contains("database session is gone"), "{log}");
+        assert_eq!(step_ids(pair.a()), ["after-kill"]);
+        let breaks = pair.lock_breaks();
+        assert_eq!(breaks.len(), 1, "{breaks:?}");
+        assert!(breaks[0].to_string().contains(&lock_id), "{}", breaks[0]);
+        println!(
+            "    the other checkout got the lock {:.0} ms after the kill",
+            waited.as_secs_f64() * 1000.0
+        );
+    }
+
+    /// `lock release --force` from checkout B frees the lock of a process of checkout
+    /// A; that process's write is then refused (exit 6) and overwrites nothing.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_force_release_from_another_checkout() {
+        let Some(pair) = PgPair::new() else { return };
+        let mut holder = spawn_role(
+            "hold-then-write",
+            &[pair.a().to_str().unwrap(), "old-holder", "3000"],
+        );
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        let status: Value =
+            serde_json::from_slice(&ok(pair.b(), &["--json", "lock", "status"]).stdout).unwrap();
+        assert_eq!(status["holder"]["lockId"], lock_id.as_str(), "{status}");
+        assert_eq!(status["holder"]["pid"], holder.id(), "{status}");
+        let out = checklist(pair.b(), &["lock", "release", "--force", "not-the-id"]);
+        assert_eq!(out.status.code(), Some(1));
+        let out = ok(pair.b(), &["lock", "release", "--force", &lock_id]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("force-released"));
+        ok(
+            pair.b(),
+            &["--lock-timeout", "2000", "step", "complete", "new-holder"],
+        );
+        assert_eq!(wait_for(&mut stdout, ""), "REFUSED lock_lost");
+        assert_eq!(holder.wait().unwrap().code(), Some(6));
+        assert_eq!(step_ids(pair.a()), ["new-holder"]);
+        ok(pair.a(), &["verify"]);
+        let breaks = pair.lock_breaks();
+        assert_eq!(breaks.len(), 1, "{breaks:?}");
+    }
+
+    /// The holder's command line is recorded for `lock status`; a database password on
+    /// it is redacted, in the lock row and in what `lock status` shows.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_lock_never_holds_a_password_from_the_command_line() {
+        const PASSWORD: &str = "Hunter2-in-the-lock-row";
+        let Some(pair) = PgPair::new() else { return };
+        let url = format!("--database-url=postgres://app:{PASSWORD}@db.internal/prod");
+        let mut holder = spawn_role("hold", &[pair.a().to_str().unwrap(), &url]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        let row = pair
+            .server
+            .psql(&format!(
+                "SELECT holder FROM {}.locks WHERE lock_id = '{lock_id}'",
+                checklist_conformance::pg_server::quote_ident(&pair.schema)
+            ))
+            .unwrap();
+        let json = checklist(pair.b(), &["--json", "lock", "status"]);
+        let human = checklist(pair.b(), &["lock", "status"]);
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        assert!(row.contains(&lock_id), "the lock row names its holder: {row}");
+        assert!(
+            row.contains("--database-url=") && row.contains("db.internal/prod"),
+            "the command line is recorded: {row}"
+        );
+        assert!(!row.contains(PASSWORD), "{row}");
+        for out in [json, human] {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains(&lock_id), "{text}");
+            assert!(!text.contains(PASSWORD), "{text}");
+        }
+    }
+
+    /// Rounds of writers in two checkouts killed at random moments: after each round
+    /// the state verifies, every acknowledged commit (exit 0, or "Completed step"
+    /// printed before the kill) is there, no step is there twice, and the revision
+    /// counts the steps; afterwards the lock is free at once (every killed holder's
+    /// session ended with it), far inside its 30 s expiry.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_random_kills_never_tear_or_lose() {
+        let Some(pair) = PgPair::new() else { return };
+        let base = state(pair.a())["revision"].as_u64().unwrap();
+        let mut seed = 0x51_7cc1_b727_220a_u64;
+        let mut random = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let (mut acknowledged, mut killed) = (Vec::new(), 0);
+        for round in 0..12 {
+            let mut children: Vec<_> = (0..16)
+                .map(|i| {
+                    let id = format!("r{round}-w{i}");
+                    let root = if i % 2 == 0 { pair.a() } else { pair.b() };
+                    let child = checklist_cmd(root, &["--lock-timeout", "60000", "step", "complete", &id])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    (id, child, random(400))
+                })
+                .collect();
+            let started = Instant::now();
+            let mut order: Vec<usize> = (0..children.len()).collect();
+            order.sort_by_key(|&i| children[i].2);
+            for i in order {
+                let (_, child, kill_after_ms) = &mut children[i];
+                if random(2) == 0 {
+                    let at = Duration::from_millis(*kill_after_ms);
+                    if let Some(rest) = at.checked_sub(started.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
+                    let _ = child.kill();
+                }
+            }
+            for (id, child, _) in children {
+                let out = child.wait_with_output().unwrap();
+                let said = String::from_utf8_lossy(&out.stdout);
+                match out.status.code() {
+                    Some(0) => acknowledged.push(id),
+                    None => {
+                        killed += 1;
+                        if said.contains("Completed step") {
+                            acknowledged.push(id);
+                        }
+                    }
+                    Some(code) => panic!(
+                        "writer {id} failed with exit code {code}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                }
+            }
+            ok(pair.a(), &["verify"]);
+            let counts = step_counts(pair.b());
+            for id in &acknowledged {
+                assert_eq!(
+                    counts.get(id),
+                    Some(&1),
+                    "{id} was acknowledged: it must be there once after round {round}"
+                );
+            }
+            assert!(
+                counts.values().all(|&n| n == 1),
+                "a step is there twice: {counts:?}"
+            );
+            let revision = state(pair.a())["revision"].as_u64().unwrap();
+            assert_eq!(
+                revision,
+                base + counts.len() as u64,
+                "every commit added one step and one revision"
+            );
+        }
+        // Nothing blocks the next command: a killed holder's lock goes with its session.
+        let started = Instant::now();
+        ok(
+            pair.b(),
+            &["--lock-timeout", "60000", "step", "complete", "after-the-storm"],
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(10),
+            "the next command waited {waited:?} for the lock (expiry 30 s)"
+        );
+        let lock: Value =
+            serde_json::from_slice(&ok(pair.a(), &["--json", "lock", "status"]).stdout).unwrap();
+        assert!(lock["holder"].is_null(), "{lock}");
+        assert!(lock["waiters"].as_array().unwrap().is_empty(), "{lock}");
+        let taken_over = pair
+            .lock_breaks()
+            .iter()
+            .filter(|r| r.to_string().contains("session is gone"))
+            .count();
+        println!(
+            "    {} writers acknowledged, {killed} were killed ({taken_over} of them holding the lock); the next \
+             command got the lock in {:.0} ms",
+            acknowledged.len(),
+            waited.as_secs_f64() * 1000.0
+        );
+    }
 }
 
 #[cfg(unix)]
@@ -928,6 +1380,38 @@ fn main() {
         (
             "heartbeat_never_keeps_a_process_alive",
             heartbeat_never_keeps_a_process_alive,
+        ),
+        // One store on a PostgreSQL server, two checkouts of it (skipped without a
+        // server unless CHECKLIST_REQUIRE_PG=1).
+        #[cfg(feature = "postgres")]
+        (
+            "concurrent_step_completes_postgres",
+            postgres_concurrent_step_completes_from_two_checkouts,
+        ),
+        #[cfg(feature = "postgres")]
+        (
+            "contention_breaks_no_lock_postgres",
+            postgres_contention_breaks_no_lock,
+        ),
+        #[cfg(feature = "postgres")]
+        (
+            "killed_holder_is_taken_over_within_seconds_postgres",
+            postgres_killed_holder_is_taken_over_within_seconds,
+        ),
+        #[cfg(feature = "postgres")]
+        (
+            "force_release_from_another_checkout_postgres",
+            postgres_force_release_from_another_checkout,
+        ),
+        #[cfg(feature = "postgres")]
+        (
+            "lock_never_holds_a_password_from_the_command_line_postgres",
+            postgres_lock_never_holds_a_password_from_the_command_line,
+        ),
+        #[cfg(feature = "postgres")]
+        (
+            "random_kills_never_tear_or_lose_postgres",
+            postgres_random_kills_never_tear_or_lose,
         ),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();

@@ -186,8 +186,8 @@ fn raw_document(options: &PostgresOptions) -> RawAccess {
 }
 
 /// Writes a lease held by `like`'s holder through a database session that no longer
-/// exists (a backend pid the server does not run), not expired: only the liveness of
-/// the session says the holder is gone.
+/// exists (a backend pid the server does not run), last renewed a minute ago and not
+/// expired: only the liveness of the session says the holder is gone.
 fn plant_stale_lease(options: &PostgresOptions, like: &LockInfo) -> io::Result<()> {
     let holder = serde_json::to_string(like).map_err(io::Error::other)?;
     let lock_id = like.lock_id.clone();
@@ -195,7 +195,8 @@ fn plant_stale_lease(options: &PostgresOptions, like: &LockInfo) -> io::Result<(
     let sql = format!(
         "INSERT INTO {locks} (store, lock_id, holder, backend_pid, backend_start, acquired_at, renewed_at,
                               expires_at, fence)
-         VALUES ($1, $2, $3, 2147483646, now(), now(), now(), now() + interval '10 minutes', 1)
+         VALUES ($1, $2, $3, 2147483646, now(), now() - interval '1 minute', now() - interval '1 minute',
+                 now() + interval '10 minutes', 1)
          ON CONFLICT (store) DO UPDATE SET lock_id = EXCLUDED.lock_id, holder = EXCLUDED.holder,
            backend_pid = EXCLUDED.backend_pid, backend_start = EXCLUDED.backend_start,
            acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at,

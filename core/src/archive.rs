@@ -74,8 +74,11 @@ pub struct HistoryEntry {
     pub archived_at: DateTime<Utc>,
     /// How many steps it completed.
     pub steps: usize,
-    /// The archive file, relative to the store directory (`archive/<id>.yaml`).
-    pub file: String,
+    /// Where its store keeps the archived document, as the store names it: for the
+    /// file backends its file relative to the store directory (`archive/<id>.yaml`).
+    /// Serialized as `file`, the name history.yaml has always given it.
+    #[serde(rename = "file")]
+    pub location: String,
     /// The archived document's checksum.
     pub checksum: String,
 }
@@ -153,8 +156,8 @@ impl ArchivedInstance {
         Ok(archived)
     }
 
-    /// Its line in `history.yaml`, once stored as `file` with `checksum`.
-    pub fn history_entry(&self, file: String, checksum: String) -> HistoryEntry {
+    /// Its entry in the history, once stored at `location` with `checksum`.
+    pub fn history_entry(&self, location: String, checksum: String) -> HistoryEntry {
         HistoryEntry {
             instance_id: self.instance.id.clone(),
             template_id: self.instance.template_id.clone(),
@@ -164,7 +167,7 @@ impl ArchivedInstance {
             completed_at: self.instance.completed_at,
             archived_at: self.archived_at,
             steps: self.completed_steps.len(),
-            file,
+            location,
             checksum,
         }
     }

@@ -1,13 +1,16 @@
 //! The `postgres` lock provider: a lease row per store that names its holder, for
 //! every machine that shares the server (docs/decisions/0022-postgres-backend.md).
 //!
-//! - **Acquire** is one statement, recording the holder (a [`LockInfo`], JSON): insert the row, or take it over when it is free, its
-//!   lease expired (by the server's clock), or its holder's database session is gone
-//!   (`pg_stat_activity` no longer lists the backend pid and start time the holder
-//!   recorded) — so a killed holder's lock is taken at once, anywhere. The row is never
-//!   deleted: its `fence` counts every acquisition.
-//! - **The holder** renews the lease every expiry/3 through its own session; a renewal
-//!   that finds the row taken marks the guard lost, and `ensure_held` re-reads it.
+//! - **Acquire** is one statement, recording the holder (a [`LockInfo`], JSON): insert
+//!   the row, or take it over when it is free, its lease expired (by the server's
+//!   clock), or its holder has stopped: no renewal for [`LIVENESS_GRACE`] and the
+//!   session that last renewed it is gone (`pg_stat_activity` no longer lists its
+//!   backend pid and start time) — so a killed holder's lock is taken within seconds,
+//!   anywhere, long before its expiry. The row is never deleted: its `fence` counts
+//!   every acquisition.
+//! - **The holder** renews the lease every expiry/3, at most every [`HEARTBEAT`],
+//!   recording the session it renews through; a renewal that finds the row taken marks
+//!   the guard lost, and `ensure_held` re-reads it.
 //! - **Waiters** register a row (visible in `lock status` from any machine, filtered by
 //!   the liveness of their sessions), `LISTEN` for releases and poll every retry
 //!   interval as the floor (a pooler or a reconnect loses notifications).
@@ -162,9 +165,11 @@ impl LockShared {
             .map_err(|e| self.error("describe the holder of", Box::new(e)))?;
         let expiry = request.expiry.as_secs_f64();
         let live = live_session("l.backend_pid", "l.backend_start");
+        let grace = LIVENESS_GRACE.as_secs_f64();
         let sql = format!(
             "WITH old AS (
-               SELECT lock_id, holder, expires_at < now() AS expired, NOT {live} AS gone
+               SELECT lock_id, holder, expires_at < now() AS expired,
+                      renewed_at < now() - make_interval(secs => $5) AND NOT {live} AS gone
                FROM {locks} l WHERE store = $1)
              INSERT INTO {locks} AS l (store, lock_id, holder, backend_pid, backend_start, acquired_at, renewed_at,
                                        expires_at, fence)
@@ -175,7 +180,8 @@ impl LockShared {
                backend_pid = EXCLUDED.backend_pid, backend_start = EXCLUDED.backend_start,
                acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at,
                expires_at = EXCLUDED.expires_at, fence = l.fence + 1
-             WHERE l.lock_id IS NULL OR l.expires_at < now() OR NOT {live}
+             WHERE l.lock_id IS NULL OR l.expires_at < now()
+                OR (l.renewed_at < now() - make_interval(secs => $5) AND NOT {live})
              RETURNING l.acquired_at, l.renewed_at, l.expires_at,
                (SELECT lock_id FROM old), (SELECT holder FROM old), (SELECT expired FROM old), (SELECT gone FROM old)",
             locks = self.tables.locks,
@@ -196,6 +202,7 @@ impl LockShared {
                                 (&id, Type::TEXT),
                                 (&holder, Type::TEXT),
                                 (&expiry, Type::FLOAT8),
+                                (&grace, Type::FLOAT8),
                             ],
                         )
                         .await
@@ -209,18 +216,22 @@ impl LockShared {
         let acquired_at: DateTime<Utc> = row.get(0);
         let renewed_at: DateTime<Utc> = row.get(1);
         let expires_at: DateTime<Utc> = row.get(2);
+        // The row as this statement's snapshot shows it (`old`; it cannot be locked
+        // there: the row the statement itself updates is invisible to a locking read of
+        // it). A holder that released just before the update still shows in it, but as
+        // neither expired nor gone: only a lock taken because it was stale is reported.
         let previous: Option<String> = row.get(3);
-        if previous.is_some() {
+        let expired: Option<bool> = row.get(5);
+        let gone: Option<bool> = row.get(6);
+        let reason = if gone == Some(true) {
+            Some("its holder stopped renewing it and its database session is gone")
+        } else if expired == Some(true) {
+            Some("its lease expired without renewal")
+        } else {
+            None
+        };
+        if let (Some(_), Some(reason)) = (&previous, reason) {
             let previous_holder: Option<String> = row.get(4);
-            let expired: Option<bool> = row.get(5);
-            let gone: Option<bool> = row.get(6);
-            let reason = if gone == Some(true) {
-                "its holder's database session is gone"
-            } else if expired == Some(true) {
-                "its lease expired without renewal"
-            } else {
-                "it was free"
-            };
             let holder = previous_holder
                 .as_deref()
                 .and_then(|h| serde_json::from_str::<LockInfo>(h).ok());
@@ -409,7 +420,9 @@ impl LockShared {
     /// Renews the lease of `lock_id`; whether it is still this holder's.
     async fn renew(&self, lock_id: &str, expiry: Duration) -> Result<bool> {
         let sql = format!(
-            "UPDATE {} SET renewed_at = now(), expires_at = now() + make_interval(secs => $3)
+            "UPDATE {} SET renewed_at = now(), expires_at = now() + make_interval(secs => $3),
+               backend_pid = pg_backend_pid(),
+               backend_start = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())
              WHERE store = $1 AND lock_id = $2",
             self.tables.locks
         );
@@ -474,6 +487,19 @@ impl LockShared {
             .collect())
     }
 }
+
+/// How often a holder renews its lease at most: often enough that [`LIVENESS_GRACE`]
+/// without a renewal means it stopped.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long a lease may go unrenewed before the end of the session that last renewed
+/// it counts as the holder's end. A holder renews every [`HEARTBEAT`] through whatever
+/// session it has: behind a transaction pooler that is a pooled server connection the
+/// pooler may close while the holder lives on (the lease then moves to the session of
+/// the next renewal), and a holder whose own session was terminated reconnects and
+/// renews. A holder that died stops renewing, and its lock is taken this long after
+/// its last renewal — long before its expiry.
+const LIVENESS_GRACE: Duration = Duration::from_secs(2);
 
 /// The SQL condition "the session `pid`/`start` is still connected". Roles that may
 /// not see other sessions' details get `backend_start` as NULL; then the pid alone
@@ -695,7 +721,7 @@ impl HeldPostgresLock {
 /// lost, and so does one that has not succeeded for a whole expiry (the server or the
 /// connection gone: others may take the lock by now).
 async fn heartbeat(shared: Arc<LockShared>, lock_id: String, expiry: Duration, lost: Arc<AtomicBool>) {
-    let interval = (expiry / 3).max(Duration::from_millis(10));
+    let interval = (expiry / 3).min(HEARTBEAT).max(Duration::from_millis(10));
     let mut last_renewed = Instant::now();
     loop {
         tokio::time::sleep(interval).await;

@@ -280,9 +280,14 @@ pub(crate) async fn ensure_layout(
         location: location.to_owned(),
         source,
     };
+    let operation = if create {
+        "find or create the tables in"
+    } else {
+        "find the tables in"
+    };
     let layout = bootstrap(client, tables, create)
         .await
-        .map_err(|e| backend_error("create the tables in", super::session::explained(e)))?;
+        .map_err(|e| backend_error(operation, super::session::explained(e)))?;
     match layout {
         Layout::Ready => Ok(()),
         Layout::Missing => Err(backend_error(

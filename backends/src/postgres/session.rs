@@ -158,6 +158,10 @@ pub(crate) fn explained(error: tokio_postgres::Error) -> Box<dyn std::error::Err
             Some("the server has no connection slot free: raise max_connections or put a pooler in front")
         }
         None if error.is_closed() => Some("the connection was closed: run the command again"),
+        // The driver's own refusal before asking the server (it names no SQL state).
+        None if chain(&error).contains("password missing") => Some(
+            "no password was given: check the user and the password (PGPASSWORD, ~/.pgpass or CHECKLIST_DATABASE_URL)",
+        ),
         None => Some("check that the server is up and reachable from here, and the URL"),
         _ => None,
     };
@@ -169,18 +173,22 @@ pub(crate) fn explained(error: tokio_postgres::Error) -> Box<dyn std::error::Err
             }
             what
         }
-        None => {
-            let mut what = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                what.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            what
-        }
+        None => chain(&error),
     };
     match advice {
         Some(advice) => format!("{what}; {advice}").into(),
         None => what.into(),
     }
+}
+
+/// `error` and its causes, `: `-separated (tokio-postgres keeps what went wrong in the
+/// cause of a connection or configuration error).
+fn chain(error: &tokio_postgres::Error) -> String {
+    let mut what = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        what.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    what
 }

@@ -699,7 +699,10 @@ impl Inner {
         let id = archived.instance.id.clone();
         validate_file_stem("instance id", &id)?;
         let sealed = archived.seal(&self.location_path().join("archive").join(&id))?;
-        let entry = archived.history_entry(format!("archive/{id}"), sealed.checksum.clone());
+        let entry = archived.history_entry(
+            format!("{}.archive, key {}, id {id}", self.tables.schema, self.key),
+            sealed.checksum.clone(),
+        );
         let doc = serde_json::to_vec_pretty(&sealed.value).map_err(|e| Error::invalid(e.to_string()))?;
         let entry_json = serde_json::to_string(&entry).map_err(|e| Error::invalid(e.to_string()))?;
         let sql = format!(

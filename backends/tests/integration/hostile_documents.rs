@@ -281,7 +281,7 @@ impl Document {
             Self::History => layout.history(),
             Self::Archive => {
                 let entry = opened.backend.store.history().await.unwrap().remove(0);
-                layout.dir().join(entry.file)
+                layout.dir().join(entry.location)
             }
         }
     }

@@ -62,13 +62,15 @@ pub(crate) async fn run(ctx: &Context<'_>, args: ArchiveArgs, err: &mut dyn Writ
     fields.insert("archived".into(), json!(entry));
     Ok(Outcome::report(
         format!(
-            "Archived instance {} of template {} ({}, {}) to {}; the state is at revision {} with no instance.",
+            "Archived instance {} of template {} ({}, {}) as {}; the state is at revision {} with no instance \
+             (`checklist archive --show {}` shows it).",
             entry.instance_id,
             entry.template_id,
             entry.status.as_str(),
             count(entry.steps, "step"),
-            opened.layout.dir().join(&entry.file).display(),
-            outcome.revision
+            entry.location,
+            outcome.revision,
+            entry.instance_id
         ),
         fields.into(),
     ))
@@ -101,7 +103,7 @@ fn list(history: Vec<HistoryEntry>) -> Result<Outcome> {
                     e.status.as_str(),
                     e.steps,
                     e.archived_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    e.file
+                    e.location
                 )
             })
             .collect::<Vec<_>>()

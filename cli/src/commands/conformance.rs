@@ -287,7 +287,9 @@ fn choose_backend(root: &Path, asked: Option<&str>) -> Result<BuiltinBackend> {
         } else {
             ""
         };
-        Error::invalid(format!("cannot check the backend named in {from}: {not_builtin}{server}"))
+        Error::invalid(format!(
+            "cannot check the backend named in {from}: {not_builtin}{server}"
+        ))
     })
 }
 

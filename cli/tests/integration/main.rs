@@ -9,6 +9,8 @@ mod large_output;
 mod memory_backend;
 mod migrate;
 mod missing_state;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod secrets;
 mod state_dir_fallback;
 mod support;
