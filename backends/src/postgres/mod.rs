@@ -62,8 +62,9 @@ pub const DATABASE_URL_ENV: &str = "CHECKLIST_DATABASE_URL";
 /// How long one operation may wait for the server by default.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where a `postgres` store is: config.yaml's `backend` options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a `postgres` store is: config.yaml's `backend` options. Its `Debug` shows the
+/// URL without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresOptions {
     /// `url`: a `postgres://` URL; what it leaves out comes from the `PG*` environment
     /// variables and the password file, as with libpq. `None`: the environment alone.
@@ -78,6 +79,18 @@ pub struct PostgresOptions {
     pub create_schema: bool,
     /// `operationTimeoutMs`: how long one operation may wait for the server.
     pub operation_timeout: Duration,
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &self.url.as_deref().map(server::strip_password))
+            .field("schema", &self.schema)
+            .field("key", &self.key)
+            .field("create_schema", &self.create_schema)
+            .field("operation_timeout", &self.operation_timeout)
+            .finish()
+    }
 }
 
 impl PostgresOptions {
@@ -461,5 +474,18 @@ impl QuarantineStore for PostgresStore {
 
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         self.inner.read_quarantined(id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_never_show_a_password() {
+        let options = PostgresOptions::new("app").with_url("postgres://u:hunter2@h/db?sslmode=disable");
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://u@h/db"), "{shown}");
     }
 }

@@ -470,7 +470,7 @@ fn default_client_file(name: &str) -> Option<PathBuf> {
 }
 
 /// `url` with the password left out of its user info and its parameters.
-fn strip_password(url: &str) -> String {
+pub(crate) fn strip_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
