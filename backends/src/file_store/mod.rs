@@ -28,9 +28,9 @@ use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::{self, Capabilities};
 use checklist_core::{
-    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, ChecklistState, Committed,
-    DocumentStore, Error, Expectation, KeepBackup, Precondition, QuarantineStore, Result, StoreInfo,
-    WriteReceipt, WriteRequest,
+    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, Committed, DocumentStore,
+    Error, Expectation, KeepBackup, Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt,
+    WriteRequest,
 };
 
 use crate::blocking::run_blocking;
@@ -247,17 +247,13 @@ impl<C: Codec> Inner<C> {
         }
     }
 
-    /// Verifies `bytes` as the state file's (core remembers what it verified before).
-    fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        store::verify(&self.codec, bytes, &self.state_path)
-    }
-
-    /// What `bytes` hold, verified.
+    /// What `bytes` hold, verified as the state file's (core remembers what it
+    /// verified before, and a compare needs no copy of the state).
     fn contents(&self, bytes: &[u8]) -> Result<Contents> {
-        let state = self.verify(bytes)?;
+        let (revision, checksum) = store::verify_revision(&self.codec, bytes, &self.state_path)?;
         Ok(Contents {
-            revision: state.revision,
-            checksum: state.checksum.unwrap_or_default(),
+            revision,
+            checksum: checksum.unwrap_or_default(),
             size: bytes.len() as u64,
         })
     }

@@ -174,7 +174,7 @@ impl LockShared {
              INSERT INTO {locks} AS l (store, lock_id, holder, backend_pid, backend_start, acquired_at, renewed_at,
                                        expires_at, fence)
              VALUES ($1, $2, $3, pg_backend_pid(),
-                     (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()),
+                     (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())),
                      now(), now(), now() + make_interval(secs => $4), 1)
              ON CONFLICT (store) DO UPDATE SET lock_id = EXCLUDED.lock_id, holder = EXCLUDED.holder,
                backend_pid = EXCLUDED.backend_pid, backend_start = EXCLUDED.backend_start,
@@ -211,7 +211,7 @@ impl LockShared {
             self.settle(&mut guard, "acquire the lock on", outcome)
         }?;
         let Some(row) = row else {
-            return Ok(Attempt::Busy(self.holder().await?));
+            return Ok(Attempt::Busy);
         };
         let acquired_at: DateTime<Utc> = row.get(0);
         let renewed_at: DateTime<Utc> = row.get(1);
@@ -333,7 +333,7 @@ impl LockShared {
         let me = ProcessIdentity::current();
         let sql = format!(
             "INSERT INTO {} (store, waiter_id, pid, hostname, backend_pid, backend_start)
-             VALUES ($1, $2, $3, $4, pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()))
+             VALUES ($1, $2, $3, $4, pg_backend_pid(), (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())))
              ON CONFLICT (store, waiter_id) DO NOTHING",
             self.tables.lock_waiters
         );
@@ -422,7 +422,7 @@ impl LockShared {
         let sql = format!(
             "UPDATE {} SET renewed_at = now(), expires_at = now() + make_interval(secs => $3),
                backend_pid = pg_backend_pid(),
-               backend_start = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())
+               backend_start = (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid()))
              WHERE store = $1 AND lock_id = $2",
             self.tables.locks
         );
@@ -488,6 +488,9 @@ impl LockShared {
     }
 }
 
+/// The window over which the waiters a release notified spread their next attempts.
+const NOTIFIED_SPREAD: Duration = Duration::from_millis(10);
+
 /// How often a holder renews its lease at most: often enough that [`LIVENESS_GRACE`]
 /// without a renewal means it stopped.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -506,8 +509,8 @@ const LIVENESS_GRACE: Duration = Duration::from_secs(2);
 /// keeps the lock held (a reused pid at worst delays a takeover to the expiry).
 fn live_session(pid: &str, start: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = {pid}
-                 AND (a.backend_start = {start} OR a.backend_start IS NULL))"
+        "EXISTS (SELECT 1 FROM pg_stat_get_activity({pid}) a
+                 WHERE a.backend_start = {start} OR a.backend_start IS NULL)"
     )
 }
 
@@ -529,7 +532,8 @@ fn lock_std<T>(mutex: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 enum Attempt {
     Acquired(LockInfo),
-    Busy(Holder),
+    /// Held by someone else (who, a timeout reads separately: waiting needs no name).
+    Busy,
 }
 
 enum Holder {
@@ -613,37 +617,44 @@ impl LockProvider for PostgresLockProvider {
             let released = shared.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            let holder = match shared.try_acquire(&lock_id, request).await? {
-                Attempt::Acquired(info) => {
-                    registration.finish().await;
-                    return Ok(LockGuard::new(Box::new(HeldPostgresLock::start(
-                        Arc::clone(shared),
-                        info,
-                        request.expiry,
-                    ))));
-                }
-                Attempt::Busy(holder) => holder,
-            };
+            if let Attempt::Acquired(info) = shared.try_acquire(&lock_id, request).await? {
+                registration.finish().await;
+                return Ok(LockGuard::new(Box::new(HeldPostgresLock::start(
+                    Arc::clone(shared),
+                    info,
+                    request.expiry,
+                ))));
+            }
             if !registration.registered {
                 shared.register_waiter(&registration.id).await?;
                 registration.registered = true;
             }
             let now = Instant::now();
             if now >= deadline {
+                let holder = shared.holder().await;
                 registration.finish().await;
                 return Err(Error::LockTimeout {
                     resource: shared.resource.clone(),
                     waited: started.elapsed(),
-                    holder: match holder {
+                    holder: match holder? {
                         Holder::Known(info) => Some(info),
                         Holder::Free | Holder::Unreadable(_) => None,
                     },
                 });
             }
             let pause = jittered(request.retry_interval).min(deadline - now);
-            tokio::select! {
-                () = &mut released => {}
-                () = tokio::time::sleep(pause) => {}
+            let woken = tokio::select! {
+                () = &mut released => true,
+                () = tokio::time::sleep(pause) => false,
+            };
+            // A release wakes every waiter of every machine at once; spreading their
+            // next attempts over a few milliseconds spares the row one pile-up per
+            // release (the one that gets in is decided by the row, not the order).
+            if woken {
+                tokio::time::sleep(
+                    jittered(NOTIFIED_SPREAD).min(deadline.saturating_duration_since(Instant::now())),
+                )
+                .await;
             }
         }
     }

@@ -97,7 +97,7 @@ impl Session {
         });
         let row = client
             .query_typed_one(
-                "SELECT pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())",
+                "SELECT pg_backend_pid(), (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid()))",
                 &[],
             )
             .await

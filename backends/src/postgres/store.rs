@@ -233,8 +233,9 @@ impl Inner {
                 };
                 let contents = match stored {
                     Some(bytes) => {
-                        let state = store::verify(&JsonCodec, bytes, self.location_path())?;
-                        Some(found(bytes, state.revision, state.checksum.unwrap_or_default()))
+                        let (revision, checksum) =
+                            store::verify_revision(&JsonCodec, bytes, self.location_path())?;
+                        Some(found(bytes, revision, checksum.unwrap_or_default()))
                     }
                     None => None,
                 };
@@ -279,7 +280,6 @@ impl Inner {
     /// One commit transaction; `Ok(None)` when the stored bytes are no longer those
     /// read (nothing changed).
     async fn commit(&self, request: &WriteRequest, replaced: Option<&Found>) -> Result<Option<WriteReceipt>> {
-        let new_digest = Sha256::digest(&request.document.bytes).to_vec();
         let outcome = {
             let mut guard = self.session().await?;
             let session = guard.as_mut().expect("connected by session()");
@@ -299,7 +299,7 @@ impl Inner {
             return outcome;
         }
         match self.stored_digest().await {
-            Ok(Some(digest)) if digest == new_digest => {
+            Ok(Some(digest)) if digest == Sha256::digest(&request.document.bytes).as_slice() => {
                 tracing::warn!(
                     location = self.location(),
                     "the connection broke while committing; the commit is there"

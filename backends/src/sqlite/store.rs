@@ -15,7 +15,7 @@ use std::time::Instant;
 use checklist_core::backup::BackupIndexRebuild;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::EncodedDocument;
-use checklist_core::{BackupRecord, ChecklistState, Error, Expectation, KeepBackup, Precondition, Result};
+use checklist_core::{BackupRecord, Error, Expectation, KeepBackup, Precondition, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -272,17 +272,13 @@ impl Inner {
             .flatten())
     }
 
-    /// Verifies `bytes` as the stored document (core remembers what it verified last).
-    fn verify(&self, bytes: &[u8]) -> Result<ChecklistState> {
-        checklist_core::store::verify(&JsonCodec, bytes, &self.db_path)
-    }
-
-    /// What `bytes` hold, verified.
+    /// What `bytes` hold, verified as the stored document (core remembers what it
+    /// verified before, and a compare needs no copy of the state).
     fn contents(&self, bytes: &[u8]) -> Result<Contents> {
-        let state = self.verify(bytes)?;
+        let (revision, checksum) = checklist_core::store::verify_revision(&JsonCodec, bytes, &self.db_path)?;
         Ok(Contents {
-            revision: state.revision,
-            checksum: state.checksum.unwrap_or_default(),
+            revision,
+            checksum: checksum.unwrap_or_default(),
         })
     }
 

@@ -43,6 +43,22 @@ pub fn verify(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result<Checkl
     Ok(state)
 }
 
+/// The revision and checksum `bytes` verify at, checked as [`verify`] checks them —
+/// for a store that only compares a revision before a write, without copying the
+/// state when the bytes were verified before.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_revision(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result<(u64, Option<String>)> {
+    if let Some(head) = recall_with(codec.name(), bytes, |state| {
+        (state.revision, state.checksum.clone())
+    }) {
+        return Ok(head);
+    }
+    let state = verify(codec, bytes, location)?;
+    Ok((state.revision, state.checksum))
+}
+
 /// Like [`verify`], always decoding and checking the bytes, never answering from
 /// what this process verified before: for tests of a codec's round trip and for fuzzing
 /// the parsers, which must exercise them.
@@ -68,10 +84,15 @@ pub(super) fn remember(codec: &'static str, bytes: &[u8], state: &ChecklistState
 }
 
 fn recall(codec: &'static str, bytes: &[u8]) -> Option<ChecklistState> {
+    recall_with(codec, bytes, ChecklistState::clone)
+}
+
+/// What `take` makes of the remembered state of `bytes`, if they are remembered.
+fn recall_with<T>(codec: &'static str, bytes: &[u8], take: impl FnOnce(&ChecklistState) -> T) -> Option<T> {
     let cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     cache
         .iter()
         .rev()
         .find(|v| v.codec == codec && *v.bytes == *bytes)
-        .map(|v| v.state.clone())
+        .map(|v| take(&v.state))
 }
