@@ -15,7 +15,7 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256,
 use checklist_core::store::{self, Capabilities};
 use checklist_core::{
     ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, Committed, DocumentStore,
-    Error, Expectation, Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt, WriteRequest,
+    Error, QuarantineStore, Result, StoreInfo, WriteReceipt, WriteRequest,
 };
 use serde_json::Value;
 
@@ -121,39 +121,6 @@ impl MemoryStore {
         Ok((state.revision, state.checksum.unwrap_or_default()))
     }
 
-    /// Whether `stored` meets `precondition`, and the revision and checksum it holds.
-    fn check(&self, stored: Option<&[u8]>, precondition: &Precondition) -> Result<Option<(u64, String)>> {
-        match precondition {
-            Precondition::Bytes(expected) => match stored {
-                Some(bytes) if bytes == expected.bytes => {
-                    Ok(Some((expected.revision, expected.checksum.clone())))
-                }
-                other => Err(Error::PreconditionFailed {
-                    path: self.inner.info.location_path().to_owned(),
-                    expected: precondition.to_string(),
-                    found: other
-                        .map_or_else(|| "no state".to_owned(), |b| format!("{} other bytes", b.len())),
-                }),
-            },
-            Precondition::Absent | Precondition::Revision(_) => {
-                let expect = match precondition {
-                    Precondition::Revision(r) => Expectation::Revision(*r),
-                    _ => Expectation::Absent,
-                };
-                let contents = stored.map(|bytes| self.contents(bytes)).transpose()?;
-                let found = contents.as_ref().map(|(revision, _)| *revision);
-                if !expect.is_met_by(found) {
-                    return Err(Error::Conflict {
-                        path: self.inner.info.location_path().to_owned(),
-                        expected: expect,
-                        found,
-                    });
-                }
-                Ok(contents)
-            }
-        }
-    }
-
     fn backup_record(&self, revision: u64, checksum: String, size: u64, reason: &str) -> BackupRecord {
         let now = checklist_core::model::now();
         let id = format!("{revision}-{}", now.format("%Y%m%dT%H%M%S%3fZ"));
@@ -192,7 +159,11 @@ impl DocumentStore for MemoryStore {
     async fn write(&self, request: WriteRequest) -> Result<WriteReceipt> {
         let old = {
             let mut document = lock(&self.inner.document);
-            let replaced = self.check(document.as_deref(), &request.precondition)?;
+            let replaced = request.precondition.check(
+                document.as_deref(),
+                &JsonCodec,
+                self.inner.info.location_path(),
+            )?;
             replaced.zip(document.replace(request.document.bytes))
         };
         let backup = match (&request.keep, old) {

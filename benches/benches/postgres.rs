@@ -31,7 +31,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use checklist_backends::{Codec, JsonCodec, PostgresLockProvider, PostgresOptions, PostgresStore};
-use checklist_benches::{cli_runtime, loadavg, state_with_steps};
+use checklist_benches::{Samples, cli_runtime, loadavg, p50_table, state_with_steps};
 use checklist_conformance::pg_server::{test_server, throwaway_schema_name, why_no_server};
 use checklist_core::prelude::*;
 use checklist_core::{ChecklistState, Config, Expectation, LockRequest, document};
@@ -226,20 +226,6 @@ impl Measured {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn format_duration(d: Duration) -> String {
-    let micros = d.as_secs_f64() * 1e6;
-    if micros >= 1000.0 {
-        format!("{:.2} ms", micros / 1000.0)
-    } else {
-        format!("{micros:.0} µs")
-    }
-}
-
 const KINDS: [&str; 3] = ["commit", "raw", "raw_sealed"];
 
 fn main() {
@@ -284,37 +270,15 @@ fn main() {
         loadavg(),
         block * rounds
     );
-    println!("| benchmark | p50 | p99 | p50 × raw | p50 × raw_sealed |");
-    println!("|---|---:|---:|---:|---:|");
-    let p50_of = |subjects: &[Measured], kind: &str, steps: usize| {
-        subjects
-            .iter()
-            .find(|s| s.steps == steps && s.id.ends_with(&format!("/{kind}_{steps}")))
-            .map(|s| {
-                let mut sorted = s.samples.clone();
-                sorted.sort();
-                percentile(&sorted, 50.0)
-            })
-    };
-    for subject in &subjects {
-        let mut sorted = subject.samples.clone();
-        sorted.sort();
-        let p50 = percentile(&sorted, 50.0);
-        let ratio = |kind: &str| {
-            p50_of(&subjects, kind, subject.steps).map_or_else(
-                || "—".to_owned(),
-                |base| format!("{:.2}", p50.as_secs_f64() / base.as_secs_f64()),
-            )
-        };
-        println!(
-            "| {} | {} | {} | {} | {} |",
-            subject.id,
-            format_duration(p50),
-            format_duration(percentile(&sorted, 99.0)),
-            ratio("raw"),
-            ratio("raw_sealed")
-        );
-    }
+    let samples: Vec<Samples<'_>> = subjects
+        .iter()
+        .map(|s| Samples {
+            id: &s.id,
+            steps: s.steps,
+            samples: &s.samples,
+        })
+        .collect();
+    print!("{}", p50_table(&samples, &["raw", "raw_sealed"]));
     if let Err(error) = server.drop_schema(&schema) {
         eprintln!("could not drop the bench schema {schema}: {error}");
     }

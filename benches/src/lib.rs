@@ -6,6 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
 use checklist_core::Expectation;
@@ -99,4 +100,75 @@ pub fn yaml_document(rt: &Runtime, root: &Path, steps: usize) -> Vec<u8> {
     let bytes = fs::read(store.state_path()).expect("read the sample state");
     fs::remove_dir_all(&dir).expect("remove the sample store");
     bytes
+}
+
+/// The nearest-rank percentile `p` (0–100) of sorted samples (zero for none).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `d` in the unit that reads best: `1.23 ms`, `456 µs`.
+pub fn format_duration(d: Duration) -> String {
+    let micros = d.as_secs_f64() * 1e6;
+    if micros >= 1000.0 {
+        format!("{:.2} ms", micros / 1000.0)
+    } else {
+        format!("{micros:.0} µs")
+    }
+}
+
+/// One subject's timed samples, for [`p50_table`].
+#[derive(Debug)]
+pub struct Samples<'a> {
+    /// The benchmark id, `group/kind_steps` (`group/kind` for one without steps).
+    pub id: &'a str,
+    /// The state size it measured, in steps.
+    pub steps: usize,
+    /// Its timings, in any order.
+    pub samples: &'a [Duration],
+}
+
+/// The Markdown table of p50 and p99 per subject, with each p50 over the p50 of the
+/// subject of the same size whose id ends in `/<base>_<steps>`, for every base in
+/// `bases` (`—` where there is none).
+pub fn p50_table(subjects: &[Samples<'_>], bases: &[&str]) -> String {
+    let p50 = |samples: &[Duration]| {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        percentile(&sorted, 50.0)
+    };
+    let mut table = format!(
+        "| benchmark | p50 | p99 |{}\n|---|---:|---:|{}\n",
+        bases.iter().map(|b| format!(" p50 × {b} |")).collect::<String>(),
+        "---:|".repeat(bases.len())
+    );
+    for subject in subjects {
+        let mut sorted = subject.samples.to_vec();
+        sorted.sort();
+        let own = percentile(&sorted, 50.0);
+        let ratios: String = bases
+            .iter()
+            .map(|base| {
+                let suffix = format!("/{base}_{}", subject.steps);
+                subjects
+                    .iter()
+                    .find(|s| s.steps == subject.steps && s.id.ends_with(&suffix))
+                    .map_or_else(
+                        || " — |".to_owned(),
+                        |b| format!(" {:.2} |", own.as_secs_f64() / p50(b.samples).as_secs_f64()),
+                    )
+            })
+            .collect();
+        table.push_str(&format!(
+            "| {} | {} | {} |{ratios}\n",
+            subject.id,
+            format_duration(own),
+            format_duration(percentile(&sorted, 99.0))
+        ));
+    }
+    table
 }

@@ -188,28 +188,21 @@ impl LockShared {
         );
         let key = self.key.clone();
         let id = lock_id.to_owned();
-        let row = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    session
-                        .client
-                        .query_typed_opt(
-                            &sql,
-                            &[
-                                (&key, Type::TEXT),
-                                (&id, Type::TEXT),
-                                (&holder, Type::TEXT),
-                                (&expiry, Type::FLOAT8),
-                                (&grace, Type::FLOAT8),
-                            ],
-                        )
-                        .await
-                })
-                .await;
-            self.settle(&mut guard, "acquire the lock on", outcome)
-        }?;
+        let row = on_session!(self, "acquire the lock on", |session| async {
+            session
+                .client
+                .query_typed_opt(
+                    &sql,
+                    &[
+                        (&key, Type::TEXT),
+                        (&id, Type::TEXT),
+                        (&holder, Type::TEXT),
+                        (&expiry, Type::FLOAT8),
+                        (&grace, Type::FLOAT8),
+                    ],
+                )
+                .await
+        })?;
         let Some(row) = row else {
             return Ok(Attempt::Busy);
         };
@@ -270,17 +263,12 @@ impl LockShared {
         );
         let key = self.key.clone();
         let result: Result<u64> = async {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    session
-                        .client
-                        .execute_typed(&sql, &[(&key, Type::TEXT), (&line, Type::TEXT)])
-                        .await
-                })
-                .await;
-            self.settle(&mut guard, "audit a broken lock on", outcome)
+            on_session!(self, "audit a broken lock on", |session| async {
+                session
+                    .client
+                    .execute_typed(&sql, &[(&key, Type::TEXT), (&line, Type::TEXT)])
+                    .await
+            })
         }
         .await;
         if let Err(error) = result {
@@ -295,14 +283,9 @@ impl LockShared {
             self.tables.locks
         );
         let key = self.key.clone();
-        let row = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async { session.client.query_typed_opt(&sql, &[(&key, Type::TEXT)]).await })
-                .await;
-            self.settle(&mut guard, "read the lock on", outcome)
-        }?;
+        let row = on_session!(self, "read the lock on", |session| async {
+            session.client.query_typed_opt(&sql, &[(&key, Type::TEXT)]).await
+        })?;
         let Some(row) = row else {
             return Ok(Holder::Free);
         };
@@ -339,27 +322,20 @@ impl LockShared {
         );
         let (key, id, host) = (self.key.clone(), waiter_id.to_owned(), me.hostname.clone());
         let pid = i32::try_from(me.pid).unwrap_or(i32::MAX);
-        {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    session
-                        .client
-                        .execute_typed(
-                            &sql,
-                            &[
-                                (&key, Type::TEXT),
-                                (&id, Type::TEXT),
-                                (&pid, Type::INT4),
-                                (&host, Type::TEXT),
-                            ],
-                        )
-                        .await
-                })
-                .await;
-            self.settle(&mut guard, "register a waiter for", outcome)
-        }
+        on_session!(self, "register a waiter for", |session| async {
+            session
+                .client
+                .execute_typed(
+                    &sql,
+                    &[
+                        (&key, Type::TEXT),
+                        (&id, Type::TEXT),
+                        (&pid, Type::INT4),
+                        (&host, Type::TEXT),
+                    ],
+                )
+                .await
+        })
         .map(drop)
     }
 
@@ -369,19 +345,12 @@ impl LockShared {
             self.tables.lock_waiters
         );
         let (key, id) = (self.key.clone(), waiter_id.to_owned());
-        {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    session
-                        .client
-                        .execute_typed(&sql, &[(&key, Type::TEXT), (&id, Type::TEXT)])
-                        .await
-                })
-                .await;
-            self.settle(&mut guard, "remove a waiter for", outcome)
-        }?;
+        on_session!(self, "remove a waiter for", |session| async {
+            session
+                .client
+                .execute_typed(&sql, &[(&key, Type::TEXT), (&id, Type::TEXT)])
+                .await
+        })?;
         lock_std(&self.cancelled).remove(waiter_id);
         Ok(())
     }
@@ -396,22 +365,15 @@ impl LockShared {
             self.tables.locks
         );
         let (key, id, channel) = (self.key.clone(), lock_id.to_owned(), self.tables.lock_channel());
-        let freed = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    session
-                        .client
-                        .query_typed(
-                            &sql,
-                            &[(&key, Type::TEXT), (&id, Type::TEXT), (&channel, Type::TEXT)],
-                        )
-                        .await
-                })
-                .await;
-            self.settle(&mut guard, "release the lock on", outcome)
-        }?;
+        let freed = on_session!(self, "release the lock on", |session| async {
+            session
+                .client
+                .query_typed(
+                    &sql,
+                    &[(&key, Type::TEXT), (&id, Type::TEXT), (&channel, Type::TEXT)],
+                )
+                .await
+        })?;
         // This process's own waiters need no round trip through the server.
         self.released.notify_waiters();
         Ok(!freed.is_empty())
@@ -427,36 +389,24 @@ impl LockShared {
             self.tables.locks
         );
         let (key, id, secs) = (self.key.clone(), lock_id.to_owned(), expiry.as_secs_f64());
-        let renewed = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    session
-                        .client
-                        .execute_typed(
-                            &sql,
-                            &[(&key, Type::TEXT), (&id, Type::TEXT), (&secs, Type::FLOAT8)],
-                        )
-                        .await
-                })
-                .await;
-            self.settle(&mut guard, "renew the lock on", outcome)
-        }?;
+        let renewed = on_session!(self, "renew the lock on", |session| async {
+            session
+                .client
+                .execute_typed(
+                    &sql,
+                    &[(&key, Type::TEXT), (&id, Type::TEXT), (&secs, Type::FLOAT8)],
+                )
+                .await
+        })?;
         Ok(renewed == 1)
     }
 
     async fn current_lock_id(&self) -> Result<Option<String>> {
         let sql = format!("SELECT lock_id FROM {} WHERE store = $1", self.tables.locks);
         let key = self.key.clone();
-        let row = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async { session.client.query_typed_opt(&sql, &[(&key, Type::TEXT)]).await })
-                .await;
-            self.settle(&mut guard, "read the lock on", outcome)
-        }?;
+        let row = on_session!(self, "read the lock on", |session| async {
+            session.client.query_typed_opt(&sql, &[(&key, Type::TEXT)]).await
+        })?;
         Ok(row.and_then(|row| row.get::<_, Option<String>>(0)))
     }
 
@@ -467,14 +417,9 @@ impl LockShared {
             self.tables.lock_waiters
         );
         let key = self.key.clone();
-        let rows = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async { session.client.query_typed(&sql, &[(&key, Type::TEXT)]).await })
-                .await;
-            self.settle(&mut guard, "list the waiters for", outcome)
-        }?;
+        let rows = on_session!(self, "list the waiters for", |session| async {
+            session.client.query_typed(&sql, &[(&key, Type::TEXT)]).await
+        })?;
         let cancelled = lock_std(&self.cancelled).clone();
         Ok(rows
             .iter()

@@ -44,6 +44,19 @@ use serde_json::{Map, Value};
 
 use crate::codec::json::JsonCodec;
 
+/// Runs the async block `$work`, which uses `$session: &mut Session`, on the
+/// session of `$this` (a store's or a lock provider's: each has `session`, `timed` and
+/// `settle`), bounded by the operation timeout; what goes wrong becomes an error naming
+/// `$operation`, and a session that broke or did not answer is dropped.
+macro_rules! on_session {
+    ($this:expr, $operation:expr, |$session:ident| $work:expr) => {{
+        let mut guard = $this.session().await?;
+        let $session = guard.as_mut().expect("connected by session()");
+        let outcome = $this.timed($work).await;
+        $this.settle(&mut guard, $operation, outcome)
+    }};
+}
+
 mod lock;
 mod schema;
 mod server;

@@ -585,19 +585,18 @@ fn tls_connector(
         }
         None => None,
     };
-    let verifier: Arc<dyn ServerCertVerifier> = match roots {
-        Some(roots) => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+    let webpki = roots
+        .map(|roots| {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                 .build()
-                .map_err(|e| format!("the root certificate cannot verify servers: {e}"))?;
-            Arc::new(Verifier {
-                webpki,
-                check_name: mode == SslMode::VerifyFull,
-                provider: Arc::clone(&provider),
-            })
-        }
-        None => Arc::new(Unverified { provider }),
-    };
+                .map_err(|e| format!("the root certificate cannot verify servers: {e}"))
+        })
+        .transpose()?;
+    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(Verifier {
+        webpki,
+        check_name: mode == SslMode::VerifyFull,
+        provider,
+    });
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let config = match (client_cert, client_key) {
         (Some(cert), Some(key)) => {
@@ -633,11 +632,14 @@ fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// Verifies the chain against the root certificate; the host name too for
-/// `verify-full`, not for `verify-ca` (libpq's difference between them).
+/// Verifies the chain against the root certificate, when there is one, and the host
+/// name too for `verify-full`, not for `verify-ca` (libpq's difference between them).
+/// Without a root certificate (`require`, `prefer`) the connection is encrypted but
+/// the server not authenticated, exactly libpq's behaviour; the handshake's signatures
+/// are checked either way.
 #[derive(Debug)]
 struct Verifier {
-    webpki: Arc<WebPkiServerVerifier>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
     check_name: bool,
     provider: Arc<CryptoProvider>,
 }
@@ -651,70 +653,15 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(webpki) = &self.webpki else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.check_name => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `require` and `prefer` without a root certificate: the connection is encrypted but
-/// the server not authenticated, exactly libpq's behaviour (the handshake's signatures
-/// are still checked).
-#[derive(Debug)]
-struct Unverified {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

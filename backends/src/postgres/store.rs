@@ -12,8 +12,8 @@ use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
 use checklist_core::store;
 use checklist_core::{
-    AuditLog, AuditRecord, BackupRecord, Committed, CorruptionKind, Error, Expectation, Precondition, Result,
-    StoreInfo, WriteReceipt, WriteRequest,
+    AuditLog, AuditRecord, BackupRecord, Committed, CorruptionKind, Error, Precondition, Result, StoreInfo,
+    WriteReceipt, WriteRequest,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, MutexGuard};
@@ -189,67 +189,25 @@ impl Inner {
 
     pub(crate) async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
         let sql = format!("SELECT doc FROM {} WHERE store = $1", self.tables.states);
-        {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    let row = session
-                        .client
-                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT)])
-                        .await?;
-                    Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
-                })
-                .await;
-            self.settle(&mut guard, "read the state from", outcome)
-        }
+        on_session!(self, "read the state from", |session| async {
+            let row = session
+                .client
+                .query_typed_opt(&sql, &[(&self.key, Type::TEXT)])
+                .await?;
+            Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+        })
     }
 
     /// What `stored` is with respect to `precondition`: `None` for no document, else
     /// what the write replaces — or the error the precondition calls for.
     fn check(&self, stored: Option<&[u8]>, precondition: &Precondition) -> Result<Option<Found>> {
-        let found = |bytes: &[u8], revision: u64, checksum: String| Found {
+        let replaced = precondition.check(stored, &JsonCodec, self.location_path())?;
+        Ok(replaced.zip(stored).map(|((revision, checksum), bytes)| Found {
             digest: Sha256::digest(bytes).to_vec(),
             revision,
             checksum,
             size: bytes.len() as u64,
-        };
-        match precondition {
-            Precondition::Bytes(expected) => match stored {
-                Some(bytes) if bytes == expected.bytes => {
-                    Ok(Some(found(bytes, expected.revision, expected.checksum.clone())))
-                }
-                other => Err(Error::PreconditionFailed {
-                    path: self.location_path().to_owned(),
-                    expected: precondition.to_string(),
-                    found: other
-                        .map_or_else(|| "no state".to_owned(), |b| format!("{} other bytes", b.len())),
-                }),
-            },
-            Precondition::Absent | Precondition::Revision(_) => {
-                let expect = match precondition {
-                    Precondition::Revision(r) => Expectation::Revision(*r),
-                    _ => Expectation::Absent,
-                };
-                let contents = match stored {
-                    Some(bytes) => {
-                        let (revision, checksum) =
-                            store::verify_revision(&JsonCodec, bytes, self.location_path())?;
-                        Some(found(bytes, revision, checksum.unwrap_or_default()))
-                    }
-                    None => None,
-                };
-                let revision = contents.as_ref().map(|f| f.revision);
-                if !expect.is_met_by(revision) {
-                    return Err(Error::Conflict {
-                        path: self.location_path().to_owned(),
-                        expected: expect,
-                        found: revision,
-                    });
-                }
-                Ok(contents)
-            }
-        }
+        }))
     }
 
     pub(crate) async fn write(&self, request: WriteRequest) -> Result<WriteReceipt> {
@@ -280,17 +238,10 @@ impl Inner {
     /// One commit transaction; `Ok(None)` when the stored bytes are no longer those
     /// read (nothing changed).
     async fn commit(&self, request: &WriteRequest, replaced: Option<&Found>) -> Result<Option<WriteReceipt>> {
-        let outcome = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    self.commit_transaction(&mut session.client, request, replaced)
-                        .await
-                })
-                .await;
-            self.settle(&mut guard, "commit to", outcome)
-        };
+        let outcome = on_session!(self, "commit to", |session| async {
+            self.commit_transaction(&mut session.client, request, replaced)
+                .await
+        });
         // A connection lost around COMMIT leaves its outcome unknown: find it out by
         // reading what is stored, never by guessing or writing again.
         let connection_lost =
@@ -316,20 +267,13 @@ impl Inner {
 
     async fn stored_digest(&self) -> Result<Option<Vec<u8>>> {
         let sql = format!("SELECT sha256(doc) FROM {} WHERE store = $1", self.tables.states);
-        {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    let row = session
-                        .client
-                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT)])
-                        .await?;
-                    Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
-                })
-                .await;
-            self.settle(&mut guard, "read the state from", outcome)
-        }
+        on_session!(self, "read the state from", |session| async {
+            let row = session
+                .client
+                .query_typed_opt(&sql, &[(&self.key, Type::TEXT)])
+                .await?;
+            Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+        })
     }
 
     /// The receipt of a commit whose answer was lost: what the transaction wrote is
@@ -483,18 +427,11 @@ impl Inner {
     // ---- the audit trail ----
 
     pub(crate) async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    append_audit(&session.client, &self.tables, &self.key, record)
-                        .await
-                        .map_err(Failure::Db)
-                })
-                .await;
-            self.settle(&mut guard, "append to the audit trail of", outcome)
-        }
+        on_session!(self, "append to the audit trail of", |session| async {
+            append_audit(&session.client, &self.tables, &self.key, record)
+                .await
+                .map_err(Failure::Db)
+        })
     }
 
     pub(crate) async fn read_audit(&self) -> Result<AuditLog> {
@@ -502,20 +439,13 @@ impl Inner {
             "SELECT record FROM {} WHERE store = $1 ORDER BY seq",
             self.tables.audit
         );
-        let lines: Vec<String> = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    let rows = session
-                        .client
-                        .query_typed(&sql, &[(&self.key, Type::TEXT)])
-                        .await?;
-                    Ok(rows.iter().map(|row| row.get::<_, String>(0)).collect())
-                })
-                .await;
-            self.settle(&mut guard, "read the audit trail of", outcome)
-        }?;
+        let lines: Vec<String> = on_session!(self, "read the audit trail of", |session| async {
+            let rows = session
+                .client
+                .query_typed(&sql, &[(&self.key, Type::TEXT)])
+                .await?;
+            Ok(rows.iter().map(|row| row.get::<_, String>(0)).collect())
+        })?;
         let mut log = AuditLog::default();
         let text = lines.join("\n");
         log.parse_into(
@@ -540,33 +470,26 @@ impl Inner {
             self.tables.audit
         );
         let drop_sql = format!("DELETE FROM {} WHERE store = $1 AND part > $2", self.tables.audit);
-        {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    let size: i64 = session
-                        .client
-                        .query_typed_one(&size_sql, &[(&self.key, Type::TEXT)])
-                        .await?
-                        .get(0);
-                    if (size as u64) <= max_bytes {
-                        return Ok(false);
-                    }
-                    let keep = i32::try_from(keep_files).unwrap_or(i32::MAX);
-                    let transaction = session.client.transaction().await?;
-                    transaction
-                        .execute_typed(&shift_sql, &[(&self.key, Type::TEXT)])
-                        .await?;
-                    transaction
-                        .execute_typed(&drop_sql, &[(&self.key, Type::TEXT), (&keep, Type::INT4)])
-                        .await?;
-                    transaction.commit().await?;
-                    Ok(true)
-                })
-                .await;
-            self.settle(&mut guard, "rotate the audit trail of", outcome)
-        }
+        on_session!(self, "rotate the audit trail of", |session| async {
+            let size: i64 = session
+                .client
+                .query_typed_one(&size_sql, &[(&self.key, Type::TEXT)])
+                .await?
+                .get(0);
+            if (size as u64) <= max_bytes {
+                return Ok(false);
+            }
+            let keep = i32::try_from(keep_files).unwrap_or(i32::MAX);
+            let transaction = session.client.transaction().await?;
+            transaction
+                .execute_typed(&shift_sql, &[(&self.key, Type::TEXT)])
+                .await?;
+            transaction
+                .execute_typed(&drop_sql, &[(&self.key, Type::TEXT), (&keep, Type::INT4)])
+                .await?;
+            transaction.commit().await?;
+            Ok(true)
+        })
     }
 
     // ---- backups ----
@@ -584,32 +507,24 @@ impl Inner {
                 size: bytes.len() as u64,
             };
             let found = &found;
-            let created = {
-                let mut guard = self.session().await?;
-                let session = guard.as_mut().expect("connected by session()");
-                let outcome = self
-                    .timed(async {
-                        let transaction = session.client.transaction().await?;
-                        let still = transaction
-                            .query_typed_opt(
-                                &format!(
-                                    "SELECT 1 FROM {} WHERE store = $1 AND sha256(doc) = $2 FOR SHARE",
-                                    self.tables.states
-                                ),
-                                &[(&self.key, Type::TEXT), (&found.digest, Type::BYTEA)],
-                            )
-                            .await?;
-                        if still.is_none() {
-                            return Ok(None);
-                        }
-                        let record =
-                            insert_backup(&transaction, &self.tables, &self.key, found, reason).await?;
-                        transaction.commit().await?;
-                        Ok(Some(record))
-                    })
-                    .await;
-                self.settle(&mut guard, "back up the state of", outcome)
-            }?;
+            let created = on_session!(self, "back up the state of", |session| async {
+                let transaction = session.client.transaction().await?;
+                let still = transaction
+                    .query_typed_opt(
+                        &format!(
+                            "SELECT 1 FROM {} WHERE store = $1 AND sha256(doc) = $2 FOR SHARE",
+                            self.tables.states
+                        ),
+                        &[(&self.key, Type::TEXT), (&found.digest, Type::BYTEA)],
+                    )
+                    .await?;
+                if still.is_none() {
+                    return Ok(None);
+                }
+                let record = insert_backup(&transaction, &self.tables, &self.key, found, reason).await?;
+                transaction.commit().await?;
+                Ok(Some(record))
+            })?;
             if let Some(record) = created {
                 return Ok(Some(self.backup_record(record)));
             }
@@ -622,18 +537,11 @@ impl Inner {
     }
 
     pub(crate) async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
-        let listed = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    list_backups(&session.client, &self.tables, &self.key)
-                        .await
-                        .map_err(Failure::Db)
-                })
-                .await;
-            self.settle(&mut guard, "list the backups of", outcome)
-        }?;
+        let listed = on_session!(self, "list the backups of", |session| async {
+            list_backups(&session.client, &self.tables, &self.key)
+                .await
+                .map_err(Failure::Db)
+        })?;
         Ok(listed
             .into_iter()
             .map(|record| self.backup_record(record))
@@ -646,19 +554,12 @@ impl Inner {
             self.tables.backups
         );
         let id_owned = id.to_owned();
-        let row = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    Ok(session
-                        .client
-                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
-                        .await?)
-                })
-                .await;
-            self.settle(&mut guard, "read a backup of", outcome)
-        }?;
+        let row = on_session!(self, "read a backup of", |session| async {
+            Ok(session
+                .client
+                .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
+                .await?)
+        })?;
         row.map(|row| row.get::<_, Vec<u8>>(0))
             .ok_or_else(|| self.not_found("backup", id))
     }
@@ -666,19 +567,12 @@ impl Inner {
     pub(crate) async fn delete_backup(&self, id: &str) -> Result<()> {
         let sql = format!("DELETE FROM {} WHERE store = $1 AND id = $2", self.tables.backups);
         let id_owned = id.to_owned();
-        let deleted = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    Ok(session
-                        .client
-                        .execute_typed(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
-                        .await?)
-                })
-                .await;
-            self.settle(&mut guard, "delete a backup of", outcome)
-        }?;
+        let deleted = on_session!(self, "delete a backup of", |session| async {
+            Ok(session
+                .client
+                .execute_typed(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
+                .await?)
+        })?;
         if deleted == 0 {
             return Err(self.not_found("backup", id));
         }
@@ -712,30 +606,23 @@ impl Inner {
             order = self.tables.archive_order.replace('\'', "''"),
         );
         let settings = self.transaction_settings();
-        {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    let transaction = session.client.transaction().await?;
-                    transaction.batch_execute(&settings).await?;
-                    transaction
-                        .execute_typed(
-                            &sql,
-                            &[
-                                (&self.key, Type::TEXT),
-                                (&id, Type::TEXT),
-                                (&entry_json, Type::TEXT),
-                                (&doc, Type::BYTEA),
-                            ],
-                        )
-                        .await?;
-                    transaction.commit().await?;
-                    Ok(())
-                })
-                .await;
-            self.settle(&mut guard, "archive an instance in", outcome)
-        }?;
+        on_session!(self, "archive an instance in", |session| async {
+            let transaction = session.client.transaction().await?;
+            transaction.batch_execute(&settings).await?;
+            transaction
+                .execute_typed(
+                    &sql,
+                    &[
+                        (&self.key, Type::TEXT),
+                        (&id, Type::TEXT),
+                        (&entry_json, Type::TEXT),
+                        (&doc, Type::BYTEA),
+                    ],
+                )
+                .await?;
+            transaction.commit().await?;
+            Ok(())
+        })?;
         Ok(entry)
     }
 
@@ -744,19 +631,12 @@ impl Inner {
             "SELECT entry FROM {} WHERE store = $1 ORDER BY seq",
             self.tables.archive
         );
-        let rows: Vec<Row> = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    Ok(session
-                        .client
-                        .query_typed(&sql, &[(&self.key, Type::TEXT)])
-                        .await?)
-                })
-                .await;
-            self.settle(&mut guard, "read the archive history of", outcome)
-        }?;
+        let rows: Vec<Row> = on_session!(self, "read the archive history of", |session| async {
+            Ok(session
+                .client
+                .query_typed(&sql, &[(&self.key, Type::TEXT)])
+                .await?)
+        })?;
         rows.iter()
             .map(|row| {
                 serde_json::from_str::<HistoryEntry>(&row.get::<_, String>(0)).map_err(|e| Error::Corrupted {
@@ -775,19 +655,12 @@ impl Inner {
             self.tables.archive
         );
         let id = instance_id.to_owned();
-        let row = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    Ok(session
-                        .client
-                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id, Type::TEXT)])
-                        .await?)
-                })
-                .await;
-            self.settle(&mut guard, "read an archived instance of", outcome)
-        }?;
+        let row = on_session!(self, "read an archived instance of", |session| async {
+            Ok(session
+                .client
+                .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id, Type::TEXT)])
+                .await?)
+        })?;
         let Some(row) = row else {
             return Err(self.not_found("archived instance", instance_id));
         };
@@ -816,27 +689,20 @@ impl Inner {
             "INSERT INTO {} (store, id, record, doc) SELECT store, $2, $3, doc FROM {} WHERE store = $1 AND sha256(doc) = $4",
             self.tables.quarantine, self.tables.states
         );
-        let kept = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    Ok(session
-                        .client
-                        .execute_typed(
-                            &sql,
-                            &[
-                                (&self.key, Type::TEXT),
-                                (&id, Type::TEXT),
-                                (&record_json, Type::TEXT),
-                                (&digest, Type::BYTEA),
-                            ],
-                        )
-                        .await?)
-                })
-                .await;
-            self.settle(&mut guard, "quarantine the state of", outcome)
-        }?;
+        let kept = on_session!(self, "quarantine the state of", |session| async {
+            Ok(session
+                .client
+                .execute_typed(
+                    &sql,
+                    &[
+                        (&self.key, Type::TEXT),
+                        (&id, Type::TEXT),
+                        (&record_json, Type::TEXT),
+                        (&digest, Type::BYTEA),
+                    ],
+                )
+                .await?)
+        })?;
         if kept == 0 {
             let stored = self.read_raw().await?;
             return Err(Error::PreconditionFailed {
@@ -853,19 +719,12 @@ impl Inner {
             "SELECT record FROM {} WHERE store = $1 ORDER BY seq",
             self.tables.quarantine
         );
-        let rows: Vec<Row> = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    Ok(session
-                        .client
-                        .query_typed(&sql, &[(&self.key, Type::TEXT)])
-                        .await?)
-                })
-                .await;
-            self.settle(&mut guard, "list the quarantine of", outcome)
-        }?;
+        let rows: Vec<Row> = on_session!(self, "list the quarantine of", |session| async {
+            Ok(session
+                .client
+                .query_typed(&sql, &[(&self.key, Type::TEXT)])
+                .await?)
+        })?;
         rows.iter()
             .map(|row| {
                 serde_json::from_str::<QuarantineRecord>(&row.get::<_, String>(0)).map_err(|e| {
@@ -885,19 +744,12 @@ impl Inner {
             self.tables.quarantine
         );
         let id_owned = id.to_owned();
-        let row = {
-            let mut guard = self.session().await?;
-            let session = guard.as_mut().expect("connected by session()");
-            let outcome = self
-                .timed(async {
-                    Ok(session
-                        .client
-                        .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
-                        .await?)
-                })
-                .await;
-            self.settle(&mut guard, "read a quarantined document of", outcome)
-        }?;
+        let row = on_session!(self, "read a quarantined document of", |session| async {
+            Ok(session
+                .client
+                .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
+                .await?)
+        })?;
         row.map(|row| row.get::<_, Vec<u8>>(0))
             .ok_or_else(|| self.not_found("quarantined document", id))
     }

@@ -69,6 +69,58 @@ impl From<Expectation> for Precondition {
     }
 }
 
+impl Precondition {
+    /// Whether a store holding `stored` (`None`: no document) meets this precondition,
+    /// and the revision and checksum of the document a write under it replaces (`None`
+    /// when there is none): the check every store makes before a write, the same
+    /// everywhere. `codec` decodes the stored bytes; `location` names the store.
+    ///
+    /// # Errors
+    /// [`Error::PreconditionFailed`] when [`Bytes`](Self::Bytes) are not what is
+    /// stored, [`Error::Conflict`] naming the revision found when an
+    /// [`Absent`](Self::Absent) or [`Revision`](Self::Revision) precondition is not met,
+    /// [`Error::Corrupted`] when the stored bytes do not verify.
+    pub fn check(
+        &self,
+        stored: Option<&[u8]>,
+        codec: &dyn Codec,
+        location: &std::path::Path,
+    ) -> Result<Option<(u64, String)>> {
+        match self {
+            Self::Bytes(expected) => match stored {
+                Some(bytes) if bytes == expected.bytes => {
+                    Ok(Some((expected.revision, expected.checksum.clone())))
+                }
+                other => Err(Error::PreconditionFailed {
+                    path: location.to_owned(),
+                    expected: self.to_string(),
+                    found: other
+                        .map_or_else(|| "no state".to_owned(), |b| format!("{} other bytes", b.len())),
+                }),
+            },
+            Self::Absent | Self::Revision(_) => {
+                let expect = match self {
+                    Self::Revision(r) => Expectation::Revision(*r),
+                    _ => Expectation::Absent,
+                };
+                let contents = stored
+                    .map(|bytes| super::verify_revision(codec, bytes, location))
+                    .transpose()?
+                    .map(|(revision, checksum)| (revision, checksum.unwrap_or_default()));
+                let revision = contents.as_ref().map(|(revision, _)| *revision);
+                if !expect.is_met_by(revision) {
+                    return Err(Error::Conflict {
+                        path: location.to_owned(),
+                        expected: expect,
+                        found: revision,
+                    });
+                }
+                Ok(contents)
+            }
+        }
+    }
+}
+
 impl fmt::Display for Precondition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
