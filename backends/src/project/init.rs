@@ -389,24 +389,30 @@ impl InitRun {
     ) -> Result<(Option<u64>, Option<RecoveryReport>, Capabilities, bool)> {
         let durability = config.durability;
         self.make_store_dir(root, state_home)?;
-        for dir in self.layout.subdirectories() {
-            self.make_dir(dir)?;
-        }
         let layout = self.layout.clone();
         self.make_file(layout.config(), |vfs, _| {
             write_config(vfs, &layout, config, durability)
         })?;
-        for (path, text) in [
-            (layout.history(), HISTORY),
-            (layout.metrics(), METRICS),
-            (layout.backup_manifest(), MANIFEST),
-        ] {
-            self.make_file(path, |vfs, path| {
-                replace_file(vfs, path, text.as_bytes(), durability, SHARED_FILE_MODE)
-            })?;
-        }
         let backend = registry.open(self.layout.dir(), open_config).await?;
         let capabilities = backend.store.info().capabilities;
+        // The files beside a document (backups and their index, the archive and its
+        // history, the quarantine, the locks) are a store's that keeps its document in
+        // this directory; a store kept elsewhere (a server, memory) keeps them there too,
+        // and empty files here would only mislead whoever reads the directory.
+        if backend.store.info().location_path().starts_with(self.layout.dir()) {
+            for dir in self.layout.subdirectories() {
+                self.make_dir(dir)?;
+            }
+            for (path, text) in [
+                (layout.history(), HISTORY),
+                (layout.metrics(), METRICS),
+                (layout.backup_manifest(), MANIFEST),
+            ] {
+                self.make_file(path, |vfs, path| {
+                    replace_file(vfs, path, text.as_bytes(), durability, SHARED_FILE_MODE)
+                })?;
+            }
+        }
         // The first write happens under the store's lock, like every later one; taking
         // it here also finds a file system that cannot hold the lock (FAT: no hard
         // links) before anything is written, so such a store is refused at init
