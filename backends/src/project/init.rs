@@ -399,7 +399,12 @@ impl InitRun {
         // history, the quarantine, the locks) are a store's that keeps its document in
         // this directory; a store kept elsewhere (a server, memory) keeps them there too,
         // and empty files here would only mislead whoever reads the directory.
-        if backend.store.info().location_path().starts_with(self.layout.dir()) {
+        if backend
+            .store
+            .info()
+            .location_path()
+            .starts_with(self.layout.dir())
+        {
             for dir in self.layout.subdirectories() {
                 self.make_dir(dir)?;
             }
