@@ -47,9 +47,49 @@ impl std::fmt::Display for SchemaViolation {
     }
 }
 
-/// Validates a state document against `schemas/state.schema.json`.
+/// The deepest a state document may nest: objects and arrays inside one another, the
+/// document itself counting as 1. Every codec must read a document this deep back
+/// (serde-saphyr's depth budget, which guards its stack, is 64 and is the lowest), so
+/// a store never writes a document it could not read again; a deeper one is refused
+/// before anything is written.
+pub const MAX_DOCUMENT_DEPTH: usize = 64;
+
+/// Validates a state document against `schemas/state.schema.json` and
+/// [`MAX_DOCUMENT_DEPTH`].
 pub fn validate_state(document: &Value) -> Result<(), SchemaViolation> {
+    check_depth(document, 1, &mut String::new())?;
     first_violation(&STATE, document)
+}
+
+/// Fails at the first container nested deeper than [`MAX_DOCUMENT_DEPTH`], `depth`
+/// being that of `value` and `at` its JSON pointer. Stops there, so its recursion is
+/// bounded whatever the value.
+fn check_depth(value: &Value, depth: usize, at: &mut String) -> Result<(), SchemaViolation> {
+    let children: Box<dyn Iterator<Item = (String, &Value)>> = match value {
+        Value::Object(map) => Box::new(
+            map.iter()
+                .map(|(key, child)| (key.replace('~', "~0").replace('/', "~1"), child)),
+        ),
+        Value::Array(items) => Box::new(items.iter().enumerate().map(|(i, child)| (i.to_string(), child))),
+        _ => return Ok(()),
+    };
+    if depth > MAX_DOCUMENT_DEPTH {
+        return Err(SchemaViolation {
+            field_path: if at.is_empty() { "/".to_owned() } else { at.clone() },
+            message: format!(
+                "the document nests {depth} levels deep here, more than the {MAX_DOCUMENT_DEPTH} every \
+                 backend reads back"
+            ),
+        });
+    }
+    for (key, child) in children {
+        let len = at.len();
+        at.push('/');
+        at.push_str(&key);
+        check_depth(child, depth + 1, at)?;
+        at.truncate(len);
+    }
+    Ok(())
 }
 
 /// Validates a configuration against `schemas/config.schema.json`.
@@ -83,6 +123,38 @@ fn first_violation(validator: &Validator, instance: &Value) -> Result<(), Schema
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A state document whose unknown field nests containers until the document is
+    /// `depth` deep.
+    pub(crate) fn state_nested(depth: usize) -> Value {
+        let mut deep = json!("bottom");
+        // The document and the `x-deep` object count as two levels.
+        for level in 0..depth - 1 {
+            deep = if level % 2 == 0 {
+                json!([deep])
+            } else {
+                json!({ "in": deep })
+            };
+        }
+        json!({
+            "schemaVersion": "1.0.0", "revision": 1,
+            "checksum": format!("sha256:{}", "0".repeat(64)),
+            "activeInstance": null, "completedSteps": [], "x-deep": deep,
+        })
+    }
+
+    #[test]
+    fn documents_deeper_than_the_limit_are_refused_where_they_go_too_deep() {
+        assert_eq!(validate_state(&state_nested(MAX_DOCUMENT_DEPTH)), Ok(()));
+        let violation = validate_state(&state_nested(MAX_DOCUMENT_DEPTH + 1)).unwrap_err();
+        assert!(violation.field_path.starts_with("/x-deep/"), "{violation}");
+        assert_eq!(
+            violation.field_path.matches('/').count(),
+            MAX_DOCUMENT_DEPTH,
+            "{violation}"
+        );
+        assert!(violation.message.contains("65 levels"), "{violation}");
+    }
 
     #[test]
     fn bundled_schemas_compile() {
