@@ -44,9 +44,10 @@ struct MemoryInner {
     info: StoreInfo,
     /// The document's bytes, as a file backend would hold them on disk.
     document: Mutex<Option<Vec<u8>>>,
-    /// The audit trail; kept whole (memory stores are short-lived, so it never
-    /// rotates).
-    audit: Mutex<Vec<AuditRecord>>,
+    /// The audit trail as JSON Lines, the bytes a file backend appends to
+    /// `audit.log`, read back by the same parser; kept whole (memory stores are
+    /// short-lived, so it never rotates).
+    audit: Mutex<Vec<u8>>,
     /// Backups with the bytes each keeps.
     backups: Mutex<Vec<(BackupRecord, Vec<u8>)>>,
     /// Archived instances as sealed documents, with their history entries, in
@@ -101,6 +102,43 @@ impl MemoryStore {
     /// file by hand.
     pub fn remove_raw(&self) {
         *lock(&self.inner.document) = None;
+    }
+
+    /// Appends arbitrary bytes to the audit trail, bypassing every check — the
+    /// in-memory equivalent of a crash in the middle of an append to `audit.log`, which
+    /// leaves part of a record. The next read reports what does not parse.
+    pub fn append_raw_audit(&self, bytes: &[u8]) {
+        lock(&self.inner.audit).extend_from_slice(bytes);
+    }
+
+    /// The bytes the backup `id` keeps (`None` when it is not listed). For tests and
+    /// diagnostics.
+    pub fn backup_raw(&self, id: &str) -> Option<Vec<u8>> {
+        lock(&self.inner.backups)
+            .iter()
+            .find(|(b, _)| b.id == id)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    /// Replaces the bytes the backup `id` keeps, leaving its listing as it is — the
+    /// in-memory equivalent of a backup file damaged on disk. Returns whether `id` is
+    /// listed.
+    pub fn replace_backup_raw(&self, id: &str, bytes: Vec<u8>) -> bool {
+        lock(&self.inner.backups)
+            .iter_mut()
+            .find(|(b, _)| b.id == id)
+            .map(|(_, kept)| *kept = bytes)
+            .is_some()
+    }
+
+    /// Appends `record` on a line of its own: after a torn append, on the next line,
+    /// so the fragment cannot swallow it (as the file backends do).
+    fn append_record(&self, record: &AuditRecord) {
+        let mut audit = lock(&self.inner.audit);
+        if audit.last().is_some_and(|byte| *byte != b'\n') {
+            audit.push(b'\n');
+        }
+        audit.extend_from_slice(&record.to_line());
     }
 
     fn location(&self) -> &str {
@@ -184,7 +222,7 @@ impl DocumentStore for MemoryStore {
             pruned = ids;
         }
         if let Some(record) = &request.audit {
-            lock(&self.inner.audit).push(record.clone());
+            self.append_record(record);
         }
         Ok(WriteReceipt {
             committed: Committed {
@@ -201,15 +239,15 @@ impl DocumentStore for MemoryStore {
 #[async_trait]
 impl AuditTrail for MemoryStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        lock(&self.inner.audit).push(record.clone());
+        self.append_record(record);
         Ok(())
     }
 
     async fn read_audit(&self) -> Result<AuditLog> {
-        Ok(AuditLog {
-            records: lock(&self.inner.audit).clone(),
-            problems: Vec::new(),
-        })
+        let mut log = AuditLog::default();
+        let lines = lock(&self.inner.audit).clone();
+        log.parse_into(&self.inner.info.location_path().join("audit"), &lines, true);
+        Ok(log)
     }
 
     async fn rotate_audit(&self) -> Result<bool> {

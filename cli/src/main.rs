@@ -7,6 +7,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // `checklist conformance` starts this binary again to hold a lock in another
+    // process; such a run holds it and exits here.
+    checklist_conformance::holder::serve_if_asked();
     let cli = match checklist_cli::args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => e.exit(),

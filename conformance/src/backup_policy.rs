@@ -193,3 +193,22 @@ pub async fn recovery_order_is_a_permutation(subject: &Subject) -> CaseResult {
     }
     Ok(())
 }
+
+/// A policy declared as keeping the newest N (N > 0) backs up every commit that
+/// replaces a revision: one that never asks for a backup keeps none, whatever it
+/// prunes. Without a declaration there is nothing to hold it to.
+pub async fn a_keep_n_policy_backs_up_every_commit(subject: &Subject) -> CaseResult {
+    let Some(keep) = subject.policy_keeps().filter(|keep| *keep > 0) else {
+        return Ok(());
+    };
+    for replacing in [1, 2, 3, 10, 1_000, u64::MAX - 1] {
+        ensure!(
+            subject.policy.should_back_up(&CommitContext {
+                replacing_revision: Some(replacing)
+            }),
+            "the policy is declared as keeping the newest {keep} backups but does not back up a commit \
+             replacing revision {replacing}"
+        );
+    }
+    Ok(())
+}

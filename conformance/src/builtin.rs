@@ -26,6 +26,7 @@ use checklist_backends::{
 use checklist_core::config::Durability;
 use checklist_core::{LockInfo, Result};
 
+use crate::holder::{LockSpec, holder_of};
 use crate::{RawAccess, Subject};
 
 /// A backend that ships with the store.
@@ -161,14 +162,38 @@ pub fn file_subject<C: Codec + Clone>(codec: C, dir: &Path, durability: Durabili
             let dir = dir.clone();
             move || Arc::new(FileLockProvider::new(&dir))
         })
-        .plant_stale_lock_with(move |like| plant_stale_lock(&dir, like));
-    Ok(subject)
+        .plant_stale_lock_with({
+            let dir = dir.clone();
+            move |like| plant_stale_lock(&dir, like)
+        })
+        .hold_in_another_process_with(holder_of(LockSpec::File { dir: dir.clone() }));
+    Ok(with_sidecar_files(subject, &dir))
+}
+
+/// Gives `subject` the hooks for what a store keeps in files beside its document in
+/// `dir` (the file backends and SQLite): each backup's file under `.backup/`, and
+/// `audit.log`, torn by appending the first half of a record without its line end.
+pub fn with_sidecar_files(subject: Subject, dir: &Path) -> Subject {
+    let backups = dir.join(".backup");
+    let audit = dir.join("audit.log");
+    subject
+        .backup_access_with(move |record| RawAccess::file(backups.join(&record.location)))
+        .tear_audit_with(move || {
+            use std::io::Write as _;
+            let line = checklist_core::AuditRecord::new(checklist_core::AuditEvent::Commit).to_line();
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&audit)?
+                .write_all(&line[..line.len() / 2])
+        })
 }
 
 fn memory_subject() -> Subject {
     let store = MemoryStore::new();
     let (for_reopen, for_read, for_write, for_remove) =
         (store.clone(), store.clone(), store.clone(), store.clone());
+    let (backups, for_tear) = (store.clone(), store.clone());
     let locks = InProcessLockProvider::new("memory:conformance");
     let other_locks = locks.clone();
     Subject::new(Arc::new(store), Arc::new(locks))
@@ -187,6 +212,28 @@ fn memory_subject() -> Subject {
                 Ok(())
             }),
         )
+        .backup_access_with(move |record| {
+            let (for_read, for_write, id) = (backups.clone(), backups.clone(), record.id.clone());
+            let write_id = id.clone();
+            RawAccess::new(
+                move || Ok(for_read.backup_raw(&id)),
+                move |bytes| {
+                    if for_write.replace_backup_raw(&write_id, bytes.to_vec()) {
+                        Ok(())
+                    } else {
+                        Err(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("no backup {write_id}"),
+                        ))
+                    }
+                },
+            )
+        })
+        .tear_audit_with(move || {
+            let line = checklist_core::AuditRecord::new(checklist_core::AuditEvent::Commit).to_line();
+            for_tear.append_raw_audit(&line[..line.len() / 2]);
+            Ok(())
+        })
 }
 
 #[cfg(feature = "sqlite")]
@@ -204,7 +251,8 @@ mod sqlite {
     use checklist_core::config::Durability;
     use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-    use super::plant_stale_lock;
+    use super::{plant_stale_lock, with_sidecar_files};
+    use crate::holder::{LockSpec, holder_of};
     use crate::{RawAccess, Subject};
 
     /// A fresh [`Subject`] for the `sqlite` backend in `dir`: a
@@ -312,8 +360,12 @@ mod sqlite {
                 let dir = dir.clone();
                 move || Arc::new(FileLockProvider::new(&dir))
             })
-            .plant_stale_lock_with(move |like| plant_stale_lock(&dir, like));
-        Ok(subject)
+            .plant_stale_lock_with({
+                let dir = dir.clone();
+                move |like| plant_stale_lock(&dir, like)
+            })
+            .hold_in_another_process_with(holder_of(LockSpec::File { dir: dir.clone() }));
+        Ok(with_sidecar_files(subject, &dir))
     }
 
     /// A plain connection to `db` (none when it does not exist), as a person with

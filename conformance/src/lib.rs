@@ -45,12 +45,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use checklist_core::config::BackupSettings;
-use checklist_core::{BackupPolicy, LockInfo, LockProvider, RollingBackups, StateStore};
+use checklist_core::{BackupPolicy, BackupRecord, LockInfo, LockProvider, RollingBackups, StateStore};
 
 pub mod backup_policy;
 pub mod builtin;
 pub mod coordinator;
 mod forward;
+pub mod holder;
 pub mod locks;
 #[cfg(feature = "postgres")]
 pub mod pg_server;
@@ -167,6 +168,9 @@ impl fmt::Debug for RawAccess {
 type Reopen = dyn Fn() -> Arc<dyn StateStore> + Send + Sync;
 type ReopenLocks = dyn Fn() -> Arc<dyn LockProvider> + Send + Sync;
 type PlantStaleLock = dyn Fn(&LockInfo) -> io::Result<()> + Send + Sync;
+type BackupAccess = dyn Fn(&BackupRecord) -> RawAccess + Send + Sync;
+type TearAudit = dyn Fn() -> io::Result<()> + Send + Sync;
+type HoldElsewhere = dyn Fn(std::time::Duration) -> io::Result<holder::HolderProcess> + Send + Sync;
 
 /// The backend under test: a fresh, empty store with its lock provider and backup
 /// policy, plus what the cases need to inspect it.
@@ -183,6 +187,9 @@ pub struct Subject {
     plant_stale_lock: Option<Arc<PlantStaleLock>>,
     raw: Option<RawAccess>,
     backup_index: Option<RawAccess>,
+    backup_access: Option<Arc<BackupAccess>>,
+    tear_audit: Option<Arc<TearAudit>>,
+    hold_elsewhere: Option<Arc<HoldElsewhere>>,
     _keep_alive: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -211,6 +218,9 @@ impl Subject {
             plant_stale_lock: None,
             raw: None,
             backup_index: None,
+            backup_access: None,
+            tear_audit: None,
+            hold_elsewhere: None,
             _keep_alive: Vec::new(),
         }
     }
@@ -290,6 +300,76 @@ impl Subject {
                     .into(),
             )
         })
+    }
+
+    /// Direct access to the bytes one backup keeps, given its record as listed: how the
+    /// cases damage a backup the way a disk would, and check that what the store
+    /// promises to leave alone is still there.
+    pub fn backup_access_with(
+        mut self,
+        access: impl Fn(&BackupRecord) -> RawAccess + Send + Sync + 'static,
+    ) -> Self {
+        self.backup_access = Some(Arc::new(access));
+        self
+    }
+
+    /// The raw access to the bytes of `backup`.
+    ///
+    /// # Errors
+    /// A [`Failure`] naming the missing [`backup_access_with`](Self::backup_access_with).
+    pub fn backup_access(&self, backup: &BackupRecord) -> Result<RawAccess, Failure> {
+        self.backup_access.as_ref().map(|access| access(backup)).ok_or_else(|| {
+            Failure("this case needs direct access to a backup's bytes: give the subject `backup_access_with`".into())
+        })
+    }
+
+    /// How to leave in the audit trail what a crash in the middle of an append leaves:
+    /// the first part of a record, cut off (a file's unterminated last line, a row
+    /// holding half a record).
+    pub fn tear_audit_with(mut self, tear: impl Fn() -> io::Result<()> + Send + Sync + 'static) -> Self {
+        self.tear_audit = Some(Arc::new(tear));
+        self
+    }
+
+    /// Tears the audit trail as a crash mid-append would.
+    ///
+    /// # Errors
+    /// A [`Failure`] naming the missing hook, or the hook's I/O error.
+    pub fn tear_audit(&self) -> Result<(), Failure> {
+        let tear = self.tear_audit.as_ref().ok_or_else(|| {
+            Failure("this case needs to tear the audit trail as a crash would: give the subject `tear_audit_with`".into())
+        })?;
+        tear().map_err(|e| Failure(format!("tearing the audit trail: {e}")))
+    }
+
+    /// How to make another process hold the lock, with the given expiry: for a lock
+    /// that [`holder::LockSpec`] can describe, `move |expiry|
+    /// HolderProcess::spawn(&spec, expiry)`. The cases with a live, stopped or killed
+    /// holder in another process need it where the provider declares itself
+    /// cross-process.
+    pub fn hold_in_another_process_with(
+        mut self,
+        hold: impl Fn(std::time::Duration) -> io::Result<holder::HolderProcess> + Send + Sync + 'static,
+    ) -> Self {
+        self.hold_elsewhere = Some(Arc::new(hold));
+        self
+    }
+
+    /// Starts a holder of the lock in another process, with `expiry`, once it holds it.
+    ///
+    /// # Errors
+    /// A [`Failure`] naming the missing hook, or why the holder did not take the lock.
+    pub fn hold_in_another_process(
+        &self,
+        expiry: std::time::Duration,
+    ) -> Result<holder::HolderProcess, Failure> {
+        let hold = self.hold_elsewhere.as_ref().ok_or_else(|| {
+            Failure(
+                "this case needs a holder in another process: give the subject `hold_in_another_process_with`"
+                    .into(),
+            )
+        })?;
+        hold(expiry).map_err(|e| Failure(format!("starting a holder in another process: {e}")))
     }
 
     /// Keeps `value` (a temp directory, say) alive as long as the subject.
@@ -396,6 +476,19 @@ macro_rules! __for_each_case {
                 write_keeping_backup_prunes_by_the_policy,
                 archive_round_trips_and_indexes_once_per_instance,
                 unknown_or_unsafe_archive_ids_are_refused,
+                every_json_value_round_trips,
+                an_unchanged_document_commits_a_new_revision,
+                absent_expectation_over_a_corrupt_state_changes_nothing,
+                audit_records_keep_every_character,
+                a_torn_audit_record_is_reported_not_fatal,
+                delete_backup_removes_only_that_backup,
+                a_deleted_backup_is_gone_for_good,
+                a_damaged_backup_is_refused,
+                rebuilding_the_backup_index_deletes_nothing,
+                read_archived_returns_the_instance_asked_for,
+                archiving_again_replaces_the_archived_document,
+                an_invalid_instance_is_not_archived,
+                quarantine_is_listed_oldest_first,
             ],
             locks: [
                 lock_is_exclusive,
@@ -410,6 +503,10 @@ macro_rules! __for_each_case {
                 a_live_holder_keeps_the_lock_past_its_expiry,
                 stale_lock_is_reclaimed,
                 stale_lock_is_broken_by_exactly_one_waiter,
+                a_holder_learns_of_a_release_by_another_provider,
+                a_live_holder_in_another_process_keeps_the_lock,
+                a_stopped_holder_loses_the_lock_after_its_expiry,
+                a_killed_holder_in_another_process_is_replaced_at_once,
             ],
             coordinator: [
                 commit_applies_the_change_and_audits_it,
@@ -461,6 +558,7 @@ macro_rules! __for_each_case {
                 prune_keeps_the_declared_newest_n,
                 prune_counts_a_revision_once,
                 recovery_order_is_a_permutation,
+                a_keep_n_policy_backs_up_every_commit,
             ],
         }
     };
@@ -532,13 +630,21 @@ macro_rules! conformance_tests {
 }
 
 /// Every case, in suite order.
+///
+/// In a process started as a lock holder ([`holder::HOLD_ENV`]) it serves that order
+/// instead and exits: how a runner of its own in a test is its own holder process.
 pub fn all_cases() -> Vec<Case> {
+    holder::serve_if_asked();
     __for_each_case!(__emit_case_list!())
 }
 
 /// Runs one case on a fresh multi-threaded tokio runtime and panics with the case's
 /// name and failure if it fails. Used by [`conformance_tests!`].
+///
+/// In a process started as a lock holder ([`holder::HOLD_ENV`]) it serves that order
+/// instead and exits: how a test binary is its own holder process.
 pub fn run_case(name: &str, case: impl Future<Output = CaseResult>) {
+    holder::serve_if_asked();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

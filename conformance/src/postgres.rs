@@ -96,7 +96,17 @@ impl PostgresRun {
             .reopen_with(reopen)
             .reopen_locks_with(reopen_locks)
             .plant_stale_lock_with(plant)
-            .raw_access(raw_document(&options)))
+            .raw_access(raw_document(&options))
+            .backup_access_with({
+                let options = options.clone();
+                move |record| raw_backup(&options, &record.id)
+            })
+            .hold_in_another_process_with(crate::holder::holder_of(crate::holder::LockSpec::Postgres {
+                url: options.url.clone(),
+                schema: options.schema.clone(),
+                key: options.key.clone(),
+            }))
+            .tear_audit_with(move || tear_audit(&options)))
     }
 
     /// Drops the schema with everything the cases left in it.
@@ -188,6 +198,62 @@ fn raw_document(options: &PostgresOptions) -> RawAccess {
 /// Writes a lease held by `like`'s holder through a database session that no longer
 /// exists (a backend pid the server does not run), last renewed a minute ago and not
 /// expired: only the liveness of the session says the holder is gone.
+/// The bytes of backup `id`, in its row of the backups table.
+fn raw_backup(options: &PostgresOptions, id: &str) -> RawAccess {
+    let backups = options.qualified("backups");
+    let (key, id) = (options.key.clone(), id.to_owned());
+    let read = {
+        let (options, sql, key, id) = (
+            options.clone(),
+            format!("SELECT doc FROM {backups} WHERE store = $1 AND id = $2"),
+            key.clone(),
+            id.clone(),
+        );
+        move || {
+            let (sql, key, id) = (sql.clone(), key.clone(), id.clone());
+            on_own_thread(&options, move |client| async move {
+                let row = client
+                    .query_typed_opt(&sql, &[(&key, Type::TEXT), (&id, Type::TEXT)])
+                    .await?;
+                Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+            })
+        }
+    };
+    let write = {
+        let (options, sql) = (
+            options.clone(),
+            format!("UPDATE {backups} SET doc = $3 WHERE store = $1 AND id = $2"),
+        );
+        move |bytes: &[u8]| {
+            let (sql, key, id, bytes) = (sql.clone(), key.clone(), id.clone(), bytes.to_vec());
+            on_own_thread(&options, move |client| async move {
+                let params: [(&(dyn ToSql + Sync), Type); 3] =
+                    [(&key, Type::TEXT), (&id, Type::TEXT), (&bytes, Type::BYTEA)];
+                client.execute_typed(&sql, &params).await.map(drop)
+            })
+        }
+    };
+    RawAccess::new(read, write)
+}
+
+/// Leaves in the audit table what a crash mid-append would if a record were written in
+/// pieces: a row holding the first half of a record.
+fn tear_audit(options: &PostgresOptions) -> io::Result<()> {
+    let sql = format!(
+        "INSERT INTO {audit} (store, record) VALUES ($1, $2)",
+        audit = options.qualified("audit")
+    );
+    let key = options.key.clone();
+    let line = checklist_core::AuditRecord::new(checklist_core::AuditEvent::Commit).to_line();
+    let torn = String::from_utf8_lossy(&line[..line.len() / 2]).into_owned();
+    on_own_thread(options, move |client| async move {
+        client
+            .execute_typed(&sql, &[(&key, Type::TEXT), (&torn, Type::TEXT)])
+            .await
+            .map(drop)
+    })
+}
+
 fn plant_stale_lease(options: &PostgresOptions, like: &LockInfo) -> io::Result<()> {
     let holder = serde_json::to_string(like).map_err(io::Error::other)?;
     let lock_id = like.lock_id.clone();

@@ -7,11 +7,14 @@ use checklist_core::archive::ArchivedInstance;
 use checklist_core::model::InstanceStatus;
 use checklist_core::prelude::*;
 use checklist_core::{
-    AuditEvent, AuditRecord, CorruptionKind, Error, Expectation, KeepBackup, RollingBackups, StateStore,
-    StateStoreExt,
+    AuditEvent, AuditRecord, CorruptionKind, Error, Expectation, KeepBackup, Precondition, RollingBackups,
+    StateStore, StateStoreExt,
 };
 
-use crate::support::{MARKER, add_step, ensure, sample_state, step};
+use crate::support::{
+    MARKER, TRICKY_TEXT, add_step, ensure, ensure_err, first_difference, sample_state,
+    state_with_every_value, step,
+};
 use crate::{CaseResult, Failure, Subject};
 
 fn expect_conflict(
@@ -837,39 +840,645 @@ pub async fn archive_round_trips_and_indexes_once_per_instance(subject: &Subject
 /// Reading an instance that was never archived, or an id that cannot be a file name,
 /// is refused; so is archiving an instance whose id cannot be a file name.
 pub async fn unknown_or_unsafe_archive_ids_are_refused(subject: &Subject) -> CaseResult {
-    match subject.store.read_archived("never-archived").await {
-        Err(Error::NotFound { .. }) => {}
-        other => {
-            return Err(Failure(format!(
-                "reading an instance never archived should be refused as not found, got {other:?}"
-            )));
-        }
-    }
+    ensure_err!(
+        subject.store.read_archived("never-archived").await,
+        Error::NotFound { .. },
+        "reading an instance never archived should be refused as not found"
+    );
     for id in ["../state", "a/b", ".hidden", ""] {
-        match subject.store.read_archived(id).await {
-            Err(Error::InvalidOperation { .. }) => {}
-            other => {
-                return Err(Failure(format!(
-                    "reading archived instance {id:?} should be refused, got {other:?}"
-                )));
-            }
-        }
+        ensure_err!(
+            subject.store.read_archived(id).await,
+            Error::InvalidOperation { .. },
+            "reading archived instance {id:?} should be refused"
+        );
     }
     let mut state = sample_state(1);
     state.revision = 1;
     let mut hostile = finished_instance(&mut state)?;
     hostile.instance.id = "../../escape".into();
-    match subject.store.archive(&hostile).await {
-        Err(Error::InvalidOperation { .. }) => {}
-        other => {
-            return Err(Failure(format!(
-                "archiving an instance with id ../../escape should be refused, got {other:?}"
-            )));
-        }
-    }
+    ensure_err!(
+        subject.store.archive(&hostile).await,
+        Error::InvalidOperation { .. },
+        "archiving an instance with id ../../escape should be refused"
+    );
     ensure!(
         step("reading the history", subject.store.history().await)?.is_empty(),
         "a refused archive reached the history"
     );
+    Ok(())
+}
+
+/// Every kind of value a document can hold reads back exactly: non-ASCII text in every
+/// string field (a French or Japanese step name, a `✓` in a build log, an emoji,
+/// right-to-left script, control characters), integers beyond 2^53 and up to the ends
+/// of the 64-bit range, floats, nulls, empty containers and deep nesting, as values
+/// and as keys of unknown fields, nested as deep as the schema allows
+/// ([`MAX_DOCUMENT_DEPTH`](checklist_core::schema::MAX_DOCUMENT_DEPTH)). Read through
+/// two handles and decoded afresh from the stored bytes, as another process would. An
+/// ASCII-only encoder, integers kept through a float or a codec that cannot read what
+/// it wrote fail here.
+pub async fn every_json_value_round_trips(subject: &Subject) -> CaseResult {
+    let state = state_with_every_value();
+    let committed = step(
+        "writing every kind of value",
+        subject.store.commit(&state, Expectation::Absent).await,
+    )?;
+    let mut want = state;
+    want.revision = committed.revision;
+    want.checksum = Some(committed.checksum);
+    let want = to_json(&want)?;
+    for (which, store) in [
+        ("this handle", Arc::clone(&subject.store)),
+        ("a second handle", subject.reopen()?),
+    ] {
+        let read = step("reading every kind of value back", store.read().await)?
+            .ok_or_else(|| Failure("the state written is gone".into()))?;
+        if let Some(difference) = first_difference(&to_json(&read)?, &want) {
+            return Err(Failure(format!("read through {which}, {difference}")));
+        }
+    }
+    // As another process reads it: decoded from the stored bytes, not recalled from
+    // what this process wrote.
+    let bytes = step("reading the stored bytes", subject.store.read_raw().await)?
+        .ok_or_else(|| Failure("the state written is gone".into()))?;
+    let afresh = step(
+        "decoding the stored bytes afresh",
+        checklist_core::store::verify_afresh(
+            subject.store.codec(),
+            &bytes,
+            subject.store.info().location_path(),
+        ),
+    )?;
+    if let Some(difference) = first_difference(&to_json(&afresh)?, &want) {
+        return Err(Failure(format!(
+            "decoded afresh from the stored bytes, {difference}"
+        )));
+    }
+    Ok(())
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, Failure> {
+    serde_json::to_value(value).map_err(|e| Failure(format!("the model does not serialise: {e}")))
+}
+
+/// A write whose document equals the stored one still commits a new revision, audited
+/// like any other: the caller saw it succeed, so a reader must see it happen.
+pub async fn an_unchanged_document_commits_a_new_revision(subject: &Subject) -> CaseResult {
+    let state = sample_state(2);
+    let first = step("write 1", subject.store.commit(&state, Expectation::Absent).await)?;
+    let record = AuditRecord::new(AuditEvent::Commit)
+        .in_transaction("unchanged-document")
+        .revisions(Some(1), Some(2));
+    let receipt = step(
+        "writing the same document again",
+        subject
+            .store
+            .write_state(&state, 2, Precondition::Revision(1), None, Some(record))
+            .await,
+    )?;
+    ensure!(
+        receipt.committed.revision == 2,
+        "writing the stored document again reported revision {}, not 2",
+        receipt.committed.revision
+    );
+    ensure!(
+        receipt.unaudited.is_none(),
+        "the write was not audited: {:?}",
+        receipt.unaudited
+    );
+    let read = step("reading", subject.store.read_existing().await)?;
+    ensure!(
+        read.revision == 2 && read.checksum.as_deref() == Some(receipt.committed.checksum.as_str()),
+        "the store holds revision {} after committing revision 2 (revision 1's checksum was {})",
+        read.revision,
+        first.checksum
+    );
+    let log = step("reading the audit trail", subject.store.read_audit().await)?;
+    ensure!(
+        log.records
+            .iter()
+            .any(|r| r.tx_id.as_deref() == Some("unchanged-document") && r.revision_after == Some(2)),
+        "the audit trail has no record of the commit of revision 2"
+    );
+    ensure_err!(
+        subject.store.commit(&state, Expectation::Revision(1)).await,
+        Error::Conflict { found: Some(2), .. },
+        "after revision 2, a write expecting revision 1 should conflict"
+    );
+    Ok(())
+}
+
+/// A corrupt document is not an absent one: a write expecting no document over bytes
+/// that do not verify fails and leaves those bytes, so an init over a damaged store
+/// cannot destroy what recovery could still save.
+pub async fn absent_expectation_over_a_corrupt_state_changes_nothing(subject: &Subject) -> CaseResult {
+    let raw = subject.raw()?;
+    step(
+        "write 1",
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
+    )?;
+    let good = raw
+        .read()
+        .map_err(|e| Failure(format!("reading the raw bytes: {e}")))?
+        .ok_or_else(|| Failure("no raw bytes after a write".into()))?;
+    let corrupt_versions = [
+        String::from_utf8_lossy(&good)
+            .replacen(MARKER, "conformance-marker-BBBB", 1)
+            .into_bytes(),
+        good[..good.len() / 2].to_vec(),
+        b"{{{ not a document".to_vec(),
+    ];
+    for corrupt in corrupt_versions {
+        raw.write(&corrupt)
+            .map_err(|e| Failure(format!("damaging the stored bytes: {e}")))?;
+        match subject.store.commit(&sample_state(0), Expectation::Absent).await {
+            Err(Error::Conflict { .. } | Error::Corrupted { .. } | Error::PreconditionFailed { .. }) => {}
+            Err(other) => {
+                return Err(Failure(format!(
+                    "expected a refusal as a conflict or corruption, got: {other}"
+                )));
+            }
+            Ok(c) => {
+                return Err(Failure(format!(
+                    "a write expecting no document replaced a corrupt one with revision {}",
+                    c.revision
+                )));
+            }
+        }
+        let after = raw
+            .read()
+            .map_err(|e| Failure(format!("reading the raw bytes: {e}")))?;
+        ensure!(
+            after.as_deref() == Some(corrupt.as_slice()),
+            "a refused write expecting no document changed the corrupt bytes"
+        );
+    }
+    Ok(())
+}
+
+/// Audit records keep every character: non-ASCII text, control characters and the
+/// separators JavaScript treats as line ends, in every text field.
+pub async fn audit_records_keep_every_character(subject: &Subject) -> CaseResult {
+    let before = step("reading the audit trail", subject.store.read_audit().await)?
+        .records
+        .len();
+    let records: Vec<AuditRecord> = TRICKY_TEXT
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut record = AuditRecord::new(AuditEvent::Commit)
+                .in_transaction(&format!("tx-{i}-{text}"))
+                .revisions(Some(i as u64), Some(i as u64 + 1))
+                .operations(vec![(*text).to_owned(), format!("step {text} ✓")]);
+            record.user = format!("zoë {text}");
+            record.host = format!("hôte-{i}");
+            record.error = Some(format!("erreur: {text}"));
+            record
+        })
+        .collect();
+    for record in &records {
+        step("appending", subject.store.append_audit(record).await)?;
+    }
+    let log = step("reading the audit trail", subject.store.read_audit().await)?;
+    ensure!(
+        log.problems.is_empty(),
+        "records with non-ASCII text left problems: {:?}",
+        log.problems
+    );
+    let kept = log.records.get(before..).unwrap_or_default();
+    ensure!(
+        kept.len() == records.len(),
+        "{} records appended, {} read back",
+        records.len(),
+        kept.len()
+    );
+    for (kept, appended) in kept.iter().zip(&records) {
+        if let Some(difference) = first_difference(&to_json(kept)?, &to_json(appended)?) {
+            return Err(Failure(format!("an audit record changed: {difference}")));
+        }
+    }
+    Ok(())
+}
+
+/// A record torn by a crash in the middle of an append is reported as a problem, not
+/// an error: every record around it still reads back, and so does the next append.
+pub async fn a_torn_audit_record_is_reported_not_fatal(subject: &Subject) -> CaseResult {
+    let record = |i: u64| {
+        AuditRecord::new(AuditEvent::Commit)
+            .in_transaction(&format!("around-the-tear-{i}"))
+            .revisions(Some(i), Some(i + 1))
+    };
+    for i in 0..2 {
+        step("appending", subject.store.append_audit(&record(i)).await)?;
+    }
+    subject.tear_audit()?;
+    step(
+        "appending after the tear",
+        subject.store.append_audit(&record(2)).await,
+    )?;
+    let log = step(
+        "reading an audit trail with a torn record (it must not fail)",
+        subject.store.read_audit().await,
+    )?;
+    let around: Vec<&str> = log
+        .records
+        .iter()
+        .filter_map(|r| r.tx_id.as_deref())
+        .filter(|tx| tx.starts_with("around-the-tear-"))
+        .collect();
+    ensure!(
+        around == ["around-the-tear-0", "around-the-tear-1", "around-the-tear-2"],
+        "the records around the torn one read back as {around:?}"
+    );
+    ensure!(
+        log.problems.len() == 1,
+        "the torn record should be reported once, got problems {:?}",
+        log.problems
+    );
+    Ok(())
+}
+
+/// Backups `backups` after revision 1 and `backups` more commits, each backed up: the
+/// listing, oldest first.
+async fn backed_up_history(
+    subject: &Subject,
+    backups: u64,
+) -> Result<Vec<checklist_core::BackupRecord>, Failure> {
+    let mut state = sample_state(1);
+    step("write 1", subject.store.commit(&state, Expectation::Absent).await)?;
+    for revision in 1..=backups {
+        add_step(&mut state, &format!("after-{revision}"));
+        step(
+            "writing keeping a backup",
+            subject
+                .store
+                .commit_keeping_backup(
+                    &state,
+                    Expectation::Revision(revision),
+                    KeepBackup {
+                        reason: "commit".into(),
+                        policy: Some(Arc::new(RollingBackups::keep(10))),
+                    },
+                )
+                .await,
+        )?;
+    }
+    let listed = step("listing", subject.store.list_backups().await)?;
+    ensure!(
+        listed.len() == backups as usize,
+        "{backups} backed-up writes left {} backups",
+        listed.len()
+    );
+    Ok(listed)
+}
+
+/// Deleting a backup removes that backup, and no other: the rest stay listed and read
+/// back verified.
+pub async fn delete_backup_removes_only_that_backup(subject: &Subject) -> CaseResult {
+    let listed = backed_up_history(subject, 4).await?;
+    for doomed in [&listed[1], &listed[3]] {
+        step("deleting a backup", subject.store.delete_backup(&doomed.id).await)?;
+    }
+    let left = step("listing", subject.store.list_backups().await)?;
+    let want = [listed[0].clone(), listed[2].clone()];
+    ensure!(
+        left == want,
+        "after deleting the backups of revisions {} and {}, the listed revisions are {:?}",
+        listed[1].revision,
+        listed[3].revision,
+        left.iter().map(|b| b.revision).collect::<Vec<_>>()
+    );
+    for kept in &left {
+        let state = step(
+            "reading a kept backup",
+            subject.store.read_verified_backup(&kept.id).await,
+        )?;
+        ensure!(
+            state.revision == kept.revision,
+            "backup {} now reads as revision {}",
+            kept.id,
+            state.revision
+        );
+    }
+    Ok(())
+}
+
+/// A deleted backup is gone for good: its bytes are removed with its listing, and no
+/// rebuild of the index brings it back.
+pub async fn a_deleted_backup_is_gone_for_good(subject: &Subject) -> CaseResult {
+    let listed = backed_up_history(subject, 3).await?;
+    let doomed = &listed[1];
+    let bytes = subject.backup_access(doomed)?;
+    ensure!(
+        bytes
+            .read()
+            .map_err(|e| Failure(format!("reading a backup's bytes: {e}")))?
+            .is_some(),
+        "the backup hook finds no bytes for listed backup {}",
+        doomed.id
+    );
+    step("deleting a backup", subject.store.delete_backup(&doomed.id).await)?;
+    ensure!(
+        bytes
+            .read()
+            .map_err(|e| Failure(format!("reading a backup's bytes: {e}")))?
+            .is_none(),
+        "deleting backup {} unlisted it but left its bytes",
+        doomed.id
+    );
+    ensure_err!(
+        subject
+            .store
+            .read_backup(&doomed.id)
+            .await
+            .map(|bytes| bytes.len()),
+        Error::NotFound { .. },
+        "reading a deleted backup should be refused as not found"
+    );
+    if subject.store.info().capabilities.backup_index {
+        let rebuilt = step(
+            "rebuilding the backup index",
+            subject.store.rebuild_backup_index().await,
+        )?;
+        ensure!(
+            rebuilt
+                .kept
+                .iter()
+                .all(|b| b.id != doomed.id && b.revision != doomed.revision),
+            "rebuilding the index brought deleted backup {} back",
+            doomed.id
+        );
+    }
+    Ok(())
+}
+
+/// Damages the bytes of `backup` as a disk would: a changed character in its content.
+fn damage_backup(subject: &Subject, backup: &checklist_core::BackupRecord) -> Result<Vec<u8>, Failure> {
+    let access = subject.backup_access(backup)?;
+    let bytes = access
+        .read()
+        .map_err(|e| Failure(format!("reading backup {}: {e}", backup.id)))?
+        .ok_or_else(|| {
+            Failure(format!(
+                "the backup hook finds no bytes for listed backup {}",
+                backup.id
+            ))
+        })?;
+    let damaged = String::from_utf8_lossy(&bytes)
+        .replacen(MARKER, "conformance-marker-DDDD", 1)
+        .into_bytes();
+    ensure!(damaged != bytes, "backup {} does not hold the marker", backup.id);
+    access
+        .write(&damaged)
+        .map_err(|e| Failure(format!("damaging backup {}: {e}", backup.id)))?;
+    Ok(damaged)
+}
+
+/// A backup whose bytes were damaged is refused: the store hands back the damaged
+/// bytes as they are (not another backup's, not repaired) and core's check against
+/// the listing fails with [`Error::Corrupted`].
+pub async fn a_damaged_backup_is_refused(subject: &Subject) -> CaseResult {
+    let listed = backed_up_history(subject, 3).await?;
+    let damaged = damage_backup(subject, &listed[1])?;
+    let read = step(
+        "reading the damaged backup",
+        subject.store.read_backup(&listed[1].id).await,
+    )?;
+    ensure!(
+        read == damaged,
+        "read_backup of a damaged backup returned other bytes ({} bytes, {} stored)",
+        read.len(),
+        damaged.len()
+    );
+    ensure_err!(
+        subject
+            .store
+            .read_verified_backup(&listed[1].id)
+            .await
+            .map(|state| state.revision),
+        Error::Corrupted { .. },
+        "a damaged backup should be refused as corrupted"
+    );
+    for intact in [&listed[0], &listed[2]] {
+        step(
+            "reading an intact backup",
+            subject.store.read_verified_backup(&intact.id).await,
+        )?;
+    }
+    Ok(())
+}
+
+/// Rebuilding the backup index deletes and changes nothing: a backup that does not
+/// verify is reported, and its bytes are still there afterwards.
+pub async fn rebuilding_the_backup_index_deletes_nothing(subject: &Subject) -> CaseResult {
+    let listed = backed_up_history(subject, 3).await?;
+    let damaged = damage_backup(subject, &listed[0])?;
+    let intact: Vec<Option<Vec<u8>>> = listed[1..]
+        .iter()
+        .map(|b| {
+            subject
+                .backup_access(b)?
+                .read()
+                .map_err(|e| Failure(format!("reading backup {}: {e}", b.id)))
+        })
+        .collect::<Result<_, _>>()?;
+    if !subject.store.info().capabilities.backup_index {
+        return match subject.store.rebuild_backup_index().await {
+            Err(Error::Unsupported { .. }) => Ok(()),
+            other => Err(Failure(format!(
+                "a backend without an index must refuse to rebuild one, got {other:?}"
+            ))),
+        };
+    }
+    let rebuilt = step(
+        "rebuilding the backup index",
+        subject.store.rebuild_backup_index().await,
+    )?;
+    ensure!(
+        !rebuilt.skipped.is_empty() && rebuilt.kept.iter().all(|b| b.id != listed[0].id),
+        "the rebuild should report the damaged backup {} and not list it: kept {:?}, skipped {:?}",
+        listed[0].id,
+        rebuilt.kept.iter().map(|b| &b.id).collect::<Vec<_>>(),
+        rebuilt.skipped
+    );
+    let still = subject
+        .backup_access(&listed[0])?
+        .read()
+        .map_err(|e| Failure(format!("reading the damaged backup: {e}")))?;
+    ensure!(
+        still.as_deref() == Some(damaged.as_slice()),
+        "rebuilding the index deleted or changed the backup it could not verify"
+    );
+    for (backup, before) in listed[1..].iter().zip(intact) {
+        let after = subject
+            .backup_access(backup)?
+            .read()
+            .map_err(|e| Failure(format!("reading backup {}: {e}", backup.id)))?;
+        ensure!(
+            after == before,
+            "rebuilding the index changed backup {}",
+            backup.id
+        );
+    }
+    Ok(())
+}
+
+/// Reading archived instance X returns X, whichever was archived last, with every kind
+/// of value it held.
+pub async fn read_archived_returns_the_instance_asked_for(subject: &Subject) -> CaseResult {
+    let mut rich_state = state_with_every_value();
+    rich_state.revision = 3;
+    let rich = finished_instance(&mut rich_state)?;
+    let mut plain_state = sample_state(2);
+    plain_state.revision = 4;
+    let plain = finished_instance(&mut plain_state)?;
+    for archived in [&rich, &plain] {
+        step("archiving", subject.store.archive(archived).await)?;
+    }
+    for archived in [&rich, &plain, &rich] {
+        let back = step(
+            "reading an archived instance",
+            subject.store.read_archived(&archived.instance.id).await,
+        )?;
+        ensure!(
+            back.instance.id == archived.instance.id,
+            "reading archived instance {} returned instance {}",
+            archived.instance.id,
+            back.instance.id
+        );
+        let mut want = archived.clone();
+        want.checksum.clone_from(&back.checksum);
+        if let Some(difference) = first_difference(&to_json(&back)?, &to_json(&want)?) {
+            return Err(Failure(format!(
+                "archived instance {} read back changed: {difference}",
+                archived.instance.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Archiving an instance id again replaces the archived document, not only its
+/// history entry: a read returns the second version, with the checksum the history
+/// now carries.
+pub async fn archiving_again_replaces_the_archived_document(subject: &Subject) -> CaseResult {
+    let mut state = sample_state(2);
+    state.revision = 5;
+    let first = finished_instance(&mut state)?;
+    step("archiving", subject.store.archive(&first).await)?;
+    let mut second = first.clone();
+    second.archived_from_revision = 6;
+    second.archived_at += chrono::Duration::seconds(1);
+    second.instance.status = InstanceStatus::Failed;
+    if let Some(last) = second.completed_steps.last_mut() {
+        last.extra
+            .insert("x-archived-again".into(), serde_json::json!("second ✓"));
+    }
+    let entry = step(
+        "archiving the same instance again",
+        subject.store.archive(&second).await,
+    )?;
+    let back = step(
+        "reading the instance archived twice",
+        subject.store.read_archived(&first.instance.id).await,
+    )?;
+    ensure!(
+        back.archived_from_revision == 6 && back.instance.status == InstanceStatus::Failed,
+        "the instance archived twice reads back as the first version (from revision {}, {:?})",
+        back.archived_from_revision,
+        back.instance.status
+    );
+    ensure!(
+        back.checksum.as_deref() == Some(entry.checksum.as_str()),
+        "the archived document's checksum {:?} is not its history entry's {}",
+        back.checksum,
+        entry.checksum
+    );
+    let history = step("reading the history", subject.store.history().await)?;
+    ensure!(
+        history == [entry],
+        "the history after archiving twice: {history:?}"
+    );
+    Ok(())
+}
+
+/// Archiving an instance that breaks the schema fails with [`Error::SchemaInvalid`]
+/// and stores nothing: no history entry, no document.
+pub async fn an_invalid_instance_is_not_archived(subject: &Subject) -> CaseResult {
+    let mut state = sample_state(2);
+    state.revision = 2;
+    let mut invalid = finished_instance(&mut state)?;
+    if let Some(first) = invalid.completed_steps.first_mut() {
+        first.step_id = String::new();
+    }
+    ensure_err!(
+        subject.store.archive(&invalid).await,
+        Error::SchemaInvalid { .. },
+        "archiving an instance with an empty step id should fail as a schema violation"
+    );
+    ensure!(
+        step("reading the history", subject.store.history().await)?.is_empty(),
+        "a refused archive is listed in the history"
+    );
+    ensure_err!(
+        subject
+            .store
+            .read_archived(&invalid.instance.id)
+            .await
+            .map(|a| a.instance.id),
+        Error::NotFound { .. },
+        "a refused archive should not be stored, so reading it should be refused as not found"
+    );
+    Ok(())
+}
+
+/// The quarantine lists what it keeps oldest first, each once, and reads each back by
+/// its id. Each corrupt document is replaced after it is quarantined, as recovery does.
+pub async fn quarantine_is_listed_oldest_first(subject: &Subject) -> CaseResult {
+    let raw = subject.raw()?;
+    step(
+        "write 1",
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
+    )?;
+    let mut kept = Vec::new();
+    for i in 0..4 {
+        let corrupt = format!("{{{{{{ corrupt document {i} ✗").into_bytes();
+        raw.write(&corrupt)
+            .map_err(|e| Failure(format!("writing corrupt bytes: {e}")))?;
+        let note = checklist_core::QuarantineNote {
+            corruption_type: CorruptionKind::ParseError,
+            detail: format!("corrupt document {i}"),
+            reason: "conformance".into(),
+        };
+        let record = step("quarantining", subject.store.quarantine(&corrupt, &note).await)?;
+        // What recovery does next: replace what it quarantined.
+        step(
+            "replacing the quarantined document",
+            subject
+                .store
+                .replace(Some(&corrupt), &sample_state(1), i + 2)
+                .await,
+        )?;
+        kept.push((record.id, corrupt));
+        // Apart in time, so that an order by the clock is an order too.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let listed = step("listing the quarantine", subject.store.list_quarantine().await)?;
+    let listed_ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    let kept_ids: Vec<&str> = kept.iter().map(|(id, _)| id.as_str()).collect();
+    ensure!(
+        listed_ids == kept_ids,
+        "the quarantine lists {listed_ids:?}, but quarantined {kept_ids:?} in that order"
+    );
+    for (id, bytes) in &kept {
+        let back = step(
+            "reading a quarantined document",
+            subject.store.read_quarantined(id).await,
+        )?;
+        ensure!(
+            back == *bytes,
+            "quarantined document {id} reads back as other bytes"
+        );
+    }
     Ok(())
 }

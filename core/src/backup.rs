@@ -102,6 +102,8 @@ pub struct CommitContext {
 /// Each bullet has a case of the same name in `checklist-conformance`.
 /// - `nothing_to_back_up_before_the_first_write`: `should_back_up` is false when
 ///   there is no revision being replaced.
+/// - `a_keep_n_policy_backs_up_every_commit`: a policy that keeps the newest N (N > 0)
+///   answers `should_back_up` true for every commit that replaces a revision.
 /// - `prune_never_removes_the_newest_backup`: whatever the inputs, `to_prune` leaves
 ///   at least the newest backup, so rotation cannot delete the only one.
 /// - `prune_only_names_listed_backups`: `to_prune` returns ids from its input, each

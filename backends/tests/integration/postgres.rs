@@ -2019,6 +2019,10 @@ async fn the_pg_environment_sets_what_the_url_leaves_out() {
 // ---------------------------------------------------------------------------------------
 // 9. PgBouncer.
 
+/// The one case the backend may fail behind a transaction pooler, as
+/// docs/scale-out.md says.
+const DEGRADED_BEHIND_A_POOLER: &str = "a_killed_holder_in_another_process_is_replaced_at_once";
+
 /// Every case of the suite, one after another (as `checklist conformance` runs them),
 /// each on a runtime of its own, through a PgBouncer of a cluster of this test's own:
 /// the other tests' clients, ending mid-statement, make PgBouncer close pooled server
@@ -2026,6 +2030,8 @@ async fn the_pg_environment_sets_what_the_url_leaves_out() {
 /// [`behind_pgbouncer_a_live_holder_keeps_its_lock_when_its_pooled_connection_closes`]).
 #[test]
 fn the_conformance_suite_passes_behind_pgbouncer() {
+    // The cases with a holder in another process run this test again as the holder.
+    checklist_conformance::holder::serve_if_asked();
     if server().is_none() {
         return;
     }
@@ -2041,6 +2047,7 @@ fn the_conformance_suite_passes_behind_pgbouncer() {
     let cases = checklist_conformance::all_cases();
     let total = cases.len();
     let mut failures = Vec::new();
+    let mut degraded = None;
     let started = Instant::now();
     for case in cases {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -2052,8 +2059,10 @@ fn the_conformance_suite_passes_behind_pgbouncer() {
             let subject = run.subject(Durability::Full).map_err(|e| e.to_string())?;
             (case.run)(&subject).await.map_err(|f| f.to_string())
         });
-        if let Err(why) = outcome {
-            failures.push(format!("{case:?}: {why}"));
+        match outcome {
+            Err(why) if case.name == DEGRADED_BEHIND_A_POOLER => degraded = Some(why),
+            Err(why) => failures.push(format!("{case:?}: {why}")),
+            Ok(()) => {}
         }
     }
     #[allow(clippy::print_stderr, reason = "the time the suite took, for the report")]
@@ -2062,6 +2071,17 @@ fn the_conformance_suite_passes_behind_pgbouncer() {
             "the conformance suite behind PgBouncer {}: {total} cases in {:?}",
             bouncer.version(),
             started.elapsed()
+        );
+    }
+    // The documented degradation, and only it: the pooled server connection usually
+    // outlives a killed holder, and then its lease is taken when it expires
+    // (docs/scale-out.md); when PgBouncer happens to close that connection, the case
+    // passes.
+    if let Some(degraded) = degraded {
+        assert!(
+            degraded.contains("was not taken within") && degraded.contains("timed out"),
+            "{DEGRADED_BEHIND_A_POOLER} may fail behind PgBouncer only by waiting for the lease to expire, \
+             but: {degraded}"
         );
     }
     assert!(

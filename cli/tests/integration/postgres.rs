@@ -1262,7 +1262,6 @@ fn conformance_passes_on_postgres_and_drops_its_schema() {
         text.contains(&format!("{total} passed, 0 failed, {total} total")),
         "{text}"
     );
-    assert_eq!(total, 81, "the suite has the 81 cases this test was written for");
     let header = text.lines().next().unwrap_or_default();
     let schema: String = header
         .split_once("in the throwaway schema ")

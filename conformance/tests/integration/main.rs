@@ -1,6 +1,7 @@
 //! The conformance suite on the built-in backends, the mutants it must catch, and the coordinator's rollback under mocks: one binary.
 
 mod builtin_backends;
+mod contracts;
 mod coordinator_rollback_mocks;
 mod mutants;
 #[cfg(feature = "postgres")]

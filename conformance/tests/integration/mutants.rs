@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
+use checklist_conformance::holder::{LockSpec, holder_of};
 use checklist_conformance::{Case, RawAccess, Subject, all_cases};
 use checklist_core::config::Durability;
 
@@ -91,7 +92,9 @@ fn subject(mutant: Mutant) -> Subject {
             let path = path.clone();
             move |like| checklist_conformance::builtin::plant_stale_lock(&path, like)
         })
+        .hold_in_another_process_with(holder_of(LockSpec::File { dir: path.clone() }))
         .keep_alive(dir);
+    subject = checklist_conformance::builtin::with_sidecar_files(subject, &path);
     if let Some(bug) = mutant.policy {
         // Built as a keep-3 policy, so declared as one.
         subject = subject.with_policy_keeping(Arc::new(BrokenPolicy::new(bug)), 3);
@@ -145,23 +148,29 @@ fn failing_cases(mutant: Mutant, names: Option<&[&str]>) -> Vec<(&'static str, S
         }
     }
     let next = AtomicUsize::new(0);
+    // Named after this test, as libtest names its thread: a case that starts a lock
+    // holder in another process runs this test again, by that name, as the holder.
+    let test = std::thread::current().name().unwrap_or("mutants").to_owned();
     let mut failing: Vec<(usize, &'static str, String)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..3)
             .map(|_| {
-                scope.spawn(|| {
-                    let mut failed = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(case) = cases.get(index) else {
-                            return failed;
-                        };
-                        if let Err(why) = run(case, mutant) {
-                            failed.push((index, case.name, why));
+                std::thread::Builder::new()
+                    .name(test.clone())
+                    .spawn_scoped(scope, || {
+                        let mut failed = Vec::new();
+                        loop {
+                            let index = next.fetch_add(1, Ordering::SeqCst);
+                            let Some(case) = cases.get(index) else {
+                                return failed;
+                            };
+                            if let Err(why) = run(case, mutant) {
+                                failed.push((index, case.name, why));
+                            }
                         }
-                    }
-                })
+                    })
             })
-            .collect();
+            .collect::<std::io::Result<_>>()
+            .expect("a case runner thread");
         workers
             .into_iter()
             .flat_map(|worker| worker.join().expect("a case runner thread"))
@@ -314,5 +323,157 @@ fn a_stale_lock_breaker_that_does_not_reverify_is_caught() {
     assert_caught(
         Mutant::locks(LockBug::BreaksWithoutReverifying),
         &["stale_lock_is_broken_by_exactly_one_waiter"],
+    );
+}
+
+#[test]
+fn an_ascii_only_encoder_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::WritesAsciiOnly),
+        &["every_json_value_round_trips"],
+    );
+}
+
+#[test]
+fn integers_kept_through_floats_are_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::IntegersThroughFloats),
+        &["every_json_value_round_trips"],
+    );
+}
+
+#[test]
+fn a_skipped_unchanged_write_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::SkipsUnchangedWrites),
+        &["an_unchanged_document_commits_a_new_revision"],
+    );
+}
+
+#[test]
+fn a_corrupt_state_taken_for_none_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::TreatsCorruptAsAbsent),
+        &["absent_expectation_over_a_corrupt_state_changes_nothing"],
+    );
+}
+
+#[test]
+fn deleting_the_wrong_backup_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::DeletesTheOldestBackup),
+        &["delete_backup_removes_only_that_backup"],
+    );
+}
+
+#[test]
+fn a_delete_that_leaves_the_bytes_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::DeleteLeavesTheBytes),
+        &["a_deleted_backup_is_gone_for_good"],
+    );
+}
+
+#[test]
+fn a_backup_read_that_falls_back_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::ReadBackupFallsBack),
+        &["a_damaged_backup_is_refused"],
+    );
+}
+
+#[test]
+fn a_rebuild_that_deletes_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::RebuildDeletesWhatItSkips),
+        &["rebuilding_the_backup_index_deletes_nothing"],
+    );
+}
+
+#[test]
+fn an_audit_trail_dropping_non_ascii_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::AuditDropsNonAscii),
+        &["audit_records_keep_every_character"],
+    );
+}
+
+#[test]
+fn an_audit_read_failing_on_a_torn_line_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::AuditFailsOnATornLine),
+        &["a_torn_audit_record_is_reported_not_fatal"],
+    );
+}
+
+#[test]
+fn reading_the_latest_archive_whatever_asked_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::ReadArchivedReturnsTheLatest),
+        &["read_archived_returns_the_instance_asked_for"],
+    );
+}
+
+#[test]
+fn archiving_again_without_replacing_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::ArchiveAgainKeepsTheOldDocument),
+        &["archiving_again_replaces_the_archived_document"],
+    );
+}
+
+#[test]
+fn archiving_an_invalid_instance_as_nothing_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::ArchivesInvalidInstancesAsNothing),
+        &["an_invalid_instance_is_not_archived"],
+    );
+}
+
+#[test]
+fn a_quarantine_listed_newest_first_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::QuarantineListedNewestFirst),
+        &["quarantine_is_listed_oldest_first"],
+    );
+}
+
+#[test]
+fn a_policy_that_never_backs_up_is_caught() {
+    assert_caught(
+        Mutant::policy(PolicyBug::NeverBacksUp),
+        &["a_keep_n_policy_backs_up_every_commit"],
+    );
+}
+
+#[test]
+fn an_acquire_that_gives_up_late_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::GivesUpLate),
+        &["acquire_times_out_with_holder"],
+    );
+}
+
+#[test]
+fn a_holder_deaf_to_outside_releases_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::MissesOutsideReleases),
+        &["a_holder_learns_of_a_release_by_another_provider"],
+    );
+}
+
+#[test]
+fn a_liveness_check_blind_to_other_processes_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::JudgesOtherProcessesGone),
+        &["a_live_holder_in_another_process_keeps_the_lock"],
+    );
+}
+
+#[test]
+fn waiting_out_a_hung_holder_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::WaitsOutLiveHolders),
+        &["a_stopped_holder_loses_the_lock_after_its_expiry"],
     );
 }

@@ -142,7 +142,7 @@ impl Drop for LockGuard {
 ///   is cross-process) another process.
 /// - `acquire_times_out_with_holder`: an `acquire` that cannot get the lock within
 ///   `request.timeout` fails with [`Error::LockTimeout`](crate::Error::LockTimeout)
-///   naming the holder.
+///   naming the holder, no later than one retry interval after the timeout.
 /// - `waiters_are_visible`: while an `acquire` waits, [`inspect`](Self::inspect) lists
 ///   it among the waiters and shows the holder (and no unreadable lock); once it stops
 ///   waiting (acquired, timed out or its future dropped), it is gone from the list, and
@@ -174,6 +174,19 @@ impl Drop for LockGuard {
 /// - `stale_lock_is_broken_by_exactly_one_waiter`: where stale locks are detected, many
 ///   waiters that find the same stale lock at once take it one at a time — whoever
 ///   breaks it never deletes a fresh lock another waiter took in the meantime.
+/// - `a_holder_learns_of_a_release_by_another_provider`: a lock force-released through
+///   another provider (another process) is lost to its holder: its
+///   [`LockGuard::ensure_held`] fails with `LockLost`, in this process or another.
+/// - `a_live_holder_in_another_process_keeps_the_lock`: where the provider is
+///   cross-process, a holder alive in another process keeps the lock past its expiry
+///   many times over (it renews); no waiter judges it gone.
+/// - `a_stopped_holder_loses_the_lock_after_its_expiry`: where stale locks are
+///   detected, a holder that is alive but stopped (hung) loses the lock once its expiry
+///   passes without renewal — not before, and not only after a waiter's whole timeout —
+///   and learns so when it runs again.
+/// - `a_killed_holder_in_another_process_is_replaced_at_once`: where stale locks are
+///   detected, the lock of a holder killed in another process is taken by the next
+///   `acquire` long before its expiry.
 #[async_trait]
 pub trait LockProvider: Send + Sync + fmt::Debug + 'static {
     /// The lock's resource as messages name it: the lock file's path, a

@@ -226,9 +226,19 @@ pub struct WriteReceipt {
 ///   empty store commits revision 1.
 /// - `write_then_read_round_trips`: a read returns exactly what the last write
 ///   stored; unknown fields survive.
+/// - `every_json_value_round_trips`: every value a document can hold reads back
+///   exactly, through any handle and decoded afresh from the stored bytes: non-ASCII
+///   text in every string and key, integers to the ends of the 64-bit range (never
+///   through a float), floats, nulls, empty containers, nesting as deep as
+///   [`MAX_DOCUMENT_DEPTH`](crate::schema::MAX_DOCUMENT_DEPTH).
+/// - `a_second_handle_sees_every_commit`: a handle opened on the same store reads
+///   every commit made through another.
 /// - `revision_increases_by_one_per_write`: every committed write adds exactly 1.
+/// - `an_unchanged_document_commits_a_new_revision`: a write whose document equals the
+///   stored one still commits the next revision, with its audit record; it is never
+///   skipped as a no-op the caller cannot see.
 /// - `absent_expectation_conflicts_when_state_exists`, `stale_revision_conflicts`,
-///   `future_revision_conflicts`: a write whose precondition does not match fails with
+///   `future_revision_conflicts`, `revision_expectation_on_an_empty_store_conflicts`: a write whose precondition does not match fails with
 ///   [`Error::Conflict`] (carrying the revision found) and changes nothing.
 /// - `absent_expectation_over_a_corrupt_state_changes_nothing`: a corrupt document is
 ///   not an absent one; a write expecting none fails and leaves its bytes.
@@ -241,13 +251,14 @@ pub struct WriteReceipt {
 ///   when it seals; whatever the caller put there has no effect.
 /// - `invalid_document_is_refused_and_nothing_changes`: a document that breaks the
 ///   schema fails with [`Error::SchemaInvalid`] before anything is written.
-/// - `checksum_is_verified_on_read`: a read never returns a document whose checksum
-///   does not match; it fails with [`Error::Corrupted`].
+/// - `checksum_is_verified_on_read`, `unparseable_bytes_are_a_parse_error`: a read
+///   never returns a document whose checksum does not match or that does not parse; it
+///   fails with [`Error::Corrupted`].
 /// - `failed_write_leaves_the_previous_state`: a write that fails for any reason
 ///   leaves the previous document readable and unchanged.
 /// - `write_keeping_backup_keeps_the_replaced_revision`, `write_keeping_backup_prunes_by_the_policy`:
 ///   see [`write`](Self::write).
-/// - `read_raw_returns_the_stored_bytes`, `bytes_precondition_needs_the_exact_bytes`:
+/// - `read_raw_returns_the_stored_bytes`, `write_over_needs_the_exact_bytes`:
 ///   see [`read_raw`](Self::read_raw) and [`Precondition::Bytes`].
 #[async_trait]
 pub trait DocumentStore: Send + Sync + fmt::Debug {

@@ -23,6 +23,11 @@ use crate::quarantine::{QuarantineNote, QuarantineRecord};
 ///   appender's in its order (appends never rewrite the trail).
 /// - `audit_rotation_keeps_records_in_order`: after a rotation every record still
 ///   reads back, oldest first, until the oldest part falls off the retention limit.
+/// - `audit_records_keep_every_character`: a record reads back with every character
+///   of every field, non-ASCII and control characters included; none is dropped.
+/// - `a_torn_audit_record_is_reported_not_fatal`: a record torn by a crash mid-append
+///   is one of [`AuditLog::problems`]; the records around it and those appended after
+///   it read back, and reading never fails for it.
 #[async_trait]
 pub trait AuditTrail: Send + Sync + fmt::Debug {
     /// Appends one record.
@@ -59,6 +64,15 @@ pub trait AuditTrail: Send + Sync + fmt::Debug {
 ///   (core checks, through [`StateStoreExt::read_verified_backup`](super::StateStoreExt::read_verified_backup)).
 /// - `backup_index_is_rebuilt_after_deletion`: see
 ///   [`rebuild_backup_index`](Self::rebuild_backup_index).
+/// - `delete_backup_removes_only_that_backup`: deleting a backup leaves every other
+///   one listed and readable.
+/// - `a_deleted_backup_is_gone_for_good`: a deleted backup's bytes are gone with its
+///   listing; no rebuild of the index brings it back.
+/// - `a_damaged_backup_is_refused`: [`read_backup`](Self::read_backup) returns a
+///   damaged backup's bytes as they are (never another backup's, never repaired), so
+///   core's check against the listing refuses it with [`Error::Corrupted`].
+/// - `rebuilding_the_backup_index_deletes_nothing`: a rebuild reports a backup it
+///   cannot verify and leaves its bytes, and every other backup's, as they were.
 #[async_trait]
 pub trait BackupStore: Send + Sync + fmt::Debug {
     /// Keeps the document stored now as a backup; `Ok(None)` when there is none.
@@ -105,6 +119,12 @@ pub trait BackupStore: Send + Sync + fmt::Debug {
 /// - `archive_round_trips_and_indexes_once_per_instance`: an archived instance reads
 ///   back verified, with the checksum its history entry carries, and is listed once;
 ///   archiving the same instance again replaces both.
+/// - `read_archived_returns_the_instance_asked_for`: reading an id returns that
+///   instance, whichever was archived last, with every value it held.
+/// - `archiving_again_replaces_the_archived_document`: archiving an instance id again
+///   replaces its stored document as well as its history entry.
+/// - `an_invalid_instance_is_not_archived`: an instance that breaks the schema fails
+///   with [`Error::SchemaInvalid`], and neither a document nor a history entry is kept.
 /// - `unknown_or_unsafe_archive_ids_are_refused`: reading an id never archived fails
 ///   with [`Error::NotFound`]; one that is not a safe id
 ///   ([`archive::validate_file_stem`](crate::archive::validate_file_stem)) with
@@ -140,7 +160,9 @@ pub trait ArchiveStore: Send + Sync + fmt::Debug {
 ///
 /// # Contract
 /// - `quarantine_keeps_the_exact_bytes`: quarantined bytes are kept unchanged with
-///   their note, listed oldest first and read back exactly.
+///   their note and read back exactly.
+/// - `quarantine_is_listed_oldest_first`: the quarantine lists its documents in the
+///   order they were quarantined, each once.
 #[async_trait]
 pub trait QuarantineStore: Send + Sync + fmt::Debug {
     /// Keeps `found` — the document as the caller read it with

@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use checklist_backends::{FileLockProvider, InProcessLockProvider};
 use checklist_core::backup::CommitContext;
+use checklist_core::lock::HeldLock;
 use checklist_core::{
-    BackupPolicy, BackupRecord, Error, LockGuard, LockProvider, LockRequest, LockStatus, Result,
+    BackupPolicy, BackupRecord, Error, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, Result,
     RollingBackups,
 };
 use chrono::{DateTime, Utc};
@@ -30,6 +32,17 @@ pub(crate) enum LockBug {
     /// holder's pid is gone), and some milliseconds later deletes whatever lock file is
     /// there — by then, maybe another waiter's fresh lock.
     BreaksWithoutReverifying,
+    /// `acquire` gives up only after four times its timeout.
+    GivesUpLate,
+    /// A held lock notices only a release through its own provider: `ensure_held`
+    /// never looks at the lock itself.
+    MissesOutsideReleases,
+    /// A liveness check that only recognises this process: a lock held by any other
+    /// process is judged stale and broken.
+    JudgesOtherProcessesGone,
+    /// A holder whose process is alive keeps the lock whatever its expiry: waiters
+    /// wait out a hung holder.
+    WaitsOutLiveHolders,
 }
 
 /// A correct [`FileLockProvider`] with one [`LockBug`].
@@ -38,6 +51,8 @@ pub(crate) struct BrokenLocks {
     inner: FileLockProvider,
     bug: LockBug,
     dir: PathBuf,
+    /// The ids this provider force-released ([`LockBug::MissesOutsideReleases`]).
+    released_here: Arc<Mutex<Vec<String>>>,
 }
 
 impl BrokenLocks {
@@ -46,7 +61,54 @@ impl BrokenLocks {
             inner: FileLockProvider::new(dir),
             bug,
             dir: dir.to_owned(),
+            released_here: Arc::default(),
         }
+    }
+
+    /// The holder of the lock now, if it is alive by `/proc` and still holds it.
+    async fn live_holder(&self) -> Result<Option<u32>> {
+        let status = self.inner.inspect().await?;
+        Ok(status
+            .holder
+            .map(|holder| holder.pid)
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists()))
+    }
+}
+
+/// A held lock that believes it holds the lock until its own provider releases it.
+#[derive(Debug)]
+struct Credulous {
+    inner: Option<LockGuard>,
+    info: LockInfo,
+    released_here: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl HeldLock for Credulous {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    async fn ensure_held(&self) -> Result<()> {
+        if self.released_here.lock().unwrap().contains(&self.info.lock_id) {
+            return Err(Error::LockLost {
+                resource: "the broken provider".to_owned(),
+                lock_id: self.info.lock_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn release(mut self: Box<Self>) -> Result<()> {
+        match self.inner.take() {
+            Some(guard) => guard.release().await,
+            None => Ok(()),
+        }
+    }
+
+    fn release_in_background(mut self: Box<Self>) {
+        drop(self.inner.take());
     }
 }
 
@@ -80,6 +142,43 @@ impl LockProvider for BrokenLocks {
                     other => other,
                 }
             }
+            LockBug::GivesUpLate => {
+                let late = request.clone().with_timeout(request.timeout * 4);
+                self.inner.acquire(&late).await
+            }
+            LockBug::MissesOutsideReleases => {
+                let guard = self.inner.acquire(request).await?;
+                let info = guard.info().clone();
+                Ok(LockGuard::new(Box::new(Credulous {
+                    inner: Some(guard),
+                    info,
+                    released_here: Arc::clone(&self.released_here),
+                })))
+            }
+            LockBug::JudgesOtherProcessesGone => {
+                let status = self.inner.inspect().await?;
+                if status
+                    .holder
+                    .is_some_and(|holder| holder.pid != std::process::id())
+                {
+                    let _ = std::fs::remove_file(self.dir.join(".lock"));
+                }
+                self.inner.acquire(request).await
+            }
+            LockBug::WaitsOutLiveHolders => {
+                let started = tokio::time::Instant::now();
+                while self.live_holder().await?.is_some() {
+                    if started.elapsed() >= request.timeout {
+                        return Err(Error::LockTimeout {
+                            resource: self.inner.resource().to_owned(),
+                            waited: started.elapsed(),
+                            holder: self.inner.inspect().await?.holder.map(Box::new),
+                        });
+                    }
+                    tokio::time::sleep(request.retry_interval).await;
+                }
+                self.inner.acquire(request).await
+            }
             LockBug::BreaksWithoutReverifying => {
                 let status = self.inner.inspect().await?;
                 if let Some(holder) = status.holder
@@ -101,7 +200,11 @@ impl LockProvider for BrokenLocks {
     }
 
     async fn force_release(&self, lock_id: &str) -> Result<bool> {
-        self.inner.force_release(lock_id).await
+        let released = self.inner.force_release(lock_id).await?;
+        if released {
+            self.released_here.lock().unwrap().push(lock_id.to_owned());
+        }
+        Ok(released)
     }
 }
 
@@ -115,6 +218,8 @@ pub(crate) enum PolicyBug {
     PrunesTheNewest,
     /// It counts two backups of the same revision and checksum as two.
     CountsDuplicates,
+    /// It never asks for a backup, so commits keep none.
+    NeverBacksUp,
 }
 
 /// A keep-3 rolling policy with one [`PolicyBug`].
@@ -135,12 +240,13 @@ impl BrokenPolicy {
 
 impl BackupPolicy for BrokenPolicy {
     fn should_back_up(&self, commit: &CommitContext) -> bool {
-        self.asked.should_back_up(commit)
+        self.bug != PolicyBug::NeverBacksUp && self.asked.should_back_up(commit)
     }
 
     fn to_prune(&self, backups: &[BackupRecord], now: DateTime<Utc>) -> Vec<String> {
         match self.bug {
             PolicyBug::KeepsTooFew => RollingBackups::keep(1).to_prune(backups, now),
+            PolicyBug::NeverBacksUp => self.asked.to_prune(backups, now),
             PolicyBug::PrunesTheNewest => {
                 let mut pruned = self.asked.to_prune(backups, now);
                 if let Some(newest) = self.asked.recovery_order(backups).into_iter().next()

@@ -2,6 +2,13 @@
 //! wrong, everything else delegated.
 
 use std::io::Write as _;
+
+use checklist_core::archive::{ArchivedInstance, HistoryEntry};
+use checklist_core::backup::{BackupIndexRebuild, BackupRecord};
+use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
+use checklist_core::store::StoredBytes;
+use checklist_core::{ArchiveStore, BackupStore, ChecklistState, QuarantineStore};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +44,40 @@ pub(crate) enum StoreBug {
     AuditRewrites,
     /// `rotate_audit` deletes the part it just rotated out instead of keeping it.
     AuditRotationDrops,
+    /// `write` stores every non-ASCII character of every string as `?` (an ASCII-only
+    /// encoder), sealed afresh so the document still verifies.
+    WritesAsciiOnly,
+    /// `write` keeps integers through a float (as JavaScript or a REAL column would).
+    IntegersThroughFloats,
+    /// `write` skips a document equal to the stored one and reports the stored
+    /// revision as committed, unaudited.
+    SkipsUnchangedWrites,
+    /// `write` expecting no document treats one that does not verify as none.
+    TreatsCorruptAsAbsent,
+    /// `delete_backup` deletes the oldest listed backup, whatever it is asked.
+    DeletesTheOldestBackup,
+    /// `delete_backup` unlists the backup but leaves its bytes.
+    DeleteLeavesTheBytes,
+    /// `read_backup` hands out the newest backup that verifies when the one asked for
+    /// does not.
+    ReadBackupFallsBack,
+    /// `rebuild_backup_index` deletes the files it could not verify.
+    RebuildDeletesWhatItSkips,
+    /// `append_audit` silently drops a record with non-ASCII text.
+    AuditDropsNonAscii,
+    /// `read_audit` fails outright when a line is not a record.
+    AuditFailsOnATornLine,
+    /// `read_archived` returns the most recently archived instance, whatever it is
+    /// asked.
+    ReadArchivedReturnsTheLatest,
+    /// `archive` of an instance archived before updates its history entry but keeps
+    /// the old archived document.
+    ArchiveAgainKeepsTheOldDocument,
+    /// `archive` of an instance that breaks the schema reports success, with a history
+    /// entry, and stores nothing.
+    ArchivesInvalidInstancesAsNothing,
+    /// `list_quarantine` lists newest first.
+    QuarantineListedNewestFirst,
 }
 
 /// A correct YAML file store with one [`StoreBug`].
@@ -124,6 +165,39 @@ impl BrokenStore {
         })
     }
 
+    /// The request's document decoded, changed by `change`, and sealed afresh: what a
+    /// backend that mangles values on the way in stores, consistently.
+    fn rewrite_document(&self, request: &mut WriteRequest, change: fn(&mut Value)) -> Result<()> {
+        let mut value = checklist_core::store::decode(
+            self.inner.codec(),
+            &request.document.bytes,
+            self.inner.state_path(),
+        )?;
+        change(&mut value);
+        let state: ChecklistState =
+            serde_json::from_value(value).map_err(|e| Error::invalid(format!("mangled document: {e}")))?;
+        request.document = self.inner.encode(&state, request.document.revision)?.0;
+        Ok(())
+    }
+
+    /// Whether the stored document holds what `request` would store, apart from its
+    /// revision and checksum.
+    async fn stores_the_same(&self, request: &WriteRequest) -> Result<Option<Committed>> {
+        let Some(stored) = self.inner.read().await? else {
+            return Ok(None);
+        };
+        let new = self.inner.parse_ignoring_checksum(&request.document.bytes)?;
+        let (mut a, mut b) = (stored.clone(), new);
+        a.revision = 0;
+        b.revision = 0;
+        a.checksum = None;
+        b.checksum = None;
+        Ok((a == b).then(|| Committed {
+            revision: stored.revision,
+            checksum: stored.checksum.unwrap_or_default(),
+        }))
+    }
+
     async fn append_by_rewriting(&self, record: &AuditRecord) -> Result<()> {
         let path = self.dir.join("audit.log");
         let line = record.to_line();
@@ -207,7 +281,37 @@ impl DocumentStore for BrokenStore {
                 }
                 return Ok(receipt);
             }
-            StoreBug::None | StoreBug::ResealsOnRead | StoreBug::AuditRotationDrops => {}
+            StoreBug::WritesAsciiOnly => self.rewrite_document(&mut request, ascii_only)?,
+            StoreBug::IntegersThroughFloats => {
+                self.rewrite_document(&mut request, integers_through_floats)?
+            }
+            StoreBug::SkipsUnchangedWrites => {
+                if let Some(committed) = self.stores_the_same(&request).await? {
+                    return Ok(WriteReceipt {
+                        committed,
+                        backup: None,
+                        pruned: Vec::new(),
+                        unaudited: None,
+                    });
+                }
+            }
+            StoreBug::TreatsCorruptAsAbsent => {
+                if matches!(request.precondition, Precondition::Absent)
+                    && self.inner.read().await.is_err()
+                    && let Some(found) = self.inner.read_raw().await?
+                {
+                    let document =
+                        checklist_core::store::decode(self.inner.codec(), &found, self.inner.state_path())
+                            .ok();
+                    request.precondition = Precondition::Bytes(StoredBytes::new(found, document.as_ref()));
+                }
+            }
+            StoreBug::AuditDropsNonAscii
+                if request.audit.as_ref().is_some_and(|r| !r.to_line().is_ascii()) =>
+            {
+                request.audit = None;
+            }
+            _ => {}
         }
         self.inner.write(request).await
     }
@@ -217,14 +321,22 @@ impl DocumentStore for BrokenStore {
 #[async_trait]
 impl AuditTrail for BrokenStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        if self.bug == StoreBug::AuditRewrites {
-            return self.append_by_rewriting(record).await;
+        match self.bug {
+            StoreBug::AuditRewrites => self.append_by_rewriting(record).await,
+            StoreBug::AuditDropsNonAscii if !record.to_line().is_ascii() => Ok(()),
+            _ => self.inner.append_audit(record).await,
         }
-        self.inner.append_audit(record).await
     }
 
     async fn read_audit(&self) -> Result<AuditLog> {
-        self.inner.read_audit().await
+        let log = self.inner.read_audit().await?;
+        if self.bug == StoreBug::AuditFailsOnATornLine && !log.problems.is_empty() {
+            return Err(Error::invalid(format!(
+                "the audit log has bad lines: {:?}",
+                log.problems
+            )));
+        }
+        Ok(log)
     }
 
     async fn rotate_audit(&self) -> Result<bool> {
@@ -237,4 +349,180 @@ impl AuditTrail for BrokenStore {
     }
 }
 
-checklist_conformance::forward_planes!(BrokenStore => inner; BackupStore, ArchiveStore, QuarantineStore);
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl BackupStore for BrokenStore {
+    async fn create_backup(&self, reason: &str) -> Result<Option<BackupRecord>> {
+        self.inner.create_backup(reason).await
+    }
+
+    async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
+        self.inner.list_backups().await
+    }
+
+    async fn read_backup(&self, id: &str) -> Result<Vec<u8>> {
+        let bytes = self.inner.read_backup(id).await?;
+        if self.bug != StoreBug::ReadBackupFallsBack || self.inner.read_verified_backup(id).await.is_ok() {
+            return Ok(bytes);
+        }
+        for other in self.inner.list_backups().await?.iter().rev() {
+            if self.inner.read_verified_backup(&other.id).await.is_ok() {
+                return self.inner.read_backup(&other.id).await;
+            }
+        }
+        Ok(bytes)
+    }
+
+    async fn delete_backup(&self, id: &str) -> Result<()> {
+        match self.bug {
+            StoreBug::DeletesTheOldestBackup => {
+                let listed = self.inner.list_backups().await?;
+                if !listed.iter().any(|b| b.id == id) {
+                    return self.inner.delete_backup(id).await;
+                }
+                self.inner.delete_backup(&listed[0].id).await
+            }
+            StoreBug::DeleteLeavesTheBytes => {
+                let listed = self.inner.list_backups().await?;
+                let kept = listed.iter().find(|b| b.id == id).map(|b| self.backup_path(b));
+                let bytes = kept.as_ref().and_then(|path| std::fs::read(path).ok());
+                self.inner.delete_backup(id).await?;
+                if let (Some(path), Some(bytes)) = (kept, bytes) {
+                    std::fs::write(&path, bytes)
+                        .map_err(|e| Error::invalid(format!("keeping the bytes: {e}")))?;
+                }
+                Ok(())
+            }
+            _ => self.inner.delete_backup(id).await,
+        }
+    }
+
+    async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
+        let rebuilt = self.inner.rebuild_backup_index().await?;
+        if self.bug == StoreBug::RebuildDeletesWhatItSkips {
+            for skipped in &rebuilt.skipped {
+                let path = self.dir.join(".backup").join(&skipped.location);
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::invalid(format!("deleting {skipped:?}: {e}")))?;
+            }
+        }
+        Ok(rebuilt)
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl ArchiveStore for BrokenStore {
+    async fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry> {
+        match self.bug {
+            StoreBug::ArchiveAgainKeepsTheOldDocument => {
+                let path = self
+                    .dir
+                    .join("archive")
+                    .join(format!("{}.yaml", archived.instance.id));
+                let old = std::fs::read(&path).ok();
+                let entry = self.inner.archive(archived).await?;
+                if let Some(old) = old {
+                    std::fs::write(&path, old)
+                        .map_err(|e| Error::invalid(format!("keeping the old archive: {e}")))?;
+                }
+                Ok(entry)
+            }
+            StoreBug::ArchivesInvalidInstancesAsNothing => match self.inner.archive(archived).await {
+                Err(Error::SchemaInvalid { .. }) => Ok(HistoryEntry {
+                    instance_id: archived.instance.id.clone(),
+                    template_id: archived.instance.template_id.clone(),
+                    template_version: archived.instance.template_version.clone(),
+                    status: archived.instance.status,
+                    started_at: archived.instance.started_at,
+                    completed_at: archived.instance.completed_at,
+                    archived_at: archived.archived_at,
+                    steps: archived.completed_steps.len(),
+                    checksum: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                        .into(),
+                    location: self.dir.join("archive").display().to_string(),
+                }),
+                other => other,
+            },
+            _ => self.inner.archive(archived).await,
+        }
+    }
+
+    async fn history(&self) -> Result<Vec<HistoryEntry>> {
+        self.inner.history().await
+    }
+
+    async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
+        if self.bug == StoreBug::ReadArchivedReturnsTheLatest
+            && let Some(latest) = self.inner.history().await?.last()
+        {
+            return self.inner.read_archived(&latest.instance_id).await;
+        }
+        self.inner.read_archived(instance_id).await
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl QuarantineStore for BrokenStore {
+    async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
+        self.inner.quarantine(found, note).await
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
+        let mut listed = self.inner.list_quarantine().await?;
+        if self.bug == StoreBug::QuarantineListedNewestFirst {
+            listed.reverse();
+        }
+        Ok(listed)
+    }
+
+    async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
+        self.inner.read_quarantined(id).await
+    }
+}
+
+impl BrokenStore {
+    fn backup_path(&self, backup: &BackupRecord) -> PathBuf {
+        self.dir.join(".backup").join(&backup.location)
+    }
+}
+
+/// Every non-ASCII character of every string (keys too) as `?`.
+fn ascii_only(value: &mut Value) {
+    let mangle = |text: &str| {
+        text.chars()
+            .map(|c| if c.is_ascii() { c } else { '?' })
+            .collect::<String>()
+    };
+    match value {
+        Value::String(text) => *text = mangle(text),
+        Value::Array(items) => items.iter_mut().for_each(ascii_only),
+        Value::Object(map) => {
+            let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+            for (key, mut item) in entries {
+                ascii_only(&mut item);
+                map.insert(mangle(&key), item);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every integer through an `f64`, as JavaScript or a REAL column keeps it.
+fn integers_through_floats(value: &mut Value) {
+    match value {
+        Value::Number(number) if number.is_i64() || number.is_u64() => {
+            let float = number.as_f64().unwrap_or_default();
+            // Written back as an integer where it still fits one, as such stores do.
+            *value = if float.fract() == 0.0 && float.abs() < 9.2e18 {
+                Value::from(float as i64)
+            } else {
+                Value::from(float)
+            };
+        }
+        Value::Array(items) => items.iter_mut().for_each(integers_through_floats),
+        Value::Object(map) => map.values_mut().for_each(integers_through_floats),
+        _ => {}
+    }
+}
