@@ -252,8 +252,9 @@ pub async fn read_raw_returns_the_stored_bytes(subject: &Subject) -> CaseResult 
     Ok(())
 }
 
-/// Quarantine keeps exactly the bytes found, leaves the current document in place and
-/// refuses bytes that are no longer stored; an id never quarantined is refused.
+/// Quarantine keeps exactly the bytes found, apart from the current document (which it
+/// leaves in place: an edit of it afterwards changes nothing quarantined), and refuses
+/// bytes that are no longer stored; an id never quarantined is refused.
 pub async fn quarantine_keeps_the_exact_bytes(subject: &Subject) -> CaseResult {
     let raw = subject.raw()?;
     step(
@@ -284,6 +285,17 @@ pub async fn quarantine_keeps_the_exact_bytes(subject: &Subject) -> CaseResult {
         step("reading back", subject.store.read_quarantined(&record.id).await)? == corrupt,
         "the quarantined bytes differ"
     );
+    // Whatever happens to the stored document afterwards — rewritten in place by an
+    // editor, damaged further — leaves the quarantined bytes as they were.
+    raw.write(b"{{{ edited in place")
+        .map_err(io("editing the stored bytes in place"))?;
+    ensure!(
+        step("reading back", subject.store.read_quarantined(&record.id).await)? == corrupt,
+        "an edit of the stored document in place changed the quarantined bytes (a quarantine that shares \
+         the state file's storage, a hard link say, is not a copy)"
+    );
+    raw.write(&corrupt)
+        .map_err(io("writing the corrupt bytes back"))?;
     match subject.store.quarantine(b"other bytes", &note).await {
         Err(Error::PreconditionFailed { .. }) => {}
         other => {

@@ -18,7 +18,7 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::{Error, Result};
 
 use super::Inner;
-use crate::fs::atomic::{PRIVATE_FILE_MODE, io_error, replace_file};
+use crate::fs::atomic::{PRIVATE_FILE_MODE, replace_file};
 use crate::fs::identity::FileIdentity;
 use crate::sidecar::backups::Contents;
 
@@ -55,26 +55,19 @@ impl<C: Codec> Inner<C> {
         Ok(entry.record)
     }
 
-    /// Puts `found` at `path` (a link to the state file, or a copy) and its note beside
-    /// it.
+    /// Puts a copy of `found` at `path` and its note beside it. A copy, not a hard link
+    /// to the state file: a link would share the state file's inode until recovery
+    /// replaces it, and anything that rewrites the state file in place meanwhile (an
+    /// editor that keeps a file's other names, after a recovery that failed half-way)
+    /// would rewrite the quarantined bytes too.
     fn keep_in_quarantine(&self, found: &[u8], path: &Path, note_path: &Path, note: &[u8]) -> Result<()> {
-        let dir = self.quarantine.dir();
-        let linked = self.vfs.hard_link(&self.state_path, path).is_ok();
-        // A link shares the inode with the state file: if that changed between the
-        // check and the link, keep the bytes the caller found instead.
-        if !linked || self.vfs.read(path, u64::MAX).ok().as_deref() != Some(found) {
-            replace_file(
-                self.vfs.as_ref(),
-                path,
-                found,
-                Durability::Full,
-                PRIVATE_FILE_MODE,
-            )?;
-        } else if self.options.durability == Durability::Full
-            && let Err(e) = self.vfs.sync_dir(dir)
-        {
-            return Err(io_error("fsync the directory", dir, e));
-        }
+        replace_file(
+            self.vfs.as_ref(),
+            path,
+            found,
+            Durability::Full,
+            PRIVATE_FILE_MODE,
+        )?;
         replace_file(
             self.vfs.as_ref(),
             note_path,

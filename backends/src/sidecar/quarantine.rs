@@ -48,7 +48,8 @@ impl QuarantineDir {
         }
     }
 
-    /// The directory.
+    /// The directory (where the sqlite backend puts its copy of a damaged database).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }

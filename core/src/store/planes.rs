@@ -160,7 +160,9 @@ pub trait ArchiveStore: Send + Sync + fmt::Debug {
 ///
 /// # Contract
 /// - `quarantine_keeps_the_exact_bytes`: quarantined bytes are kept unchanged with
-///   their note and read back exactly.
+///   their note and read back exactly, whatever happens to the stored document
+///   afterwards (rewritten in place, damaged further): they are a copy, not another name
+///   of the document's storage.
 /// - `quarantine_is_listed_oldest_first`: the quarantine lists its documents in the
 ///   order they were quarantined, each once.
 #[async_trait]
