@@ -12,7 +12,7 @@ use checklist_core::{
 };
 
 use crate::support::{
-    MARKER, TRICKY_TEXT, add_step, ensure, ensure_err, first_difference, sample_state,
+    MARKER, TRICKY_TEXT, add_step, ensure, ensure_err, first_difference, read_afresh, sample_state,
     state_with_every_value, step,
 };
 use crate::{CaseResult, Failure, Subject};
@@ -86,12 +86,16 @@ pub async fn write_then_read_round_trips(subject: &Subject) -> CaseResult {
         read == expected,
         "the state read back differs from the one written:\n read: {read:?}\n want: {expected:?}"
     );
-    // A fresh handle has nothing cached: it must decode and verify the stored form.
     let fresh = step("reading through a second handle", subject.reopen()?.read().await)?
         .ok_or_else(|| Failure("a second handle does not see the state".into()))?;
     ensure!(
         fresh == expected,
-        "the stored form decodes to another state:\n read: {fresh:?}\n want: {expected:?}"
+        "a second handle reads another state:\n read: {fresh:?}\n want: {expected:?}"
+    );
+    let afresh = read_afresh(subject).await?;
+    ensure!(
+        afresh == expected,
+        "the stored bytes decode to another state:\n read: {afresh:?}\n want: {expected:?}"
     );
     Ok(())
 }
@@ -899,16 +903,7 @@ pub async fn every_json_value_round_trips(subject: &Subject) -> CaseResult {
     }
     // As another process reads it: decoded from the stored bytes, not recalled from
     // what this process wrote.
-    let bytes = step("reading the stored bytes", subject.store.read_raw().await)?
-        .ok_or_else(|| Failure("the state written is gone".into()))?;
-    let afresh = step(
-        "decoding the stored bytes afresh",
-        checklist_core::store::verify_afresh(
-            subject.store.codec(),
-            &bytes,
-            subject.store.info().location_path(),
-        ),
-    )?;
+    let afresh = read_afresh(subject).await?;
     if let Some(difference) = first_difference(&to_json(&afresh)?, &want) {
         return Err(Failure(format!(
             "decoded afresh from the stored bytes, {difference}"

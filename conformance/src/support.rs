@@ -66,6 +66,23 @@ pub(crate) fn sample_state(steps: usize) -> ChecklistState {
     state
 }
 
+/// The stored document decoded and verified from its bytes, as another process reads
+/// it: a read through any handle of this process may be answered from what the process
+/// verified or wrote before (`checklist_core::store::verify`), which would hide a codec
+/// that cannot read back what it wrote.
+pub(crate) async fn read_afresh(subject: &crate::Subject) -> Result<ChecklistState, Failure> {
+    let bytes = step("reading the stored bytes", subject.store.read_raw().await)?
+        .ok_or_else(|| Failure("the state written is gone".into()))?;
+    step(
+        "decoding the stored bytes afresh",
+        checklist_core::store::verify_afresh(
+            subject.store.codec(),
+            &bytes,
+            subject.store.info().location_path(),
+        ),
+    )
+}
+
 /// Adds one successful step.
 pub(crate) fn add_step(state: &mut ChecklistState, id: &str) {
     state

@@ -225,7 +225,8 @@ pub struct WriteReceipt {
 /// - `first_write_creates_revision_1`: a write with [`Precondition::Absent`] on an
 ///   empty store commits revision 1.
 /// - `write_then_read_round_trips`: a read returns exactly what the last write
-///   stored; unknown fields survive.
+///   stored, through any handle and decoded afresh from the stored bytes (as another
+///   process reads them); unknown fields survive.
 /// - `every_json_value_round_trips`: every value a document can hold reads back
 ///   exactly, through any handle and decoded afresh from the stored bytes: non-ASCII
 ///   text in every string and key, integers to the ends of the 64-bit range (never
