@@ -477,3 +477,11 @@ fn waiting_out_a_hung_holder_is_caught() {
         &["a_stopped_holder_loses_the_lock_after_its_expiry"],
     );
 }
+
+#[test]
+fn a_quarantine_by_hard_link_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::QuarantinesByHardLink),
+        &["quarantine_keeps_the_exact_bytes"],
+    );
+}

@@ -78,6 +78,9 @@ pub(crate) enum StoreBug {
     ArchivesInvalidInstancesAsNothing,
     /// `list_quarantine` lists newest first.
     QuarantineListedNewestFirst,
+    /// `quarantine` keeps the bytes as a hard link to the state file (as the file
+    /// engine once did), which shares its inode until recovery replaces it.
+    QuarantinesByHardLink,
 }
 
 /// A correct YAML file store with one [`StoreBug`].
@@ -466,7 +469,17 @@ impl ArchiveStore for BrokenStore {
 #[async_trait]
 impl QuarantineStore for BrokenStore {
     async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
-        self.inner.quarantine(found, note).await
+        let record = self.inner.quarantine(found, note).await?;
+        if self.bug == StoreBug::QuarantinesByHardLink {
+            let kept = self
+                .dir
+                .join("quarantine")
+                .join(format!("state.yaml.{}", record.id));
+            std::fs::remove_file(&kept)
+                .and_then(|()| std::fs::hard_link(self.inner.state_path(), &kept))
+                .map_err(|e| Error::invalid(format!("linking {}: {e}", kept.display())))?;
+        }
+        Ok(record)
     }
 
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
