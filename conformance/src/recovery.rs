@@ -16,8 +16,8 @@ use checklist_core::{
     QuarantineNote, QuarantineRecord, Recovery, Remedy, RollingBackups, StateStore, StateStoreExt,
 };
 
-use crate::support::{MARKER, add_step, ensure, sample_state, step};
-use crate::{CaseResult, Failure, RawAccess, Subject};
+use crate::support::{MARKER, add_step, ensure, io, raw_bytes, sample_state, step};
+use crate::{CaseResult, Failure, Subject};
 
 type Recoverer = Recovery<Arc<dyn StateStore>, Arc<dyn LockProvider>, Arc<dyn BackupPolicy>>;
 
@@ -32,16 +32,6 @@ fn recovery_over(subject: &Subject, store: Arc<dyn StateStore>, locks: Arc<dyn L
         ..Default::default()
     };
     Recovery::new(store, locks, Arc::clone(&subject.policy)).with_settings(&lock, &Default::default())
-}
-
-fn io(doing: &str) -> impl Fn(std::io::Error) -> Failure + '_ {
-    move |e| Failure(format!("{doing}: {e}"))
-}
-
-fn raw_bytes(raw: &RawAccess) -> Result<Vec<u8>, Failure> {
-    raw.read()
-        .map_err(io("reading the raw bytes"))?
-        .ok_or_else(|| Failure("no raw bytes after a write".into()))
 }
 
 /// Revision 1 written directly, then three audited transactions (revisions 2–4), each

@@ -12,8 +12,8 @@ use checklist_core::{
 };
 
 use crate::support::{
-    MARKER, TRICKY_TEXT, add_step, ensure, ensure_err, first_difference, read_afresh, sample_state,
-    state_with_every_value, step,
+    MARKER, TRICKY_TEXT, add_step, ensure, ensure_err, first_difference, raw_bytes, read_afresh,
+    sample_state, state_with_every_value, step,
 };
 use crate::{CaseResult, Failure, Subject};
 
@@ -297,10 +297,7 @@ pub async fn checksum_is_verified_on_read(subject: &Subject) -> CaseResult {
         "writing",
         subject.store.commit(&sample_state(2), Expectation::Absent).await,
     )?;
-    let bytes = raw
-        .read()
-        .map_err(|e| Failure(format!("reading the raw bytes: {e}")))?
-        .ok_or_else(|| Failure("no raw bytes after a write".into()))?;
+    let bytes = raw_bytes(raw)?;
     let text = String::from_utf8_lossy(&bytes);
     ensure!(
         text.contains(MARKER),
@@ -972,10 +969,7 @@ pub async fn absent_expectation_over_a_corrupt_state_changes_nothing(subject: &S
         "write 1",
         subject.store.commit(&sample_state(1), Expectation::Absent).await,
     )?;
-    let good = raw
-        .read()
-        .map_err(|e| Failure(format!("reading the raw bytes: {e}")))?
-        .ok_or_else(|| Failure("no raw bytes after a write".into()))?;
+    let good = raw_bytes(raw)?;
     let corrupt_versions = [
         String::from_utf8_lossy(&good)
             .replacen(MARKER, "conformance-marker-BBBB", 1)

@@ -66,6 +66,18 @@ pub(crate) fn sample_state(steps: usize) -> ChecklistState {
     state
 }
 
+/// Turns an I/O error of a hook into a failure that says what the case was doing.
+pub(crate) fn io(doing: &str) -> impl Fn(std::io::Error) -> Failure + '_ {
+    move |e| Failure(format!("{doing}: {e}"))
+}
+
+/// The stored bytes, which a write put there.
+pub(crate) fn raw_bytes(raw: &crate::RawAccess) -> Result<Vec<u8>, Failure> {
+    raw.read()
+        .map_err(io("reading the raw bytes"))?
+        .ok_or_else(|| Failure("no raw bytes after a write".into()))
+}
+
 /// The stored document decoded and verified from its bytes, as another process reads
 /// it: a read through any handle of this process may be answered from what the process
 /// verified or wrote before (`checklist_core::store::verify`), which would hide a codec
