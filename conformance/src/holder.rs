@@ -164,18 +164,21 @@ fn serve(order: &Order) -> i32 {
 
 /// The arguments that make a test binary run again only the test running now: libtest
 /// names the thread of each test after it, and a case runs on that thread (inside
-/// `block_on`). Elsewhere — a program's `main` thread, a runtime's worker — the
-/// program serves the order before it looks at its arguments, and gets none.
+/// `block_on`). Elsewhere — a program's `main` thread, a runtime's worker — a program
+/// serves the order before it looks at its arguments; should it be a test binary after
+/// all, the arguments select no test, so the holder exits at once, saying nothing,
+/// instead of running the whole binary.
 fn test_to_run_again() -> Vec<String> {
-    match std::thread::current().name() {
-        Some(name) if name != "main" && !name.starts_with("tokio-") => vec![
-            name.to_owned(),
-            "--exact".to_owned(),
-            "--nocapture".to_owned(),
-            "--test-threads=1".to_owned(),
-        ],
-        _ => Vec::new(),
-    }
+    let name = match std::thread::current().name() {
+        Some(name) if name != "main" && !name.starts_with("tokio-") => name.to_owned(),
+        _ => "no test: run the cases on the thread of the test that runs them".to_owned(),
+    };
+    vec![
+        name,
+        "--exact".to_owned(),
+        "--nocapture".to_owned(),
+        "--test-threads=1".to_owned(),
+    ]
 }
 
 /// A holder running in another process: started by [`HolderProcess::spawn`], killed
@@ -237,8 +240,25 @@ impl HolderProcess {
             }
             said.push(line);
         }
+        // Its output ends as it exits; give the exit a moment to be seen.
+        let mut exited = holder.child.try_wait();
+        for _ in 0..50 {
+            if !matches!(exited, Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            exited = holder.child.try_wait();
+        }
+        let ended = match exited {
+            Ok(Some(status)) => format!(
+                "exited ({status}) without taking the lock — in a test binary, the test that runs \
+                 the case must run it on its own thread and reach run_case, all_cases or \
+                 serve_if_asked before anything else"
+            ),
+            _ => "did not take the lock within 30 s".to_owned(),
+        };
         Err(io::Error::other(format!(
-            "the holder process did not take the lock within 30 s; it said: {:?}",
+            "the holder process {ended}; it said: {:?}",
             said.join(" / ")
         )))
     }

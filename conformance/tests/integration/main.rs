@@ -3,6 +3,7 @@
 mod builtin_backends;
 mod contracts;
 mod coordinator_rollback_mocks;
+mod holder;
 mod mutants;
 #[cfg(feature = "postgres")]
 mod pg_server;
