@@ -18,7 +18,7 @@ use checklist_core::{
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Client;
 
 use super::schema::{self, Tables};
 use super::server::Server;
@@ -434,18 +434,45 @@ impl Inner {
         })
     }
 
-    pub(crate) async fn read_audit(&self) -> Result<AuditLog> {
-        let sql = format!(
-            "SELECT record FROM {} WHERE store = $1 ORDER BY seq",
-            self.tables.audit
-        );
-        let lines: Vec<String> = on_session!(self, "read the audit trail of", |session| async {
+    /// The texts in `column` of this store's rows of `table`, in the order they were
+    /// added (`seq`): the audit trail, the archive history, the quarantine.
+    async fn texts_in_order(&self, column: &str, table: &str, operation: &str) -> Result<Vec<String>> {
+        let sql = format!("SELECT {column} FROM {table} WHERE store = $1 ORDER BY seq");
+        on_session!(self, operation, |session| async {
             let rows = session
                 .client
                 .query_typed(&sql, &[(&self.key, Type::TEXT)])
                 .await?;
             Ok(rows.iter().map(|row| row.get::<_, String>(0)).collect())
-        })?;
+        })
+    }
+
+    /// [`texts_in_order`](Self::texts_in_order), each a JSON `T`; one that is not is
+    /// damage to `what`.
+    async fn records_in_order<T: serde::de::DeserializeOwned>(
+        &self,
+        column: &str,
+        table: &str,
+        operation: &str,
+        what: &str,
+    ) -> Result<Vec<T>> {
+        self.texts_in_order(column, table, operation)
+            .await?
+            .iter()
+            .map(|text| {
+                serde_json::from_str::<T>(text).map_err(|e| Error::Corrupted {
+                    kind: CorruptionKind::ParseError,
+                    path: Path::new(&format!("{}, {what}", self.location())).to_owned(),
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn read_audit(&self) -> Result<AuditLog> {
+        let lines = self
+            .texts_in_order("record", &self.tables.audit, "read the audit trail of")
+            .await?;
         let mut log = AuditLog::default();
         let text = lines.join("\n");
         log.parse_into(
@@ -627,25 +654,13 @@ impl Inner {
     }
 
     pub(crate) async fn history(&self) -> Result<Vec<HistoryEntry>> {
-        let sql = format!(
-            "SELECT entry FROM {} WHERE store = $1 ORDER BY seq",
-            self.tables.archive
-        );
-        let rows: Vec<Row> = on_session!(self, "read the archive history of", |session| async {
-            Ok(session
-                .client
-                .query_typed(&sql, &[(&self.key, Type::TEXT)])
-                .await?)
-        })?;
-        rows.iter()
-            .map(|row| {
-                serde_json::from_str::<HistoryEntry>(&row.get::<_, String>(0)).map_err(|e| Error::Corrupted {
-                    kind: CorruptionKind::ParseError,
-                    path: Path::new(&format!("{}, archive history", self.location())).to_owned(),
-                    detail: e.to_string(),
-                })
-            })
-            .collect()
+        self.records_in_order(
+            "entry",
+            &self.tables.archive,
+            "read the archive history of",
+            "archive history",
+        )
+        .await
     }
 
     pub(crate) async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
@@ -715,27 +730,13 @@ impl Inner {
     }
 
     pub(crate) async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {
-        let sql = format!(
-            "SELECT record FROM {} WHERE store = $1 ORDER BY seq",
-            self.tables.quarantine
-        );
-        let rows: Vec<Row> = on_session!(self, "list the quarantine of", |session| async {
-            Ok(session
-                .client
-                .query_typed(&sql, &[(&self.key, Type::TEXT)])
-                .await?)
-        })?;
-        rows.iter()
-            .map(|row| {
-                serde_json::from_str::<QuarantineRecord>(&row.get::<_, String>(0)).map_err(|e| {
-                    Error::Corrupted {
-                        kind: CorruptionKind::ParseError,
-                        path: Path::new(&format!("{}, quarantine", self.location())).to_owned(),
-                        detail: e.to_string(),
-                    }
-                })
-            })
-            .collect()
+        self.records_in_order(
+            "record",
+            &self.tables.quarantine,
+            "list the quarantine of",
+            "quarantine",
+        )
+        .await
     }
 
     pub(crate) async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
