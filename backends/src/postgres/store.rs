@@ -17,8 +17,8 @@ use checklist_core::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::schema::{self, Tables};
 use super::server::Server;
