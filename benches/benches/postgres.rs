@@ -15,8 +15,8 @@
 //!   store keeping this document must.
 //! - `postgres/lock`: `PostgresLockProvider` acquire + release of a free lock.
 //!
-//! `main` runs its own loop: [`WARM_UP`] iterations per subject, then [`MEASURED`] timed
-//! iterations spread over [`ROUNDS`] rounds in which every subject runs a block in turn,
+//! `main` runs its own loop ([`run_interleaved`](checklist_benches::run_interleaved)): [`WARM_UP`](checklist_benches::WARM_UP) iterations per subject, then [`MEASURED`](checklist_benches::MEASURED) timed
+//! iterations spread over [`ROUNDS`](checklist_benches::ROUNDS) rounds in which every subject runs a block in turn,
 //! and prints the nearest-rank p50 and p99 with the ratios of the store's p50 to raw
 //! and raw_sealed. `--test` (as `cargo bench -- --test` passes it) runs a few
 //! iterations. Without a server it says so and measures nothing. docs/benchmarks.md has
@@ -28,10 +28,10 @@
 )]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use checklist_backends::{Codec, JsonCodec, PostgresLockProvider, PostgresOptions, PostgresStore};
-use checklist_benches::{Samples, cli_runtime, loadavg, p50_table, state_with_steps};
+use checklist_benches::{Samples, cli_runtime, loadavg, p50_table, run_interleaved, state_with_steps};
 use checklist_conformance::pg_server::{test_server, throwaway_schema_name, why_no_server};
 use checklist_core::prelude::*;
 use checklist_core::{ChecklistState, Config, Expectation, LockRequest, document};
@@ -42,14 +42,6 @@ use tokio_postgres::types::Type;
 
 /// The state sizes measured, in completed steps.
 const STEP_COUNTS: [usize; 3] = [10, 100, 1000];
-/// Iterations before timing, per subject.
-const WARM_UP: usize = 20;
-/// Iterations timed, per subject.
-const MEASURED: usize = 300;
-/// The rounds the timed iterations are spread over.
-const ROUNDS: usize = 10;
-/// Iterations with `--test`.
-const TEST_ITERATIONS: usize = 2;
 
 /// What is measured.
 enum Subject {
@@ -239,36 +231,21 @@ fn main() {
     };
     let rt = cli_runtime();
     let schema = throwaway_schema_name();
-    let (warm_up, measured, rounds) = if test_mode {
-        (0, TEST_ITERATIONS, 1)
-    } else {
-        (WARM_UP, MEASURED, ROUNDS)
-    };
     let mut subjects: Vec<Measured> = STEP_COUNTS
         .iter()
         .flat_map(|&steps| KINDS.map(|kind| (kind, steps)))
         .map(|(kind, steps)| Measured::new(&rt, server.url(), &schema, kind, steps))
         .collect();
     subjects.push(Measured::new(&rt, server.url(), &schema, "lock", 0));
-    for subject in &mut subjects {
-        for _ in 0..warm_up {
-            subject.run_once(&rt, &schema);
-        }
-    }
-    let block = measured.div_ceil(rounds);
-    for _ in 0..rounds {
-        for subject in &mut subjects {
-            for _ in 0..block {
-                let started = Instant::now();
-                subject.run_once(&rt, &schema);
-                subject.samples.push(started.elapsed());
-            }
-        }
-    }
+    let timed = run_interleaved(
+        &mut subjects,
+        test_mode,
+        |subject| subject.run_once(&rt, &schema),
+        |subject, took| subject.samples.push(took),
+    );
     println!(
-        "\nOne commit on PostgreSQL (loopback; load average {}, {} timed iterations each, p50/p99 nearest rank):\n",
+        "\nOne commit on PostgreSQL (loopback; load average {}, {timed} timed iterations each, p50/p99 nearest rank):\n",
         loadavg(),
-        block * rounds
     );
     let samples: Vec<Samples<'_>> = subjects
         .iter()

@@ -14,8 +14,8 @@
 //!   must: the floor of the document pipeline plus SQLite.
 //! - `sqlite_store/yaml_N`: one `YamlFileStore::write` of the same state.
 //!
-//! After criterion, `main` runs its own loop: [`WARM_UP`] iterations per subject, then
-//! [`MEASURED`] timed iterations spread over [`ROUNDS`] rounds in which every subject
+//! After criterion, `main` runs its own loop ([`run_interleaved`](checklist_benches::run_interleaved)): [`WARM_UP`](checklist_benches::WARM_UP) iterations per subject, then
+//! [`MEASURED`](checklist_benches::MEASURED) timed iterations spread over [`ROUNDS`](checklist_benches::ROUNDS) rounds in which every subject
 //! runs a block in turn (a slow spell of the shared disk falls on all of them), and
 //! prints the nearest-rank p50 and p99 with the ratios of the store's p50 to raw and to
 //! raw_sealed. `--test` (as `cargo bench -- --test` passes it) runs each benchmark
@@ -27,10 +27,12 @@
 )]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use checklist_backends::{Codec, FileStoreOptions, JsonCodec, SqliteStore, YamlCodec, YamlFileStore};
-use checklist_benches::{Samples, bench_root, cli_runtime, loadavg, p50_table, state_with_steps};
+use checklist_benches::{
+    Samples, bench_root, cli_runtime, loadavg, p50_table, run_interleaved, state_with_steps,
+};
 use checklist_core::prelude::*;
 use checklist_core::{ChecklistState, Expectation, document};
 use criterion::Criterion;
@@ -39,15 +41,6 @@ use tokio::runtime::Runtime;
 
 /// The state sizes measured, in completed steps.
 const STEP_COUNTS: [usize; 3] = [10, 100, 1000];
-
-/// Iterations of the p50/p99 loop before timing, per subject.
-const WARM_UP: usize = 20;
-/// Iterations of the p50/p99 loop timed, per subject.
-const MEASURED: usize = 300;
-/// The rounds the timed iterations are spread over.
-const ROUNDS: usize = 10;
-/// Iterations of the loop with `--test`.
-const TEST_ITERATIONS: usize = 2;
 
 /// What is measured: one durable commit of the next revision.
 enum Subject {
@@ -208,35 +201,20 @@ fn main() {
     criterion_benches(&mut criterion, &rt, root.path());
     criterion.final_summary();
 
-    let (warm_up, measured, rounds) = if test_mode {
-        (0, TEST_ITERATIONS, 1)
-    } else {
-        (WARM_UP, MEASURED, ROUNDS)
-    };
     let mut subjects: Vec<Measured> = STEP_COUNTS
         .iter()
         .flat_map(|&steps| KINDS.map(|kind| (kind, steps)))
         .map(|(kind, steps)| Measured::new(&rt, root.path(), kind, kind, steps))
         .collect();
-    for subject in &mut subjects {
-        for _ in 0..warm_up {
-            subject.commit(&rt);
-        }
-    }
-    let block = measured.div_ceil(rounds);
-    for _ in 0..rounds {
-        for subject in &mut subjects {
-            for _ in 0..block {
-                let started = Instant::now();
-                subject.commit(&rt);
-                subject.samples.push(started.elapsed());
-            }
-        }
-    }
+    let timed = run_interleaved(
+        &mut subjects,
+        test_mode,
+        |subject| subject.commit(&rt),
+        |subject, took| subject.samples.push(took),
+    );
     println!(
-        "\nOne durable commit (load average {}, {} timed iterations each, p50/p99 nearest rank):\n",
+        "\nOne durable commit (load average {}, {timed} timed iterations each, p50/p99 nearest rank):\n",
         loadavg(),
-        block * rounds
     );
     let samples: Vec<Samples<'_>> = subjects
         .iter()

@@ -6,7 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use checklist_backends::{FileStoreOptions, YamlCodec, YamlFileStore};
 use checklist_core::Expectation;
@@ -119,6 +119,51 @@ pub fn format_duration(d: Duration) -> String {
     } else {
         format!("{micros:.0} µs")
     }
+}
+
+/// Iterations of the interleaved loop before timing, per subject.
+pub const WARM_UP: usize = 20;
+/// Iterations of the interleaved loop timed, per subject.
+pub const MEASURED: usize = 300;
+/// The rounds the timed iterations are spread over.
+pub const ROUNDS: usize = 10;
+/// Timed iterations per subject with `--test` (as `cargo bench -- --test` passes it),
+/// in one round, after no warm-up.
+pub const TEST_ITERATIONS: usize = 2;
+
+/// Runs the interleaved loop the p50/p99 benchmarks share: [`WARM_UP`] untimed
+/// iterations of each subject, then [`MEASURED`] timed ones spread over [`ROUNDS`]
+/// rounds in which every subject runs a block in turn, so that a slow spell of the
+/// shared disk or server falls on all of them (with `test_mode`, [`TEST_ITERATIONS`] in
+/// one round). `run` runs one iteration; `record` keeps its time. Returns the timed
+/// iterations each subject ran.
+pub fn run_interleaved<S>(
+    subjects: &mut [S],
+    test_mode: bool,
+    mut run: impl FnMut(&mut S),
+    mut record: impl FnMut(&mut S, Duration),
+) -> usize {
+    let (warm_up, measured, rounds) = if test_mode {
+        (0, TEST_ITERATIONS, 1)
+    } else {
+        (WARM_UP, MEASURED, ROUNDS)
+    };
+    for subject in subjects.iter_mut() {
+        for _ in 0..warm_up {
+            run(subject);
+        }
+    }
+    let block = measured.div_ceil(rounds);
+    for _ in 0..rounds {
+        for subject in subjects.iter_mut() {
+            for _ in 0..block {
+                let started = Instant::now();
+                run(subject);
+                record(subject, started.elapsed());
+            }
+        }
+    }
+    block * rounds
 }
 
 /// One subject's timed samples, for [`p50_table`].
