@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{checklist, code, json, ok, stderr};
+use crate::support::{checklist, code, commits, json, ok, stderr};
 
 /// init → start → step complete → verify on a fresh store of `backend`.
 fn tour(backend: &str) -> tempfile::TempDir {
@@ -114,13 +114,7 @@ fn every_change_reports_its_revision_and_step_details_are_kept() {
     assert_eq!(current["revision"], 4);
     // Each change is one audited transaction under the id it reported.
     let audit = json(root, &["audit"]);
-    let commits: Vec<_> = audit["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["event"] == "commit")
-        .map(|r| (r["txId"].clone(), r["revisionAfter"].clone()))
-        .collect();
+    let commits = commits(&audit);
     assert!(
         commits.contains(&(current["txId"].clone(), current["revision"].clone())),
         "{audit}"

@@ -17,7 +17,7 @@ use checklist_backends::postgres::DATABASE_URL_ENV;
 use checklist_conformance::pg_server::{self, PgServer, quote_ident, quote_literal};
 use serde_json::Value;
 
-use crate::support::{code, stderr};
+use crate::support::{code, commits, stderr};
 
 const TOKEN: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
 
@@ -375,13 +375,7 @@ fn the_tour_works_on_postgres() {
 
     // Each change is one audited transaction under the id it reported.
     let audit = a.json(&["audit"]);
-    let commits: Vec<_> = audit["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["event"] == "commit")
-        .map(|r| (r["txId"].clone(), r["revisionAfter"].clone()))
-        .collect();
+    let commits = commits(&audit);
     assert_eq!(
         commits,
         [
@@ -1111,15 +1105,7 @@ fn a_second_checkout_joins_the_state_and_sees_every_commit() {
     // The audit trail is one trail.
     let audit_a = a.json(&["audit"]);
     assert_eq!(audit_a, b.json(&["audit"]));
-    assert_eq!(
-        audit_a["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["event"] == "commit")
-            .count(),
-        4
-    );
+    assert_eq!(commits(&audit_a).len(), 4);
 }
 
 #[test]

@@ -54,3 +54,15 @@ pub(crate) fn backup_file(root: &Path, report: &Value) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("no backupLocation in {report}"));
     root.join(".checklist").join(".backup").join(location)
 }
+
+/// The `commit` records of `checklist audit --json`'s output, each as (transaction id,
+/// revision after): what a change reported, to find it in the trail.
+pub(crate) fn commits(audit: &Value) -> Vec<(Value, Value)> {
+    audit["records"]
+        .as_array()
+        .expect("the audit's records")
+        .iter()
+        .filter(|r| r["event"] == "commit")
+        .map(|r| (r["txId"].clone(), r["revisionAfter"].clone()))
+        .collect()
+}
