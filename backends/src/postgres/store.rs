@@ -434,6 +434,28 @@ impl Inner {
         })
     }
 
+    /// The `doc` of this store's row of `table` whose `id_column` is `id`;
+    /// [`Error::NotFound`] naming `what` when there is none.
+    async fn doc_by_id(
+        &self,
+        table: &str,
+        id_column: &str,
+        id: &str,
+        operation: &str,
+        what: &'static str,
+    ) -> Result<Vec<u8>> {
+        let sql = format!("SELECT doc FROM {table} WHERE store = $1 AND {id_column} = $2");
+        let id_owned = id.to_owned();
+        let row = on_session!(self, operation, |session| async {
+            Ok(session
+                .client
+                .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
+                .await?)
+        })?;
+        row.map(|row| row.get::<_, Vec<u8>>(0))
+            .ok_or_else(|| self.not_found(what, id))
+    }
+
     /// The texts in `column` of this store's rows of `table`, in the order they were
     /// added (`seq`): the audit trail, the archive history, the quarantine.
     async fn texts_in_order(&self, column: &str, table: &str, operation: &str) -> Result<Vec<String>> {
@@ -576,19 +598,8 @@ impl Inner {
     }
 
     pub(crate) async fn read_backup(&self, id: &str) -> Result<Vec<u8>> {
-        let sql = format!(
-            "SELECT doc FROM {} WHERE store = $1 AND id = $2",
-            self.tables.backups
-        );
-        let id_owned = id.to_owned();
-        let row = on_session!(self, "read a backup of", |session| async {
-            Ok(session
-                .client
-                .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
-                .await?)
-        })?;
-        row.map(|row| row.get::<_, Vec<u8>>(0))
-            .ok_or_else(|| self.not_found("backup", id))
+        self.doc_by_id(&self.tables.backups, "id", id, "read a backup of", "backup")
+            .await
     }
 
     pub(crate) async fn delete_backup(&self, id: &str) -> Result<()> {
@@ -665,22 +676,16 @@ impl Inner {
 
     pub(crate) async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
         validate_file_stem("instance id", instance_id)?;
-        let sql = format!(
-            "SELECT doc FROM {} WHERE store = $1 AND instance_id = $2",
-            self.tables.archive
-        );
-        let id = instance_id.to_owned();
-        let row = on_session!(self, "read an archived instance of", |session| async {
-            Ok(session
-                .client
-                .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id, Type::TEXT)])
-                .await?)
-        })?;
-        let Some(row) = row else {
-            return Err(self.not_found("archived instance", instance_id));
-        };
+        let bytes = self
+            .doc_by_id(
+                &self.tables.archive,
+                "instance_id",
+                instance_id,
+                "read an archived instance of",
+                "archived instance",
+            )
+            .await?;
         let path = self.location_path().join("archive").join(instance_id);
-        let bytes: Vec<u8> = row.get(0);
         let value = store::decode(&JsonCodec, &bytes, &path)?;
         ArchivedInstance::unseal(value, &path)
     }
@@ -740,19 +745,14 @@ impl Inner {
     }
 
     pub(crate) async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
-        let sql = format!(
-            "SELECT doc FROM {} WHERE store = $1 AND id = $2",
-            self.tables.quarantine
-        );
-        let id_owned = id.to_owned();
-        let row = on_session!(self, "read a quarantined document of", |session| async {
-            Ok(session
-                .client
-                .query_typed_opt(&sql, &[(&self.key, Type::TEXT), (&id_owned, Type::TEXT)])
-                .await?)
-        })?;
-        row.map(|row| row.get::<_, Vec<u8>>(0))
-            .ok_or_else(|| self.not_found("quarantined document", id))
+        self.doc_by_id(
+            &self.tables.quarantine,
+            "id",
+            id,
+            "read a quarantined document of",
+            "quarantined document",
+        )
+        .await
     }
 }
 
