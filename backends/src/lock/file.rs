@@ -202,7 +202,7 @@ impl Shared {
             live: Some(live),
         };
         let temp = self.locks_dir.join(format!(".lock-{}.tmp", holding.lock.lock_id));
-        self.write_new(&temp, &holding.lock.to_bytes())?;
+        self.write_new(&temp, &holding.lock.to_bytes(), Synced::Yes)?;
         let linked = self.vfs.hard_link(&temp, &self.lock_path);
         let _ = self.vfs.remove_file(&temp);
         match linked {
@@ -255,17 +255,22 @@ impl Shared {
         }
     }
 
-    /// Creates `path` holding `bytes`; a file whose write failed is removed again, so a
-    /// full disk does not leave partial lock or waiter files behind.
-    fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+    /// Creates `path` holding `bytes`, fsynced when `synced` says so; a file whose
+    /// write failed is removed again, so a full disk does not leave partial lock or
+    /// waiter files behind.
+    fn write_new(&self, path: &Path, bytes: &[u8], synced: Synced) -> Result<()> {
         let mut file = self
             .vfs
             .create_new(path, PRIVATE_FILE_MODE)
             .map_err(|e| io_error("create", path, e))?;
-        file.write_all(bytes).map_err(|e| {
+        let written = file.write_all(bytes).map_err(|e| io_error("write", path, e));
+        let written = match (written, synced) {
+            (Ok(()), Synced::Yes) => file.sync_all().map_err(|e| io_error("fsync", path, e)),
+            (other, _) => other,
+        };
+        written.inspect_err(|_| {
             drop(file);
             let _ = self.vfs.remove_file(path);
-            io_error("write", path, e)
         })
     }
 
@@ -433,7 +438,7 @@ impl Shared {
             lock.lock_id,
             uuid::Uuid::new_v4().simple()
         ));
-        self.write_new(&temp, &renewed.to_bytes())?;
+        self.write_new(&temp, &renewed.to_bytes(), Synced::Yes)?;
         self.vfs.rename(&temp, &self.lock_path).map_err(|e| {
             let _ = self.vfs.remove_file(&temp);
             io_error("renew the lock", &self.lock_path, e)
@@ -463,7 +468,7 @@ impl Shared {
             since: Utc::now(),
         };
         let bytes = serde_json::to_vec(&waiter).unwrap_or_default();
-        self.write_new(&path, &bytes)?;
+        self.write_new(&path, &bytes, Synced::No)?;
         Ok(WaiterFile {
             vfs: Arc::clone(&self.vfs),
             path,
@@ -814,6 +819,18 @@ impl LockProvider for FileLockProvider {
 
 /// Whether a failed hard link says the file system has none, rather than that this
 /// one link was refused.
+/// Whether a file the lock writes is fsynced before it is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synced {
+    /// A lock file, linked or renamed to `.lock`: without the fsync, a power cut can
+    /// leave `.lock` named on disk but empty, a lock whose holder cannot be read, which
+    /// keeps every writer out until it expires (docs/decisions/0007-file-lock.md,
+    /// "Power loss").
+    Yes,
+    /// A waiter file, which is only ever informative.
+    No,
+}
+
 fn refuses_hard_links(error: &io::Error) -> bool {
     #[cfg(unix)]
     if error.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) {
