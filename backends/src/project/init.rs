@@ -18,7 +18,7 @@ use checklist_core::{
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::fs::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, replace_file};
+use crate::fs::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, parent_dir, replace_file};
 use crate::project::config::{load_config, write_config};
 use crate::project::layout::Layout;
 
@@ -389,6 +389,15 @@ impl InitRun {
     ) -> Result<(Option<u64>, Option<RecoveryReport>, Capabilities, bool)> {
         let durability = config.durability;
         self.make_store_dir(root, state_home)?;
+        if durability == Durability::Full {
+            // The store directory's name is an entry of its parent: without this fsync a
+            // power cut after init reported success can leave no store at all (the first
+            // commit fsyncs only the store directory itself).
+            let parent = parent_dir(self.layout.dir());
+            self.unconfined
+                .sync_dir(parent)
+                .map_err(|e| io_error("fsync the directory", parent, e))?;
+        }
         let layout = self.layout.clone();
         self.make_file(layout.config(), |vfs, _| {
             write_config(vfs, &layout, config, durability)
