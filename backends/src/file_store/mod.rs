@@ -180,7 +180,7 @@ impl<C: Codec> FileStore<C> {
                     AuditFiles::new(&dir, options.audit.clone(), options.durability),
                     Arc::clone(&vfs),
                 ),
-                backups: BackupDir::new(&dir, &state_file_name),
+                backups: BackupDir::new(&dir, &state_file_name, options.durability),
                 archive: ArchiveDir::new(&dir, options.max_state_bytes),
                 quarantine: QuarantineDir::new(&dir, format!("{state_file_name}.")),
                 codec,

@@ -49,6 +49,10 @@ pub(crate) struct BackupDir {
     manifest: PathBuf,
     /// `state.<extension>`: backup files are named `<this>.<id>`.
     state_file_name: String,
+    /// Whether the manifest is fsynced: replaced by rename without it, a power cut
+    /// can leave it empty or cut short, listing fewer backups than there are
+    /// (docs/decisions/0023-power-loss-model.md).
+    durability: Durability,
     /// The manifest bytes last read or written and what they parse to: a transaction
     /// reads the manifest three times (backup, list, prune), and parsing is a pure
     /// function of the bytes.
@@ -94,12 +98,13 @@ pub(crate) struct Kept {
 }
 
 impl BackupDir {
-    pub(crate) fn new(store_dir: &Path, state_file_name: &str) -> Self {
+    pub(crate) fn new(store_dir: &Path, state_file_name: &str, durability: Durability) -> Self {
         let dir = store_dir.join(".backup");
         Self {
             manifest: dir.join("manifest.yaml"),
             dir,
             state_file_name: state_file_name.to_owned(),
+            durability,
             parsed: Arc::default(),
         }
     }
@@ -319,7 +324,7 @@ impl BackupDir {
                 .encode(&document)
                 .map_err(|e| manifest_damaged(&self.manifest, e.to_string()))?,
         );
-        replace_file(vfs, &self.manifest, &bytes, Durability::Fast, SHARED_FILE_MODE)?;
+        replace_file(vfs, &self.manifest, &bytes, self.durability, SHARED_FILE_MODE)?;
         *self.cache() = Some((bytes, manifest.clone()));
         Ok(())
     }
@@ -360,7 +365,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state.yaml");
         std::fs::write(&state, b"revision one").unwrap();
-        let backups = BackupDir::new(dir.path(), "state.yaml");
+        let backups = BackupDir::new(dir.path(), "state.yaml", Durability::Full);
         let current = |revision: u64| Current {
             bytes: std::fs::read(&state).unwrap(),
             contents: Contents {
@@ -405,7 +410,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state.yaml");
         std::fs::write(&state, b"revision one").unwrap();
-        let backups = BackupDir::new(dir.path(), "state.yaml");
+        let backups = BackupDir::new(dir.path(), "state.yaml", Durability::Full);
         let current = |revision: u64| Current {
             bytes: b"revision one".to_vec(),
             contents: Contents {

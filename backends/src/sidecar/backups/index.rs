@@ -162,7 +162,7 @@ mod tests {
     fn a_lost_index_is_rebuilt_and_bad_files_are_reported_not_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state.yaml");
-        let backups = BackupDir::new(dir.path(), "state.yaml");
+        let backups = BackupDir::new(dir.path(), "state.yaml", checklist_core::config::Durability::Full);
         let mut made = Vec::new();
         for revision in 1..=3 {
             std::fs::write(&state, format!("revision {revision}")).unwrap();
