@@ -276,7 +276,9 @@ impl BackupDir {
         Ok(backups)
     }
 
-    /// Deletes the backup `id`: its file, then its manifest entry.
+    /// Deletes the backup `id`: its manifest entry, then its file. A crash in between
+    /// leaves a file the index does not list, which a rebuild of the index lists again,
+    /// never an entry whose file is gone (docs/decisions/0023-power-loss-model.md).
     pub(crate) fn delete(&self, vfs: &dyn Vfs, id: &str) -> Result<()> {
         let mut manifest = self.read_manifest(vfs)?;
         let Some(position) = manifest.backups.iter().position(|b| b.id == id) else {
@@ -287,8 +289,8 @@ impl BackupDir {
             });
         };
         let record = manifest.backups.remove(position);
-        self.remove_file_of(vfs, &record)?;
-        self.write_manifest(vfs, &manifest)
+        self.write_manifest(vfs, &manifest)?;
+        self.remove_file_of(vfs, &record)
     }
 
     fn read_manifest(&self, vfs: &dyn Vfs) -> Result<Manifest> {
