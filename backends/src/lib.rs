@@ -54,7 +54,7 @@ pub use checklist_core::codec::{Codec, CodecError};
 pub use codec::json::{JsonCodec, MAX_JSON_VALUES};
 pub use codec::yaml::YamlCodec;
 pub use file_store::{FileStore, FileStoreOptions, JsonFileStore, YamlFileStore};
-pub use fs::{atomic, fault, vfs};
+pub use fs::{atomic, crash, fault, vfs};
 pub use lock::file::{FileLockProvider, LockEvent};
 pub use lock::format::parse_lock_file;
 pub use lock::in_process::InProcessLockProvider;

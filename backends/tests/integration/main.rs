@@ -10,6 +10,7 @@ mod lock_faults;
 mod migration;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod power_loss;
 mod properties;
 mod recovery_faults;
 #[cfg(feature = "sqlite")]
