@@ -559,6 +559,21 @@ impl CrashFs {
         }
     }
 
+    /// The disk state in which everything recorded reached the disk: the tree as the
+    /// engine left it, which a test compares with the real one to find writes that
+    /// went around the seam.
+    pub fn as_recorded(&self) -> CrashState {
+        self.settle();
+        let model = self.journal().live.clone();
+        let dimensions = model.dimensions();
+        let choice = dimensions.iter().map(|d| d.choices() - 1).collect();
+        CrashState {
+            model: Arc::new(model),
+            dimensions: Arc::new(dimensions),
+            choice,
+        }
+    }
+
     fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal
             .lock()
