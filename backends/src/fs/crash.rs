@@ -25,7 +25,7 @@
 //! build that lacks them would, to prove the simulation finds what they protect.
 //!
 //! Files another engine writes without the seam, with its own durability — SQLite's
-//! `state.db` and its write-ahead log — are named with [`CrashFs::external`]: the model
+//! `state.db` and its write-ahead log — are named with [`CrashFs::with_external`]: the model
 //! takes them as they are on the real disk before each operation and at each
 //! [`CrashFs::settle`], all durable, and writes them out so in every crash state.
 

@@ -817,8 +817,6 @@ impl LockProvider for FileLockProvider {
     }
 }
 
-/// Whether a failed hard link says the file system has none, rather than that this
-/// one link was refused.
 /// Whether a file the lock writes is fsynced before it is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Synced {
@@ -831,6 +829,8 @@ enum Synced {
     No,
 }
 
+/// Whether a failed hard link says the file system has none, rather than that this
+/// one link was refused.
 fn refuses_hard_links(error: &io::Error) -> bool {
     #[cfg(unix)]
     if error.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) {
