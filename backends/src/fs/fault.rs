@@ -63,6 +63,8 @@ type Action = Box<dyn FnOnce() + Send>;
 
 struct Plan {
     fail_at: Option<usize>,
+    /// Fail the first operation of this name on a path containing this text instead.
+    fail_matching: Option<(&'static str, String)>,
     after: AfterFault,
     injected: Injected,
     crashed: bool,
@@ -74,6 +76,7 @@ impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plan")
             .field("fail_at", &self.fail_at)
+            .field("fail_matching", &self.fail_matching)
             .field("after", &self.after)
             .field("injected", &self.injected)
             .field("crashed", &self.crashed)
@@ -97,6 +100,7 @@ impl FaultyFs {
             inner,
             plan: Arc::new(Mutex::new(Plan {
                 fail_at: None,
+                fail_matching: None,
                 after: AfterFault::Recover,
                 injected: Injected::Kind(io::ErrorKind::Other),
                 crashed: false,
@@ -120,6 +124,15 @@ impl FaultyFs {
         self.plan_fault(index, Injected::Os(code), after);
     }
 
+    /// Like [`fail_at_os_error`](Self::fail_at_os_error), failing the first operation
+    /// named `name` (`write`, `rename`, …) on a path containing `path_part`, wherever it
+    /// comes: aimed by what it is rather than by an index that other work (a cache
+    /// read, a sweep) may shift.
+    pub fn fail_first_os_error(&self, name: &'static str, path_part: &str, code: i32, after: AfterFault) {
+        self.plan_fault(usize::MAX, Injected::Os(code), after);
+        self.plan().fail_matching = Some((name, path_part.to_owned()));
+    }
+
     /// Runs `action` just before the operation with index `index` (counting from the
     /// next one as 0) is forwarded, so that operation and every later one see what
     /// `action` did (a file or the whole store deleted under the engine). The
@@ -133,6 +146,7 @@ impl FaultyFs {
     fn plan_fault(&self, index: usize, injected: Injected, after: AfterFault) {
         let mut plan = self.plan();
         plan.fail_at = Some(index);
+        plan.fail_matching = None;
         plan.after = after;
         plan.injected = injected;
         plan.crashed = false;
@@ -144,6 +158,7 @@ impl FaultyFs {
     pub fn heal(&self) {
         let mut plan = self.plan();
         plan.fail_at = None;
+        plan.fail_matching = None;
         plan.crashed = false;
         plan.before = None;
         plan.log.clear();
@@ -184,7 +199,14 @@ impl FaultyFs {
             action();
             plan = self.plan();
         }
-        let planned = plan.fail_at == Some(index);
+        let matched = plan
+            .fail_matching
+            .as_ref()
+            .is_some_and(|(wanted, part)| *wanted == name && path.to_string_lossy().contains(part.as_str()));
+        if matched {
+            plan.fail_matching = None;
+        }
+        let planned = plan.fail_at == Some(index) || matched;
         let fail = planned || plan.crashed;
         if planned && plan.after == AfterFault::Crash {
             plan.crashed = true;

@@ -425,23 +425,13 @@ async fn three_commits_failing_on_a_full_disk_keep_the_backups_that_recover_a_fl
     let before = assert_backups_independent(&dir, "before").await;
     for attempt in 0..3 {
         // Aim at the write of the new version of state.yaml.
-        let dry = FaultyFs::new(Arc::new(RealFs));
-        let (_dry_root, dry_dir) = project_with_three_backups().await;
-        keeping_three(&dry_dir, Arc::new(dry.clone()))
-            .transact("count", |state| {
-                add_step(state, "counted");
-                Ok(())
-            })
-            .await
-            .unwrap();
-        let write = dry
-            .log()
-            .iter()
-            .find(|op| op.name == "write" && op.path.to_string_lossy().contains(".state.yaml.tmp-"))
-            .unwrap()
-            .index;
         let faulty = FaultyFs::new(Arc::new(RealFs));
-        faulty.fail_at_os_error(write, Errno::NOSPC.raw_os_error(), AfterFault::Recover);
+        faulty.fail_first_os_error(
+            "write",
+            ".state.yaml.tmp-",
+            Errno::NOSPC.raw_os_error(),
+            AfterFault::Recover,
+        );
         let error = keeping_three(&dir, Arc::new(faulty))
             .transact("add a step", |state| {
                 add_step(state, &format!("lost-{attempt}"));
