@@ -93,18 +93,17 @@ pub trait DocumentStoreExt: DocumentStore {
         audit: Option<AuditRecord>,
     ) -> Result<super::WriteReceipt> {
         let (document, written) = self.encode(state, revision)?;
-        let bytes = document.bytes.clone();
+        // Remembered before the write, so a store can keep what they verify to in its
+        // own cache as it writes them (true of the bytes whether or not the write lands).
+        verified::remember(self.codec().name(), &document.bytes, &written);
         let audit = audit.map(|record| record.checksum(document.checksum.clone()));
-        let receipt = self
-            .write(WriteRequest {
-                document,
-                precondition,
-                keep,
-                audit,
-            })
-            .await?;
-        verified::remember(self.codec().name(), &bytes, &written);
-        Ok(receipt)
+        self.write(WriteRequest {
+            document,
+            precondition,
+            keep,
+            audit,
+        })
+        .await
     }
 
     /// Replaces the state with `state` if the store meets `expect` (a compare-and-swap

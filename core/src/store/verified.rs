@@ -69,8 +69,12 @@ pub fn verify_afresh(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result
     document::unseal(super::decode(codec, bytes, location)?, location)
 }
 
-/// Remembers that `bytes` verify to `state` (a document this process just wrote).
-pub(super) fn remember(codec: &'static str, bytes: &[u8], state: &ChecklistState) {
+/// Remembers that `bytes` in the format of codec `codec` verify to `state`: a document
+/// this process is writing, or one a store's own persistent cache of verified parses
+/// says they verify to (the file store's `.cache/`, keyed by a hash of the exact bytes;
+/// docs/decisions/0024-verified-parse-cache.md). What is remembered is what the next
+/// [`verify`] of the same bytes returns, so only a verified state may be given.
+pub fn remember(codec: &'static str, bytes: &[u8], state: &ChecklistState) {
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     cache.retain(|v| *v.bytes != *bytes || v.codec != codec);
     if cache.len() == REMEMBERED {
@@ -83,8 +87,16 @@ pub(super) fn remember(codec: &'static str, bytes: &[u8], state: &ChecklistState
     });
 }
 
-fn recall(codec: &'static str, bytes: &[u8]) -> Option<ChecklistState> {
+/// The state `bytes` in the format of codec `codec` verified to, if this process
+/// verified or wrote them lately: what a store keeps in its persistent cache.
+pub fn recall(codec: &'static str, bytes: &[u8]) -> Option<ChecklistState> {
     recall_with(codec, bytes, ChecklistState::clone)
+}
+
+/// Whether this process remembers what `bytes` in the format of codec `codec` verify
+/// to, so that verifying them is a lookup.
+pub fn remembers(codec: &'static str, bytes: &[u8]) -> bool {
+    recall_with(codec, bytes, |_| ()).is_some()
 }
 
 /// What `take` makes of the remembered state of `bytes`, if they are remembered.
