@@ -11,7 +11,8 @@
 //!   [`LockProvider`](checklist_core::LockProvider) lock.
 //!
 //! Checking a revision verifies the file; core remembers the bytes it verified or
-//! wrote last, so a file that still holds them is not parsed again.
+//! wrote last, so a file that still holds them is not parsed again, and the store keeps
+//! what they verify to in `.cache/` for the next process ([`parse_cache`]).
 
 use std::fmt;
 use std::fs::{File, TryLockError};
@@ -41,7 +42,9 @@ use crate::sidecar::audit_log::{AuditFiles, FileAuditTrail};
 use crate::sidecar::backups::{BackupDir, Contents, Current, Kept, Placement};
 use crate::sidecar::quarantine::QuarantineDir;
 use checklist_core::codec::Codec;
+use parse_cache::ParseCache;
 
+mod parse_cache;
 mod recovery;
 
 /// Tuning of a [`FileStore`].
@@ -138,6 +141,7 @@ struct Inner<C> {
     backups: BackupDir,
     archive: ArchiveDir,
     quarantine: QuarantineDir,
+    parse_cache: ParseCache,
     /// A write failed and may have left a temp file; the next write sweeps.
     sweep_needed: AtomicBool,
 }
@@ -183,6 +187,7 @@ impl<C: Codec> FileStore<C> {
                 backups: BackupDir::new(&dir, &state_file_name, options.durability),
                 archive: ArchiveDir::new(&dir, options.max_state_bytes),
                 quarantine: QuarantineDir::new(&dir, format!("{state_file_name}.")),
+                parse_cache: ParseCache::new(&dir, &state_file_name, codec.name()),
                 codec,
                 dir,
                 state_path,
@@ -244,6 +249,23 @@ impl<C: Codec> Inner<C> {
                 Ok(None)
             }
             Err(e) => Err(io_error("read", &self.state_path, e)),
+        }
+    }
+
+    /// Makes core's verification of the state file's `bytes` a lookup, for the read
+    /// that follows: they are remembered in this process, or the parse cache holds what
+    /// they verify to, or they are verified now and the result cached. Bytes that do
+    /// not verify are left for that read to report.
+    fn prime(&self, bytes: &[u8]) {
+        let codec = self.codec.name();
+        if store::remembers(codec, bytes) {
+            return;
+        }
+        let limit = self.options.max_state_bytes.saturating_mul(4);
+        if let Some(state) = self.parse_cache.load(self.vfs.as_ref(), bytes, limit) {
+            store::remember(codec, bytes, &state);
+        } else if let Ok(state) = store::verify(&self.codec, bytes, &self.state_path) {
+            self.parse_cache.save(self.vfs.as_ref(), bytes, &state);
         }
     }
 
@@ -339,6 +361,9 @@ impl<C: Codec> Inner<C> {
                 Ok(_) => self.sweep_needed.store(false, Ordering::Release),
                 Err(error) => tracing::warn!(%error, "could not remove stale temp files"),
             }
+            // The parse cache's, which a killed reader can leave too; a store without
+            // `.cache/` has none.
+            let _ = sweep_stale_temps(self.vfs.as_ref(), self.parse_cache.dir());
         }
         // A write that fails leaves a temp file only if even its removal failed.
         let failed = |error: Error| {
@@ -464,7 +489,14 @@ impl<C: Codec> DocumentStore for FileStore<C> {
     }
 
     async fn read_raw(&self) -> Result<Option<Vec<u8>>> {
-        self.blocking(Inner::read_bytes).await
+        self.blocking(|inner| {
+            let bytes = inner.read_bytes()?;
+            if let Some(bytes) = &bytes {
+                inner.prime(bytes);
+            }
+            Ok(bytes)
+        })
+        .await
     }
 
     async fn write(&self, request: WriteRequest) -> Result<WriteReceipt> {
@@ -477,7 +509,13 @@ impl<C: Codec> DocumentStore for FileStore<C> {
         document.refuse_over(self.inner.options.max_state_bytes, &self.inner.state_path)?;
         let bytes = document.bytes;
         let kept = self
-            .blocking(move |inner| inner.write(&bytes, &precondition, keep.as_ref()))
+            .blocking(move |inner| {
+                let kept = inner.write(&bytes, &precondition, keep.as_ref())?;
+                if let Some(state) = store::recall(inner.codec.name(), &bytes) {
+                    inner.parse_cache.save(inner.vfs.as_ref(), &bytes, &state);
+                }
+                Ok(kept)
+            })
             .await?;
         let (backup, pruned) = match kept {
             Some(kept) => (Some(kept.record), kept.pruned),

@@ -9,6 +9,7 @@ mod large_output;
 mod memory_backend;
 mod migrate;
 mod missing_state;
+mod parse_cache;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod secrets;

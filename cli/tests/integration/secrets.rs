@@ -165,9 +165,18 @@ fn with_scanning_off_the_state_keeps_the_text_but_the_audit_trail_does_not() {
     let (_dir, root) = project("yaml", "off");
     let out = checklist(&root, &["step", "complete", TOKEN]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The verified parse of the state in .cache/ is the state itself, as private.
+    let cache = root.join(".checklist/.cache/verified.state.yaml.json");
     assert_eq!(
         files_containing(&root, TOKEN),
-        [state_file(&root)],
+        [state_file(&root), cache.clone()],
         "scanning is off, so the state holds what the user wrote; nothing else does"
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&cache), 0o600);
+        assert_eq!(mode(&state_file(&root)), 0o600);
+    }
 }

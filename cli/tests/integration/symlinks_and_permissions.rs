@@ -183,7 +183,8 @@ fn modes_under(umask: u32) {
         let private = name.starts_with("state.")
             || name.starts_with("audit.log")
             || relative.starts_with("archive/")
-            || relative.starts_with("quarantine/");
+            || relative.starts_with("quarantine/")
+            || relative.starts_with(".cache/verified.");
         let want = match content {
             None => 0o755,
             Some(_) if private => 0o600,
