@@ -61,14 +61,18 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
         count(StepResult::Failure),
         count(StepResult::Skipped)
     ));
-    for s in &state.completed_steps {
-        lines.push(format!(
-            "  - {} {} at {} ({} ms)",
-            s.step_id,
-            s.result.as_str(),
-            time(&s.completed_at),
-            s.execution_time
-        ));
+    // Only the form that is printed lists the steps: at 10,000 steps each form costs
+    // tens of milliseconds (docs/benchmarks.md, "Cold commands").
+    if !ctx.as_json {
+        for s in &state.completed_steps {
+            lines.push(format!(
+                "  - {} {} at {} ({} ms)",
+                s.step_id,
+                s.result.as_str(),
+                time(&s.completed_at),
+                s.execution_time
+            ));
+        }
     }
     lines.push(match &lock.holder {
         Some(h) => format!(
@@ -102,7 +106,7 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
         "checksum": state.checksum,
         "integrity": "ok",
         "activeInstance": state.active_instance,
-        "completedSteps": state.completed_steps,
+        "completedSteps": if ctx.as_json { json!(state.completed_steps) } else { json!([]) },
         "lock": lock,
     });
     Ok(Outcome::report(lines.join("\n"), json))
