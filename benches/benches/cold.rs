@@ -1,0 +1,211 @@
+//! Cold CLI commands against document size: the real `checklist` binary, one fresh
+//! process per run, on stores of 10, 100, 1,000 and 10,000 steps, beside floors measured
+//! in the same run (docs/benchmarks.md, "Cold commands"):
+//!
+//! - `--version`: starting the process at all;
+//! - `read + sha256`: reading the state file and hashing it, in this process — what any
+//!   command that trusts nothing must do;
+//! - `sqlite3 update`: the `sqlite3` shell (a fresh process) updating one row of a table
+//!   with as many rows as the store has steps, when `sqlite3` is installed.
+//!
+//! Each command runs on a YAML store (the default backend) as a user runs it: `status`
+//! and `verify` read, `step complete` commits one step. `status (no cache)` deletes
+//! `.cache/` before each run, so the state is verified in full as after another
+//! program's write (docs/decisions/0024-verified-parse-cache.md).
+//!
+//! The binary is `target/release/checklist`, built with `cargo build --release -p
+//! checklist-cli` first (a no-op when it is up to date). With `--test`
+//! (`cargo bench -- --test`) each command runs twice at 10 and 100 steps.
+#![allow(clippy::print_stdout, reason = "the table is this benchmark's report")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use checklist_backends::{InitOptions, OpenOptions, builtin_registry, init_project, open_project};
+use checklist_benches::{bench_root, cli_runtime, format_duration, loadavg, percentile, state_with_steps};
+use checklist_core::RollingBackups;
+use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
+use sha2::{Digest, Sha256};
+
+/// Timed runs per command and size (after one untimed run).
+const RUNS: usize = 15;
+
+fn main() {
+    let testing = std::env::args().any(|a| a == "--test");
+    let sizes: &[usize] = if testing {
+        &[10, 100]
+    } else {
+        &[10, 100, 1000, 10_000]
+    };
+    let runs = if testing { 2 } else { RUNS };
+    let binary = binary();
+    let root = bench_root("cold");
+    let rt = cli_runtime();
+    let sqlite3 = Command::new("sqlite3")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+
+    println!(
+        "cold: one fresh `checklist` process per run ({runs} runs, p50), load average {}",
+        loadavg()
+    );
+    println!();
+    println!(
+        "| steps | state file | --version | read + sha256 | sqlite3 update | status | status (no cache) | verify | step complete |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for &steps in sizes {
+        let project = root.path().join(format!("steps-{steps}"));
+        std::fs::create_dir(&project).unwrap();
+        rt.block_on(seed(&project, steps));
+        let state = project.join(".checklist/state.yaml");
+        let size = std::fs::metadata(&state).unwrap().len();
+        let cache = project.join(".checklist/.cache");
+        let run = |args: &[&str], before: &dyn Fn()| {
+            time(runs, before, || {
+                let out = Command::new(&binary)
+                    .arg("--dir")
+                    .arg(&project)
+                    .args(args)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "checklist {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            })
+        };
+        let nothing = || {};
+        let version = run(&["--version"], &nothing);
+        let read = time(runs, &nothing, || {
+            let bytes = std::fs::read(&state).unwrap();
+            std::hint::black_box(Sha256::digest(&bytes));
+        });
+        let sqlite = sqlite3.then(|| sqlite_update(&project, steps, runs));
+        let status = run(&["status"], &nothing);
+        let uncached = run(&["status"], &|| {
+            let _ = std::fs::remove_dir_all(&cache);
+            std::fs::create_dir(&cache).unwrap();
+        });
+        let verify = run(&["verify"], &nothing);
+        let counter = std::cell::Cell::new(0);
+        let complete = time(runs, &|| counter.set(counter.get() + 1), || {
+            let id = format!("cold-{}", counter.get());
+            let out = Command::new(&binary)
+                .arg("--dir")
+                .arg(&project)
+                .args(["step", "complete", &id])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        });
+        println!(
+            "| {steps} | {} KiB | {} | {} | {} | {} | {} | {} | {} |",
+            size / 1024,
+            format_duration(version),
+            format_duration(read),
+            sqlite.map_or_else(|| "—".to_owned(), format_duration),
+            format_duration(status),
+            format_duration(uncached),
+            format_duration(verify),
+            format_duration(complete)
+        );
+        rows.push((steps, status, uncached, verify, complete));
+    }
+    if let (Some(first), Some(last)) = (rows.first(), rows.last())
+        && rows.len() > 1
+    {
+        let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
+        println!();
+        println!(
+            "{} steps × {} steps: status {:.1}×, status (no cache) {:.1}×, verify {:.1}×, step complete {:.1}×",
+            last.0,
+            first.0,
+            ratio(first.1, last.1),
+            ratio(first.2, last.2),
+            ratio(first.3, last.3),
+            ratio(first.4, last.4)
+        );
+    }
+}
+
+/// A YAML project at `project` whose state holds `steps` steps, committed as the CLI
+/// commits (so its parse cache is written too).
+async fn seed(project: &Path, steps: usize) {
+    init_project(project, &InitOptions::default(), &builtin_registry())
+        .await
+        .unwrap();
+    let opened = open_project(project, &builtin_registry(), &OpenOptions::default())
+        .await
+        .unwrap();
+    TransactionCoordinator::with_options(
+        Arc::clone(&opened.backend.store),
+        Arc::clone(&opened.backend.locks),
+        RollingBackups::from_settings(&opened.config.backup),
+        CoordinatorOptions::from_config(&opened.config),
+    )
+    .transact("seed", |state| {
+        *state = state_with_steps(steps);
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// The p50 of `runs` timed runs of `work`, each after `before` (not timed), after one
+/// untimed run.
+fn time(runs: usize, before: &dyn Fn(), work: impl Fn()) -> Duration {
+    before();
+    work();
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            before();
+            let started = Instant::now();
+            work();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    percentile(&samples, 50.0)
+}
+
+/// The `sqlite3` shell, a fresh process, updating one row of a table of `rows` rows in
+/// a WAL database with `synchronous=FULL` (as the sqlite backend runs).
+fn sqlite_update(dir: &Path, rows: usize, runs: usize) -> Duration {
+    let db = dir.join("floor.db");
+    let setup = format!(
+        "PRAGMA journal_mode=WAL; CREATE TABLE steps(id INTEGER PRIMARY KEY, doc TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+         INSERT INTO steps SELECT i, printf('%0200d', i) FROM n;"
+    );
+    let out = Command::new("sqlite3").arg(&db).arg(setup).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    time(runs, &|| {}, || {
+        let out = Command::new("sqlite3")
+            .arg(&db)
+            .arg("PRAGMA synchronous=FULL; UPDATE steps SET doc = doc WHERE id = 1;")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    })
+}
+
+/// `target/release/checklist`, built (or found up to date) by `cargo build --release -p
+/// checklist-cli` first.
+fn binary() -> PathBuf {
+    let bench = std::env::current_exe().unwrap();
+    // target/release/deps/cold-<hash> → target/release/checklist
+    let release = bench.parent().and_then(Path::parent).unwrap().to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "checklist-cli", "--bin", "checklist"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "could not build the checklist binary");
+    release.join(format!("checklist{}", std::env::consts::EXE_SUFFIX))
+}
