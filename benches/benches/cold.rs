@@ -13,6 +13,10 @@
 //! `.cache/` before each run, so the state is verified in full as after another
 //! program's write (docs/decisions/0024-verified-parse-cache.md).
 //!
+//! The peak resident memory of one `status` run (`/usr/bin/time -f %M`, where it is
+//! installed) is reported beside the file size: its growth over the 10-step store is
+//! what reading the document costs in memory.
+//!
 //! The binary is `target/release/checklist`, built with `cargo build --release -p
 //! checklist-cli` first (a no-op when it is up to date). With `--test`
 //! (`cargo bench -- --test`) each command runs twice at 10 and 100 steps.
@@ -54,9 +58,9 @@ fn main() {
     );
     println!();
     println!(
-        "| steps | state file | --version | read + sha256 | sqlite3 update | status | status (no cache) | verify | step complete |"
+        "| steps | state file | --version | read + sha256 | sqlite3 update | status | status (no cache) | verify | step complete | status peak RSS |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     for &steps in sizes {
         let project = root.path().join(format!("steps-{steps}"));
@@ -104,8 +108,9 @@ fn main() {
                 .unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         });
+        let rss = peak_rss_kib(&binary, &project, &["status"]);
         println!(
-            "| {steps} | {} KiB | {} | {} | {} | {} | {} | {} | {} |",
+            "| {steps} | {} KiB | {} | {} | {} | {} | {} | {} | {} | {} |",
             size / 1024,
             format_duration(version),
             format_duration(read),
@@ -113,7 +118,8 @@ fn main() {
             format_duration(status),
             format_duration(uncached),
             format_duration(verify),
-            format_duration(complete)
+            format_duration(complete),
+            rss.map_or_else(|| "—".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0))
         );
         rows.push((steps, status, uncached, verify, complete));
     }
@@ -172,6 +178,21 @@ fn time(runs: usize, before: &dyn Fn(), work: impl Fn()) -> Duration {
         .collect();
     samples.sort();
     percentile(&samples, 50.0)
+}
+
+/// The peak resident set of one run of `binary --dir project args`, in KiB, as
+/// `/usr/bin/time -f %M` reports it; `None` without it.
+fn peak_rss_kib(binary: &Path, project: &Path, args: &[&str]) -> Option<u64> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(binary)
+        .arg("--dir")
+        .arg(project)
+        .args(args)
+        .output()
+        .ok()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.lines().last()?.trim().parse().ok()
 }
 
 /// The `sqlite3` shell, a fresh process, updating one row of a table of `rows` rows in
