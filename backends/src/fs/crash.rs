@@ -253,6 +253,12 @@ impl Model {
         Some(ino)
     }
 
+    /// The inode `relative` names now, or the error for a path the model never saw
+    /// made.
+    fn existing(&self, relative: &Path) -> io::Result<Ino> {
+        self.lookup(relative).ok_or_else(|| unseen(relative))
+    }
+
     /// The directory holding `relative` and its name there.
     fn parent_of(&self, relative: &Path) -> Option<(Ino, OsString)> {
         let name = relative.file_name()?.to_owned();
@@ -262,36 +268,24 @@ impl Model {
 
     fn apply(&mut self, op: &Op) {
         match op {
-            Op::NewFile { dir, name, mode } => {
-                self.nodes.push(Node::File {
+            Op::NewFile { dir, name, mode } => self.add(
+                *dir,
+                name,
+                Node::File {
                     data: Vec::new(),
                     synced: 0,
                     mode: *mode,
-                });
-                let ino = self.nodes.len() - 1;
-                self.push_change(
-                    *dir,
-                    Change::Link {
-                        name: name.clone(),
-                        ino,
-                    },
-                );
-            }
-            Op::NewDir { dir, name, mode } => {
-                self.nodes.push(Node::Dir {
+                },
+            ),
+            Op::NewDir { dir, name, mode } => self.add(
+                *dir,
+                name,
+                Node::Dir {
                     durable: BTreeMap::new(),
                     pending: Vec::new(),
                     mode: *mode,
-                });
-                let ino = self.nodes.len() - 1;
-                self.push_change(
-                    *dir,
-                    Change::Link {
-                        name: name.clone(),
-                        ino,
-                    },
-                );
-            }
+                },
+            ),
             Op::Write { ino, bytes } => {
                 if let Node::File { data, .. } = &mut self.nodes[*ino] {
                     data.extend_from_slice(bytes);
@@ -319,6 +313,19 @@ impl Model {
                 }
             },
         }
+    }
+
+    /// A new inode `node`, named `name` in `dir` (a pending change there).
+    fn add(&mut self, dir: Ino, name: &OsString, node: Node) {
+        self.nodes.push(node);
+        let ino = self.nodes.len() - 1;
+        self.push_change(
+            dir,
+            Change::Link {
+                name: name.clone(),
+                ino,
+            },
+        );
     }
 
     fn push_change(&mut self, dir: Ino, change: Change) {
@@ -681,14 +688,11 @@ impl Vfs for CrashFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.inner.rename(from, to)?;
-        let Some(from_relative) = self.relative(from) else {
+        let Some(from_relative) = self.relative(from).map(Path::to_owned) else {
             return Ok(());
         };
-        let from_relative = from_relative.to_owned();
         self.record("rename", to, |model, to_relative| {
-            let ino = model
-                .lookup(&from_relative)
-                .ok_or_else(|| unseen(&from_relative))?;
+            let ino = model.existing(&from_relative)?;
             let (from_dir, from) = Self::parent_in(model, &from_relative)?;
             let (to_dir, to) = Self::parent_in(model, to_relative)?;
             Ok(if from_dir == to_dir {
@@ -716,7 +720,7 @@ impl Vfs for CrashFs {
             return Ok(());
         }
         self.record("fsync directory", dir, |model, relative| {
-            let dir = model.lookup(relative).ok_or_else(|| unseen(relative))?;
+            let dir = model.existing(relative)?;
             Ok(vec![Op::SyncDir { dir }])
         })
     }
@@ -767,14 +771,11 @@ impl Vfs for CrashFs {
 
     fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
         self.inner.hard_link(original, link)?;
-        let Some(original_relative) = self.relative(original) else {
+        let Some(original_relative) = self.relative(original).map(Path::to_owned) else {
             return Ok(());
         };
-        let original_relative = original_relative.to_owned();
         self.record("hard link", link, |model, relative| {
-            let ino = model
-                .lookup(&original_relative)
-                .ok_or_else(|| unseen(&original_relative))?;
+            let ino = model.existing(&original_relative)?;
             let (dir, name) = Self::parent_in(model, relative)?;
             Ok(vec![Op::Change {
                 dir,
