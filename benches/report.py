@@ -28,7 +28,12 @@ target), its tables follow: p50 and p99 of one durable transaction per backend a
 with the ratios of p50 to the floor and to SQLite, and the stage profile of
 `tx/yaml_100`.
 
-Usage: python3 benches/report.py [CRITERION_DIR]
+If `<criterion dir>/cold.json` exists (written by the `cold` bench target, the real
+binary at 10 to 10,000 steps), its table follows; with `--plot FILE` (and matplotlib
+installed) the cost of each command against the document size, one line per command
+and backend on log-log axes, is drawn into FILE (docs/cold-commands.png).
+
+Usage: python3 benches/report.py [--plot FILE] [CRITERION_DIR]
 CRITERION_DIR defaults to $CARGO_TARGET_DIR/criterion, else target/criterion at the
 workspace root (the parent of this script's directory).
 """
@@ -59,6 +64,7 @@ LOCK_GROUP = "lock"
 LOCK_FLOOR_PREFIX = "file_"
 LOCK_FLOOR_ID = "floor/excl_create_remove"
 CONTENTION_FILE = "contention.json"
+COLD_FILE = "cold.json"
 TRANSACTIONS_FILE = "transactions.json"
 
 
@@ -207,12 +213,74 @@ def print_transactions(path: Path) -> None:
         print(f"| {stage['name']} | {format_time(stage['p50Ns'])} | {format_time(stage['p99Ns'])} | {share} |")
 
 
+COLD_COLUMNS = [
+    ("statusNs", "status"),
+    ("statusNoCacheNs", "status (no cache)"),
+    ("verifyNs", "verify"),
+    ("stepCompleteNs", "step complete"),
+    ("versionNs", "--version (floor)"),
+    ("sqlite3Ns", "sqlite3 update (floor)"),
+]
+
+
+def print_cold(path: Path) -> None:
+    """The table of the `cold` bench target: each command's p50 per backend and size."""
+    with open(path, encoding="utf-8") as f:
+        report = json.load(f)
+    print()
+    print(f"Cold commands, one fresh process per run, p50 of {report['runs']} (load average {report['loadavg']}).")
+    print()
+    print("| backend | steps | state file | " + " | ".join(name for _, name in COLD_COLUMNS) + " | status peak RSS |")
+    print("|---|---:|---:|" + "---:|" * (len(COLD_COLUMNS) + 1))
+    for row in report["rows"]:
+        cells = ["—" if row.get(key) is None else format_time(row[key]) for key, _ in COLD_COLUMNS]
+        rss = row.get("statusPeakRssKib")
+        rss_text = "—" if rss is None else f"{rss / 1024:.1f} MiB"
+        print(f"| {row['backend']} | {row['steps']} | {format_bytes(row['bytes'])} | " + " | ".join(cells) + f" | {rss_text} |")
+
+
+def plot_cold(path: Path, out: Path) -> None:
+    """Cost against document size, one line per command and backend, log-log, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(path, encoding="utf-8") as f:
+        rows = json.load(f)["rows"]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for backend in sorted({r["backend"] for r in rows}):
+        of = sorted((r for r in rows if r["backend"] == backend), key=lambda r: r["steps"])
+        for key, name in COLD_COLUMNS:
+            points = [(r["steps"], r[key] / 1e6) for r in of if r.get(key) is not None]
+            if not points or (key in ("versionNs", "sqlite3Ns") and backend != "yaml"):
+                continue
+            style = ":" if "floor" in name else ("-" if backend == "yaml" else "--")
+            label = name if "floor" in name else f"{name}, {backend}"
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("completed steps in the state")
+    ax.set_ylabel("p50 wall time of one process (ms)")
+    ax.set_title("Cold checklist commands against document size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"\n(plot written to {out})")
+
+
 def main(argv: list) -> int:
-    criterion_dir = Path(argv[1]) if len(argv) > 1 else default_criterion_dir()
+    args = argv[1:]
+    plot_to = None
+    if len(args) >= 2 and args[0] == "--plot":
+        plot_to, args = Path(args[1]), args[2:]
+    criterion_dir = Path(args[0]) if args else default_criterion_dir()
     results = load_results(criterion_dir)
     contention = criterion_dir / CONTENTION_FILE
     transactions = criterion_dir / TRANSACTIONS_FILE
-    if not results and not contention.exists() and not transactions.exists():
+    cold = criterion_dir / COLD_FILE
+    if not results and not contention.exists() and not transactions.exists() and not cold.exists():
         print(f"no criterion results under {criterion_dir}", file=sys.stderr)
         return 1
 
@@ -229,6 +297,10 @@ def main(argv: list) -> int:
         print_contention(contention)
     if transactions.exists():
         print_transactions(transactions)
+    if cold.exists():
+        print_cold(cold)
+        if plot_to is not None:
+            plot_cold(cold, plot_to)
     return 0
 
 

@@ -8,16 +8,20 @@
 //! - `sqlite3 update`: the `sqlite3` shell (a fresh process) updating one row of a table
 //!   with as many rows as the store has steps, when `sqlite3` is installed.
 //!
-//! Each command runs on a YAML store (the default backend) as a user runs it: `status`
+//! Each command runs on a YAML store (the default backend) and a SQLite store as a user
+//! runs it: `status`
 //! and `verify` read, `step complete` commits one step. `status (no cache)` deletes
 //! `.cache/` before each run, so the state is verified in full as after another
-//! program's write (docs/decisions/0024-verified-parse-cache.md).
+//! program's write (docs/decisions/0024-verified-parse-cache.md; the file backends only).
+//!
+//! Output: a Markdown table, and the same rows as JSON in `<criterion dir>/cold.json`,
+//! which `benches/report.py` prints and plots (not with `--test`).
 //!
 //! The peak resident memory of one `status` run (`/usr/bin/time -f %M`, where it is
 //! installed) is reported beside the file size: its growth over the 10-step store is
 //! what reading the document costs in memory.
 //!
-//! The binary is `target/release/checklist`, built with `cargo build --release -p
+//! The binary is `target/release/checklist`, built with `cargo build --profile bench -p
 //! checklist-cli` first (a no-op when it is up to date). With `--test`
 //! (`cargo bench -- --test`) each command runs twice at 10 and 100 steps.
 #![allow(clippy::print_stdout, reason = "the table is this benchmark's report")]
@@ -28,9 +32,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use checklist_backends::{InitOptions, OpenOptions, builtin_registry, init_project, open_project};
-use checklist_benches::{bench_root, cli_runtime, format_duration, loadavg, percentile, state_with_steps};
+use checklist_benches::{
+    bench_root, cli_runtime, criterion_dir, format_duration, loadavg, percentile, state_with_steps,
+};
 use checklist_core::RollingBackups;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// Timed runs per command and size (after one untimed run).
@@ -58,92 +65,159 @@ fn main() {
     );
     println!();
     println!(
-        "| steps | state file | --version | read + sha256 | sqlite3 update | status | status (no cache) | verify | step complete | status peak RSS |"
+        "| backend | steps | state file | --version | read + sha256 | sqlite3 update | status | status (no cache) | verify | step complete | status peak RSS |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
-    for &steps in sizes {
-        let project = root.path().join(format!("steps-{steps}"));
-        std::fs::create_dir(&project).unwrap();
-        rt.block_on(seed(&project, steps));
-        let state = project.join(".checklist/state.yaml");
-        let size = std::fs::metadata(&state).unwrap().len();
-        let cache = project.join(".checklist/.cache");
-        let run = |args: &[&str], before: &dyn Fn()| {
-            time(runs, before, || {
-                let out = Command::new(&binary)
-                    .arg("--dir")
-                    .arg(&project)
-                    .args(args)
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "checklist {args:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            })
-        };
-        let nothing = || {};
-        let version = run(&["--version"], &nothing);
-        let read = time(runs, &nothing, || {
-            let bytes = std::fs::read(&state).unwrap();
-            std::hint::black_box(Sha256::digest(&bytes));
-        });
-        let sqlite = sqlite3.then(|| sqlite_update(&project, steps, runs));
-        let status = run(&["status"], &nothing);
-        let uncached = run(&["status"], &|| {
-            let _ = std::fs::remove_dir_all(&cache);
-            std::fs::create_dir(&cache).unwrap();
-        });
-        let verify = run(&["verify"], &nothing);
-        let counter = std::cell::Cell::new(0);
-        let complete = time(runs, &|| counter.set(counter.get() + 1), || {
-            let id = format!("cold-{}", counter.get());
-            let out = Command::new(&binary)
-                .arg("--dir")
-                .arg(&project)
-                .args(["step", "complete", &id])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        });
-        let rss = peak_rss_kib(&binary, &project, &["status"]);
-        println!(
-            "| {steps} | {} KiB | {} | {} | {} | {} | {} | {} | {} | {} |",
-            size / 1024,
-            format_duration(version),
-            format_duration(read),
-            sqlite.map_or_else(|| "—".to_owned(), format_duration),
-            format_duration(status),
-            format_duration(uncached),
-            format_duration(verify),
-            format_duration(complete),
-            rss.map_or_else(|| "—".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0))
-        );
-        rows.push((steps, status, uncached, verify, complete));
+    for backend in BACKENDS {
+        for &steps in sizes {
+            let project = root.path().join(format!("{backend}-{steps}"));
+            let row = measure(&binary, &project, backend, steps, runs, sqlite3, &rt);
+            let cell = |key: &str| {
+                row[key]
+                    .as_u64()
+                    .map_or_else(|| "—".to_owned(), |ns| format_duration(Duration::from_nanos(ns)))
+            };
+            println!(
+                "| {backend} | {steps} | {} KiB | {} | {} | {} | {} | {} | {} | {} | {} |",
+                row["bytes"].as_u64().unwrap_or(0) / 1024,
+                cell("versionNs"),
+                cell("readNs"),
+                cell("sqlite3Ns"),
+                cell("statusNs"),
+                cell("statusNoCacheNs"),
+                cell("verifyNs"),
+                cell("stepCompleteNs"),
+                row["statusPeakRssKib"]
+                    .as_u64()
+                    .map_or_else(|| "—".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0))
+            );
+            rows.push(row);
+        }
     }
-    if let (Some(first), Some(last)) = (rows.first(), rows.last())
-        && rows.len() > 1
-    {
-        let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
-        println!();
+    println!();
+    for backend in BACKENDS {
+        let of: Vec<&Value> = rows.iter().filter(|r| r["backend"] == backend).collect();
+        let (Some(first), Some(last)) = (of.first(), of.last()) else {
+            continue;
+        };
+        let ratio = |key: &str| match (first[key].as_f64(), last[key].as_f64()) {
+            (Some(a), Some(b)) => format!("{:.1}×", b / a),
+            _ => "—".to_owned(),
+        };
         println!(
-            "{} steps × {} steps: status {:.1}×, status (no cache) {:.1}×, verify {:.1}×, step complete {:.1}×",
-            last.0,
-            first.0,
-            ratio(first.1, last.1),
-            ratio(first.2, last.2),
-            ratio(first.3, last.3),
-            ratio(first.4, last.4)
+            "{backend}, {} steps × {} steps: status {}, status (no cache) {}, verify {}, step complete {}",
+            last["steps"],
+            first["steps"],
+            ratio("statusNs"),
+            ratio("statusNoCacheNs"),
+            ratio("verifyNs"),
+            ratio("stepCompleteNs")
         );
+    }
+    if !testing {
+        let out = criterion_dir().join("cold.json");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let report = json!({"runs": runs, "loadavg": loadavg(), "rows": rows});
+        std::fs::write(&out, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+        println!("\n(written to {})", out.display());
     }
 }
 
-/// A YAML project at `project` whose state holds `steps` steps, committed as the CLI
-/// commits (so its parse cache is written too).
-async fn seed(project: &Path, steps: usize) {
-    init_project(project, &InitOptions::default(), &builtin_registry())
+/// The backends measured: the default file backend and SQLite.
+const BACKENDS: [&str; 2] = ["yaml", "sqlite"];
+
+/// One row: every command and floor on a new `backend` project of `steps` steps at
+/// `project`, in nanoseconds (p50), with the state's size and the peak memory of
+/// `status`; null where a column does not apply.
+fn measure(
+    binary: &Path,
+    project: &Path,
+    backend: &str,
+    steps: usize,
+    runs: usize,
+    sqlite3: bool,
+    rt: &tokio::runtime::Runtime,
+) -> Value {
+    std::fs::create_dir(project).unwrap();
+    rt.block_on(seed(project, backend, steps));
+    let opened = rt
+        .block_on(open_project(
+            project,
+            &builtin_registry(),
+            &OpenOptions::default(),
+        ))
+        .unwrap();
+    let state = opened.backend.store.info().location_path().to_owned();
+    drop(opened);
+    let bytes = std::fs::metadata(&state).unwrap().len();
+    let cache = project.join(".checklist/.cache");
+    let run = |args: &[&str], before: &dyn Fn()| {
+        time(runs, before, || {
+            let out = Command::new(binary)
+                .arg("--dir")
+                .arg(project)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "checklist {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+    };
+    let nothing = || {};
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let version = run(&["--version"], &nothing);
+    let read = time(runs, &nothing, || {
+        let bytes = std::fs::read(&state).unwrap();
+        std::hint::black_box(Sha256::digest(&bytes));
+    });
+    let sqlite = sqlite3.then(|| sqlite_update(project, steps, runs));
+    let status = run(&["status"], &nothing);
+    // Only a file backend keeps a parse cache to do without.
+    let uncached = (backend != "sqlite").then(|| {
+        run(&["status"], &|| {
+            let _ = std::fs::remove_dir_all(&cache);
+            std::fs::create_dir(&cache).unwrap();
+        })
+    });
+    let verify = run(&["verify"], &nothing);
+    let counter = std::cell::Cell::new(0);
+    let complete = time(runs, &|| counter.set(counter.get() + 1), || {
+        let id = format!("cold-{}", counter.get());
+        let out = Command::new(binary)
+            .arg("--dir")
+            .arg(project)
+            .args(["step", "complete", &id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+    json!({
+        "backend": backend,
+        "steps": steps,
+        "bytes": bytes,
+        "versionNs": ns(version),
+        "readNs": ns(read),
+        "sqlite3Ns": sqlite.map(ns),
+        "statusNs": ns(status),
+        "statusNoCacheNs": uncached.map(ns),
+        "verifyNs": ns(verify),
+        "stepCompleteNs": ns(complete),
+        "statusPeakRssKib": peak_rss_kib(binary, project, &["status"]),
+    })
+}
+
+/// A `backend` project at `project` whose state holds `steps` steps, committed as the
+/// CLI commits (so a file backend's parse cache is written too).
+async fn seed(project: &Path, backend: &str, steps: usize) {
+    let options = InitOptions {
+        backend: Some(backend.to_owned()),
+        ..InitOptions::default()
+    };
+    init_project(project, &options, &builtin_registry())
         .await
         .unwrap();
     let opened = open_project(project, &builtin_registry(), &OpenOptions::default())
@@ -216,15 +290,25 @@ fn sqlite_update(dir: &Path, rows: usize, runs: usize) -> Duration {
     })
 }
 
-/// `target/release/checklist`, built (or found up to date) by `cargo build --release -p
-/// checklist-cli` first.
+/// `target/release/checklist`, built (or found up to date) by `cargo build --profile
+/// bench -p checklist-cli` first.
 fn binary() -> PathBuf {
     let bench = std::env::current_exe().unwrap();
     // target/release/deps/cold-<hash> → target/release/checklist
     let release = bench.parent().and_then(Path::parent).unwrap().to_owned();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "checklist-cli", "--bin", "checklist"])
+        // The bench profile (the release profile's settings, its own fingerprints), so
+        // this build and the benchmark's do not rebuild each other's dependencies.
+        .args([
+            "build",
+            "--profile",
+            "bench",
+            "-p",
+            "checklist-cli",
+            "--bin",
+            "checklist",
+        ])
         .status()
         .unwrap();
     assert!(status.success(), "could not build the checklist binary");
