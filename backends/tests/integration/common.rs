@@ -1,6 +1,7 @@
 //! Helpers shared by the backends' integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,6 +14,25 @@ use checklist_core::RollingBackups;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
 
 pub use checklist_conformance::testkit::{add_step, state_with_steps};
+
+/// Every path under `root`, `root` included, with its bytes (`None` for a directory),
+/// without following symbolic links.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut all = BTreeMap::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            all.insert(path.clone(), None);
+            for entry in std::fs::read_dir(&path).unwrap() {
+                pending.push(entry.unwrap().path());
+            }
+        } else {
+            all.insert(path.clone(), Some(std::fs::read(&path).unwrap()));
+        }
+    }
+    all
+}
 
 /// Names of the files in `dir` that look like temp files.
 pub fn temp_files(dir: &Path) -> Vec<String> {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::temp_files;
+use crate::common::{seeded_project, snapshot, temp_files};
 use checklist_backends::crash::{CrashFs, Forget};
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{
@@ -204,24 +204,15 @@ async fn check_every_crash_state(name: &str, recording: &Recording) -> (Counts, 
     (counts, findings)
 }
 
-/// Every directory and file under `root` with its bytes (`None` for a directory),
-/// leaving out SQLite's shared-memory index, which SQLite rebuilds.
+/// Every directory and file under `root` by its path relative to `root`, with its
+/// bytes (`None` for a directory), leaving out SQLite's shared-memory index, which
+/// SQLite rebuilds.
 fn tree(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut found = BTreeMap::new();
-    let mut pending = vec![root.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let relative = path.strip_prefix(root).unwrap().to_owned();
-            if path.is_dir() {
-                pending.push(path);
-                found.insert(relative, None);
-            } else if !path.to_string_lossy().ends_with("-shm") {
-                found.insert(relative, Some(std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    found
+    snapshot(root)
+        .into_iter()
+        .filter(|(path, _)| path != root && !path.to_string_lossy().ends_with("-shm"))
+        .map(|(path, bytes)| (path.strip_prefix(root).unwrap().to_owned(), bytes))
+        .collect()
 }
 
 /// The model with everything on disk must be the real tree: a file the engine wrote
@@ -414,25 +405,6 @@ async fn check_after_reboot(root: &Path, acks: &[Ack]) -> Result<(), String> {
     Ok(())
 }
 
-/// A YAML project whose state holds three steps, written to disk before any recording.
-async fn project() -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    init_project(root.path(), &InitOptions::default(), &builtin_registry())
-        .await
-        .unwrap();
-    let opened = open_project(root.path(), &builtin_registry(), &OpenOptions::default())
-        .await
-        .unwrap();
-    coordinator_of(&opened)
-        .transact("seed", |state| {
-            *state = state_with_steps(3);
-            Ok(())
-        })
-        .await
-        .unwrap();
-    root
-}
-
 /// Commits one step named `step` through the recording; acknowledges it.
 async fn commit_step(recording: &Recording, opened: &OpenedStore, step: &str) {
     let outcome = coordinator_of(opened)
@@ -531,7 +503,7 @@ fn state_file(root: &Path) -> PathBuf {
 
 /// A corrupt state recovered from its newest backup, the corrupt bytes quarantined.
 async fn recovery_workload() -> Recording {
-    let root = project().await;
+    let (root, _) = seeded_project().await;
     seed_state(root.path()).await;
     let valid = std::fs::read(state_file(root.path())).unwrap();
     std::fs::write(state_file(root.path()), &valid[..valid.len() / 2]).unwrap();
@@ -555,7 +527,7 @@ async fn recovery_workload() -> Recording {
 
 /// A hand-edited state resealed.
 async fn reseal_workload() -> Recording {
-    let root = project().await;
+    let (root, _) = seeded_project().await;
     seed_state(root.path()).await;
     let text = std::fs::read_to_string(state_file(root.path())).unwrap();
     std::fs::write(state_file(root.path()), text.replace("seeded", "edited-by-hand")).unwrap();
@@ -578,7 +550,7 @@ async fn reseal_workload() -> Recording {
 /// The oldest backup restored over a good state (which is backed up first), then a
 /// backup made by hand and the backups pruned.
 async fn restore_and_backups_workload() -> Recording {
-    let root = project().await;
+    let (root, _) = seeded_project().await;
     seed_state(root.path()).await;
     configure(root.path(), |config| config.backup.keep = 2);
     let recording = Recording::start(root, None);
@@ -611,7 +583,7 @@ async fn restore_and_backups_workload() -> Recording {
 
 /// The active instance archived, as `checklist archive` does it.
 async fn archive_workload() -> Recording {
-    let root = project().await;
+    let (root, _) = seeded_project().await;
     let recording = Recording::start(root, None);
     recording.ack(Ack::Initialised);
     let opened = recording.open().await;
@@ -639,7 +611,7 @@ async fn archive_workload() -> Recording {
 /// An older document migrated (`fixture` from schemas/fixtures: this project's own
 /// 0.9.0 format, or a TypeScript checklist's file being imported).
 async fn migrate_workload(fixture: &str) -> Recording {
-    let root = project().await;
+    let (root, _) = seeded_project().await;
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../schemas/fixtures")
         .join(fixture);
@@ -669,7 +641,7 @@ async fn migrate_workload(fixture: &str) -> Recording {
 /// The file lock taken, renewed, released; then a lock left by a dead holder broken
 /// and taken over.
 async fn lock_workload() -> Recording {
-    let root = project().await;
+    let (root, _) = seeded_project().await;
     let dir = root.path().join(".checklist");
     // A lock whose holder is gone: taken, its bytes kept, released, put back.
     let provider = FileLockProvider::new(&dir);

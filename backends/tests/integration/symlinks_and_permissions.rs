@@ -10,10 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::common::{add_step, state_with_steps};
+use crate::common::{add_step, snapshot, state_with_steps};
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{
     FileLockProvider, FileStore, FileStoreOptions, InitOptions, OpenOptions, YamlCodec, builtin_registry,
@@ -142,23 +142,6 @@ impl Fixture {
     fn state_bytes(&self) -> Vec<u8> {
         std::fs::read(self.dir().join("state.yaml")).unwrap()
     }
-}
-
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut all = BTreeMap::new();
-    let mut pending = vec![root.to_owned()];
-    while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        if meta.is_dir() {
-            all.insert(path.clone(), None);
-            for entry in std::fs::read_dir(&path).unwrap() {
-                pending.push(entry.unwrap().path());
-            }
-        } else {
-            all.insert(path.clone(), Some(std::fs::read(&path).unwrap()));
-        }
-    }
-    all
 }
 
 fn archived(revision: u64) -> checklist_core::archive::ArchivedInstance {
