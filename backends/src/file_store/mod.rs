@@ -263,7 +263,7 @@ impl<C: Codec> Inner<C> {
         }
         let limit = self.options.max_state_bytes.saturating_mul(4);
         if let Some(state) = self.parse_cache.load(self.vfs.as_ref(), bytes, limit) {
-            store::remember(codec, bytes, &state);
+            store::remember(codec, bytes, state);
         } else if let Ok(state) = store::verify(&self.codec, bytes, &self.state_path) {
             self.parse_cache.save(self.vfs.as_ref(), bytes, &state);
         }

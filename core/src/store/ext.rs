@@ -95,7 +95,7 @@ pub trait DocumentStoreExt: DocumentStore {
         let (document, written) = self.encode(state, revision)?;
         // Remembered before the write, so a store can keep what they verify to in its
         // own cache as it writes them (true of the bytes whether or not the write lands).
-        verified::remember(self.codec().name(), &document.bytes, &written);
+        verified::remember(self.codec().name(), &document.bytes, written);
         let audit = audit.map(|record| record.checksum(document.checksum.clone()));
         self.write(WriteRequest {
             document,

@@ -39,7 +39,7 @@ pub fn verify(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result<Checkl
         return Ok(state);
     }
     let state = verify_afresh(codec, bytes, location)?;
-    remember(codec.name(), bytes, &state);
+    remember(codec.name(), bytes, state.clone());
     Ok(state)
 }
 
@@ -74,7 +74,7 @@ pub fn verify_afresh(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result
 /// says they verify to (the file store's `.cache/`, keyed by a hash of the exact bytes;
 /// docs/decisions/0024-verified-parse-cache.md). What is remembered is what the next
 /// [`verify`] of the same bytes returns, so only a verified state may be given.
-pub fn remember(codec: &'static str, bytes: &[u8], state: &ChecklistState) {
+pub fn remember(codec: &'static str, bytes: &[u8], state: ChecklistState) {
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     cache.retain(|v| *v.bytes != *bytes || v.codec != codec);
     if cache.len() == REMEMBERED {
@@ -83,12 +83,13 @@ pub fn remember(codec: &'static str, bytes: &[u8], state: &ChecklistState) {
     cache.push(Verified {
         codec,
         bytes: Arc::from(bytes),
-        state: state.clone(),
+        state,
     });
 }
 
 /// The state `bytes` in the format of codec `codec` verified to, if this process
-/// verified or wrote them lately: what a store keeps in its persistent cache.
+/// verified or wrote them lately: what a store keeps in its persistent cache. A copy,
+/// so that nothing slow (writing that cache) runs under the process-wide lock.
 pub fn recall(codec: &'static str, bytes: &[u8]) -> Option<ChecklistState> {
     recall_with(codec, bytes, ChecklistState::clone)
 }
