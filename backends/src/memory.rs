@@ -14,8 +14,8 @@ use checklist_core::codec::Codec;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
 use checklist_core::store::{self, Capabilities};
 use checklist_core::{
-    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, Committed, DocumentStore,
-    Error, QuarantineStore, Result, StoreInfo, WriteReceipt, WriteRequest,
+    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, ChangeFeed, ChangeWatch,
+    Committed, DocumentStore, Error, QuarantineStore, Result, StoreInfo, WriteReceipt, WriteRequest,
 };
 use serde_json::Value;
 
@@ -55,6 +55,9 @@ struct MemoryInner {
     archive: Mutex<Vec<(HistoryEntry, Value)>>,
     /// Quarantined documents with their exact bytes.
     quarantine: Mutex<Vec<(QuarantineRecord, Vec<u8>)>>,
+    /// Counts the changes of the document and the audit trail; every watch holds a
+    /// receiver, so a change wakes each at once.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for MemoryStore {
@@ -74,12 +77,17 @@ impl MemoryStore {
     pub fn named(location: impl Into<String>) -> Self {
         Self {
             inner: Arc::new(MemoryInner {
-                info: StoreInfo::new("memory", location, Capabilities::EPHEMERAL),
+                info: StoreInfo::new(
+                    "memory",
+                    location,
+                    Capabilities::EPHEMERAL.with_pushed_changes(true),
+                ),
                 document: Mutex::new(None),
                 audit: Mutex::new(Vec::new()),
                 backups: Mutex::new(Vec::new()),
                 archive: Mutex::new(Vec::new()),
                 quarantine: Mutex::new(Vec::new()),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -95,6 +103,7 @@ impl MemoryStore {
     /// them as JSON and verifies them like any other document.
     pub fn replace_raw(&self, bytes: Vec<u8>) {
         *lock(&self.inner.document) = Some(bytes);
+        self.changed();
     }
 
     /// Deletes the stored document, bypassing every check, leaving its backups, audit
@@ -102,6 +111,7 @@ impl MemoryStore {
     /// file by hand.
     pub fn remove_raw(&self) {
         *lock(&self.inner.document) = None;
+        self.changed();
     }
 
     /// Appends arbitrary bytes to the audit trail, bypassing every check — the
@@ -109,6 +119,7 @@ impl MemoryStore {
     /// leaves part of a record. The next read reports what does not parse.
     pub fn append_raw_audit(&self, bytes: &[u8]) {
         lock(&self.inner.audit).extend_from_slice(bytes);
+        self.changed();
     }
 
     /// The bytes the backup `id` keeps (`None` when it is not listed). For tests and
@@ -134,11 +145,19 @@ impl MemoryStore {
     /// Appends `record` on a line of its own: after a torn append, on the next line,
     /// so the fragment cannot swallow it (as the file backends do).
     fn append_record(&self, record: &AuditRecord) {
-        let mut audit = lock(&self.inner.audit);
-        if audit.last().is_some_and(|byte| *byte != b'\n') {
-            audit.push(b'\n');
+        {
+            let mut audit = lock(&self.inner.audit);
+            if audit.last().is_some_and(|byte| *byte != b'\n') {
+                audit.push(b'\n');
+            }
+            audit.extend_from_slice(&record.to_line());
         }
-        audit.extend_from_slice(&record.to_line());
+        self.changed();
+    }
+
+    /// Wakes every watch: the document or the audit trail changed.
+    fn changed(&self) {
+        self.inner.changes.send_modify(|count| *count += 1);
     }
 
     fn location(&self) -> &str {
@@ -204,6 +223,7 @@ impl DocumentStore for MemoryStore {
             )?;
             replaced.zip(document.replace(request.document.bytes))
         };
+        self.changed();
         let backup = match (&request.keep, old) {
             (Some(keep), Some(((revision, checksum), old))) => {
                 let record = self.backup_record(revision, checksum, old.len() as u64, &keep.reason);
@@ -371,6 +391,37 @@ impl QuarantineStore for MemoryStore {
             .find(|(r, _)| r.id == id)
             .map(|(_, bytes)| bytes.clone())
             .ok_or_else(|| self.not_found("quarantined document", id))
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for MemoryStore {
+    async fn watch(&self) -> Result<Box<dyn ChangeWatch>> {
+        Ok(Box::new(MemoryWatch {
+            changes: self.inner.changes.subscribe(),
+            store: Arc::clone(&self.inner),
+        }))
+    }
+}
+
+/// A watch of a [`MemoryStore`]: a receiver of its change count.
+#[derive(Debug)]
+struct MemoryWatch {
+    changes: tokio::sync::watch::Receiver<u64>,
+    /// Keeps the sender alive, so `changed` waits rather than failing when every other
+    /// handle of the store is dropped.
+    store: Arc<MemoryInner>,
+}
+
+#[async_trait]
+impl ChangeWatch for MemoryWatch {
+    async fn changed(&mut self) -> Result<()> {
+        self.changes.changed().await.map_err(|e| Error::Backend {
+            backend: "memory".into(),
+            operation: "watch".into(),
+            location: self.store.info.location.clone(),
+            source: Box::new(e),
+        })
     }
 }
 

@@ -936,7 +936,7 @@ impl AuditTrail for TimedStore {
     }
 }
 
-checklist_conformance::forward_planes!(TimedStore => inner; BackupStore, ArchiveStore, QuarantineStore);
+checklist_conformance::forward_planes!(TimedStore => inner; BackupStore, ArchiveStore, QuarantineStore, ChangeFeed);
 
 /// A lock provider whose acquire and release are timed into a [`StageLog`].
 #[derive(Debug)]

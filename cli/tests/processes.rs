@@ -144,7 +144,7 @@ mod unix {
         }
     }
 
-    checklist_conformance::forward_planes!(SlowStore => 0; AuditTrail, BackupStore, ArchiveStore, QuarantineStore);
+    checklist_conformance::forward_planes!(SlowStore => 0; AuditTrail, BackupStore, ArchiveStore, QuarantineStore, ChangeFeed);
 
     /// A factory whose stores are its inner factory's, made slow.
     struct SlowFactory<F>(F);

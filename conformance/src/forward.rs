@@ -39,7 +39,7 @@
 ///     }
 /// }
 ///
-/// checklist_conformance::forward_planes!(Counting => inner; AuditTrail, BackupStore, ArchiveStore, QuarantineStore);
+/// checklist_conformance::forward_planes!(Counting => inner; AuditTrail, BackupStore, ArchiveStore, QuarantineStore, ChangeFeed);
 ///
 /// fn is_a_store(_: &dyn StateStore) {}
 /// # fn check(c: &Counting) { is_a_store(c) }
@@ -162,6 +162,17 @@ macro_rules! __forward_plane {
             }
             async fn read_quarantined(&self, id: &str) -> $crate::__private::core::Result<Vec<u8>> {
                 self.$field.read_quarantined(id).await
+            }
+        }
+    };
+    (ChangeFeed, $ty:ty, $field:tt) => {
+        #[deny(clippy::missing_trait_methods)]
+        #[$crate::__private::async_trait]
+        impl $crate::__private::core::ChangeFeed for $ty {
+            async fn watch(
+                &self,
+            ) -> $crate::__private::core::Result<Box<dyn $crate::__private::core::ChangeWatch>> {
+                self.$field.watch().await
             }
         }
     };

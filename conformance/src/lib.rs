@@ -50,6 +50,7 @@ use checklist_core::{BackupPolicy, BackupRecord, LockInfo, LockProvider, Rolling
 pub mod backup_policy;
 pub mod builtin;
 pub mod coordinator;
+pub mod follow;
 mod forward;
 pub mod holder;
 pub mod locks;
@@ -429,8 +430,8 @@ pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;
 /// One case of the suite, for runners that list and run cases themselves.
 #[derive(Clone, Copy)]
 pub struct Case {
-    /// The contract it checks: `store`, `locks`, `coordinator`, `recovery` or
-    /// `backup_policy`.
+    /// The contract it checks: `store`, `locks`, `coordinator`, `recovery`,
+    /// `backup_policy` or `follow`.
     pub suite: &'static str,
     /// Its name, the same as its function's.
     pub name: &'static str,
@@ -559,6 +560,12 @@ macro_rules! __for_each_case {
                 prune_counts_a_revision_once,
                 recovery_order_is_a_permutation,
                 a_keep_n_policy_backs_up_every_commit,
+            ],
+            follow: [
+                a_watch_wakes_for_a_commit_through_another_handle,
+                a_watch_wakes_for_every_commit_after_it_was_made,
+                a_follower_sees_every_commit_in_order_once,
+                a_follower_starting_between_commits_misses_none_after_its_start,
             ],
         }
     };

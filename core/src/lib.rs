@@ -41,6 +41,7 @@ pub mod config;
 pub mod coordinator;
 pub mod document;
 mod error;
+pub mod follow;
 pub mod identity;
 pub mod lock;
 pub mod migrate;
@@ -63,9 +64,9 @@ pub use model::ChecklistState;
 pub use quarantine::{QuarantineNote, QuarantineRecord};
 pub use recovery::Recovery;
 pub use store::{
-    ArchiveStore, AuditTrail, BackedUpWrite, BackupStore, Capabilities, Committed, DocumentStore,
-    DocumentStoreExt, Expectation, KeepBackup, Precondition, QuarantineStore, StateStore, StateStoreExt,
-    StoreInfo, WriteReceipt, WriteRequest,
+    ArchiveStore, AuditTrail, BackedUpWrite, BackupStore, Capabilities, ChangeFeed, ChangeWatch, Committed,
+    DocumentStore, DocumentStoreExt, Expectation, KeepBackup, Precondition, QuarantineStore, StateStore,
+    StateStoreExt, StoreInfo, WriteReceipt, WriteRequest,
 };
 
 /// The storage traits and their extensions, for method calls on any store:
@@ -73,7 +74,7 @@ pub use store::{
 pub mod prelude {
     pub use crate::lock::LockProvider as _;
     pub use crate::store::{
-        ArchiveStore as _, AuditTrail as _, BackupStore as _, DocumentStore as _, DocumentStoreExt as _,
-        QuarantineStore as _, StateStoreExt as _,
+        ArchiveStore as _, AuditTrail as _, BackupStore as _, ChangeFeed as _, DocumentStore as _,
+        DocumentStoreExt as _, QuarantineStore as _, StateStoreExt as _,
     };
 }

@@ -29,14 +29,16 @@ use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::{self, Capabilities};
 use checklist_core::{
-    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, Committed, DocumentStore,
-    Error, Expectation, KeepBackup, Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt,
-    WriteRequest,
+    ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, ChangeFeed, ChangeWatch,
+    Committed, DocumentStore, Error, Expectation, KeepBackup, Precondition, QuarantineStore, Result,
+    StoreInfo, WriteReceipt, WriteRequest,
 };
 
 use crate::blocking::run_blocking;
 use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, stage_file, sweep_stale_temps};
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::fs::watch::{DirectoryWatch, file_probe};
+use crate::project::layout::Layout;
 use crate::sidecar::archive::ArchiveDir;
 use crate::sidecar::audit_log::{AuditFiles, FileAuditTrail};
 use crate::sidecar::backups::{BackupDir, Contents, Current, Kept, Placement};
@@ -178,7 +180,9 @@ impl<C: Codec> FileStore<C> {
                 info: StoreInfo::new(
                     codec.name(),
                     state_path.display().to_string(),
-                    Capabilities::PERSISTENT.with_backup_index(),
+                    Capabilities::PERSISTENT
+                        .with_backup_index()
+                        .with_pushed_changes(cfg!(any(target_os = "linux", target_os = "android"))),
                 ),
                 audit: FileAuditTrail::new(
                     AuditFiles::new(&dir, options.audit.clone(), options.durability),
@@ -630,5 +634,28 @@ impl<C: Codec> QuarantineStore for FileStore<C> {
         let id = id.to_owned();
         self.blocking(move |inner| inner.quarantine.read(inner.vfs.as_ref(), &id))
             .await
+    }
+}
+
+/// How often a watch of a file store looks at the state file and `audit.log` itself:
+/// rarely where inotify wakes it (a floor for what notification cannot see, such as
+/// another machine's write over NFS), often where nothing else does.
+const WATCH_FLOOR: Duration = Duration::from_secs(1);
+const WATCH_FLOOR_UNNOTIFIED: Duration = Duration::from_millis(200);
+
+#[async_trait]
+impl<C: Codec> ChangeFeed for FileStore<C> {
+    async fn watch(&self) -> Result<Box<dyn ChangeWatch>> {
+        let inner = &self.inner;
+        let layout = Layout::at(&inner.dir);
+        let state_name = format!("state.{}", inner.codec.extension());
+        let probe = file_probe(
+            Arc::clone(&inner.vfs),
+            vec![inner.state_path.clone(), layout.audit_log()],
+        );
+        let names = vec![state_name, "audit.log".to_owned()];
+        let watch =
+            DirectoryWatch::start(&inner.dir, names, WATCH_FLOOR, WATCH_FLOOR_UNNOTIFIED, probe).await?;
+        Ok(Box::new(watch))
     }
 }

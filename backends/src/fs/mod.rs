@@ -7,3 +7,4 @@ pub mod crash;
 pub mod fault;
 pub(crate) mod identity;
 pub mod vfs;
+pub(crate) mod watch;

@@ -101,7 +101,10 @@ impl LockShared {
                 &self.server,
                 &self.resource,
                 Duration::from_secs(1),
-                Some(Arc::clone(&self.released)),
+                Some({
+                    let released = Arc::clone(&self.released);
+                    Arc::new(move || released.notify_waiters())
+                }),
             )
             .await?;
             let mut session = session;

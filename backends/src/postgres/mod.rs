@@ -37,8 +37,8 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::Capabilities;
 use checklist_core::{
     ArchiveStore, AuditLog, AuditRecord, AuditTrail, Backend, BackendFactory, BackupRecord, BackupStore,
-    Config, DocumentStore, Error, OpenContext, QuarantineStore, Result, StoreInfo, WriteReceipt,
-    WriteRequest,
+    ChangeFeed, ChangeWatch, Config, DocumentStore, Error, OpenContext, QuarantineStore, Result, StoreInfo,
+    WriteReceipt, WriteRequest,
 };
 use serde_json::{Map, Value};
 
@@ -62,6 +62,7 @@ mod schema;
 mod server;
 mod session;
 mod store;
+mod watch;
 
 pub use lock::PostgresLockProvider;
 
@@ -314,7 +315,9 @@ impl PostgresStore {
         let info = StoreInfo::new(
             BACKEND_NAME,
             location,
-            Capabilities::PERSISTENT.with_transactional_audit(),
+            Capabilities::PERSISTENT
+                .with_transactional_audit()
+                .with_pushed_changes(true),
         );
         Ok(Self {
             inner: Arc::new(store::Inner::new(
@@ -487,6 +490,15 @@ impl QuarantineStore for PostgresStore {
 
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         self.inner.read_quarantined(id).await
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for PostgresStore {
+    async fn watch(&self) -> Result<Box<dyn ChangeWatch>> {
+        Ok(Box::new(
+            watch::PostgresWatch::start(Arc::clone(&self.inner)).await?,
+        ))
     }
 }
 

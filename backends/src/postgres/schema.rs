@@ -100,6 +100,13 @@ impl Tables {
         format!("checklist_lock_{}", self.schema)
     }
 
+    /// The `LISTEN`/`NOTIFY` channel on which changes to the stores of this schema are
+    /// announced (the payload is the store key): a commit and an audit record notify
+    /// it in their own transaction, so a follower hears of them when they commit.
+    pub(crate) fn change_channel(&self) -> String {
+        format!("checklist_change_{}", self.schema)
+    }
+
     /// The names of the relations of the layout, unqualified.
     const RELATIONS: [&'static str; 9] = [
         "meta",

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use checklist_core::{Error, Result};
 use futures_util::StreamExt;
-use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Client};
 
 use super::server::Server;
+
+/// What a session does with each notification it receives; called on the task that
+/// drives the connection, so it must not block.
+pub(crate) type OnNotification = Arc<dyn Fn() + Send + Sync>;
 
 /// A connected session. Dropping it closes the connection.
 pub(crate) struct Session {
@@ -44,13 +47,13 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Connects to `server` (waiting at most its connect timeout plus `grace`), and
     /// learns the session's backend id; every notification the session receives (on
-    /// the channels it `LISTEN`s to) wakes the waiters of `on_notification`.
+    /// the channels it `LISTEN`s to) calls `on_notification`.
     /// `location` names the store in errors.
     pub(crate) async fn connect(
         server: &Server,
         location: &str,
         grace: Duration,
-        on_notification: Option<Arc<Notify>>,
+        on_notification: Option<OnNotification>,
     ) -> Result<Self> {
         let limit = server
             .config()
@@ -82,8 +85,8 @@ impl Session {
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(_)) => {
-                        if let Some(waiters) = &on_notification {
-                            waiters.notify_waiters();
+                        if let Some(notified) = &on_notification {
+                            notified();
                         }
                     }
                     Ok(_) => {}

@@ -390,6 +390,7 @@ impl Inner {
         if let Some(record) = &request.audit {
             append_audit(&transaction, tables, key, record).await?;
         }
+        announce_change(&transaction, tables, key).await?;
         transaction.commit().await?;
         Ok(Some(WriteReceipt {
             committed: Committed {
@@ -429,6 +430,9 @@ impl Inner {
     pub(crate) async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         on_session!(self, "append to the audit trail of", |session| async {
             append_audit(&session.client, &self.tables, &self.key, record)
+                .await
+                .map_err(Failure::Db)?;
+            announce_change(&session.client, &self.tables, &self.key)
                 .await
                 .map_err(Failure::Db)
         })
@@ -838,6 +842,25 @@ async fn list_backups(
             reason: row.get(5),
         })
         .collect())
+}
+
+/// Tells the followers of the store `key` that it changed: delivered when the
+/// transaction of `client` commits, never for one rolled back.
+async fn announce_change(
+    client: &impl tokio_postgres::GenericClient,
+    tables: &Tables,
+    key: &str,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    client
+        .execute_typed(
+            "SELECT pg_notify($1, $2)",
+            &[
+                (&tables.change_channel() as &(dyn ToSql + Sync), Type::TEXT),
+                (&key, Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 async fn append_audit(

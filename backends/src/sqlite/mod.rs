@@ -28,6 +28,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use checklist_core::archive::{ArchivedInstance, HistoryEntry};
@@ -37,20 +38,23 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::Capabilities;
 use checklist_core::{
     ArchiveStore, AuditLog, AuditRecord, AuditTrail, Backend, BackendFactory, BackupRecord, BackupStore,
-    Committed, DocumentStore, OpenContext, Precondition, QuarantineStore, Result, StoreInfo, WriteReceipt,
-    WriteRequest,
+    ChangeFeed, ChangeWatch, Committed, DocumentStore, OpenContext, Precondition, QuarantineStore, Result,
+    StoreInfo, WriteReceipt, WriteRequest,
 };
 
 use crate::blocking::run_blocking;
 use crate::codec::json::JsonCodec;
 use crate::file_store::{FileStoreOptions, check_store_dir};
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::fs::watch::DirectoryWatch;
 use crate::lock::directory::DirectoryLocks;
+use crate::project::layout::Layout;
 
 mod connection;
 mod files;
 mod schema;
 mod store;
+mod watch;
 
 use store::Inner;
 
@@ -159,7 +163,9 @@ impl SqliteStore {
         let info = StoreInfo::new(
             BACKEND_NAME,
             inner.db_path.display().to_string(),
-            Capabilities::PERSISTENT.with_backup_index(),
+            Capabilities::PERSISTENT
+                .with_backup_index()
+                .with_pushed_changes(cfg!(any(target_os = "linux", target_os = "android"))),
         );
         let codec = DatabaseCodec {
             damage: Arc::clone(&inner.damage),
@@ -365,5 +371,25 @@ impl QuarantineStore for SqliteStore {
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         let id = id.to_owned();
         self.blocking(move |inner| inner.read_quarantined(&id)).await
+    }
+}
+
+/// How often a watch asks SQLite whether another connection committed. A commit
+/// becomes visible through memory, after the last file event it causes (`watch.rs`),
+/// so this floor, not the notification, bounds how late a follower may learn of some
+/// commits.
+const WATCH_FLOOR: Duration = Duration::from_millis(100);
+const WATCH_FLOOR_UNNOTIFIED: Duration = Duration::from_millis(200);
+
+#[async_trait]
+impl ChangeFeed for SqliteStore {
+    async fn watch(&self) -> Result<Box<dyn ChangeWatch>> {
+        let inner = &self.inner;
+        let audit_log = Layout::at(&inner.dir).audit_log();
+        let probe = watch::probe(Arc::clone(&inner.vfs), inner.db_path.clone(), audit_log);
+        let names = vec!["state.db".to_owned(), "audit.log".to_owned()];
+        let watch =
+            DirectoryWatch::start(&inner.dir, names, WATCH_FLOOR, WATCH_FLOOR_UNNOTIFIED, probe).await?;
+        Ok(Box::new(watch))
     }
 }

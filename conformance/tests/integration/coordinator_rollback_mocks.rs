@@ -22,10 +22,10 @@ use checklist_core::coordinator::TransactionCoordinator;
 use checklist_core::model::{InstanceStart, now};
 use checklist_core::store::Capabilities;
 use checklist_core::{
-    ArchiveStore, AuditEvent, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, ChecklistState,
-    Committed, DocumentStore, Error, LockProvider, LockRequest, Precondition, QuarantineNote,
-    QuarantineRecord, QuarantineStore, Result, RollingBackups, StoreInfo, WriteReceipt, WriteRequest,
-    document,
+    ArchiveStore, AuditEvent, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, ChangeFeed,
+    ChangeWatch, ChecklistState, Committed, DocumentStore, Error, LockProvider, LockRequest, Precondition,
+    QuarantineNote, QuarantineRecord, QuarantineStore, Result, RollingBackups, StoreInfo, WriteReceipt,
+    WriteRequest, document,
 };
 use mockall::{Sequence, automock};
 
@@ -133,6 +133,19 @@ impl QuarantineStore for Store {
     }
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         self.calls.read_quarantined(id)
+    }
+}
+
+/// The coordinator never follows a store; a mock that cannot be watched says so.
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl ChangeFeed for Store {
+    async fn watch(&self) -> Result<Box<dyn ChangeWatch>> {
+        Err(Error::Unsupported {
+            operation: "watching for changes".into(),
+            backend: self.info.backend.clone(),
+            location: self.info.location.clone(),
+        })
     }
 }
 

@@ -439,6 +439,17 @@ fn a_quarantine_listed_newest_first_is_caught() {
 }
 
 #[test]
+fn a_watch_that_wakes_once_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::WatchWakesOnce),
+        &[
+            "a_watch_wakes_for_every_commit_after_it_was_made",
+            "a_follower_sees_every_commit_in_order_once",
+        ],
+    );
+}
+
+#[test]
 fn a_policy_that_never_backs_up_is_caught() {
     assert_caught(
         Mutant::policy(PolicyBug::NeverBacksUp),

@@ -15,8 +15,8 @@ use crate::error::Result;
 use crate::quarantine::{QuarantineNote, QuarantineRecord};
 
 use super::{
-    ArchiveStore, AuditTrail, BackupStore, DocumentStore, QuarantineStore, StoreInfo, WriteReceipt,
-    WriteRequest,
+    ArchiveStore, AuditTrail, BackupStore, ChangeFeed, ChangeWatch, DocumentStore, QuarantineStore,
+    StoreInfo, WriteReceipt, WriteRequest,
 };
 
 macro_rules! forward_planes {
@@ -92,6 +92,13 @@ macro_rules! forward_planes {
             }
             async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
                 (**self).read_quarantined(id).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: ChangeFeed + ?Sized> ChangeFeed for $wrapper<T> {
+            async fn watch(&self) -> Result<Box<dyn ChangeWatch>> {
+                (**self).watch().await
             }
         }
     )*};

@@ -1,8 +1,8 @@
 //! The storage traits, one plane each, and what core does above them.
 //!
-//! A backend implements five small traits — [`DocumentStore`] (the state document's
+//! A backend implements six small traits — [`DocumentStore`] (the state document's
 //! bytes and one conditional write), [`AuditTrail`], [`BackupStore`],
-//! [`ArchiveStore`] and [`QuarantineStore`] — and is then a [`StateStore`], the bundle
+//! [`ArchiveStore`], [`QuarantineStore`] and [`ChangeFeed`] — and is then a [`StateStore`], the bundle
 //! the coordinator and recovery work on (a blanket impl: nothing more to write). It
 //! only stores and returns bytes and records: sealing, encoding, decoding and
 //! verifying are core's ([`DocumentStoreExt`]), as are the transaction coordinator,
@@ -27,7 +27,7 @@ pub use document::{
 };
 pub use expectation::Expectation;
 pub use ext::{BackedUpWrite, DocumentStoreExt, StateStoreExt, lost_state_evidence};
-pub use planes::{ArchiveStore, AuditTrail, BackupStore, QuarantineStore};
+pub use planes::{ArchiveStore, AuditTrail, BackupStore, ChangeFeed, ChangeWatch, QuarantineStore};
 pub use verified::{recall, remember, remembers, verify, verify_afresh, verify_revision};
 
 /// What a store can do, as data its backend declares: callers choose their behaviour
@@ -44,6 +44,10 @@ pub struct Capabilities {
     /// A write's audit record is appended in the commit's own transaction, never
     /// missing after a commit that stands.
     pub transactional_audit: bool,
+    /// A [`ChangeWatch`] wakes as soon as any handle changes the store (file-system
+    /// notification, a database's notification); without it the watch finds a change
+    /// by polling (docs/backends.md, "Following changes").
+    pub pushed_changes: bool,
 }
 
 impl Capabilities {
@@ -52,6 +56,7 @@ impl Capabilities {
         persistent: false,
         backup_index: false,
         transactional_audit: false,
+        pushed_changes: false,
     };
 
     /// A store whose state outlives the process, with no backup index of its own and
@@ -65,6 +70,14 @@ impl Capabilities {
     pub const fn with_backup_index(self) -> Self {
         Self {
             backup_index: true,
+            ..self
+        }
+    }
+
+    /// These capabilities with [`pushed_changes`](Self::pushed_changes) set to `pushed`.
+    pub const fn with_pushed_changes(self, pushed: bool) -> Self {
+        Self {
+            pushed_changes: pushed,
             ..self
         }
     }
@@ -107,13 +120,16 @@ impl StoreInfo {
     }
 }
 
-/// Everything the coordinator, recovery and the CLI work on: the five planes of one
+/// Everything the coordinator, recovery and the CLI work on: the six planes of one
 /// store. Implemented for every type that implements them; usable as
 /// `Arc<dyn StateStore>`.
-pub trait StateStore: DocumentStore + AuditTrail + BackupStore + ArchiveStore + QuarantineStore {}
+pub trait StateStore:
+    DocumentStore + AuditTrail + BackupStore + ArchiveStore + QuarantineStore + ChangeFeed
+{
+}
 
 impl<T> StateStore for T where
-    T: DocumentStore + AuditTrail + BackupStore + ArchiveStore + QuarantineStore + ?Sized
+    T: DocumentStore + AuditTrail + BackupStore + ArchiveStore + QuarantineStore + ChangeFeed + ?Sized
 {
 }
 

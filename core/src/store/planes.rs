@@ -1,5 +1,6 @@
-//! The planes beside the document: the audit trail, backups, the archive and the
-//! quarantine. Each is small enough to read on one screen and implement on its own.
+//! The planes beside the document: the audit trail, backups, the archive, the
+//! quarantine and the change feed. Each is small enough to read on one screen and
+//! implement on its own.
 
 use std::fmt;
 
@@ -190,4 +191,53 @@ pub trait QuarantineStore: Send + Sync + fmt::Debug {
     /// Exactly the bytes given to [`quarantine`](Self::quarantine); fails with
     /// [`Error::NotFound`] for an id that is not listed.
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>>;
+}
+
+/// The change feed: how a follower learns that the store changed, without reading the
+/// document over and over (`checklist status --follow`, [`Follower`](crate::follow::Follower)).
+///
+/// A [`ChangeWatch`] only says "look again": core reads the state and the audit trail
+/// after each wake-up and decides what changed, so a backend may wake a watch more
+/// often than needed, never less.
+///
+/// # Contract
+/// - `a_watch_wakes_for_a_commit_through_another_handle`: a watch made before a commit
+///   through another handle of the store (another process, another connection) wakes
+///   after that commit.
+/// - `a_watch_wakes_for_every_commit_after_it_was_made`: after waking, the same watch
+///   wakes again for a later commit; a commit made between two calls to
+///   [`ChangeWatch::changed`] is not lost.
+/// - `a_follower_sees_every_commit_in_order_once`: a [`Follower`](crate::follow::Follower)
+///   reports every commit made by other handles, in revision order, none twice, each
+///   with its audit record.
+/// - `a_follower_starting_between_commits_misses_none_after_its_start`: a follower
+///   started after revision `r` reports every revision after `r` and none before.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + fmt::Debug {
+    /// Starts watching the store's document and audit trail.
+    ///
+    /// # Contract
+    /// Every change made after this returns, through any handle, makes the watch's
+    /// [`changed`](ChangeWatch::changed) return: at once where the
+    /// [capabilities](super::Capabilities::pushed_changes) say changes are pushed,
+    /// otherwise within the backend's polling interval (docs/backends.md, "Following
+    /// changes"). Fails only when the store cannot be watched at all (its location is
+    /// gone, the server refuses).
+    async fn watch(&self) -> Result<Box<dyn ChangeWatch>>;
+}
+
+/// One watch of a [`ChangeFeed`], owned by one follower.
+///
+/// `changed` takes `&mut self`: a watch is a cursor over the changes since the last
+/// call, like a stream, and is never shared.
+#[async_trait]
+pub trait ChangeWatch: Send + Sync + fmt::Debug {
+    /// Waits until the document or the audit trail may have changed since the watch
+    /// was made or since this last returned.
+    ///
+    /// # Contract
+    /// Never misses a change; may return when nothing changed (the caller reads again
+    /// and waits again). Fails only when the watch can no longer tell (its directory
+    /// removed, the server gone beyond reconnecting); a caller may make a new watch.
+    async fn changed(&mut self) -> Result<()>;
 }

@@ -7,7 +7,7 @@ use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 use checklist_core::backup::{BackupIndexRebuild, BackupRecord};
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::StoredBytes;
-use checklist_core::{ArchiveStore, BackupStore, ChecklistState, QuarantineStore};
+use checklist_core::{ArchiveStore, BackupStore, ChangeFeed, ChangeWatch, ChecklistState, QuarantineStore};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,6 +81,9 @@ pub(crate) enum StoreBug {
     /// `quarantine` keeps the bytes as a hard link to the state file (as the file
     /// engine once did), which shares its inode until recovery replaces it.
     QuarantinesByHardLink,
+    /// A watch wakes for the first change after it was made, and never again (a
+    /// one-shot notification, as inotify's `IN_ONESHOT` would give).
+    WatchWakesOnce,
 }
 
 /// A correct YAML file store with one [`StoreBug`].
@@ -492,6 +495,37 @@ impl QuarantineStore for BrokenStore {
 
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         self.inner.read_quarantined(id).await
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl ChangeFeed for BrokenStore {
+    async fn watch(&self) -> Result<Box<dyn ChangeWatch>> {
+        let watch = self.inner.watch().await?;
+        Ok(match self.bug {
+            StoreBug::WatchWakesOnce => Box::new(OneShotWatch { watch, woke: false }),
+            _ => watch,
+        })
+    }
+}
+
+/// [`StoreBug::WatchWakesOnce`].
+#[derive(Debug)]
+struct OneShotWatch {
+    watch: Box<dyn ChangeWatch>,
+    woke: bool,
+}
+
+#[async_trait]
+impl ChangeWatch for OneShotWatch {
+    async fn changed(&mut self) -> Result<()> {
+        if self.woke {
+            std::future::pending::<()>().await;
+        }
+        self.watch.changed().await?;
+        self.woke = true;
+        Ok(())
     }
 }
 
