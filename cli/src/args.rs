@@ -37,13 +37,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether the command runs until it is stopped, so Ctrl-C or SIGTERM is its normal
+    /// end (exit 0) rather than an interruption (`status --follow`).
+    pub fn runs_until_stopped(&self) -> bool {
+        matches!(&self.command, Command::Status(StatusArgs { follow: true, .. }))
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create .checklist/ in the project (an existing store is kept as it is).
     Init(InitArgs),
-    /// Show the active instance, its steps, the revision, integrity and the lock holder.
-    Status,
+    /// Show the active instance, its steps, the revision, integrity and the lock holder
+    /// (with --follow: one line per commit as it happens, until Ctrl-C).
+    Status(StatusArgs),
     /// Check the state's integrity without changing anything (exit 5 if corrupted).
     Verify,
     /// Start an instance of a template.
@@ -76,6 +85,20 @@ pub enum Command {
     /// suite against a built-in backend in a new work directory inside --dir (exit 1 if
     /// any case fails).
     Conformance(ConformanceArgs),
+}
+
+/// `checklist status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one line per commit as it happens (with --json, one JSON document per
+    /// line: revision, transaction id, operation, who) until Ctrl-C, which ends it with
+    /// exit code 0.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: start after this revision, printing the commits since then that
+    /// the audit trail still holds first (default: from the current revision).
+    #[arg(long, value_name = "REV", requires = "follow")]
+    pub after: Option<u64>,
 }
 
 /// `checklist conformance`.

@@ -80,8 +80,12 @@ impl App {
     /// to stop (Ctrl-C, SIGTERM). On a signal the command is abandoned — dropping it
     /// releases any lock it holds and removes its temp files — and the exit code is
     /// 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), so the signal is
-    /// never swallowed.
+    /// never swallowed. A command that runs until stopped
+    /// ([`Cli::runs_until_stopped`]) waits for the signal itself and ends cleanly.
     pub async fn run_until_signal(&self, cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+        if cli.runs_until_stopped() {
+            return self.run_parsed(cli, out, err).await;
+        }
         let stop = stop_signal();
         tokio::pin!(stop);
         tokio::select! {

@@ -17,6 +17,7 @@ mod backup;
 mod change;
 mod conformance;
 mod export;
+mod follow;
 mod init;
 mod inspect;
 mod lock;
@@ -104,7 +105,8 @@ pub(crate) async fn dispatch(
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, args, err).await,
-        Command::Status => inspect::status(&ctx, err).await,
+        Command::Status(args) if args.follow => follow::run(&ctx, args.after, out, err).await,
+        Command::Status(_) => inspect::status(&ctx, err).await,
         Command::Verify => inspect::verify(&ctx, err).await,
         Command::Start(args) => change::start(&ctx, args, err).await,
         Command::Step(StepCommand::Complete(args)) => change::complete(&ctx, args, err).await,
@@ -123,7 +125,7 @@ pub(crate) async fn dispatch(
         Command::Quarantine(QuarantineCommand::Show { id }) => quarantine::show(&ctx, &id, err).await,
         Command::Recover(args) => recover::recover(&ctx, args, err).await,
         Command::Reseal => recover::reseal(&ctx, err).await,
-        // The only command that streams: one line per case as it finishes.
+        // Streams: one line per case as it finishes.
         Command::Conformance(args) => conformance::run(&ctx, args, out).await,
     }
 }

@@ -4,6 +4,7 @@ mod archive_and_import;
 mod conformance;
 mod end_to_end;
 mod environment_faults;
+mod follow;
 mod hostile_input;
 mod large_output;
 mod memory_backend;

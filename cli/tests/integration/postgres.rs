@@ -1396,3 +1396,21 @@ fn checklist_database_url_wins_over_config_yaml() {
     assert!(stderr(&out).contains("sslmdoe"), "{}", stderr(&out));
     assert!(!b.store_dir().exists());
 }
+
+/// (The scenario signals the follower with SIGINT, so it runs on Unix.)
+#[cfg(unix)]
+#[test]
+fn a_follower_in_one_checkout_sees_every_commit_of_another() {
+    let Some(server) = server() else { return };
+    let names = fresh();
+    let mut cleanup = Cleanup::new(server);
+    cleanup.schema(&names.schema);
+    let follower = Checkout::new();
+    follower.init(server.url(), &names);
+    follower.ok(&["start", "--template", "t"]);
+    let writer = Checkout::new();
+    writer.init(server.url(), &names);
+    crate::follow::follow_scenario(&|args| follower.command(args, &[]), &|args| {
+        writer.command(args, &[])
+    });
+}
