@@ -7,6 +7,33 @@ use serde_json::Value;
 
 use crate::support::{checklist, code, json, ok, stderr};
 
+/// The four commits after `init` that make revisions 2 to 5: a start, a failed step,
+/// the step again with a command, the instance archived.
+pub(crate) const FOUR_COMMITS: [&[&str]; 4] = [
+    &["start", "--template", "deploy", "--step", "build"],
+    &[
+        "step",
+        "complete",
+        "build",
+        "--result",
+        "failure",
+        "--duration-ms",
+        "5",
+    ],
+    &[
+        "step",
+        "complete",
+        "build",
+        "--command",
+        "make a/b~c",
+        "--exit-code",
+        "0",
+        "--stdout",
+        "built",
+    ],
+    &["archive", "--as", "completed"],
+];
+
 /// A store of `backend` whose revisions 1 to 5 are all held (revision 5 live, 1 to 4 as
 /// commit backups), each made by a real commit, with the document `export --format
 /// json` printed at each revision, in order.
@@ -16,31 +43,7 @@ fn five_revisions(backend: &str) -> (tempfile::TempDir, Vec<Value>) {
     ok(root, &["init", "--backend", backend]);
     set_backups_kept(root, 10);
     let mut documents = vec![exported(root)];
-    let commits: [&[&str]; 4] = [
-        &["start", "--template", "deploy", "--step", "build"],
-        &[
-            "step",
-            "complete",
-            "build",
-            "--result",
-            "failure",
-            "--duration-ms",
-            "5",
-        ],
-        &[
-            "step",
-            "complete",
-            "build",
-            "--command",
-            "make a/b~c",
-            "--exit-code",
-            "0",
-            "--stdout",
-            "built",
-        ],
-        &["archive", "--as", "completed"],
-    ];
-    for args in commits {
+    for args in FOUR_COMMITS {
         ok(root, args);
         documents.push(exported(root));
     }
@@ -54,7 +57,7 @@ fn exported(root: &Path) -> Value {
     serde_json::from_str(&ok(root, &["export", "--format", "json"])).unwrap()
 }
 
-fn set_backups_kept(root: &Path, keep: usize) {
+pub(crate) fn set_backups_kept(root: &Path, keep: usize) {
     let config = root.join(".checklist/config.yaml");
     let text = std::fs::read_to_string(&config).unwrap();
     let at = text
@@ -68,7 +71,7 @@ fn set_backups_kept(root: &Path, keep: usize) {
 /// Applies the RFC 6902 operations `add`, `remove`, `replace`, `move`, `copy` and
 /// `test` to `document`, written from the RFC (not from checklist's code): the patch
 /// `checklist diff --json` prints is checked against it.
-fn apply(document: &Value, patch: &Value) -> Value {
+pub(crate) fn apply(document: &Value, patch: &Value) -> Value {
     let mut document = document.clone();
     for operation in patch.as_array().expect("a JSON Patch is an array") {
         let op = operation["op"].as_str().unwrap();
