@@ -64,6 +64,9 @@ pub enum Command {
     Archive(ArchiveArgs),
     /// Write the verified state as YAML or JSON.
     Export(ExportArgs),
+    /// Show what changed between two revisions still held (the live state's and the
+    /// backups'); with --json, a JSON Patch (RFC 6902) from REV_A to REV_B.
+    Diff(DiffArgs),
     /// Show the audit trail (all rotated parts, oldest first).
     Audit(AuditArgs),
     /// Inspect or break the store's lock.
@@ -138,10 +141,15 @@ pub enum BackupCommand {
     },
     /// Back up the current state now.
     Create,
-    /// Replace the state with the backup ID (the replaced state is backed up first).
+    /// Replace the state with the backup ID, or with the backup holding --revision REV
+    /// (the replaced state is backed up first).
     Restore {
         /// The backup to restore, as `checklist backup list` shows it.
-        id: String,
+        #[arg(required_unless_present = "revision", conflicts_with = "revision")]
+        id: Option<String>,
+        /// Restore the backup holding this revision instead of naming its id.
+        #[arg(long, value_name = "REV")]
+        revision: Option<u64>,
     },
     /// Delete the backups the retention policy (config.yaml `backup:`) no longer keeps.
     Prune,
@@ -334,6 +342,17 @@ pub struct ExportArgs {
     /// Write to this file (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// `checklist diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The revision to compare from (default: the newest backup's).
+    #[arg(value_name = "REV_A")]
+    pub from: Option<u64>,
+    /// The revision to compare to (default: the live state's).
+    #[arg(value_name = "REV_B", requires = "from")]
+    pub to: Option<u64>,
 }
 
 /// `--format`.

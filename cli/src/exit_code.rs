@@ -87,6 +87,9 @@ pub fn hint(error: &Error) -> Option<String> {
         }
         Error::BackupIndexDamaged { .. } => "`checklist backup list --rebuild` lists them again".to_owned(),
         Error::NotFound { what: "backup", .. } => "`checklist backup list` shows the backups".to_owned(),
+        Error::RevisionNotHeld { .. } => {
+            "`checklist backup list` shows the backups and the revisions they hold".to_owned()
+        }
         Error::NotFound {
             what: "archived instance",
             ..
@@ -187,6 +190,15 @@ mod tests {
                 8,
             ),
             (Error::invalid("nope"), 1),
+            // A revision not held is a not-found kind of error, like an unknown backup id.
+            (
+                Error::RevisionNotHeld {
+                    revision: 2,
+                    held: vec![3, 4],
+                    location: path.display().to_string(),
+                },
+                1,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(exit_code(&error).code(), code, "{error}");
@@ -265,6 +277,14 @@ mod tests {
                     detail: "x".into(),
                 },
                 "checklist backup list --rebuild",
+            ),
+            (
+                Error::RevisionNotHeld {
+                    revision: 2,
+                    held: vec![3, 4],
+                    location: path.display().to_string(),
+                },
+                "checklist backup list",
             ),
         ];
         for (error, command) in cases {

@@ -126,6 +126,11 @@ pub fn error_json(error: &Error) -> Value {
         } => {
             json!({"path": path, "found": found, "supported": supported, "typescript": typescript, "upgrade": upgrade})
         }
+        Error::RevisionNotHeld {
+            revision,
+            held,
+            location,
+        } => json!({"revision": revision, "held": held, "oldest": held.first(), "location": location}),
         Error::UnknownBackend { name, registered, .. } => json!({"backend": name, "registered": registered}),
         Error::Unrecovered {
             kind,

@@ -356,6 +356,20 @@ pub enum Error {
         location: String,
     },
 
+    /// A revision asked for is not held by the store: neither the live state nor any
+    /// listed backup holds it (docs/decisions/0026-diff-and-revisions.md). The message
+    /// names the oldest revision held.
+    #[error("{}", revision_not_held_message(*revision, held, location))]
+    RevisionNotHeld {
+        /// The revision asked for.
+        revision: u64,
+        /// The revisions the store holds (its live state's and its backups'), oldest
+        /// first, each once.
+        held: Vec<u64>,
+        /// The store, as its location names it.
+        location: String,
+    },
+
     /// The backend does not do what was asked; nothing was changed.
     #[error("the {backend} backend at {location} does not support {operation}; nothing was changed")]
     Unsupported {
@@ -485,6 +499,7 @@ impl Error {
             Self::BackupIndexDamaged { .. } => "backup_index_damaged",
             Self::FileSystemLacks { .. } => "file_system_lacks",
             Self::NotFound { .. } => "not_found",
+            Self::RevisionNotHeld { .. } => "revision_not_held",
             Self::Unsupported { .. } => "unsupported",
             Self::PreconditionFailed { .. } => "precondition_failed",
             Self::Backend { .. } => "backend",
@@ -492,6 +507,22 @@ impl Error {
             Self::Panicked { .. } => "panicked",
             Self::Io { .. } => "io",
         }
+    }
+}
+
+/// Which revision is not held where, and which are: the oldest always named.
+fn revision_not_held_message(revision: u64, held: &[u64], location: &str) -> String {
+    let listed = held.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    match (held.first(), held.last()) {
+        (Some(oldest), _) if revision < *oldest => format!(
+            "revision {revision} is no longer held in {location}: the oldest revision held is {oldest} \
+             (held: {listed})"
+        ),
+        (Some(oldest), Some(newest)) => format!(
+            "revision {revision} is not held in {location}: the oldest revision held is {oldest} and the \
+             newest {newest} (held: {listed})"
+        ),
+        _ => format!("revision {revision} is not held in {location}: it holds no revision at all"),
     }
 }
 

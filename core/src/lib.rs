@@ -14,6 +14,9 @@
 //! - [`migrate`] upgrades documents of older schema versions through a chain of
 //!   one-step migrations, and imports the state files of the original TypeScript
 //!   checklist ([`migrate::typescript`]).
+//! - [`revision`] finds the revisions a store still holds (its live state's and its
+//!   backups') and reads one back verified; [`diff`] gives the JSON Patch (RFC 6902)
+//!   and the summary of what changed between two of them.
 //! - [`Error`] is the one public error enum, with semantic variants (not found,
 //!   unsupported, a precondition failed, a backend's own error with its source); the
 //!   CLI maps them to its documented exit codes.
@@ -39,6 +42,7 @@ pub mod canonical;
 pub mod codec;
 pub mod config;
 pub mod coordinator;
+pub mod diff;
 pub mod document;
 mod error;
 pub mod follow;
@@ -48,6 +52,7 @@ pub mod migrate;
 pub mod model;
 pub mod quarantine;
 pub mod recovery;
+pub mod revision;
 pub mod schema;
 pub mod secrets;
 pub mod store;

@@ -1,7 +1,10 @@
-//! `checklist backup list | create | restore ID | prune`.
+//! `checklist backup list | create | restore ID | restore --revision REV | prune`.
 
 use std::io::Write;
 
+use checklist_backends::OpenedStore;
+use checklist_core::prelude::*;
+use checklist_core::revision::{HeldCopy, HeldRevisions};
 use checklist_core::{BackupRecord, Error, Result};
 use chrono::SecondsFormat;
 use serde_json::json;
@@ -78,11 +81,27 @@ pub(crate) async fn create(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     ))
 }
 
-pub(crate) async fn restore(ctx: &Context<'_>, id: &str, err: &mut dyn Write) -> Result<Outcome> {
-    checklist_core::backup::validate_backup_id(id)?;
+pub(crate) async fn restore(
+    ctx: &Context<'_>,
+    id: Option<String>,
+    revision: Option<u64>,
+    err: &mut dyn Write,
+) -> Result<Outcome> {
+    if let Some(id) = &id {
+        checklist_core::backup::validate_backup_id(id)?;
+    }
     let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
-    let report = recovery(&opened).restore(id).await?;
+    let id = match (id, revision) {
+        (Some(id), _) => id,
+        (None, Some(revision)) => backup_holding(&opened, revision).await?.id,
+        (None, None) => {
+            return Err(Error::invalid(
+                "name the backup to restore: an id `checklist backup list` shows, or --revision REV",
+            ));
+        }
+    };
+    let report = recovery(&opened).restore(&id).await?;
     let kept = match (&report.replaced, &report.recovery) {
         (Some(replaced), _) => format!("; the replaced state is backup {}", replaced.id),
         (None, Some(recovered)) => match &recovered.quarantined {
@@ -101,6 +120,31 @@ pub(crate) async fn restore(ctx: &Context<'_>, id: &str, err: &mut dyn Write) ->
         ),
         json!({"ok": true, "revision": report.revision, "checksum": report.checksum, "restore": report}),
     ))
+}
+
+/// The backup holding `revision` (the newest of them when several hold the same
+/// document). A live state that does not verify still lets a backup be restored over it,
+/// so it only counts when it verifies (docs/decisions/0026-diff-and-revisions.md).
+async fn backup_holding(opened: &OpenedStore, revision: u64) -> Result<BackupRecord> {
+    let store = &opened.backend.store;
+    let live = match store.read().await {
+        Ok(live) => live,
+        Err(Error::Corrupted { .. }) => None,
+        Err(other) => return Err(other),
+    };
+    let held = HeldRevisions::new(
+        store.info().location.clone(),
+        live.as_ref(),
+        store.list_backups().await?,
+    );
+    match held.locate(revision)? {
+        HeldCopy::Backup(record) => Ok(record),
+        HeldCopy::Live => Err(Error::invalid(format!(
+            "revision {revision} is the live state of {}, so there is nothing to restore; `checklist backup \
+             list` shows the revisions the backups hold",
+            store.info().location
+        ))),
+    }
 }
 
 pub(crate) async fn prune(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {

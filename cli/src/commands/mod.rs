@@ -16,6 +16,7 @@ mod audit;
 mod backup;
 mod change;
 mod conformance;
+mod diff;
 mod export;
 mod follow;
 mod init;
@@ -113,13 +114,16 @@ pub(crate) async fn dispatch(
         Command::Step(StepCommand::Current { step_id }) => change::current(&ctx, &step_id, err).await,
         Command::Archive(args) => archive::run(&ctx, args, err).await,
         Command::Export(args) => export::run(&ctx, args, err).await,
+        Command::Diff(args) => diff::run(&ctx, args, err).await,
         Command::Audit(args) => audit::run(&ctx, args, err).await,
         Command::Lock(LockCommand::Status) => lock::status(&ctx, err).await,
         Command::Lock(LockCommand::Release { lock_id, .. }) => lock::release(&ctx, &lock_id, err).await,
         Command::Migrate(args) => migrate::run(&ctx, args, err).await,
         Command::Backup(BackupCommand::List { rebuild }) => backup::list(&ctx, rebuild, err).await,
         Command::Backup(BackupCommand::Create) => backup::create(&ctx, err).await,
-        Command::Backup(BackupCommand::Restore { id }) => backup::restore(&ctx, &id, err).await,
+        Command::Backup(BackupCommand::Restore { id, revision }) => {
+            backup::restore(&ctx, id, revision, err).await
+        }
         Command::Backup(BackupCommand::Prune) => backup::prune(&ctx, err).await,
         Command::Quarantine(QuarantineCommand::List) => quarantine::list(&ctx, err).await,
         Command::Quarantine(QuarantineCommand::Show { id }) => quarantine::show(&ctx, &id, err).await,

@@ -569,6 +569,46 @@ fn archive_names_no_file_that_is_not_there() {
     }
 }
 
+#[test]
+fn diff_and_restore_by_revision_work_on_postgres() {
+    let Some(server) = server() else { return };
+    let names = fresh();
+    let mut cleanup = Cleanup::new(server);
+    cleanup.schema(&names.schema);
+    let a = Checkout::new();
+    a.init(server.url(), &names);
+    crate::diff::set_backups_kept(a.root(), 10);
+    let exported = || serde_json::from_str::<Value>(&a.ok(&["export", "--format", "json"])).unwrap();
+    let mut documents = vec![exported()];
+    for args in crate::diff::FOUR_COMMITS {
+        a.ok(args);
+        documents.push(exported());
+    }
+    // Every ordered pair: the patch turns A's exported document into exactly B's.
+    for (from, before) in (1..).zip(&documents) {
+        for (to, after) in (1..).zip(&documents) {
+            let patch = a.json(&["diff", &from.to_string(), &to.to_string()]);
+            assert_eq!(
+                &crate::diff::apply(before, &patch),
+                after,
+                "diff {from} {to}: {patch:#}"
+            );
+        }
+    }
+    let out = a.run(&["diff", "0"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the oldest revision held is 1"),
+        "{}",
+        stderr(&out)
+    );
+
+    let restored = a.json(&["backup", "restore", "--revision", "2"]);
+    assert_eq!(restored["revision"], 6, "{restored}");
+    assert_eq!(restored["restore"]["backup"]["revision"], 2, "{restored}");
+    assert!(a.ok(&["diff", "2"]).contains("nothing else differs"));
+}
+
 // ----- 2. a password is used once and kept nowhere -------------------------------------
 
 /// A role that may create its schema.
