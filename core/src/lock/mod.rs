@@ -227,6 +227,12 @@ impl Drop for LockGuard {
 ///   the same resource (what two processes would open) report the same
 ///   [`resource`](Self::resource) and [`capabilities`](Self::capabilities), exclude each other (the timeout names that resource)
 ///   and see each other's holder.
+/// - `holder_notes_are_shown_to_every_provider`: a provider whose
+///   [`capabilities`](Self::capabilities) declare holder notes stores
+///   [`LockRequest::note`] with the holder, and every provider on the lock shows it in
+///   [`LockInfo::note`] (the guard, `inspect`, a lock timeout); a holder without a note
+///   shows none, whatever an earlier holder noted. One that does not declare them shows
+///   no note.
 /// - `a_live_holder_keeps_the_lock_past_its_expiry`: a guard that stays alive keeps
 ///   the lock for as long as it is held, however short `request.expiry` (a file
 ///   provider renews it): [`LockGuard::ensure_held`] keeps succeeding and other
