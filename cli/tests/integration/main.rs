@@ -6,6 +6,7 @@ mod end_to_end;
 mod environment_faults;
 mod hostile_input;
 mod large_output;
+mod lock_notes;
 mod memory_backend;
 mod migrate;
 mod missing_state;
