@@ -40,7 +40,7 @@ use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
 use crate::fs::identity::FileIdentity;
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::lock::format::{HolderLock, LockFile, MAX_LOCK_BYTES, Observation, Verdict, World, judge};
-use crate::lock::queue::Queue;
+use crate::lock::queue::{QUEUE_FILE_NAME, Queue};
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
 
 /// How long a release or a renewal waits for the break lock before giving up.
@@ -196,6 +196,12 @@ impl Shared {
         let lock = LockFile::new(uuid::Uuid::new_v4().to_string(), request, Utc::now());
         let live_path = self.live_path(&lock.lock_id);
         let live = self.hold_liveness_lock(&live_path)?;
+        // A holder makes the queue's file, so that a waiter, which only reads the store,
+        // adds no file to it (queue.rs).
+        let queue = self.locks_dir.join(QUEUE_FILE_NAME);
+        self.vfs
+            .open_lock_file(&queue)
+            .map_err(|e| io_error("create the lock queue", &queue, e))?;
         let holding = Holding {
             shared: Arc::clone(self),
             lock,

@@ -29,6 +29,9 @@ use tokio::sync::oneshot;
 
 use crate::fs::vfs::Vfs;
 
+/// The queue's file in `.locks/`.
+pub(crate) const QUEUE_FILE_NAME: &str = "queue.lock";
+
 /// How often a waiter behind the head looks at `.lock` itself: only a head that is
 /// stopped (SIGSTOP, a debugger) or a queue the file system cannot keep leaves it
 /// waiting that long.
@@ -61,7 +64,7 @@ impl Queue {
     /// A place outside the queue of the lock whose files are in `locks_dir`.
     pub(crate) fn new(locks_dir: &Path, vfs: Arc<dyn Vfs>) -> Self {
         Self {
-            queue_path: locks_dir.join("queue.lock"),
+            queue_path: locks_dir.join(QUEUE_FILE_NAME),
             locks_dir: locks_dir.to_owned(),
             vfs,
             place: Place::Outside,
