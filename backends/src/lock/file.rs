@@ -40,7 +40,7 @@ use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
 use crate::fs::identity::FileIdentity;
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::lock::format::{HolderLock, LockFile, MAX_LOCK_BYTES, Observation, Verdict, World, judge};
-use crate::lock::queue::{QUEUE_FILE_NAME, Queue};
+use crate::lock::queue::Queue;
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
 
 /// How long a release or a renewal waits for the break lock before giving up.
@@ -196,12 +196,6 @@ impl Shared {
         let lock = LockFile::new(uuid::Uuid::new_v4().to_string(), request, Utc::now());
         let live_path = self.live_path(&lock.lock_id);
         let live = self.hold_liveness_lock(&live_path)?;
-        // A holder makes the queue's file, so that a waiter, which only reads the store,
-        // adds no file to it (queue.rs).
-        let queue = self.locks_dir.join(QUEUE_FILE_NAME);
-        self.vfs
-            .open_lock_file(&queue)
-            .map_err(|e| io_error("create the lock queue", &queue, e))?;
         let holding = Holding {
             shared: Arc::clone(self),
             lock,
@@ -734,51 +728,65 @@ impl LockProvider for FileLockProvider {
         let deadline = started + request.timeout;
         let mut registration: Option<WaiterFile> = None;
         let mut queue = Queue::new(&self.shared.locks_dir, Arc::clone(&self.shared.vfs));
+        // A waiter that finds others queued lines up behind them rather than racing them
+        // for the lock each time it frees (queue.rs): it looks at `.lock` only when it
+        // reaches the head, at its floor, or at its deadline.
+        let opened = self
+            .blocking(|shared| {
+                shared.ensure_locks_dir()?;
+                Ok(Queue::open(shared.vfs.as_ref(), &shared.locks_dir))
+            })
+            .await?;
+        let mut look = queue.enter(opened);
+        let mut holder: Option<String> = None;
         loop {
             let released = self.shared.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            let attempt_request = request.clone();
-            let observation = match self
-                .blocking(move |shared| shared.attempt(&attempt_request))
-                .await?
-            {
-                Attempt::Acquired(holding) => {
-                    drop(registration);
-                    return Ok(LockGuard::new(Box::new(HeldFileLock::start(holding))));
-                }
-                Attempt::Busy(observation) => observation,
-            };
-            if let Verdict::Stale(_) = self.shared.judge(&observation, request.expiry) {
-                let expiry = request.expiry;
-                let seen = observation.clone();
-                if self
-                    .blocking(move |shared| shared.break_if_still_stale(&seen, expiry))
+            if look || Instant::now() >= deadline {
+                let attempt_request = request.clone();
+                let observation = match self
+                    .blocking(move |shared| shared.attempt(&attempt_request))
                     .await?
                 {
-                    continue;
+                    Attempt::Acquired(holding) => {
+                        drop(registration);
+                        return Ok(LockGuard::new(Box::new(HeldFileLock::start(holding))));
+                    }
+                    Attempt::Busy(observation) => observation,
+                };
+                if let Verdict::Stale(_) = self.shared.judge(&observation, request.expiry) {
+                    let expiry = request.expiry;
+                    let seen = observation.clone();
+                    if self
+                        .blocking(move |shared| shared.break_if_still_stale(&seen, expiry))
+                        .await?
+                    {
+                        continue;
+                    }
                 }
+                if Instant::now() >= deadline {
+                    return Err(Error::LockTimeout {
+                        resource: self.shared.resource.clone(),
+                        waited: started.elapsed(),
+                        holder: observation.lock.as_ref().map(|l| Box::new(l.info())),
+                    });
+                }
+                holder = observation.lock.as_ref().map(|lock| lock.lock_id.clone());
             }
             if registration.is_none() {
                 registration = Some(self.blocking(|shared| shared.register_waiter()).await?);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::LockTimeout {
-                    resource: self.shared.resource.clone(),
-                    waited: started.elapsed(),
-                    holder: observation.lock.as_ref().map(|l| Box::new(l.info())),
-                });
-            }
             // Woken by the queue when the holder lets go (queue.rs); the floor is for
             // what no OS lock tells: a stopped or remote holder's expiry, a stuck head.
-            let holder = observation.lock.as_ref().map(|lock| lock.lock_id.clone());
-            let pause = jittered(queue.floor(request.retry_interval)).min(deadline - now);
+            let pause = jittered(queue.floor(request.retry_interval))
+                .min(deadline.saturating_duration_since(Instant::now()));
             tokio::select! {
                 () = &mut released => {}
                 () = tokio::time::sleep(pause) => {}
                 () = queue.woken(holder.as_deref()) => {}
             }
+            look = true;
         }
     }
 

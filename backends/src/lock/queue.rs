@@ -35,7 +35,7 @@ pub(crate) const QUEUE_FILE_NAME: &str = "queue.lock";
 /// How often a waiter behind the head looks at `.lock` itself: only a head that is
 /// stopped (SIGSTOP, a debugger) or a queue the file system cannot keep leaves it
 /// waiting that long.
-pub(crate) const BEHIND_THE_HEAD_FLOOR: Duration = Duration::from_secs(1);
+pub(crate) const BEHIND_THE_HEAD_FLOOR: Duration = Duration::from_secs(2);
 
 /// A waiter's place in the queue of one lock.
 #[derive(Debug)]
@@ -61,6 +61,12 @@ enum Place {
 }
 
 impl Queue {
+    /// The queue's file, opened (created when missing) for [`enter`](Self::enter); call
+    /// it off the async runtime.
+    pub(crate) fn open(vfs: &dyn Vfs, locks_dir: &Path) -> io::Result<File> {
+        vfs.open_lock_file(&locks_dir.join(QUEUE_FILE_NAME))
+    }
+
     /// A place outside the queue of the lock whose files are in `locks_dir`.
     pub(crate) fn new(locks_dir: &Path, vfs: Arc<dyn Vfs>) -> Self {
         Self {
@@ -69,6 +75,33 @@ impl Queue {
             vfs,
             place: Place::Outside,
             watched: None,
+        }
+    }
+
+    /// Takes the head of the queue if nobody is queued, without blocking: whether this
+    /// waiter may try for the lock now. `false`: others are queued, and this one lines
+    /// up behind them ([`woken`](Self::woken)) instead of racing them each time the
+    /// lock frees. A queue that cannot be kept here says `true` (polling, as before).
+    pub(crate) fn enter(&mut self, opened: io::Result<File>) -> bool {
+        let file = match opened {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::debug!(%error, path = %self.queue_path.display(), "no lock queue; polling");
+                self.place = Place::Unavailable;
+                return true;
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                self.place = Place::Head(file);
+                true
+            }
+            Err(std::fs::TryLockError::WouldBlock) => false,
+            Err(std::fs::TryLockError::Error(error)) => {
+                tracing::debug!(%error, path = %self.queue_path.display(), "no lock queue; polling");
+                self.place = Place::Unavailable;
+                true
+            }
         }
     }
 
