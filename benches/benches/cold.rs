@@ -26,14 +26,15 @@
 //! (`cargo bench -- --test`) each command runs twice at 10 and 100 steps.
 #![allow(clippy::print_stdout, reason = "the table is this benchmark's report")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use checklist_backends::{InitOptions, OpenOptions, builtin_registry, init_project, open_project};
 use checklist_benches::{
-    bench_root, cli_runtime, criterion_dir, format_duration, loadavg, percentile, state_with_steps,
+    bench_root, cli_binary, cli_runtime, criterion_dir, format_duration, loadavg, percentile,
+    state_with_steps,
 };
 use checklist_core::RollingBackups;
 use checklist_core::coordinator::{CoordinatorOptions, TransactionCoordinator};
@@ -51,7 +52,7 @@ fn main() {
         &[10, 100, 1000, 10_000]
     };
     let runs = if testing { 2 } else { RUNS };
-    let binary = binary();
+    let binary = cli_binary();
     let root = bench_root("cold");
     let rt = cli_runtime();
     let sqlite3 = Command::new("sqlite3")
@@ -288,29 +289,4 @@ fn sqlite_update(dir: &Path, rows: usize, runs: usize) -> Duration {
             .unwrap();
         assert!(out.status.success());
     })
-}
-
-/// `target/release/checklist`, built (or found up to date) by `cargo build --profile
-/// bench -p checklist-cli` first.
-fn binary() -> PathBuf {
-    let bench = std::env::current_exe().unwrap();
-    // target/release/deps/cold-<hash> → target/release/checklist
-    let release = bench.parent().and_then(Path::parent).unwrap().to_owned();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        // The bench profile (the release profile's settings, its own fingerprints), so
-        // this build and the benchmark's do not rebuild each other's dependencies.
-        .args([
-            "build",
-            "--profile",
-            "bench",
-            "-p",
-            "checklist-cli",
-            "--bin",
-            "checklist",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "could not build the checklist binary");
-    release.join(format!("checklist{}", std::env::consts::EXE_SUFFIX))
 }

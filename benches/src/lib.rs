@@ -34,6 +34,39 @@ pub fn cli_runtime() -> Runtime {
         .expect("build a tokio runtime")
 }
 
+/// The `checklist` binary the benchmarks of the real CLI run: `$CHECKLIST_BENCH_BIN`
+/// when set (another build, for an A/B run), else `target/release/checklist`, built (or
+/// found up to date) by `cargo build --profile bench -p checklist-cli` first — the
+/// bench profile, so this build and the benchmark's do not rebuild each other's
+/// dependencies.
+pub fn cli_binary() -> PathBuf {
+    if let Some(binary) = std::env::var_os("CHECKLIST_BENCH_BIN") {
+        return PathBuf::from(binary);
+    }
+    let bench = std::env::current_exe().expect("find the bench binary");
+    // target/release/deps/<bench>-<hash> → target/release/checklist
+    let release = bench
+        .parent()
+        .and_then(Path::parent)
+        .expect("the bench binary is in target/<profile>/deps")
+        .to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--profile",
+            "bench",
+            "-p",
+            "checklist-cli",
+            "--bin",
+            "checklist",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "could not build the checklist binary");
+    release.join(format!("checklist{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// A new directory for one benchmark target's files, under `$CHECKLIST_BENCH_DIR` (to
 /// measure another file system) or the system temp directory; removed when dropped.
 pub fn bench_root(name: &str) -> tempfile::TempDir {
