@@ -131,7 +131,13 @@ pub fn error_json(error: &Error) -> Value {
             held,
             location,
         } => json!({"revision": revision, "held": held, "oldest": held.first(), "location": location}),
-        Error::UnknownBackend { name, registered, .. } => json!({"backend": name, "registered": registered}),
+        Error::UnknownBackend {
+            name,
+            origin,
+            registered,
+        } => {
+            json!({"backend": name, "from": origin.to_string(), "path": origin.path(), "registered": registered})
+        }
         Error::Unrecovered {
             kind,
             path,

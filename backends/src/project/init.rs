@@ -12,8 +12,8 @@ use checklist_core::lock::Operation;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::store::Capabilities;
 use checklist_core::{
-    Backend, BackendRegistry, ChecklistState, Config, DocumentStoreExt, Error, Expectation, LockRequest,
-    Recovery, Result, RollingBackups, StateStoreExt,
+    Backend, BackendOrigin, BackendRegistry, ChecklistState, Config, DocumentStoreExt, Error, Expectation,
+    LockRequest, Recovery, Result, RollingBackups, StateStoreExt,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -34,6 +34,9 @@ const MANIFEST: &str = "# Backups of the state (checklist backup list).\nversion
 pub struct InitOptions {
     /// The backend of a new store (default `yaml`); ignored for an existing one.
     pub backend: Option<String>,
+    /// Where `backend` was given, in the caller's words, for an error about the name
+    /// (the CLI: `the --backend option`); default `InitOptions::backend`.
+    pub backend_given_in: Option<String>,
     /// The durability written into a new config.yaml.
     pub durability: Option<Durability>,
     /// On an existing store, create whatever part of the layout is missing (never
@@ -134,8 +137,11 @@ pub async fn init_project_with_vfs(
     };
     let confined = ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs));
     let has_config = existing && exists(confined.as_ref(), &layout.config())?;
-    let config = if has_config {
-        load_config(confined.as_ref(), &layout)?
+    // The backend's name travels with where it came from, so an unknown one is blamed
+    // on what the user can change: the existing config.yaml, or the caller's request.
+    let (config, origin) = if has_config {
+        let config = load_config(confined.as_ref(), &layout)?;
+        (config, BackendOrigin::ConfigFile(layout.config()))
     } else {
         let mut config = Config::default();
         if let Some(name) = &options.backend {
@@ -145,13 +151,17 @@ pub async fn init_project_with_vfs(
         if let Some(durability) = options.durability {
             config.durability = durability;
         }
-        config
+        let given_in = options
+            .backend_given_in
+            .clone()
+            .unwrap_or_else(|| "InitOptions::backend".to_owned());
+        (config, BackendOrigin::Requested(given_in))
     };
     let open_config = connecting(&config, &options.connection_options);
     if !registry.contains(&config.backend.kind) {
         return Err(Error::UnknownBackend {
             name: config.backend.kind.clone(),
-            path: layout.config(),
+            origin,
             registered: registry.names(),
         });
     }

@@ -81,11 +81,14 @@ fn config_yaml_naming_an_unregistered_toml_backend_lists_the_registered_ones() {
     match &err {
         Error::UnknownBackend {
             name,
-            path,
+            origin,
             registered,
         } => {
             assert_eq!(name, "toml");
-            assert_eq!(path, &root.path().join(".checklist").join("config.yaml"));
+            assert_eq!(
+                origin.path(),
+                Some(root.path().join(".checklist").join("config.yaml").as_path())
+            );
             // The built-ins (`sqlite` among them when a crate of the build turns on
             // checklist-backends' `sqlite` feature, as the CLI does), not `toml`.
             assert_eq!(registered, &builtin_registry().names());
