@@ -1,16 +1,16 @@
 //! The `checklist` binary.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     // `checklist conformance` starts this binary again to hold a lock in another
     // process; such a run holds it and exits here.
     checklist_conformance::holder::serve_if_asked();
-    let cli = match checklist_cli::args::Cli::try_parse() {
+    let app = checklist_cli::App::new();
+    let cli = match app.try_parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("CHECKLIST_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .with_target(false)
         .without_time()
         .init();
@@ -47,11 +48,18 @@ fn main() -> ExitCode {
         // its message; the default hook would add a backtrace to a passing run.
         std::panic::set_hook(Box::new(|_| {}));
     }
-    let app = checklist_cli::App::new();
     // Unlocked handles: log events from other threads write to stderr too, and would
     // wait forever for a lock held across the whole run.
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let code = runtime.block_on(app.run_until_signal(cli, &mut out, &mut err));
     let _ = out.flush();
     ExitCode::from(code)
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set to anything but the
+/// empty string (https://no-color.org; README "The CLI"). clap's own messages follow
+/// the same rule through anstream.
+fn colour_on_stderr() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }

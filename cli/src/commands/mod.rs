@@ -25,6 +25,7 @@ mod lock;
 mod migrate;
 mod quarantine;
 mod recover;
+mod reference;
 mod server;
 
 /// What every subcommand needs.
@@ -33,6 +34,8 @@ pub(crate) struct Context<'a> {
     pub(crate) lock_timeout_ms: Option<u64>,
     pub(crate) quiet: bool,
     pub(crate) as_json: bool,
+    /// Whether long work may draw progress on stderr ([`crate::progress::wanted`]).
+    pub(crate) progress: bool,
     pub(crate) registry: &'a BackendRegistry,
 }
 
@@ -102,6 +105,7 @@ pub(crate) async fn dispatch(
         lock_timeout_ms: cli.lock_timeout,
         quiet: cli.quiet,
         as_json: cli.json,
+        progress: crate::progress::wanted(cli.json, cli.quiet),
         registry,
     };
     match cli.command {
@@ -131,5 +135,8 @@ pub(crate) async fn dispatch(
         Command::Reseal => recover::reseal(&ctx, err).await,
         // Streams: one line per case as it finishes.
         Command::Conformance(args) => conformance::run(&ctx, args, out).await,
+        Command::Completions { shell } => Ok(reference::completions(shell, registry)),
+        Command::Man => reference::man(),
+        Command::Schema { file } => Ok(reference::schema(file)),
     }
 }
