@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::fs::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, parent_dir, replace_file};
 use crate::project::config::{load_config, write_config};
-use crate::project::layout::Layout;
+use crate::project::layout::{EDITOR_SCHEMAS, Layout};
 
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::project::state_home::{self, Located};
@@ -412,6 +412,13 @@ impl InitRun {
         self.make_file(layout.config(), |vfs, _| {
             write_config(vfs, &layout, config, durability)
         })?;
+        // Where the first lines of config.yaml and state.yaml point editors.
+        self.make_dir(layout.schemas_dir())?;
+        for (name, schema) in EDITOR_SCHEMAS {
+            self.make_file(layout.schemas_dir().join(name), |vfs, path| {
+                replace_file(vfs, path, schema.as_bytes(), durability, SHARED_FILE_MODE)
+            })?;
+        }
         let backend = registry.open(self.layout.dir(), open_config).await?;
         let capabilities = backend.store.info().capabilities;
         // The files beside a document (backups and their index, the archive and its
