@@ -27,7 +27,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("CHECKLIST_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
         .with_writer(std::io::stderr)
-        .with_ansi(colour_on_stderr())
+        .with_ansi(checklist_cli::output::colour(
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::io::stderr().is_terminal(),
+        ))
         .with_target(false)
         .without_time()
         .init();
@@ -54,12 +57,4 @@ fn main() -> ExitCode {
     let code = runtime.block_on(app.run_until_signal(cli, &mut out, &mut err));
     let _ = out.flush();
     ExitCode::from(code)
-}
-
-/// Colour only on a terminal, and never when `NO_COLOR` is set to anything but the
-/// empty string (https://no-color.org; README "The CLI"). clap's own messages follow
-/// the same rule through anstream.
-fn colour_on_stderr() -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    !no_color && std::io::stderr().is_terminal()
 }
