@@ -120,6 +120,9 @@ fn init_with_the_toml_backend_creates_a_toml_store() {
     assert_eq!(report.backend, "toml");
     let config = std::fs::read_to_string(root.path().join(".checklist/config.yaml")).expect("config.yaml");
     assert!(config.contains("toml"), "{config}");
+    // The editors' schema line is the yaml backend's: a custom codec's file has none.
+    let state = std::fs::read_to_string(root.path().join(".checklist/state.toml")).expect("state.toml");
+    assert!(!state.contains("yaml-language-server"), "{state}");
     let opened = runtime()
         .block_on(open_project(root.path(), &registry, &OpenOptions::default()))
         .expect("open");
