@@ -246,3 +246,50 @@ fn only_the_yaml_backend_writes_the_line() {
     let config = std::fs::read_to_string(dir.path().join(".checklist/config.yaml")).unwrap();
     assert!(config.starts_with("# yaml-language-server: $schema="), "{config}");
 }
+
+/// Runs `checklist ARGS…` on a pseudo-terminal (util-linux `script`) and returns what
+/// the terminal showed (stdout and stderr both).
+#[cfg(target_os = "linux")]
+fn on_a_terminal(root: &Path, args: &str) -> String {
+    let line = format!(
+        "{} --dir {} {args}",
+        env!("CARGO_BIN_EXE_checklist"),
+        root.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CHECKLIST_DIR")
+        .output()
+        .expect("util-linux `script` runs the command on a terminal");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn conformance_shows_progress_on_a_terminal_without_breaking_its_case_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = on_a_terminal(dir.path(), "conformance --backend memory");
+    assert!(shown.contains("conformance ["), "a bar after a second: {shown}");
+    // The bar is cleared (carriage return, erase line) before each case's line.
+    let lines: Vec<&str> = shown
+        .split("\r\n")
+        .map(|line| line.rsplit("\x1b[2K").next().unwrap_or(line))
+        .collect();
+    let cases = lines.iter().filter(|line| line.starts_with("ok     ")).count();
+    assert!(cases >= 100, "every case's line whole: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|line| !line.contains("ok     ") || line.starts_with("ok     ")),
+        "{lines:?}"
+    );
+    for quiet in [
+        "--quiet conformance --backend memory",
+        "--json conformance --backend memory",
+    ] {
+        let shown = on_a_terminal(dir.path(), quiet);
+        assert!(!shown.contains("conformance ["), "no bar with {quiet}: {shown}");
+    }
+}
