@@ -63,7 +63,7 @@ pub use memory::MemoryStore;
 pub use postgres::{PostgresLockProvider, PostgresOptions, PostgresStore, postgres_backend_factory};
 pub use project::config::{MAX_CONFIG_BYTES, load_config, parse_config, write_config};
 pub use project::init::{InitOptions, InitOutcome, InitReport, init_project, init_project_with_vfs};
-pub use project::layout::{Layout, STORE_DIR_NAME};
+pub use project::layout::{CONFIG_SCHEMA_LINE, EDITOR_SCHEMAS, Layout, STATE_SCHEMA_LINE, STORE_DIR_NAME};
 pub use project::registry::{
     OpenOptions, OpenedStore, builtin_registry, builtin_registry_with_vfs, file_backend_factory,
     file_backend_factory_with_vfs, open_project, open_project_with_vfs,

@@ -144,6 +144,31 @@ pub enum Command {
     /// suite against a built-in backend in a new work directory inside --dir (exit 1 if
     /// any case fails).
     Conformance(ConformanceArgs),
+    /// Print the shell completion script for SHELL (e.g. `checklist completions bash >
+    /// ~/.local/share/bash-completion/completions/checklist`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `checklist man | man -l -`; also docs/checklist.1).
+    Man,
+    /// Print the JSON Schema of state.yaml or config.yaml (the one their first line
+    /// names for editors).
+    Schema {
+        /// Which file's schema.
+        #[arg(value_enum)]
+        file: SchemaArg,
+    },
+}
+
+/// `checklist schema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaArg {
+    /// The state document (state.yaml, state.json, exports).
+    State,
+    /// The store configuration (config.yaml).
+    Config,
 }
 
 /// `checklist status`.

@@ -21,12 +21,13 @@ use std::io::Write;
 
 use checklist_backends::builtin_registry;
 use checklist_core::BackendRegistry;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 pub mod args;
 mod commands;
 pub mod exit_code;
 pub mod output;
+mod progress;
 
 use args::Cli;
 use output::Outcome;
@@ -54,6 +55,27 @@ impl App {
         Self { registry }
     }
 
+    /// The command line as clap knows it, its `--version` naming the backends this
+    /// registry holds: `checklist 0.1.0 (backends: json, memory, yaml)`.
+    pub fn command(&self) -> clap::Command {
+        command(&self.registry)
+    }
+
+    /// Parses `args` (the first is the program name) as [`command`](Self::command) has
+    /// them.
+    ///
+    /// # Errors
+    /// clap's error (usage, or the help or version text to print).
+    pub fn try_parse_from<I, T>(&self, args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut command = self.command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+    }
+
     /// Parses `args` (the first is the program name) and runs the command, writing to
     /// `out` and `err`. Returns the exit code.
     pub async fn run<I, T>(&self, args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
@@ -61,7 +83,7 @@ impl App {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = match Cli::try_parse_from(args) {
+        let cli = match self.try_parse_from(args) {
             Ok(cli) => cli,
             Err(e) => {
                 return if e.use_stderr() {
@@ -117,6 +139,16 @@ impl App {
             (Ok(_), Err(_)) => 1,
         }
     }
+}
+
+/// The command line with `--version` naming the registered backends, taken from the
+/// registry so it never disagrees with what `init --backend` accepts.
+pub(crate) fn command(registry: &BackendRegistry) -> clap::Command {
+    Cli::command().version(format!(
+        "{} (backends: {})",
+        env!("CARGO_PKG_VERSION"),
+        registry.names().join(", ")
+    ))
 }
 
 /// A request to stop the process.

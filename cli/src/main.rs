@@ -1,16 +1,16 @@
 //! The `checklist` binary.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     // `checklist conformance` starts this binary again to hold a lock in another
     // process; such a run holds it and exits here.
     checklist_conformance::holder::serve_if_asked();
-    let cli = match checklist_cli::args::Cli::try_parse() {
+    let app = checklist_cli::App::new();
+    let cli = match app.try_parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
@@ -27,6 +27,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("CHECKLIST_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
         .with_writer(std::io::stderr)
+        .with_ansi(checklist_cli::output::colour(
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::io::stderr().is_terminal(),
+        ))
         .with_target(false)
         .without_time()
         .init();
@@ -47,7 +51,6 @@ fn main() -> ExitCode {
         // its message; the default hook would add a backtrace to a passing run.
         std::panic::set_hook(Box::new(|_| {}));
     }
-    let app = checklist_cli::App::new();
     // Unlocked handles: log events from other threads write to stderr too, and would
     // wait forever for a lock held across the whole run.
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());

@@ -6,6 +6,14 @@ use std::io::Write;
 use checklist_core::Error;
 use serde_json::{Value, json};
 
+/// Whether to colour what goes to a stream: only a terminal, and never when `NO_COLOR`
+/// is set to anything but the empty string (<https://no-color.org>, README "The CLI").
+/// clap's own messages follow the same rule through anstream.
+pub fn colour(no_color: Option<&std::ffi::OsStr>, is_terminal: bool) -> bool {
+    let no_color = no_color.is_some_and(|value| !value.is_empty());
+    is_terminal && !no_color
+}
+
 /// What a successful command produced.
 #[derive(Debug)]
 pub enum Outcome {
@@ -131,7 +139,13 @@ pub fn error_json(error: &Error) -> Value {
             held,
             location,
         } => json!({"revision": revision, "held": held, "oldest": held.first(), "location": location}),
-        Error::UnknownBackend { name, registered, .. } => json!({"backend": name, "registered": registered}),
+        Error::UnknownBackend {
+            name,
+            origin,
+            registered,
+        } => {
+            json!({"backend": name, "from": origin.to_string(), "path": origin.path(), "registered": registered})
+        }
         Error::Unrecovered {
             kind,
             path,
@@ -156,4 +170,21 @@ pub(crate) fn count(n: usize, noun: &str) -> String {
 
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour(None, true));
+        assert!(colour(Some(OsStr::new("")), true), "an empty NO_COLOR is unset");
+        assert!(!colour(Some(OsStr::new("1")), true));
+        assert!(!colour(Some(OsStr::new("0")), true), "any value turns colour off");
+        assert!(!colour(None, false));
+        assert!(!colour(Some(OsStr::new("")), false));
+    }
 }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{BackendOrigin, Error, Result};
 use crate::lock::LockProvider;
 use crate::store::StateStore;
 
@@ -137,7 +137,7 @@ impl BackendRegistry {
         let name = &config.backend.kind;
         let factory = self.factories.get(name).ok_or_else(|| Error::UnknownBackend {
             name: name.clone(),
-            path: dir.join("config.yaml"),
+            origin: BackendOrigin::ConfigFile(dir.join("config.yaml")),
             registered: self.names(),
         })?;
         factory.open(&OpenContext::new(dir, config)).await

@@ -274,17 +274,17 @@ pub enum Error {
         message: String,
     },
 
-    /// `backend.type` names a backend nobody registered.
+    /// A backend was asked for (in `backend.type`, or by the caller) that nobody
+    /// registered.
     #[error(
-        "unknown backend {name:?} (from {}); registered backends: {}",
-        path.display(),
+        "unknown backend {name:?} (from {origin}); registered backends: {}",
         registered.join(", ")
     )]
     UnknownBackend {
         /// The requested backend name.
         name: String,
-        /// Where the name came from (normally `config.yaml`).
-        path: PathBuf,
+        /// Where the name came from: what to change.
+        origin: BackendOrigin,
         /// The names that are registered.
         registered: Vec<String>,
     },
@@ -441,6 +441,37 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// Where the name of a backend came from, carried with it so that an error about the
+/// name points at what to change (docs/decisions/0029-cli-conventions-and-editor-schemas.md).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendOrigin {
+    /// `backend.type` of this config.yaml.
+    ConfigFile(PathBuf),
+    /// The caller named it; the text says where, in the caller's words (the CLI:
+    /// `the --backend option`).
+    Requested(String),
+}
+
+impl BackendOrigin {
+    /// The file the name was read from, if it came from one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::ConfigFile(path) => Some(path),
+            Self::Requested(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for BackendOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ConfigFile(path) => write!(f, "backend.type in {}", path.display()),
+            Self::Requested(by) => f.write_str(by),
+        }
+    }
 }
 
 impl Error {

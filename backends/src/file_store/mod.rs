@@ -61,6 +61,13 @@ pub struct FileStoreOptions {
     pub write_lock_timeout: Duration,
     /// Audit log rotation (config.yaml `audit`).
     pub audit: AuditSettings,
+    /// Text written before the document in the state file, and so kept in its backups
+    /// (copies of it): for a project's yaml store, the line naming the state's JSON
+    /// Schema for editors ([`STATE_SCHEMA_LINE`](crate::STATE_SCHEMA_LINE),
+    /// docs/file-formats.md). It must be a comment in the codec's format, ending in a
+    /// newline; outside the document, it never changes the checksum. Archived instances
+    /// are other documents and never get it. Default none.
+    pub state_preamble: Option<&'static str>,
 }
 
 impl FileStoreOptions {
@@ -82,7 +89,44 @@ impl Default for FileStoreOptions {
             max_state_bytes: checklist_core::config::DEFAULT_MAX_STATE_BYTES,
             write_lock_timeout: Duration::from_secs(10),
             audit: AuditSettings::default(),
+            state_preamble: None,
         }
+    }
+}
+
+/// A codec writing `preamble` (a comment) before each document it encodes; it reads
+/// with or without it, since the codec's format skips comments.
+#[derive(Debug)]
+struct WithPreamble<C> {
+    codec: C,
+    preamble: Option<&'static str>,
+}
+
+impl<C: Codec> Codec for WithPreamble<C> {
+    fn name(&self) -> &'static str {
+        self.codec.name()
+    }
+
+    fn extension(&self) -> &'static str {
+        self.codec.extension()
+    }
+
+    fn decode(
+        &self,
+        bytes: &[u8],
+    ) -> std::result::Result<serde_json::Value, checklist_core::codec::CodecError> {
+        self.codec.decode(bytes)
+    }
+
+    fn encode(
+        &self,
+        document: &serde_json::Value,
+    ) -> std::result::Result<Vec<u8>, checklist_core::codec::CodecError> {
+        let body = self.codec.encode(document)?;
+        Ok(match self.preamble {
+            Some(preamble) => [preamble.as_bytes(), &body].concat(),
+            None => body,
+        })
     }
 }
 
@@ -132,7 +176,8 @@ type Found = Option<Current>;
 
 struct Inner<C> {
     info: StoreInfo,
-    codec: C,
+    /// The state file's codec: the store's, writing the preamble first.
+    codec: WithPreamble<C>,
     dir: PathBuf,
     state_path: PathBuf,
     locks_dir: PathBuf,
@@ -192,7 +237,10 @@ impl<C: Codec> FileStore<C> {
                 archive: ArchiveDir::new(&dir, options.max_state_bytes),
                 quarantine: QuarantineDir::new(&dir, format!("{state_file_name}.")),
                 parse_cache: ParseCache::new(&dir, &state_file_name, codec.name()),
-                codec,
+                codec: WithPreamble {
+                    codec,
+                    preamble: options.state_preamble,
+                },
                 dir,
                 state_path,
                 locks_dir,
@@ -212,7 +260,7 @@ impl<C: Codec> FileStore<C> {
 
     /// The codec.
     pub fn codec(&self) -> &C {
-        &self.inner.codec
+        &self.inner.codec.codec
     }
 
     /// The options the store was opened with.
@@ -598,7 +646,7 @@ impl<C: Codec> ArchiveStore for FileStore<C> {
             let _write_lock = inner.lock_for_write()?;
             inner.archive.store(
                 inner.vfs.as_ref(),
-                &inner.codec,
+                &inner.codec.codec,
                 &archived,
                 inner.options.durability,
             )
@@ -613,8 +661,12 @@ impl<C: Codec> ArchiveStore for FileStore<C> {
 
     async fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance> {
         let instance_id = instance_id.to_owned();
-        self.blocking(move |inner| inner.archive.read(inner.vfs.as_ref(), &inner.codec, &instance_id))
-            .await
+        self.blocking(move |inner| {
+            inner
+                .archive
+                .read(inner.vfs.as_ref(), &inner.codec.codec, &instance_id)
+        })
+        .await
     }
 }
 

@@ -9,7 +9,7 @@ use checklist_core::{Config, Error, Result};
 use crate::codec::yaml::YamlCodec;
 use crate::fs::atomic::{SHARED_FILE_MODE, io_error, replace_file};
 use crate::fs::vfs::Vfs;
-use crate::project::layout::Layout;
+use crate::project::layout::{CONFIG_SCHEMA_LINE, Layout};
 use checklist_core::codec::Codec;
 
 /// Largest config.yaml the store reads.
@@ -84,7 +84,7 @@ pub fn write_config(vfs: &dyn Vfs, layout: &Layout, config: &Config, durability:
             field: "/".to_owned(),
             message: e.to_string(),
         })?;
-    let mut bytes = HEADER.as_bytes().to_vec();
+    let mut bytes = [CONFIG_SCHEMA_LINE, HEADER].concat().into_bytes();
     bytes.extend_from_slice(&body);
     replace_file(vfs, &path, &bytes, durability, SHARED_FILE_MODE)
 }

@@ -12,15 +12,15 @@ use checklist_core::lock::Operation;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::store::Capabilities;
 use checklist_core::{
-    Backend, BackendRegistry, ChecklistState, Config, DocumentStoreExt, Error, Expectation, LockNote,
-    LockRequest, Recovery, Result, RollingBackups, StateStoreExt,
+    Backend, BackendOrigin, BackendRegistry, ChecklistState, Config, DocumentStoreExt, Error, Expectation,
+    LockNote, LockRequest, Recovery, Result, RollingBackups, StateStoreExt,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::fs::atomic::{DIR_MODE, SHARED_FILE_MODE, io_error, parent_dir, replace_file};
 use crate::project::config::{load_config, write_config};
-use crate::project::layout::Layout;
+use crate::project::layout::{EDITOR_SCHEMAS, Layout};
 
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::project::state_home::{self, Located};
@@ -34,6 +34,9 @@ const MANIFEST: &str = "# Backups of the state (checklist backup list).\nversion
 pub struct InitOptions {
     /// The backend of a new store (default `yaml`); ignored for an existing one.
     pub backend: Option<String>,
+    /// Where `backend` was given, in the caller's words, for an error about the name
+    /// (the CLI: `the --backend option`); default `InitOptions::backend`.
+    pub backend_given_in: Option<String>,
     /// The durability written into a new config.yaml.
     pub durability: Option<Durability>,
     /// On an existing store, create whatever part of the layout is missing (never
@@ -137,8 +140,11 @@ pub async fn init_project_with_vfs(
     };
     let confined = ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs));
     let has_config = existing && exists(confined.as_ref(), &layout.config())?;
-    let mut config = if has_config {
-        load_config(confined.as_ref(), &layout)?
+    // The backend's name travels with where it came from, so an unknown one is blamed
+    // on what the user can change: the existing config.yaml, or the caller's request.
+    let (mut config, origin) = if has_config {
+        let config = load_config(confined.as_ref(), &layout)?;
+        (config, BackendOrigin::ConfigFile(layout.config()))
     } else {
         let mut config = Config::default();
         if let Some(name) = &options.backend {
@@ -148,14 +154,18 @@ pub async fn init_project_with_vfs(
         if let Some(durability) = options.durability {
             config.durability = durability;
         }
-        config
+        let given_in = options
+            .backend_given_in
+            .clone()
+            .unwrap_or_else(|| "InitOptions::backend".to_owned());
+        (config, BackendOrigin::Requested(given_in))
     };
     config.lock.note = options.lock_note.clone();
     let open_config = connecting(&config, &options.connection_options);
     if !registry.contains(&config.backend.kind) {
         return Err(Error::UnknownBackend {
             name: config.backend.kind.clone(),
-            path: layout.config(),
+            origin,
             registered: registry.names(),
         });
     }
@@ -406,6 +416,13 @@ impl InitRun {
         self.make_file(layout.config(), |vfs, _| {
             write_config(vfs, &layout, config, durability)
         })?;
+        // Where the first lines of config.yaml and state.yaml point editors.
+        self.make_dir(layout.schemas_dir())?;
+        for (name, schema) in EDITOR_SCHEMAS {
+            self.make_file(layout.schemas_dir().join(name), |vfs, path| {
+                replace_file(vfs, path, schema.as_bytes(), durability, SHARED_FILE_MODE)
+            })?;
+        }
         let backend = registry.open(self.layout.dir(), open_config).await?;
         let capabilities = backend.store.info().capabilities;
         // The files beside a document (backups and their index, the archive and its

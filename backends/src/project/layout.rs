@@ -5,6 +5,22 @@ use std::path::{Path, PathBuf};
 /// The name of the store directory inside a project.
 pub const STORE_DIR_NAME: &str = ".checklist";
 
+/// The first line of a yaml store's state.yaml: it names the state's JSON Schema, which
+/// `init` writes into `schemas/`, so an editor with the YAML language server checks a
+/// hand edit as it is typed (docs/file-formats.md). The path is relative to the file.
+/// A comment: it is not part of the document and never changes the checksum.
+pub const STATE_SCHEMA_LINE: &str = "# yaml-language-server: $schema=./schemas/state.schema.json\n";
+
+/// The first line of config.yaml, naming its JSON Schema as [`STATE_SCHEMA_LINE`] does.
+pub const CONFIG_SCHEMA_LINE: &str = "# yaml-language-server: $schema=./schemas/config.schema.json\n";
+
+/// The schemas `init` writes into [`Layout::schemas_dir`] for editors: file name and
+/// text, the very schemas the store validates with.
+pub const EDITOR_SCHEMAS: [(&str, &str); 2] = [
+    ("state.schema.json", checklist_core::schema::STATE_SCHEMA),
+    ("config.schema.json", checklist_core::schema::CONFIG_SCHEMA),
+];
+
 /// The paths of a store's files and directories.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -85,6 +101,11 @@ impl Layout {
     /// `quarantine/`: corrupt files moved aside by recovery.
     pub fn quarantine_dir(&self) -> PathBuf {
         self.dir.join("quarantine")
+    }
+
+    /// `schemas/`: the JSON Schemas the first lines of state.yaml and config.yaml name.
+    pub fn schemas_dir(&self) -> PathBuf {
+        self.dir.join("schemas")
     }
 
     /// Every subdirectory `init` creates, in creation order.

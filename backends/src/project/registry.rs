@@ -33,7 +33,7 @@ use crate::lock::directory::DirectoryLocks;
 use crate::lock::in_process::InProcessLockProvider;
 use crate::memory::MemoryStore;
 use crate::project::config::load_config;
-use crate::project::layout::Layout;
+use crate::project::layout::{Layout, STATE_SCHEMA_LINE};
 use crate::project::state_home::{self, Located};
 use checklist_core::codec::Codec;
 
@@ -50,7 +50,11 @@ pub fn builtin_registry() -> BackendRegistry {
 /// `vfs` (fault injection, [`vfs`](crate::fs::vfs)).
 pub fn builtin_registry_with_vfs(vfs: Arc<dyn Vfs>) -> BackendRegistry {
     let mut registry = BackendRegistry::empty();
-    registry.register("yaml", file_backend_factory_with_vfs(YamlCodec, Arc::clone(&vfs)));
+    // A project's state.yaml names its schema for editors (docs/file-formats.md).
+    registry.register(
+        "yaml",
+        file_factory(YamlCodec, Arc::clone(&vfs), Some(STATE_SCHEMA_LINE)),
+    );
     registry.register("json", file_backend_factory_with_vfs(JsonCodec, Arc::clone(&vfs)));
     #[cfg(feature = "sqlite")]
     registry.register(
@@ -88,12 +92,25 @@ pub fn file_backend_factory<C: Codec + Clone>(codec: C) -> impl BackendFactory {
 
 /// Like [`file_backend_factory`], doing all I/O through `vfs`.
 pub fn file_backend_factory_with_vfs<C: Codec + Clone>(codec: C, vfs: Arc<dyn Vfs>) -> impl BackendFactory {
+    file_factory(codec, vfs, None)
+}
+
+/// A file backend factory whose state file starts with `state_preamble`
+/// ([`FileStoreOptions::state_preamble`]).
+fn file_factory<C: Codec + Clone>(
+    codec: C,
+    vfs: Arc<dyn Vfs>,
+    state_preamble: Option<&'static str>,
+) -> impl BackendFactory {
     let locks = DirectoryLocks::new(Arc::clone(&vfs));
     move |ctx: &OpenContext<'_>| -> Result<Backend> {
         let store = FileStore::open_with_vfs(
             ctx.dir,
             codec.clone(),
-            FileStoreOptions::from_config(ctx.config),
+            FileStoreOptions {
+                state_preamble,
+                ..FileStoreOptions::from_config(ctx.config)
+            },
             Arc::clone(&vfs),
         )?;
         Ok(Backend {

@@ -27,6 +27,7 @@ use serde_json::json;
 use super::Context;
 use crate::args::ConformanceArgs;
 use crate::output::Outcome;
+use crate::progress::Progress;
 
 /// How long one case may take before it is reported as failed (a hung mount).
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -197,22 +198,29 @@ async fn run_target(
     }
     let started = Instant::now();
     let mut reports = Vec::with_capacity(cases.len());
+    // On stderr; each case's line is printed with the bar cleared, so the lines stay
+    // whole on a terminal that shows both.
+    let progress = Progress::counting(ctx.progress, cases.len() as u64, "conformance");
     for case in cases {
         let report = run_one(&target, case).await;
         if stream {
-            match &report.error {
-                None if !ctx.quiet => {
-                    let _ = writeln!(out, "ok     {}::{}", report.suite, report.name);
+            progress.suspend(|| {
+                match &report.error {
+                    None if !ctx.quiet => {
+                        let _ = writeln!(out, "ok     {}::{}", report.suite, report.name);
+                    }
+                    None => {}
+                    Some(reason) => {
+                        let _ = writeln!(out, "FAILED {}::{}: {reason}", report.suite, report.name);
+                    }
                 }
-                None => {}
-                Some(reason) => {
-                    let _ = writeln!(out, "FAILED {}::{}: {reason}", report.suite, report.name);
-                }
-            }
-            let _ = out.flush();
+                let _ = out.flush();
+            });
         }
+        progress.advance();
         reports.push(report);
     }
+    drop(progress);
     let elapsed = started.elapsed();
     let total = reports.len();
     let failed = reports.iter().filter(|r| !r.ok).count();
@@ -429,6 +437,7 @@ mod tests {
             lock_note: None,
             quiet: false,
             as_json,
+            progress: false,
             registry,
         }
     }

@@ -29,6 +29,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
         &ctx.root,
         &InitOptions {
             backend: args.backend.clone(),
+            backend_given_in: Some("the --backend option".to_owned()),
             durability: None,
             repair: args.force,
             initial_state: imported.as_ref().map(|i| i.state.clone()),

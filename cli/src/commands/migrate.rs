@@ -22,6 +22,7 @@ use serde_json::json;
 use super::Context;
 use crate::args::MigrateArgs;
 use crate::output::Outcome;
+use crate::progress::Progress;
 
 pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err).await?;
@@ -36,6 +37,8 @@ pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Writ
         let request = LockRequest::from_settings(Operation::Write, &opened.config.lock);
         Some(opened.backend.locks.acquire(&request).await?)
     };
+    // Reading and converting a large state, then writing it with its backup.
+    let progress = Progress::spinning(ctx.progress, "migrating the state");
     let pending = match migrate::prepare(store.as_ref()).await {
         Ok(Some(pending)) => pending,
         Ok(None) => return Err(store.missing_state().await?),
@@ -101,6 +104,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Writ
     let commit = migrate::apply(store.as_ref(), pending)
         .await
         .map_err(not_migratable)?;
+    drop(progress);
     let mut record = AuditRecord::new(AuditEvent::Migration)
         .revisions(Some(original_revision), Some(commit.committed.revision))
         .checksum(commit.committed.checksum.clone())

@@ -25,6 +25,7 @@ mod lock;
 mod migrate;
 mod quarantine;
 mod recover;
+mod reference;
 mod server;
 
 /// What every subcommand needs.
@@ -35,6 +36,8 @@ pub(crate) struct Context<'a> {
     pub(crate) lock_note: Option<LockNote>,
     pub(crate) quiet: bool,
     pub(crate) as_json: bool,
+    /// Whether long work may draw progress on stderr ([`crate::progress::wanted`]).
+    pub(crate) progress: bool,
     pub(crate) registry: &'a BackendRegistry,
 }
 
@@ -106,6 +109,7 @@ pub(crate) async fn dispatch(
         lock_note: cli.lock_note.and_then(LockNoteArg::into_note),
         quiet: cli.quiet,
         as_json: cli.json,
+        progress: crate::progress::wanted(cli.json, cli.quiet),
         registry,
     };
     match cli.command {
@@ -135,5 +139,8 @@ pub(crate) async fn dispatch(
         Command::Reseal => recover::reseal(&ctx, err).await,
         // Streams: one line per case as it finishes.
         Command::Conformance(args) => conformance::run(&ctx, args, out).await,
+        Command::Completions { shell } => Ok(reference::completions(shell, registry)),
+        Command::Man => reference::man(),
+        Command::Schema { file } => Ok(reference::schema(file)),
     }
 }

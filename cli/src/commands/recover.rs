@@ -12,6 +12,7 @@ use serde_json::json;
 use super::Context;
 use crate::args::RecoverArgs;
 use crate::output::Outcome;
+use crate::progress::Progress;
 
 /// Recovery over the opened store, with its config.yaml settings.
 pub(crate) type StoreRecovery = Recovery<Arc<dyn StateStore>, Arc<dyn LockProvider>, RollingBackups>;
@@ -53,7 +54,10 @@ pub(crate) async fn recover(ctx: &Context<'_>, args: RecoverArgs, err: &mut dyn 
         reset: args.reset,
     };
     let store = &opened.backend.store;
-    match recovery(&opened).recover(&request).await? {
+    let progress = Progress::spinning(ctx.progress, "recovering the state");
+    let recovered = recovery(&opened).recover(&request).await;
+    drop(progress);
+    match recovered? {
         Some(report) => Ok(Outcome::report(report.summary(), report_json(&report))),
         None => {
             let state = checklist_core::StateStoreExt::read_existing(store.as_ref()).await?;

@@ -2,6 +2,7 @@
 
 mod archive_and_import;
 mod conformance;
+mod conventions;
 mod diff;
 mod end_to_end;
 mod environment_faults;

@@ -180,7 +180,8 @@ fn modes_under(umask: u32) {
         let relative = path.strip_prefix(&store).unwrap().to_str().unwrap().to_owned();
         let name = relative.rsplit('/').next().unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        let private = name.starts_with("state.")
+        // schemas/state.schema.json is the schema, not a state: metadata.
+        let private = (name.starts_with("state.") && !relative.starts_with("schemas/"))
             || name.starts_with("audit.log")
             || relative.starts_with("archive/")
             || relative.starts_with("quarantine/")

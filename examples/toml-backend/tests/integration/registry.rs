@@ -81,11 +81,14 @@ fn config_yaml_naming_an_unregistered_toml_backend_lists_the_registered_ones() {
     match &err {
         Error::UnknownBackend {
             name,
-            path,
+            origin,
             registered,
         } => {
             assert_eq!(name, "toml");
-            assert_eq!(path, &root.path().join(".checklist").join("config.yaml"));
+            assert_eq!(
+                origin.path(),
+                Some(root.path().join(".checklist").join("config.yaml").as_path())
+            );
             // The built-ins (`sqlite` among them when a crate of the build turns on
             // checklist-backends' `sqlite` feature, as the CLI does), not `toml`.
             assert_eq!(registered, &builtin_registry().names());
@@ -117,6 +120,9 @@ fn init_with_the_toml_backend_creates_a_toml_store() {
     assert_eq!(report.backend, "toml");
     let config = std::fs::read_to_string(root.path().join(".checklist/config.yaml")).expect("config.yaml");
     assert!(config.contains("toml"), "{config}");
+    // The editors' schema line is the yaml backend's: a custom codec's file has none.
+    let state = std::fs::read_to_string(root.path().join(".checklist/state.toml")).expect("state.toml");
+    assert!(!state.contains("yaml-language-server"), "{state}");
     let opened = runtime()
         .block_on(open_project(root.path(), &registry, &OpenOptions::default()))
         .expect("open");
