@@ -1,8 +1,12 @@
 //! The command line (README "The CLI", with its exit codes).
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use checklist_core::LockNote;
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 
 /// checklist: the workflow state store in a terminal.
 ///
@@ -24,6 +28,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "MS")]
     pub lock_timeout: Option<u64>,
 
+    /// Why this run takes the store's lock, shown with the holder by `lock status`,
+    /// another command's lock timeout and the audit records (one line, at most 200
+    /// characters, secrets redacted; empty means none). Carried by every command that
+    /// changes the store.
+    #[arg(long, global = true, env = "CHECKLIST_LOCK_NOTE", value_name = "TEXT", value_parser = LockNoteParser)]
+    pub lock_note: Option<LockNoteArg>,
+
     /// Print only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -42,6 +53,51 @@ impl Cli {
     /// end (exit 0) rather than an interruption (`status --follow`).
     pub fn runs_until_stopped(&self) -> bool {
         matches!(&self.command, Command::Status(StatusArgs { follow: true, .. }))
+    }
+}
+
+/// A `--lock-note` (or `CHECKLIST_LOCK_NOTE`) as given: an empty one is no note, so a CI
+/// job that sets the variable from one of its own that is unset still runs.
+#[derive(Debug, Clone)]
+pub struct LockNoteArg(Option<LockNote>);
+
+impl LockNoteArg {
+    /// The note, if one was given.
+    pub fn into_note(self) -> Option<LockNote> {
+        self.0
+    }
+}
+
+/// Checks a lock note as [`LockNote::new`] does, without echoing it in the error as
+/// clap would: a note refused for its length may carry a secret.
+#[derive(Debug, Clone, Copy)]
+struct LockNoteParser;
+
+impl TypedValueParser for LockNoteParser {
+    type Value = LockNoteArg;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&Arg>,
+        value: &OsStr,
+    ) -> Result<LockNoteArg, clap::Error> {
+        let refuse = |message: String| {
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("{message} (--lock-note, CHECKLIST_LOCK_NOTE)\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("the lock note is not valid UTF-8".to_owned()))?;
+        if text.is_empty() {
+            return Ok(LockNoteArg(None));
+        }
+        LockNote::new(text)
+            .map(|note| LockNoteArg(Some(note)))
+            .map_err(|error| refuse(error.to_string()))
     }
 }
 

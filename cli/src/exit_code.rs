@@ -224,6 +224,7 @@ mod tests {
             renewed_at: chrono::Utc::now(),
             operation: checklist_core::lock::Operation::Write,
             stack_trace: None,
+            note: None,
         };
         let cases: Vec<(Error, &str)> = vec![
             (Error::NotInitialized { path: path.clone() }, "checklist init"),

@@ -501,6 +501,7 @@ macro_rules! __for_each_case {
                 dropping_the_acquire_future_cancels_it,
                 many_tasks_take_turns,
                 independent_providers_exclude_each_other,
+                holder_notes_are_shown_to_every_provider,
                 a_live_holder_keeps_the_lock_past_its_expiry,
                 stale_lock_is_reclaimed,
                 stale_lock_is_broken_by_exactly_one_waiter,

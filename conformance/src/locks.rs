@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use checklist_core::{Error, LockRequest};
+use checklist_core::{Error, LockNote, LockRequest};
 
 use crate::support::{ensure, step};
 use crate::{CaseResult, Failure, Subject};
@@ -349,6 +349,67 @@ pub async fn independent_providers_exclude_each_other(subject: &Subject) -> Case
         "the first provider acquired a lock the second one holds"
     );
     drop(second);
+    Ok(())
+}
+
+/// Where the provider declares holder notes, a request's note is stored with its
+/// holder: the guard, `inspect` through another provider and that provider's lock
+/// timeout show it, and the next holder, without a note, shows none (no note is left
+/// behind). A provider that does not declare them shows no note at all.
+pub async fn holder_notes_are_shown_to_every_provider(subject: &Subject) -> CaseResult {
+    let other = subject.reopen_locks()?;
+    let note = step(
+        "making a note",
+        LockNote::new("conformance: CI job 42, nightly import ✓ \"quoted\""),
+    )?;
+    let expected = subject.locks.capabilities().holder_notes.then(|| note.clone());
+    let noted = LockRequest {
+        note: Some(note),
+        ..request(1000)
+    };
+    let guard = step("acquiring with a note", subject.locks.acquire(&noted).await)?;
+    ensure!(
+        guard.info().note == expected,
+        "the guard's holder has the note {:?}, expected {expected:?}",
+        guard.info().note
+    );
+    let seen = step("inspect through a second provider", other.inspect().await)?;
+    let seen_note = seen.holder.map(|holder| holder.note);
+    ensure!(
+        seen_note.as_ref() == Some(&expected),
+        "inspect through a second provider shows the holder's note as {seen_note:?}, expected {expected:?}"
+    );
+    match other.acquire(&request(150)).await {
+        Err(Error::LockTimeout {
+            holder: Some(holder), ..
+        }) => ensure!(
+            holder.note == expected,
+            "the lock timeout names the holder's note as {:?}, expected {expected:?}",
+            holder.note
+        ),
+        Err(other_error) => {
+            return Err(Failure(format!(
+                "expected a LockTimeout naming the holder, got: {other_error}"
+            )));
+        }
+        Ok(_) => {
+            return Err(Failure(
+                "the second provider acquired a lock the first one holds".into(),
+            ));
+        }
+    }
+    step("releasing", guard.release().await)?;
+    let plain = step(
+        "acquiring without a note through the second provider",
+        other.acquire(&request(1000)).await,
+    )?;
+    let seen = step("inspect", subject.locks.inspect().await)?;
+    let left_over = seen.holder.and_then(|holder| holder.note);
+    ensure!(
+        left_over.is_none(),
+        "a holder that gave no note shows the note {left_over:?} of an earlier one"
+    );
+    step("releasing", plain.release().await)?;
     Ok(())
 }
 

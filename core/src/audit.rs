@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::bounded_text::bound_json_text;
 use crate::identity;
+use crate::lock::info::LockNote;
 use crate::model::now;
 
 /// What an audit record is about.
@@ -101,6 +102,15 @@ pub struct AuditRecord {
         serialize_with = "redacted::text"
     )]
     pub backtrace: Option<String>,
+    /// The note of the lock the event happened under
+    /// ([`LockNote`], docs/decisions/0025-lock-notes.md): why its
+    /// holder held it, a CI job id.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redacted::text"
+    )]
+    pub lock_note: Option<String>,
     /// Fields this build does not know; kept as they are.
     #[serde(flatten, serialize_with = "redacted::fields")]
     pub extra: Map<String, Value>,
@@ -165,6 +175,7 @@ impl AuditRecord {
             operations: Vec::new(),
             error: None,
             backtrace: None,
+            lock_note: None,
             extra: Map::new(),
         }
     }
@@ -197,6 +208,12 @@ impl AuditRecord {
     /// The same record with an error.
     pub fn error(mut self, error: impl Into<String>) -> Self {
         self.error = Some(error.into());
+        self
+    }
+
+    /// The same record with the note of the lock it happened under, if it had one.
+    pub fn lock_note(mut self, note: Option<&LockNote>) -> Self {
+        self.lock_note = note.map(|note| note.as_str().to_owned());
         self
     }
 

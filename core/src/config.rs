@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::lock::info::LockNote;
 use crate::schema;
 
 /// The whole configuration.
@@ -130,6 +131,11 @@ pub struct LockSettings {
     pub retry_interval_ms: u64,
     /// How long a lock lives without renewal (default 30000); renewed every third.
     pub expiry_ms: u64,
+    /// The note this run's locks carry ([`LockNote`]). Never read from config.yaml: a
+    /// note says why one run holds the lock, so it comes from that run (`--lock-note`,
+    /// `CHECKLIST_LOCK_NOTE`, or a library caller that sets it).
+    #[serde(skip)]
+    pub note: Option<LockNote>,
 }
 
 impl Default for LockSettings {
@@ -138,6 +144,7 @@ impl Default for LockSettings {
             timeout_ms: 5_000,
             retry_interval_ms: 100,
             expiry_ms: 30_000,
+            note: None,
         }
     }
 }

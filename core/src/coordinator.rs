@@ -52,7 +52,7 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::backup::{BackupPolicy, CommitContext};
 use crate::config::{Config, LockSettings, SecretMode};
 use crate::error::{Error, Result};
-use crate::lock::{LockGuard, LockProvider, LockRequest, Operation};
+use crate::lock::{LockGuard, LockNote, LockProvider, LockRequest, Operation};
 use crate::model::{ChecklistState, ConflictRecord, ConflictResolution, now};
 use crate::secrets;
 use crate::store::{
@@ -114,6 +114,9 @@ pub struct Transaction {
     pub snapshot: ChecklistState,
     /// Where it ended.
     pub status: TxStatus,
+    /// The note of the lock it ran under, which its audit records carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_note: Option<LockNote>,
 }
 
 /// What a committed transaction produced.
@@ -282,6 +285,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             operations: vec![operation.to_owned()],
             snapshot: ChecklistState::new(),
             status: TxStatus::Active,
+            lock_note: guard.info().note.clone(),
         };
         let snapshot = match self.store.read_existing().await {
             Ok(state) => state,
@@ -291,6 +295,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
         tx.snapshot = snapshot;
         let begin = AuditRecord::new(AuditEvent::Begin)
             .in_transaction(&tx.id)
+            .lock_note(tx.lock_note.as_ref())
             .revisions(Some(before), None)
             .operations(tx.operations.clone());
         if let Err(error) = self.store.append_audit(&begin).await {
@@ -325,6 +330,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             }
             let commit = AuditRecord::new(AuditEvent::Commit)
                 .in_transaction(&tx.id)
+                .lock_note(tx.lock_note.as_ref())
                 .revisions(Some(before), Some(replacing.saturating_add(1)))
                 .operations(tx.operations.clone());
             match self.write(&working, replacing, commit).await {
@@ -402,6 +408,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
         tx.status = TxStatus::RolledBack;
         let mut record = AuditRecord::new(AuditEvent::Rollback)
             .in_transaction(&tx.id)
+            .lock_note(tx.lock_note.as_ref())
             .revisions(before, before)
             .operations(tx.operations.clone())
             .error(error.to_string());

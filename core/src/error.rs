@@ -539,13 +539,17 @@ fn lock_timeout_message(resource: &str, waited: Duration, holder: Option<&LockIn
     match holder {
         Some(h) => format!(
             "timed out after {waited_ms} ms waiting for the lock {}, held by pid {} on host {} as user {} since {} \
-             (lock id {})",
+             (lock id {}{})",
             resource,
             h.pid,
             h.hostname,
             h.user,
             h.acquired_at.to_rfc3339(),
-            h.lock_id
+            h.lock_id,
+            h.note
+                .as_ref()
+                .map(|note| format!(", note: {note}"))
+                .unwrap_or_default()
         ),
         None => format!(
             "timed out after {waited_ms} ms waiting for the lock {}; its holder could not be read",

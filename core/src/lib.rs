@@ -63,7 +63,7 @@ pub use backup::{BackupPolicy, BackupRecord, RollingBackups};
 pub use config::Config;
 pub use error::{CorruptionKind, Error, Remedy, Result, Upgrade};
 pub use lock::{
-    LockCapabilities, LockGuard, LockInfo, LockProvider, LockRequest, LockStatus, UnreadableLock,
+    LockCapabilities, LockGuard, LockInfo, LockNote, LockProvider, LockRequest, LockStatus, UnreadableLock,
 };
 pub use model::ChecklistState;
 pub use quarantine::{QuarantineNote, QuarantineRecord};

@@ -733,8 +733,11 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
 
     /// Appends an audit record. The change it describes already stands, so a failure is
     /// logged rather than returned: undoing a recovery would bring the corruption back.
+    /// Appends `record`, with the note of the lock it was made under: every record of
+    /// recovery is written under (or right after) a lock taken with `self.lock`.
     async fn audit(&self, record: &AuditRecord) {
-        if let Err(error) = self.store.append_audit(record).await {
+        let record = record.clone().lock_note(self.lock.note.as_ref());
+        if let Err(error) = self.store.append_audit(&record).await {
             tracing::warn!(%error, event = record.event.as_str(), "could not audit");
         }
     }

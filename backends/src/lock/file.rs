@@ -40,6 +40,7 @@ use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
 use crate::fs::identity::FileIdentity;
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::lock::format::{HolderLock, LockFile, MAX_LOCK_BYTES, Observation, Verdict, World, judge};
+use crate::lock::queue::{QUEUE_FILE_NAME, Queue};
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
 
 /// How long a release or a renewal waits for the break lock before giving up.
@@ -195,6 +196,12 @@ impl Shared {
         let lock = LockFile::new(uuid::Uuid::new_v4().to_string(), request, Utc::now());
         let live_path = self.live_path(&lock.lock_id);
         let live = self.hold_liveness_lock(&live_path)?;
+        // A holder makes the queue's file, so that a waiter, which only reads the store,
+        // adds no file to it (queue.rs).
+        let queue = self.locks_dir.join(QUEUE_FILE_NAME);
+        self.vfs
+            .open_lock_file(&queue)
+            .map_err(|e| io_error("create the lock queue", &queue, e))?;
         let holding = Holding {
             shared: Arc::clone(self),
             lock,
@@ -519,7 +526,7 @@ impl LockEvent {
             record.extra.insert(
                 "holder".into(),
                 serde_json::json!({"lockId": h.lock_id, "pid": h.pid, "host": h.hostname, "user": h.user,
-                                   "acquiredAt": h.acquired_at}),
+                                   "acquiredAt": h.acquired_at, "note": h.note}),
             );
         }
         record
@@ -726,6 +733,7 @@ impl LockProvider for FileLockProvider {
         let started = Instant::now();
         let deadline = started + request.timeout;
         let mut registration: Option<WaiterFile> = None;
+        let mut queue = Queue::new(&self.shared.locks_dir, Arc::clone(&self.shared.vfs));
         loop {
             let released = self.shared.released.notified();
             tokio::pin!(released);
@@ -762,10 +770,14 @@ impl LockProvider for FileLockProvider {
                     holder: observation.lock.as_ref().map(|l| Box::new(l.info())),
                 });
             }
-            let pause = jittered(request.retry_interval).min(deadline - now);
+            // Woken by the queue when the holder lets go (queue.rs); the floor is for
+            // what no OS lock tells: a stopped or remote holder's expiry, a stuck head.
+            let holder = observation.lock.as_ref().map(|lock| lock.lock_id.clone());
+            let pause = jittered(queue.floor(request.retry_interval)).min(deadline - now);
             tokio::select! {
                 () = &mut released => {}
                 () = tokio::time::sleep(pause) => {}
+                () = queue.woken(holder.as_deref()) => {}
             }
         }
     }

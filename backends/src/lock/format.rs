@@ -6,16 +6,17 @@ use std::time::{Duration, SystemTime};
 
 use crate::fs::identity::FileIdentity;
 
-use checklist_core::LockInfo;
 use checklist_core::bounded_text::bound_json_text;
 use checklist_core::lock::{LockRequest, Operation, Waiter};
+use checklist_core::{LockInfo, LockNote};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::process::{Liveness, ProcessIdentity, ProcessStart};
 
-/// The version of the lock file format this build writes.
-pub(crate) const LOCK_FORMAT_VERSION: &str = "1.0.0";
+/// The version of the lock file format this build writes: 1.1.0 added
+/// `operation.note`, which 1.0.0 readers ignore.
+pub(crate) const LOCK_FORMAT_VERSION: &str = "1.1.0";
 
 /// Largest lock or waiter file read. What this build writes stays far below it (see
 /// [`MAX_TEXT_BYTES`]), so a holder can always read its own lock back; a larger file
@@ -73,6 +74,9 @@ pub(crate) struct LockOperation {
     pub(crate) stack_trace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) command_line: Option<String>,
+    /// The request's note (docs/decisions/0025-lock-notes.md); older builds ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) note: Option<LockNote>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +122,7 @@ impl LockFile {
                 kind: request.operation,
                 stack_trace,
                 command_line: Some(COMMAND_LINE.clone()),
+                note: request.note.clone(),
             },
             concurrency: Concurrency::default(),
         }
@@ -170,6 +175,7 @@ impl LockFile {
                 .stack_trace
                 .clone()
                 .or_else(|| self.operation.command_line.clone()),
+            note: self.operation.note.clone(),
         }
     }
 }
@@ -449,6 +455,49 @@ mod tests {
         let command_line = file.operation.command_line.unwrap();
         assert!(command_line.starts_with("\u{1b}[31m✓ x\""), "{command_line}");
         assert!(command_line.ends_with(" more bytes]"), "{command_line}");
+    }
+
+    #[test]
+    fn a_note_round_trips_and_a_lock_without_one_still_reads() {
+        let request = LockRequest {
+            note: Some(LockNote::new("ci job 4711: nightly import").unwrap()),
+            ..LockRequest::default()
+        };
+        let file = LockFile::new("id-1".into(), &request, Utc::now());
+        let bytes = file.to_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains("\"note\": \"ci job 4711: nightly import\""),
+            "{text}"
+        );
+        let read = LockFile::parse(&bytes).unwrap();
+        assert_eq!(read, file);
+        assert_eq!(
+            read.info().note.as_ref().map(LockNote::as_str),
+            Some("ci job 4711: nightly import")
+        );
+        // A 1.0.0 lock file, as older builds write it: no note, still a lock.
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&lock(10, "here", Some(5)).to_bytes()).unwrap();
+        old["version"] = "1.0.0".into();
+        let old = LockFile::parse(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(old.info().note, None);
+    }
+
+    #[test]
+    fn a_foreign_note_is_made_to_fit_not_refused() {
+        // Another tool's lock: a note with a line break (a forged `lock status` line),
+        // a secret and far too many characters. The lock still reads; its note fits.
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&lock(10, "here", Some(5)).to_bytes()).unwrap();
+        let token = format!("ghp_{}", "a".repeat(36));
+        value["operation"]["note"] = format!("job 1\n  waiting: pid 1 {token} {}", "x".repeat(500)).into();
+        let read = LockFile::parse(&serde_json::to_vec(&value).unwrap()).expect("the lock still reads");
+        let note = read.info().note.unwrap();
+        let note = note.as_str();
+        assert!(!note.contains('\n') && !note.contains(&token), "{note}");
+        assert!(note.contains("[REDACTED:github_token]"), "{note}");
+        assert_eq!(note.chars().count(), LockNote::MAX_CHARS);
     }
 
     #[test]

@@ -107,6 +107,7 @@ fn new_lock_info(request: &LockRequest) -> LockInfo {
         renewed_at: now,
         operation: request.operation,
         stack_trace: None,
+        note: request.note.clone(),
     }
 }
 

@@ -6,3 +6,4 @@ pub(crate) mod directory;
 pub(crate) mod file;
 pub(crate) mod format;
 pub(crate) mod in_process;
+pub(crate) mod queue;

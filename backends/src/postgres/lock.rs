@@ -468,7 +468,7 @@ fn lock_record(holder: Option<&LockInfo>, what: String) -> AuditRecord {
         record.extra.insert(
             "holder".into(),
             serde_json::json!({"lockId": h.lock_id, "pid": h.pid, "host": h.hostname, "user": h.user,
-                               "acquiredAt": h.acquired_at}),
+                               "acquiredAt": h.acquired_at, "note": h.note}),
         );
     }
     record

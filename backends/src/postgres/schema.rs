@@ -97,14 +97,14 @@ impl Tables {
     /// The `LISTEN`/`NOTIFY` channel on which releases of locks of this schema are
     /// announced (the payload is the store key).
     pub(crate) fn lock_channel(&self) -> String {
-        format!("checklist_lock_{}", self.schema)
+        channel("checklist_lock_", &self.schema)
     }
 
     /// The `LISTEN`/`NOTIFY` channel on which changes to the stores of this schema are
     /// announced (the payload is the store key): a commit and an audit record notify
     /// it in their own transaction, so a follower hears of them when they commit.
     pub(crate) fn change_channel(&self) -> String {
-        format!("checklist_change_{}", self.schema)
+        channel("checklist_change_", &self.schema)
     }
 
     /// The names of the relations of the layout, unqualified.
@@ -172,6 +172,21 @@ impl Tables {
                ON CONFLICT (key) DO NOTHING;"
         )
     }
+}
+
+/// The channel `prefix` + `schema`, or, where that is longer than the server's 63-byte
+/// limit on names (`pg_notify` refuses it, `LISTEN` would cut it), `prefix` + the first
+/// 16 hex digits of the schema's SHA-256: a name of the same schema on every checkout.
+fn channel(prefix: &str, schema: &str) -> String {
+    const NAME_LIMIT: usize = 63;
+    let name = format!("{prefix}{schema}");
+    if name.len() <= NAME_LIMIT {
+        return name;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(schema.as_bytes());
+    let hex: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    format!("{prefix}{hex}")
 }
 
 /// What [`bootstrap`] found or did.
@@ -330,6 +345,28 @@ pub(crate) async fn ensure_layout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channels_fit_the_servers_name_limit_and_differ_by_schema() {
+        let longest = "s".repeat(63);
+        let other = format!("{}t", "s".repeat(62));
+        for schema in ["checklist", longest.as_str(), other.as_str()] {
+            for channel in [
+                channel("checklist_lock_", schema),
+                channel("checklist_change_", schema),
+            ] {
+                assert!(channel.len() <= 63, "{channel}");
+            }
+        }
+        assert_eq!(
+            channel("checklist_change_", "checklist"),
+            "checklist_change_checklist"
+        );
+        assert_ne!(
+            channel("checklist_change_", &longest),
+            channel("checklist_change_", &other)
+        );
+    }
 
     #[test]
     fn hostile_schema_names_and_keys_are_refused() {

@@ -12,8 +12,8 @@ use checklist_core::lock::Operation;
 use checklist_core::recovery::{RecoverRequest, RecoveryReport};
 use checklist_core::store::Capabilities;
 use checklist_core::{
-    Backend, BackendRegistry, ChecklistState, Config, DocumentStoreExt, Error, Expectation, LockRequest,
-    Recovery, Result, RollingBackups, StateStoreExt,
+    Backend, BackendRegistry, ChecklistState, Config, DocumentStoreExt, Error, Expectation, LockNote,
+    LockRequest, Recovery, Result, RollingBackups, StateStoreExt,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -57,6 +57,9 @@ pub struct InitOptions {
     /// Options this run opens the backend with on top of `backend_options`, and never
     /// writes anywhere (a URL with its password).
     pub connection_options: Map<String, Value>,
+    /// The note of the locks this run takes
+    /// ([`LockSettings::note`](checklist_core::config::LockSettings::note)).
+    pub lock_note: Option<LockNote>,
 }
 
 /// What `init` did.
@@ -135,7 +138,7 @@ pub async fn init_project_with_vfs(
     };
     let confined = ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs));
     let has_config = existing && exists(confined.as_ref(), &layout.config())?;
-    let config = if has_config {
+    let mut config = if has_config {
         load_config(confined.as_ref(), &layout)?
     } else {
         let mut config = Config::default();
@@ -148,6 +151,7 @@ pub async fn init_project_with_vfs(
         }
         config
     };
+    config.lock.note = options.lock_note.clone();
     let open_config = connecting(&config, &options.connection_options);
     if !registry.contains(&config.backend.kind) {
         return Err(Error::UnknownBackend {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use checklist_core::config::Durability;
-use checklist_core::{Backend, BackendFactory, BackendRegistry, Config, OpenContext, Result};
+use checklist_core::{Backend, BackendFactory, BackendRegistry, Config, LockNote, OpenContext, Result};
 
 #[cfg(feature = "json")]
 use crate::codec::json::JsonCodec;
@@ -139,6 +139,10 @@ pub struct OpenOptions {
     pub durability: Option<Durability>,
     /// Overrides config.yaml's `lock.timeoutMs`.
     pub lock_timeout_ms: Option<u64>,
+    /// The note every lock this store's users take carries
+    /// ([`LockSettings::note`](checklist_core::config::LockSettings::note)); config.yaml
+    /// has none.
+    pub lock_note: Option<LockNote>,
     /// The per-user state directory in which to look for the project's fallback store
     /// when it has no `.checklist/` ([`state_home::locate`]); `None` looks only in the
     /// project.
@@ -180,6 +184,7 @@ pub async fn open_project_with_vfs(
     if let Some(timeout) = options.lock_timeout_ms {
         config.lock.timeout_ms = timeout;
     }
+    config.lock.note = options.lock_note.clone();
     let backend = registry.open(layout.dir(), &config).await?;
     Ok(OpenedStore {
         layout,

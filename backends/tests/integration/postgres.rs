@@ -203,6 +203,7 @@ fn coordinator(
                 timeout_ms,
                 retry_interval_ms: 50,
                 expiry_ms: 10_000,
+                ..LockSettings::default()
             },
             ..CoordinatorOptions::default()
         },

@@ -34,6 +34,21 @@ fn line(record: &AuditRecord) -> String {
     if let Some(error) = &record.error {
         text.push_str(&format!(" — error: {error}"));
     }
+    if let Some(note) = &record.lock_note {
+        // This build writes notes as one line, but a trail is also read as another
+        // tool or a hand edit left it: a note never adds lines of its own here.
+        let note: String = note
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
+            .collect();
+        text.push_str(&format!(" (lock note: {note})"));
+    }
     text
 }
 

@@ -426,6 +426,7 @@ mod tests {
         Context {
             root: root.to_owned(),
             lock_timeout_ms: None,
+            lock_note: None,
             quiet: false,
             as_json,
             registry,

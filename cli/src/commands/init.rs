@@ -35,6 +35,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: InitArgs, err: &mut dyn Write) 
             state_home: default_state_home(),
             backend_options: server.backend_options.clone(),
             connection_options: server.connection_options.clone(),
+            lock_note: ctx.lock_note.clone(),
         },
         ctx.registry,
     )

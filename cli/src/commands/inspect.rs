@@ -76,12 +76,13 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
     }
     lines.push(match &lock.holder {
         Some(h) => format!(
-            "Lock:      held by pid {} on {} as {} since {} (lock id {}), {} waiting",
+            "Lock:      held by pid {} on {} as {} since {} (lock id {}{}), {} waiting",
             h.pid,
             h.hostname,
             h.user,
             time(&h.acquired_at),
             h.lock_id,
+            super::lock::note_clause(h),
             lock.waiters.len()
         ),
         None => match &lock.unreadable {

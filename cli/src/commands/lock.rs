@@ -11,7 +11,7 @@ use crate::output::Outcome;
 
 fn describe(holder: &LockInfo) -> String {
     format!(
-        "pid {} on {} as {} since {} for a {} (lock id {}, expires {})",
+        "pid {} on {} as {} since {} for a {} (lock id {}, expires {}{})",
         holder.pid,
         holder.hostname,
         holder.user,
@@ -23,7 +23,18 @@ fn describe(holder: &LockInfo) -> String {
         },
         holder.lock_id,
         holder.expires_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        note_clause(holder),
     )
+}
+
+/// `, note: …` for a holder that left a note, else nothing. A note is one line
+/// ([`checklist_core::LockNote`]), so it cannot add lines of its own.
+pub(crate) fn note_clause(holder: &LockInfo) -> String {
+    holder
+        .note
+        .as_ref()
+        .map(|note| format!(", note: {note}"))
+        .unwrap_or_default()
 }
 
 /// What holds a lock whose holder cannot be read, and when a waiter takes it over.

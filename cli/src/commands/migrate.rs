@@ -105,6 +105,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: MigrateArgs, err: &mut dyn Writ
         .revisions(Some(original_revision), Some(commit.committed.revision))
         .checksum(commit.committed.checksum.clone())
         .operations(operations)
+        .lock_note(guard.as_ref().and_then(|guard| guard.info().note.as_ref()))
         .field("fromVersion", from.as_str())
         .field("toVersion", to.as_str())
         .field("backupId", commit.backup.id.as_str());

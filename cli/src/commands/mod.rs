@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use checklist_backends::state_home::default_state_home;
 use checklist_backends::{OpenOptions, OpenedStore, open_project};
 use checklist_core::store::Capabilities;
-use checklist_core::{BackendRegistry, Result};
+use checklist_core::{BackendRegistry, LockNote, Result};
 
-use crate::args::{BackupCommand, Cli, Command, LockCommand, QuarantineCommand, StepCommand};
+use crate::args::{BackupCommand, Cli, Command, LockCommand, LockNoteArg, QuarantineCommand, StepCommand};
 use crate::output::Outcome;
 
 mod archive;
@@ -31,6 +31,8 @@ mod server;
 pub(crate) struct Context<'a> {
     pub(crate) root: PathBuf,
     pub(crate) lock_timeout_ms: Option<u64>,
+    /// The note of every lock this command takes (`--lock-note`).
+    pub(crate) lock_note: Option<LockNote>,
     pub(crate) quiet: bool,
     pub(crate) as_json: bool,
     pub(crate) registry: &'a BackendRegistry,
@@ -45,6 +47,7 @@ impl Context<'_> {
             self.registry,
             &OpenOptions {
                 lock_timeout_ms: self.lock_timeout_ms,
+                lock_note: self.lock_note.clone(),
                 state_home: default_state_home(),
                 ..OpenOptions::default()
             },
@@ -100,6 +103,7 @@ pub(crate) async fn dispatch(
     let ctx = Context {
         root,
         lock_timeout_ms: cli.lock_timeout,
+        lock_note: cli.lock_note.and_then(LockNoteArg::into_note),
         quiet: cli.quiet,
         as_json: cli.json,
         registry,

@@ -8,6 +8,7 @@ mod environment_faults;
 mod follow;
 mod hostile_input;
 mod large_output;
+mod lock_notes;
 mod memory_backend;
 mod migrate;
 mod missing_state;

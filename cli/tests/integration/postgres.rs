@@ -1228,6 +1228,149 @@ fn the_lock_is_shared_named_from_the_other_checkout_and_released_by_id() {
     drop(held);
 }
 
+/// A session that holds `LOCK TABLE … IN SHARE MODE` on a store's audit table: inserts
+/// (a transaction's `begin` record) wait until it ends, reads go on. It sleeps holding
+/// the lock in a background psql, and dropping it cancels the sleep, which ends the
+/// transaction and lets the inserts in.
+struct AuditTableLock {
+    server: &'static PgServer,
+    marker: String,
+    session: Option<std::thread::JoinHandle<Result<String, String>>>,
+}
+
+impl AuditTableLock {
+    fn take(server: &'static PgServer, schema: &str) -> Self {
+        let marker = format!("audit_lock_{}", &pg_server::throwaway_schema_name()[2..]);
+        let sql = format!(
+            "BEGIN; LOCK TABLE {}.\"audit\" IN SHARE MODE; SELECT pg_sleep(120) /* {marker} */; COMMIT;",
+            quote_ident(schema)
+        );
+        let session = std::thread::spawn(move || server.psql(&sql));
+        let lock = Self {
+            server,
+            marker,
+            session: Some(session),
+        };
+        let started = std::time::Instant::now();
+        while lock
+            .backend_pids("AND l.relation IS NOT NULL AND l.mode = 'ShareLock' AND l.granted")
+            .is_empty()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the audit table lock was never granted"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lock
+    }
+
+    /// The backend pids of the session, among those with a lock matching `condition`.
+    fn backend_pids(&self, condition: &str) -> String {
+        self.server
+            .psql(&format!(
+                "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+                 WHERE a.query LIKE '%/* {} */%' AND a.pid <> pg_backend_pid() {condition}",
+                self.marker
+            ))
+            .unwrap()
+    }
+}
+
+impl Drop for AuditTableLock {
+    fn drop(&mut self) {
+        let _ = self.server.psql(&format!(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE '%/* {} */%' AND pid <> pg_backend_pid()",
+            self.marker
+        ));
+        if let Some(session) = self.session.take() {
+            let _ = session.join();
+        }
+    }
+}
+
+#[test]
+fn lock_notes_are_shared_across_two_checkouts() {
+    let Some(server) = server() else { return };
+    let names = fresh();
+    let mut cleanup = Cleanup::new(server);
+    cleanup.schema(&names.schema);
+    let a = Checkout::new();
+    a.init(server.url(), &names);
+    a.ok(&["start", "--template", "t"]);
+    let b = Checkout::new();
+    b.init(server.url(), &names);
+    let note = format!("CI job 4711 (pipeline {TOKEN})");
+    let stored = "CI job 4711 (pipeline [REDACTED:github_token])";
+
+    // A's command takes the store's lock with its note, then waits to write its
+    // `begin` record behind the table lock: it holds the lock for as long as we need.
+    let table_lock = AuditTableLock::take(server, &names.schema);
+    let holder = a
+        .command(
+            &["--json", "step", "complete", "a1"],
+            &[("CHECKLIST_LOCK_NOTE", &note)],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = b.json(&["lock", "status"]);
+        if !status["holder"].is_null() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "A's command never took the lock: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // B, another checkout, sees the note with the holder, redacted.
+    assert_eq!(status["holder"]["note"], stored, "{status}");
+    assert_eq!(status["holder"]["pid"], holder.id(), "{status}");
+    let human = b.ok(&["lock", "status"]);
+    assert!(human.contains(&format!(", note: {stored})")), "{human}");
+    assert!(!human.contains(TOKEN), "{human}");
+    // B's lock timeout names it too; the row on the server holds only the redacted note.
+    let out = b.run(&["--lock-timeout", "500", "step", "complete", "b1"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(message.contains(&format!("note: {stored}")), "{message}");
+    assert!(!message.contains(TOKEN), "{message}");
+    let row = server
+        .psql(&format!(
+            "SELECT holder FROM {}.\"locks\" WHERE store = {}",
+            quote_ident(&names.schema),
+            quote_literal(&names.key)
+        ))
+        .unwrap();
+    assert!(row.contains(stored) && !row.contains(TOKEN), "{row}");
+
+    drop(table_lock);
+    let done = holder.wait_with_output().unwrap();
+    assert_eq!(code(&done), 0, "{}", stderr(&done));
+    let report: Value = serde_json::from_slice(&done.stdout).unwrap();
+    // The holder's transaction is in the shared trail with its note, read from B.
+    let audit = b.json(&["audit"]);
+    let records: Vec<&Value> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["txId"] == report["txId"])
+        .collect();
+    let events: Vec<&Value> = records.iter().map(|r| &r["event"]).collect();
+    assert_eq!(events, ["begin", "commit"], "{audit}");
+    assert!(records.iter().all(|r| r["lockNote"] == stored), "{audit}");
+    assert!(!audit.to_string().contains(TOKEN), "{audit}");
+    // The next holder, from B without a note, shows none.
+    b.ok(&["step", "complete", "b1"]);
+    assert!(b.json(&["lock", "status"])["holder"].is_null());
+}
+
 // ----- 5. the conformance suite -----------------------------------------------------------
 
 #[test]

@@ -13,6 +13,7 @@ pub(crate) fn checklist(root: &Path, args: &[&str]) -> Output {
         .arg(root)
         .args(args)
         .env_remove("CHECKLIST_DIR")
+        .env_remove("CHECKLIST_LOCK_NOTE")
         .output()
         .expect("run checklist")
 }

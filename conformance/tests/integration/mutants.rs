@@ -482,6 +482,14 @@ fn a_liveness_check_blind_to_other_processes_is_caught() {
 }
 
 #[test]
+fn a_provider_that_drops_holder_notes_is_caught() {
+    assert_caught(
+        Mutant::locks(LockBug::DropsNotes),
+        &["holder_notes_are_shown_to_every_provider"],
+    );
+}
+
+#[test]
 fn waiting_out_a_hung_holder_is_caught() {
     assert_caught(
         Mutant::locks(LockBug::WaitsOutLiveHolders),

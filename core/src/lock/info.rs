@@ -43,6 +43,44 @@ pub struct LockInfo {
     /// Where in the holder the lock was taken: a stack trace when the holder captured
     /// one (`CHECKLIST_LOCK_BACKTRACE=1`), otherwise its command line.
     pub stack_trace: Option<String>,
+    /// Why the holder holds the lock, in its own words (`--lock-note`,
+    /// `CHECKLIST_LOCK_NOTE`, [`LockRequest::note`](crate::LockRequest::note)): a CI
+    /// job id, a ticket. Absent from what older builds wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<LockNote>,
+}
+
+/// A holder's note on why it holds a lock (docs/decisions/0025-lock-notes.md): one line
+/// of at most [`MAX_CHARS`](Self::MAX_CHARS) characters, no control characters (so it
+/// cannot forge lines of `lock status` or an error message), and secrets replaced by
+/// `[REDACTED:<kind>]` before it is stored anywhere.
+///
+/// Made by [`LockNote::new`], which refuses what does not fit; a note read back from a
+/// lock (written by another tool or build) is made to fit instead, so it never makes
+/// the lock unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct LockNote(String);
+
+impl LockNote {
+    /// The longest note, in characters (after secrets are redacted).
+    pub const MAX_CHARS: usize = 200;
+
+    /// A note already checked and redacted by its constructors in `lock/mod.rs`.
+    pub(super) fn from_checked(text: String) -> Self {
+        Self(text)
+    }
+
+    /// The note's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for LockNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A process waiting for a lock.
@@ -92,6 +130,10 @@ pub struct LockCapabilities {
     pub cross_process: bool,
     /// It breaks a lock whose holder is provably gone, on the next `acquire`.
     pub stale_lock_detection: bool,
+    /// It stores the [`LockRequest::note`](crate::LockRequest::note) of a request with
+    /// its holder, so every provider on the lock shows it in [`LockInfo::note`]
+    /// (`inspect`, a lock timeout).
+    pub holder_notes: bool,
 }
 
 impl LockCapabilities {
@@ -99,11 +141,13 @@ impl LockCapabilities {
     pub const IN_PROCESS: Self = Self {
         cross_process: false,
         stale_lock_detection: false,
+        holder_notes: true,
     };
 
     /// Across processes, breaking the locks of holders that are gone.
     pub const CROSS_PROCESS: Self = Self {
         cross_process: true,
         stale_lock_detection: true,
+        holder_notes: true,
     };
 }

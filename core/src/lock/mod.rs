@@ -11,7 +11,7 @@ use crate::config::LockSettings;
 pub(crate) mod info;
 
 use crate::error::Result;
-pub use info::{LockCapabilities, LockInfo, LockStatus, Operation, UnreadableLock, Waiter};
+pub use info::{LockCapabilities, LockInfo, LockNote, LockStatus, Operation, UnreadableLock, Waiter};
 
 /// A request for the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,10 @@ pub struct LockRequest {
     pub retry_interval: Duration,
     /// How long the lock stays valid without renewal; the guard renews it every third.
     pub expiry: Duration,
+    /// Why the caller wants the lock, stored with its holder where the provider's
+    /// [`LockCapabilities::holder_notes`] says so: `lock status`, another caller's
+    /// lock timeout and the audit records of the holder's transaction show it.
+    pub note: Option<LockNote>,
 }
 
 impl Default for LockRequest {
@@ -40,6 +44,7 @@ impl LockRequest {
             timeout: settings.timeout(),
             retry_interval: settings.retry_interval(),
             expiry: settings.expiry(),
+            note: settings.note.clone(),
         }
     }
 
@@ -47,6 +52,65 @@ impl LockRequest {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+}
+
+impl LockNote {
+    /// A note from `text`, as a person or a CI job gave it: secrets in it are replaced
+    /// by `[REDACTED:<kind>]` (docs/decisions/0012-secrets-outside-the-document.md), so
+    /// no lock, lease row, error or audit record ever holds one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`](crate::Error::InvalidOperation) for an empty note, a
+    /// control character (a newline, a tab, an escape: a note is one line, and must not
+    /// forge lines of `lock status`), or more than [`MAX_CHARS`](Self::MAX_CHARS)
+    /// characters once redacted.
+    pub fn new(text: &str) -> Result<Self> {
+        if text.trim().is_empty() {
+            return Err(crate::Error::invalid(
+                "the lock note is empty; give a short text that says why the lock is held, or no note",
+            ));
+        }
+        if let Some(bad) = text.chars().find(|c| c.is_control()) {
+            return Err(crate::Error::invalid(format!(
+                "the lock note contains the control character {:?}; a note is one line of printable text",
+                bad
+            )));
+        }
+        let mut text = text.to_owned();
+        crate::secrets::redact_text(&mut text);
+        let chars = text.chars().count();
+        if chars > Self::MAX_CHARS {
+            return Err(crate::Error::invalid(format!(
+                "the lock note is {chars} characters long, more than the {} a note may have; shorten it",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Self::from_checked(text))
+    }
+
+    /// A note as a lock recorded it, made to fit whoever wrote it: control characters
+    /// become U+FFFD, secrets are redacted and the text is cut to
+    /// [`MAX_CHARS`](Self::MAX_CHARS). What [`new`](Self::new) made reads back as it was.
+    fn from_stored(text: String) -> Self {
+        let mut text: String = text
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
+            .collect();
+        crate::secrets::redact_text(&mut text);
+        Self::from_checked(text.chars().take(Self::MAX_CHARS).collect())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LockNote {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from_stored)
     }
 }
 
@@ -163,6 +227,12 @@ impl Drop for LockGuard {
 ///   the same resource (what two processes would open) report the same
 ///   [`resource`](Self::resource) and [`capabilities`](Self::capabilities), exclude each other (the timeout names that resource)
 ///   and see each other's holder.
+/// - `holder_notes_are_shown_to_every_provider`: a provider whose
+///   [`capabilities`](Self::capabilities) declare holder notes stores
+///   [`LockRequest::note`] with the holder, and every provider on the lock shows it in
+///   [`LockInfo::note`] (the guard, `inspect`, a lock timeout); a holder without a note
+///   shows none, whatever an earlier holder noted. One that does not declare them shows
+///   no note.
 /// - `a_live_holder_keeps_the_lock_past_its_expiry`: a guard that stays alive keeps
 ///   the lock for as long as it is held, however short `request.expiry` (a file
 ///   provider renews it): [`LockGuard::ensure_held`] keeps succeeding and other
@@ -252,3 +322,43 @@ macro_rules! forward_lock_provider {
 }
 
 forward_lock_provider!(Arc, Box);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_is_one_printable_line_of_bounded_length() {
+        let note = LockNote::new("ci job 4711 (nightly import)").unwrap();
+        assert_eq!(note.as_str(), "ci job 4711 (nightly import)");
+        for bad in ["", "   ", "job 1\n  waiting: pid 1", "tab\there", "\u{1b}[31mred"] {
+            let error = LockNote::new(bad).unwrap_err();
+            assert!(error.to_string().contains("lock note"), "{bad:?}: {error}");
+        }
+        assert!(LockNote::new(&"x".repeat(LockNote::MAX_CHARS)).is_ok());
+        let error = LockNote::new(&"x".repeat(LockNote::MAX_CHARS + 1)).unwrap_err();
+        assert!(error.to_string().contains("201 characters"), "{error}");
+        // Characters, not bytes: a note in another script is not cut short.
+        assert!(LockNote::new(&"ü".repeat(LockNote::MAX_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn a_secret_in_a_note_is_redacted_before_it_is_stored() {
+        let token = format!("ghp_{}", "a".repeat(36));
+        let note = LockNote::new(&format!("deploy with {token}")).unwrap();
+        assert_eq!(note.as_str(), "deploy with [REDACTED:github_token]");
+        let stored: LockNote = serde_json::from_str(&serde_json::to_string(&note).unwrap()).unwrap();
+        assert_eq!(stored, note);
+    }
+
+    #[test]
+    fn a_request_takes_the_note_of_its_settings() {
+        let settings = LockSettings {
+            note: Some(LockNote::new("job 7").unwrap()),
+            ..LockSettings::default()
+        };
+        let request = LockRequest::from_settings(Operation::Write, &settings);
+        assert_eq!(request.note.as_ref().map(LockNote::as_str), Some("job 7"));
+        assert_eq!(LockRequest::default().note, None);
+    }
+}

@@ -43,6 +43,8 @@ pub(crate) enum LockBug {
     /// A holder whose process is alive keeps the lock whatever its expiry: waiters
     /// wait out a hung holder.
     WaitsOutLiveHolders,
+    /// It declares holder notes but stores none: the request's note is dropped.
+    DropsNotes,
 }
 
 /// A correct [`FileLockProvider`] with one [`LockBug`].
@@ -141,6 +143,13 @@ impl LockProvider for BrokenLocks {
                     }
                     other => other,
                 }
+            }
+            LockBug::DropsNotes => {
+                let unnoted = LockRequest {
+                    note: None,
+                    ..request.clone()
+                };
+                self.inner.acquire(&unnoted).await
             }
             LockBug::GivesUpLate => {
                 let late = request.clone().with_timeout(request.timeout * 4);
