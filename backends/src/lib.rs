@@ -2,15 +2,24 @@
 //!
 //! The built-in backends of the checklist state store and the pieces to build more:
 //!
-//! - [`YamlFileStore`] (`.checklist/state.yaml`) and [`JsonFileStore`]
-//!   (`.checklist/state.json`): one shared file engine, [`FileStore`], whose writes are
-//!   atomic and durable (exclusive temp file → fsync → rename → fsync directory) and
-//!   never follow a symbolic link. A [`Codec`] is all that differs between them — and
-//!   all a new file format needs.
-//! - [`MemoryStore`]: the same semantics without a disk, for tests and embedding.
+//! - `YamlFileStore` (cargo feature `yaml`, `.checklist/state.yaml`) and `JsonFileStore`
+//!   (cargo feature `json`, `.checklist/state.json`): one shared file engine,
+//!   [`FileStore`], whose writes are atomic and durable (exclusive temp file → fsync →
+//!   rename → fsync directory) and never follow a symbolic link. A [`Codec`] is all that
+//!   differs between them — and all a new file format needs. The two codecs,
+//!   [`YamlCodec`] and [`JsonCodec`], are there without the features: config.yaml and
+//!   the sidecar files are YAML, and the memory and sqlite backends keep JSON.
+//! - [`MemoryStore`]: the same semantics without a disk, for tests and embedding;
+//!   always built.
 //! - `SqliteStore` (cargo feature `sqlite`, `.checklist/state.db`): the document in an
 //!   embedded SQLite database, written in one transaction per commit; its backups,
 //!   quarantine, archive and audit trail stay files beside it.
+//! - `PostgresStore` (cargo feature `postgres`): one store shared by many machines
+//!   through a PostgreSQL server. Without the feature no PostgreSQL client (nor TLS
+//!   stack) is compiled.
+//!
+//! `yaml` and `json` are the default features; docs/decisions/0028-features-and-publishing.md
+//! in the repository says what each feature gates.
 //! - [`FileLockProvider`]: exclusive access across processes (`.checklist/.lock`),
 //!   with a heartbeat, race-safe breaking of stale locks, and waiters visible.
 //! - [`InProcessLockProvider`]: exclusive access among the tasks of one process.
@@ -53,7 +62,11 @@ mod sys;
 pub use checklist_core::codec::{Codec, CodecError};
 pub use codec::json::{JsonCodec, MAX_JSON_VALUES};
 pub use codec::yaml::YamlCodec;
-pub use file_store::{FileStore, FileStoreOptions, JsonFileStore, YamlFileStore};
+#[cfg(feature = "json")]
+pub use file_store::JsonFileStore;
+#[cfg(feature = "yaml")]
+pub use file_store::YamlFileStore;
+pub use file_store::{FileStore, FileStoreOptions};
 pub use fs::{atomic, crash, fault, vfs};
 pub use lock::file::{FileLockProvider, LockEvent};
 pub use lock::format::parse_lock_file;

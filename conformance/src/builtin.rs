@@ -1,15 +1,17 @@
-//! Subjects for the built-in backends (`yaml`, `json`, `memory`, and `sqlite` with the
-//! cargo feature `sqlite`): the one factory
+//! Subjects for the built-in backends (`memory`, and `yaml`, `json` and `sqlite` with the
+//! cargo feature of that name; `yaml` and `json` are default features): the one factory
 //! shared by this crate's own tests and by `checklist conformance`, which runs the suite
 //! on a file system of the user's choosing.
 //!
 //! ```
+//! # #[cfg(feature = "json")] {
 //! use checklist_conformance::builtin::{BuiltinBackend, subject_for};
 //! use checklist_core::config::Durability;
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let subject = subject_for(BuiltinBackend::Json, dir.path(), Durability::Full).unwrap();
 //! assert_eq!(subject.store.info().backend.as_str(), "json");
+//! # }
 //! ```
 
 use std::fmt;
@@ -19,9 +21,12 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
 
+#[cfg(feature = "json")]
+use checklist_backends::JsonCodec;
+#[cfg(feature = "yaml")]
+use checklist_backends::YamlCodec;
 use checklist_backends::{
-    Codec, FileLockProvider, FileStore, FileStoreOptions, InProcessLockProvider, JsonCodec, MemoryStore,
-    YamlCodec,
+    Codec, FileLockProvider, FileStore, FileStoreOptions, InProcessLockProvider, MemoryStore,
 };
 use checklist_core::config::Durability;
 use checklist_core::{LockInfo, Result};
@@ -32,9 +37,13 @@ use crate::{RawAccess, Subject};
 /// A backend that ships with the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BuiltinBackend {
-    /// `state.yaml` in a directory (`checklist_backends::YamlFileStore`).
+    /// `state.yaml` in a directory (`checklist_backends::YamlFileStore`; cargo feature
+    /// `yaml`).
+    #[cfg(feature = "yaml")]
     Yaml,
-    /// `state.json` in a directory (`checklist_backends::JsonFileStore`).
+    /// `state.json` in a directory (`checklist_backends::JsonFileStore`; cargo feature
+    /// `json`).
+    #[cfg(feature = "json")]
     Json,
     /// A document in memory ([`MemoryStore`]); nothing touches the disk.
     Memory,
@@ -45,17 +54,24 @@ pub enum BuiltinBackend {
 }
 
 impl BuiltinBackend {
-    /// Every built-in backend (`sqlite` with the cargo feature `sqlite`).
-    #[cfg(not(feature = "sqlite"))]
-    pub const ALL: &'static [Self] = &[Self::Yaml, Self::Json, Self::Memory];
-    /// Every built-in backend (`sqlite` with the cargo feature `sqlite`).
-    #[cfg(feature = "sqlite")]
-    pub const ALL: &'static [Self] = &[Self::Yaml, Self::Json, Self::Memory, Self::Sqlite];
+    /// Every built-in backend this build has (each but `memory` with the cargo feature
+    /// of its name).
+    pub const ALL: &'static [Self] = &[
+        #[cfg(feature = "yaml")]
+        Self::Yaml,
+        #[cfg(feature = "json")]
+        Self::Json,
+        Self::Memory,
+        #[cfg(feature = "sqlite")]
+        Self::Sqlite,
+    ];
 
     /// Its registered name, as `config.yaml`'s `backend.type` spells it.
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "yaml")]
             Self::Yaml => "yaml",
+            #[cfg(feature = "json")]
             Self::Json => "json",
             Self::Memory => "memory",
             #[cfg(feature = "sqlite")]
@@ -124,9 +140,18 @@ impl FromStr for BuiltinBackend {
 /// # Errors
 /// As `FileStore::open`: `Error::NotInitialized` when `dir` does not exist,
 /// `Error::Io` when it is not a directory, `Error::SymlinkRefused` for a link.
+#[cfg_attr(
+    not(any(feature = "yaml", feature = "json", feature = "sqlite")),
+    expect(
+        unused_variables,
+        reason = "memory, the one backend left, has no directory or durability"
+    )
+)]
 pub fn subject_for(backend: BuiltinBackend, dir: &Path, durability: Durability) -> Result<Subject> {
     match backend {
+        #[cfg(feature = "yaml")]
         BuiltinBackend::Yaml => file_subject(YamlCodec, dir, durability),
+        #[cfg(feature = "json")]
         BuiltinBackend::Json => file_subject(JsonCodec, dir, durability),
         BuiltinBackend::Memory => Ok(memory_subject()),
         #[cfg(feature = "sqlite")]

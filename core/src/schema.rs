@@ -1,8 +1,10 @@
 //! The JSON Schemas of the store's files, compiled once and applied on every load and
 //! before every save.
 //!
-//! The schema texts live in the repository's `schemas/` directory and are compiled
-//! into this crate, so a build always validates against the schemas it was built with.
+//! The schema texts live in this crate's `schemas/` directory (`core/schemas/`, so that
+//! the published crate carries them; the repository's `schemas/` links to them) and
+//! are compiled into this crate, so a build always validates against the schemas it
+//! was built with.
 
 use std::sync::LazyLock;
 
@@ -10,13 +12,13 @@ use jsonschema::Validator;
 use serde_json::Value;
 
 /// The text of `schemas/state.schema.json`.
-pub const STATE_SCHEMA: &str = include_str!("../../schemas/state.schema.json");
+pub const STATE_SCHEMA: &str = include_str!("../schemas/state.schema.json");
 
 /// The text of `schemas/config.schema.json`.
-pub const CONFIG_SCHEMA: &str = include_str!("../../schemas/config.schema.json");
+pub const CONFIG_SCHEMA: &str = include_str!("../schemas/config.schema.json");
 
 /// The text of `schemas/lock.schema.json`.
-pub const LOCK_SCHEMA: &str = include_str!("../../schemas/lock.schema.json");
+pub const LOCK_SCHEMA: &str = include_str!("../schemas/lock.schema.json");
 
 static STATE: LazyLock<Validator> = LazyLock::new(|| compile(STATE_SCHEMA));
 static CONFIG: LazyLock<Validator> = LazyLock::new(|| compile(CONFIG_SCHEMA));

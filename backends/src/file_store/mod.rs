@@ -130,10 +130,12 @@ impl<C: Codec> Codec for WithPreamble<C> {
     }
 }
 
-/// The YAML-file backend: `.checklist/state.yaml`.
+/// The YAML-file backend: `.checklist/state.yaml` (cargo feature `yaml`).
+#[cfg(feature = "yaml")]
 pub type YamlFileStore = FileStore<crate::YamlCodec>;
 
-/// The JSON-file backend: `.checklist/state.json`, pretty-printed.
+/// The JSON-file backend: `.checklist/state.json`, pretty-printed (cargo feature `json`).
+#[cfg(feature = "json")]
 pub type JsonFileStore = FileStore<crate::JsonCodec>;
 
 /// A [`StateStore`](checklist_core::StateStore) keeping its document in one file,
@@ -141,10 +143,10 @@ pub type JsonFileStore = FileStore<crate::JsonCodec>;
 ///
 /// ```no_run
 /// # async fn demo() -> checklist_core::Result<()> {
-/// use checklist_backends::{YamlCodec, YamlFileStore, FileStoreOptions};
+/// use checklist_backends::{FileStore, FileStoreOptions, YamlCodec};
 /// use checklist_core::{ChecklistState, DocumentStoreExt, Expectation};
 ///
-/// let store = YamlFileStore::open(".checklist", YamlCodec, FileStoreOptions::default())?;
+/// let store = FileStore::open(".checklist", YamlCodec, FileStoreOptions::default())?;
 /// let committed = store.commit(&ChecklistState::new(), Expectation::Absent).await?;
 /// assert_eq!(committed.revision, 1);
 /// # Ok(()) }

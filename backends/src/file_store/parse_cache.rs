@@ -112,8 +112,9 @@ impl ParseCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::yaml::YamlCodec;
     use crate::fs::vfs::RealFs;
-    use crate::{FileStore, FileStoreOptions, YamlCodec};
+    use crate::{FileStore, FileStoreOptions};
     use checklist_core::store::verify_afresh;
     use checklist_core::{DocumentStoreExt, Expectation};
     use serde_json::json;

@@ -32,7 +32,8 @@ const MANIFEST: &str = "# Backups of the state (checklist backup list).\nversion
 /// What `init` should do.
 #[derive(Debug, Clone, Default)]
 pub struct InitOptions {
-    /// The backend of a new store (default `yaml`); ignored for an existing one.
+    /// The backend of a new store (default `yaml`, which needs the crate's `yaml` feature:
+    /// without it, name a backend the registry has); ignored for an existing one.
     pub backend: Option<String>,
     /// Where `backend` was given, in the caller's words, for an error about the name
     /// (the CLI: `the --backend option`); default `InitOptions::backend`.

@@ -13,8 +13,9 @@
 //!         locks: Arc::new(InProcessLockProvider::new("memory:scratch")),
 //!     })
 //! });
-//! assert!(registry.contains("scratch") && registry.contains("yaml"));
-//! // `sqlite` too, with the crate's `sqlite` feature.
+//! assert!(registry.contains("scratch") && registry.contains("memory"));
+//! // Each other built-in backend with the crate feature of its name.
+//! assert_eq!(registry.contains("yaml"), cfg!(feature = "yaml"));
 //! assert_eq!(registry.contains("sqlite"), cfg!(feature = "sqlite"));
 //! ```
 
@@ -25,7 +26,9 @@ use std::sync::{Arc, Mutex};
 use checklist_core::config::Durability;
 use checklist_core::{Backend, BackendFactory, BackendRegistry, Config, LockNote, OpenContext, Result};
 
+#[cfg(feature = "json")]
 use crate::codec::json::JsonCodec;
+#[cfg(feature = "yaml")]
 use crate::codec::yaml::YamlCodec;
 use crate::file_store::{FileStore, FileStoreOptions, check_store_dir};
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
@@ -37,8 +40,9 @@ use crate::project::layout::{Layout, STATE_SCHEMA_LINE};
 use crate::project::state_home::{self, Located};
 use checklist_core::codec::Codec;
 
-/// A registry with the built-in backends `yaml`, `json` and `memory`, and `sqlite`
-/// when the crate is built with the `sqlite` feature.
+/// A registry with the built-in backends: `memory`, and `yaml`, `json`, `sqlite` and
+/// `postgres` when the crate is built with the feature of that name (`yaml` and `json`
+/// are default features).
 ///
 /// Memory stores live as long as the registry: every `open` of the same directory
 /// through this registry returns handles to one shared in-memory store.
@@ -48,13 +52,24 @@ pub fn builtin_registry() -> BackendRegistry {
 
 /// Like [`builtin_registry`], with the file backends doing all their I/O through
 /// `vfs` (fault injection, [`vfs`](crate::fs::vfs)).
-pub fn builtin_registry_with_vfs(vfs: Arc<dyn Vfs>) -> BackendRegistry {
+pub fn builtin_registry_with_vfs(
+    #[cfg_attr(
+        not(any(feature = "yaml", feature = "json", feature = "sqlite")),
+        expect(
+            unused_variables,
+            reason = "only the file and sqlite backends do I/O through it"
+        )
+    )]
+    vfs: Arc<dyn Vfs>,
+) -> BackendRegistry {
     let mut registry = BackendRegistry::empty();
     // A project's state.yaml names its schema for editors (docs/file-formats.md).
+    #[cfg(feature = "yaml")]
     registry.register(
         "yaml",
         file_factory(YamlCodec, Arc::clone(&vfs), Some(STATE_SCHEMA_LINE)),
     );
+    #[cfg(feature = "json")]
     registry.register("json", file_backend_factory_with_vfs(JsonCodec, Arc::clone(&vfs)));
     #[cfg(feature = "sqlite")]
     registry.register(
@@ -208,9 +223,9 @@ mod tests {
         let err = builtin_registry().open(dir.path(), &config).await.unwrap_err();
         let text = err.to_string();
         let names = builtin_registry().names().join(", ");
-        for builtin in ["json", "memory", "yaml"] {
-            assert!(names.contains(builtin), "{names}");
-        }
+        assert!(names.contains("memory"), "{names}");
+        assert_eq!(names.contains("yaml"), cfg!(feature = "yaml"), "{names}");
+        assert_eq!(names.contains("json"), cfg!(feature = "json"), "{names}");
         assert_eq!(names.contains("sqlite"), cfg!(feature = "sqlite"), "{names}");
         assert_eq!(names.contains("postgres"), cfg!(feature = "postgres"), "{names}");
         assert!(text.contains("\"etcd\"") && text.contains(&names), "{text}");

@@ -1,8 +1,10 @@
-//! The conformance suite against every built-in backend: YAML and JSON files (with
-//! full and fast durability) and memory, each subject built by the shared factory
+//! The conformance suite against every built-in backend this build has: YAML and JSON
+//! files (with full and fast durability; cargo features `yaml` and `json`) and memory,
+//! each subject built by the shared factory
 //! [`checklist_conformance::builtin::subject_for`] in a fresh temp directory.
 
-use checklist_conformance::builtin::{BuiltinBackend, subject_for};
+use checklist_backends::YamlCodec;
+use checklist_conformance::builtin::{BuiltinBackend, file_subject, subject_for};
 use checklist_conformance::{Subject, conformance_tests};
 use checklist_core::config::Durability;
 
@@ -13,6 +15,7 @@ fn subject(backend: BuiltinBackend, durability: Durability) -> Subject {
         .keep_alive(dir)
 }
 
+#[cfg(feature = "yaml")]
 mod yaml {
     use super::*;
     async fn subject() -> Subject {
@@ -21,6 +24,7 @@ mod yaml {
     conformance_tests!(subject);
 }
 
+#[cfg(feature = "yaml")]
 mod yaml_fast {
     use super::*;
     async fn subject() -> Subject {
@@ -29,6 +33,7 @@ mod yaml_fast {
     conformance_tests!(subject);
 }
 
+#[cfg(feature = "json")]
 mod json {
     use super::*;
     async fn subject() -> Subject {
@@ -37,6 +42,7 @@ mod json {
     conformance_tests!(subject);
 }
 
+#[cfg(feature = "json")]
 mod json_fast {
     use super::*;
     async fn subject() -> Subject {
@@ -98,7 +104,7 @@ fn builtin_names_round_trip_and_others_are_refused() {
 fn a_file_subject_needs_an_existing_directory() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
-    let error = subject_for(BuiltinBackend::Yaml, &missing, Durability::Full).unwrap_err();
+    let error = file_subject(YamlCodec, &missing, Durability::Full).unwrap_err();
     assert_eq!(error.kind(), "not_initialized", "{error}");
 }
 
