@@ -36,7 +36,7 @@ use crate::lock::directory::DirectoryLocks;
 use crate::lock::in_process::InProcessLockProvider;
 use crate::memory::MemoryStore;
 use crate::project::config::load_config;
-use crate::project::layout::{Layout, STATE_SCHEMA_LINE};
+use crate::project::layout::Layout;
 use crate::project::state_home::{self, Located};
 use checklist_core::codec::Codec;
 
@@ -67,7 +67,11 @@ pub fn builtin_registry_with_vfs(
     #[cfg(feature = "yaml")]
     registry.register(
         "yaml",
-        file_factory(YamlCodec, Arc::clone(&vfs), Some(STATE_SCHEMA_LINE)),
+        file_factory(
+            YamlCodec,
+            Arc::clone(&vfs),
+            Some(crate::project::layout::STATE_SCHEMA_LINE),
+        ),
     );
     #[cfg(feature = "json")]
     registry.register("json", file_backend_factory_with_vfs(JsonCodec, Arc::clone(&vfs)));
