@@ -15,7 +15,8 @@
 //!   renewal, force-release) happens under it, and creation by link cannot replace an
 //!   existing file, so two breakers never remove a fresh lock (hazard 1).
 //! - **Waiters** register as `.locks/waiter-<pid>-<nonce>.json`, never touching the
-//!   holder's file.
+//!   holder's file, and line up on `.locks/queue.lock`, whose head is woken by the
+//!   holder's release (`queue.rs`).
 
 use std::fmt;
 use std::fs::{File, TryLockError};

@@ -1,8 +1,9 @@
 //! Waking the file lock's waiters when the lock frees, instead of each polling it
 //! (docs/decisions/0007-file-lock.md, "Waking waiters").
 //!
-//! Waiters line up on an OS advisory lock, `.locks/queue.lock`: each asks for it
-//! exclusively and blocks in the kernel until it has it. The one that has it is the
+//! Waiters line up on an OS advisory lock, `.locks/queue.lock`: a newcomer takes it
+//! at once if nobody is queued ([`Queue::enter`]); otherwise it asks for it exclusively
+//! and blocks in the kernel until it has it, without racing the queue for the lock. The one that has it is the
 //! head of the queue, the only waiter that watches the holder: it blocks on a shared
 //! lock of the holder's liveness file (`.locks/live-<lockId>`), which the holder keeps
 //! exclusively until it has removed `.lock`, and which the kernel lets go when the
