@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use checklist_core::{AuditRecord, Result};
+use checklist_core::{AuditRecord, LockNote, Result};
 use chrono::SecondsFormat;
 use serde_json::json;
 
@@ -37,17 +37,7 @@ fn line(record: &AuditRecord) -> String {
     if let Some(note) = &record.lock_note {
         // This build writes notes as one line, but a trail is also read as another
         // tool or a hand edit left it: a note never adds lines of its own here.
-        let note: String = note
-            .chars()
-            .map(|c| {
-                if c.is_control() {
-                    char::REPLACEMENT_CHARACTER
-                } else {
-                    c
-                }
-            })
-            .collect();
-        text.push_str(&format!(" (lock note: {note})"));
+        text.push_str(&format!(" (lock note: {})", LockNote::one_line(note)));
     }
     text
 }

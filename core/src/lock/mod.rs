@@ -89,12 +89,11 @@ impl LockNote {
         Ok(Self::from_checked(text))
     }
 
-    /// A note as a lock recorded it, made to fit whoever wrote it: control characters
-    /// become U+FFFD, secrets are redacted and the text is cut to
-    /// [`MAX_CHARS`](Self::MAX_CHARS). What [`new`](Self::new) made reads back as it was.
-    fn from_stored(text: String) -> Self {
-        let mut text: String = text
-            .chars()
+    /// `text` with every control character (a newline, a tab, an escape) replaced by
+    /// U+FFFD: how a note read from a lock or a trail written by another tool is shown,
+    /// so that it never adds lines or terminal sequences of its own.
+    pub fn one_line(text: &str) -> String {
+        text.chars()
             .map(|c| {
                 if c.is_control() {
                     char::REPLACEMENT_CHARACTER
@@ -102,7 +101,14 @@ impl LockNote {
                     c
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    /// A note as a lock recorded it, made to fit whoever wrote it: control characters
+    /// become U+FFFD, secrets are redacted and the text is cut to
+    /// [`MAX_CHARS`](Self::MAX_CHARS). What [`new`](Self::new) made reads back as it was.
+    fn from_stored(text: String) -> Self {
+        let mut text = Self::one_line(&text);
         crate::secrets::redact_text(&mut text);
         Self::from_checked(text.chars().take(Self::MAX_CHARS).collect())
     }
