@@ -109,31 +109,14 @@ async fn next_commits(follower: &mut Follower, count: usize) -> Result<Vec<u64>,
     Ok(revisions)
 }
 
-/// A watch made before a commit through another handle wakes after it.
-pub async fn a_watch_wakes_for_a_commit_through_another_handle(subject: &Subject) -> CaseResult {
-    step(
-        "seeding the store",
-        subject.store.commit(&sample_state(1), Expectation::Absent).await,
-    )?;
+/// Seeds the store with revision 1, then commits revisions 2 to `last` through a
+/// second handle, each after the watch made before the first returned for the one
+/// before: a watch that stops waking fails at the commit it misses.
+async fn watch_through_commits(subject: &Subject, last: u64) -> CaseResult {
+    seed(subject).await?;
     let mut watch = step("starting a watch", subject.store.watch().await)?;
     let other = subject.reopen()?;
-    step(
-        "committing through another handle",
-        other.commit(&sample_state(2), Expectation::Revision(1)).await,
-    )?;
-    wait_for_revision(subject, &mut watch, 2).await
-}
-
-/// The same watch wakes for each later commit, including one made while nobody was
-/// waiting on it (between two calls to `changed`).
-pub async fn a_watch_wakes_for_every_commit_after_it_was_made(subject: &Subject) -> CaseResult {
-    step(
-        "seeding the store",
-        subject.store.commit(&sample_state(1), Expectation::Absent).await,
-    )?;
-    let mut watch = step("starting a watch", subject.store.watch().await)?;
-    let other = subject.reopen()?;
-    for revision in 2..=5 {
+    for revision in 2..=last {
         step(
             "committing through another handle",
             other
@@ -148,13 +131,30 @@ pub async fn a_watch_wakes_for_every_commit_after_it_was_made(subject: &Subject)
     Ok(())
 }
 
-/// A follower reports every commit another handle makes, in revision order, each once,
-/// each with its audit record.
-pub async fn a_follower_sees_every_commit_in_order_once(subject: &Subject) -> CaseResult {
+/// The store at revision 1, committed through the subject's own handle.
+async fn seed(subject: &Subject) -> CaseResult {
     step(
         "seeding the store",
         subject.store.commit(&sample_state(1), Expectation::Absent).await,
-    )?;
+    )
+    .map(drop)
+}
+
+/// A watch made before a commit through another handle wakes after it.
+pub async fn a_watch_wakes_for_a_commit_through_another_handle(subject: &Subject) -> CaseResult {
+    watch_through_commits(subject, 2).await
+}
+
+/// The same watch wakes for each later commit, including one made while nobody was
+/// waiting on it (between two calls to `changed`).
+pub async fn a_watch_wakes_for_every_commit_after_it_was_made(subject: &Subject) -> CaseResult {
+    watch_through_commits(subject, 5).await
+}
+
+/// A follower reports every commit another handle makes, in revision order, each once,
+/// each with its audit record.
+pub async fn a_follower_sees_every_commit_in_order_once(subject: &Subject) -> CaseResult {
+    seed(subject).await?;
     let mut follower = step(
         "starting a follower",
         Follower::from_now(Arc::clone(&subject.store)).await,
@@ -183,10 +183,7 @@ pub async fn a_follower_sees_every_commit_in_order_once(subject: &Subject) -> Ca
 pub async fn a_follower_starting_between_commits_misses_none_after_its_start(
     subject: &Subject,
 ) -> CaseResult {
-    step(
-        "seeding the store",
-        subject.store.commit(&sample_state(1), Expectation::Absent).await,
-    )?;
+    seed(subject).await?;
     let committer = other_committer(subject)?;
     for i in 0..2 {
         commit_step(&committer, &format!("before-{i}")).await?;
