@@ -79,8 +79,9 @@ pub use project::init::{InitOptions, InitOutcome, InitReport, init_project, init
 pub use project::layout::{CONFIG_SCHEMA_LINE, EDITOR_SCHEMAS, Layout, STATE_SCHEMA_LINE, STORE_DIR_NAME};
 pub use project::registry::{
     OpenOptions, OpenedStore, builtin_registry, builtin_registry_with_vfs, file_backend_factory,
-    file_backend_factory_with_vfs, open_project, open_project_with_vfs,
+    file_backend_factory_with_vfs, open_project, open_project_with_vfs, refuse_a_changed_backend,
 };
+pub use project::relocate::{MoveOptions, MoveReport, move_project_store, move_project_store_with_vfs};
 pub use project::state_home;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, sqlite_backend_factory, sqlite_backend_factory_with_vfs};

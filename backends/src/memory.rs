@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use checklist_core::archive::{ArchivedInstance, HistoryEntry, validate_file_stem};
-use checklist_core::backup::BackupIndexRebuild;
+use checklist_core::backup::{BackupIndexRebuild, validate_backup_id};
 use checklist_core::codec::Codec;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256, new_quarantine_id};
 use checklist_core::store::{self, Capabilities};
@@ -312,6 +312,21 @@ impl BackupStore for MemoryStore {
         Ok(())
     }
 
+    async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+        validate_backup_id(&record.id)?;
+        let mut backups = lock(&self.inner.backups);
+        if backups.iter().any(|(b, _)| b.id == record.id) {
+            return Err(Error::already_listed("backup", &record.id, self.location()));
+        }
+        let kept = BackupRecord {
+            location: format!("{}/backup/{}", self.location(), record.id),
+            size: document.len() as u64,
+            ..record.clone()
+        };
+        backups.push((kept.clone(), document.to_vec()));
+        Ok(kept)
+    }
+
     async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
         Err(Error::Unsupported {
             operation: "rebuilding the backup index (it keeps no index apart from its backups)".to_owned(),
@@ -391,6 +406,25 @@ impl QuarantineStore for MemoryStore {
             .find(|(r, _)| r.id == id)
             .map(|(_, bytes)| bytes.clone())
             .ok_or_else(|| self.not_found("quarantined document", id))
+    }
+
+    async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord> {
+        validate_backup_id(&record.id)?;
+        let mut quarantine = lock(&self.inner.quarantine);
+        if quarantine.iter().any(|(r, _)| r.id == record.id) {
+            return Err(Error::already_listed(
+                "quarantined document",
+                &record.id,
+                self.location(),
+            ));
+        }
+        let kept = QuarantineRecord {
+            location: format!("{}/quarantine/{}", self.location(), record.id),
+            ..record.clone()
+        };
+        quarantine.push((kept.clone(), found.to_vec()));
+        quarantine.sort_by(|(a, _), (b, _)| a.quarantined_at.cmp(&b.quarantined_at).then(a.id.cmp(&b.id)));
+        Ok(kept)
     }
 }
 

@@ -130,6 +130,9 @@ pub enum Command {
     Lock(LockCommand),
     /// Upgrade a state file of an older schema version (the original is kept as a backup).
     Migrate(MigrateArgs),
+    /// Move the store to another backend (yaml, json, sqlite, postgres, a custom one).
+    #[command(subcommand)]
+    Backend(BackendCommand),
     /// List, take, restore or prune backups of the state.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -280,6 +283,34 @@ pub enum LockCommand {
         /// The id of the lock to break.
         lock_id: String,
     },
+}
+
+/// `checklist backend …`.
+#[derive(Debug, Subcommand)]
+pub enum BackendCommand {
+    /// Move the store to the backend TYPE: its state at the same revision, the audit
+    /// trail, backups, archive and quarantine; config.yaml names the new store last,
+    /// and the old one is kept as it was, marked as moved. Run it again after an
+    /// interruption to finish the move.
+    Migrate(BackendMigrateArgs),
+}
+
+/// `checklist backend migrate`.
+#[derive(Debug, Args)]
+pub struct BackendMigrateArgs {
+    /// The backend to move the store to.
+    #[arg(long, value_name = "TYPE")]
+    pub to: String,
+    /// The backend whose state in this store directory to move, when config.yaml no
+    /// longer names it (its backend.type was edited by hand); default the one it names.
+    #[arg(long, value_name = "TYPE")]
+    pub from: Option<String>,
+    /// Say what would move, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where a `postgres` store lives (with --to postgres).
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// `checklist init`.

@@ -27,6 +27,10 @@ pub enum ExitCode {
     SecretDetected = 7,
     /// The document's schema version cannot be read by this build.
     UnsupportedVersion = 8,
+    /// config.yaml names a backend that holds no state while another backend's state
+    /// is in the store directory (`backend.type` changed by hand), or the store was
+    /// moved to another backend and takes no more writes; nothing was changed.
+    BackendChanged = 9,
 }
 
 impl ExitCode {
@@ -49,6 +53,7 @@ pub fn exit_code(error: &Error) -> ExitCode {
         }
         Error::SecretDetected { .. } => ExitCode::SecretDetected,
         Error::UnsupportedVersion { .. } => ExitCode::UnsupportedVersion,
+        Error::BackendChanged { .. } | Error::StoreMoved { .. } => ExitCode::BackendChanged,
         _ => ExitCode::Other,
     }
 }
@@ -59,6 +64,16 @@ pub fn exit_code(error: &Error) -> ExitCode {
 pub fn hint(error: &Error) -> Option<String> {
     let hint = match error {
         Error::NotInitialized { .. } => "run `checklist init` first".to_owned(),
+        Error::BackendChanged {
+            configured, found, ..
+        } => format!(
+            "`checklist backend migrate --from {found} --to {configured}` moves that state to the {configured} \
+             backend, or set `type: {found}` under `backend:` in config.yaml again to use it where it is"
+        ),
+        Error::StoreMoved { moved_to, .. } => format!(
+            "config.yaml should name the {} backend the state was moved to",
+            moved_to.backend
+        ),
         Error::LockTimeout {
             holder: Some(holder), ..
         } => format!(
@@ -188,6 +203,16 @@ mod tests {
             (
                 checklist_core::migrate::unsupported_version(&path, "1.0.0", true),
                 8,
+            ),
+            (
+                Error::BackendChanged {
+                    config: PathBuf::from("/p/.checklist/config.yaml"),
+                    configured: "json".into(),
+                    found: "yaml".into(),
+                    found_location: path.display().to_string(),
+                    found_revision: Some(3),
+                },
+                9,
             ),
             (Error::invalid("nope"), 1),
             // A revision not held is a not-found kind of error, like an unknown backup id.

@@ -119,6 +119,13 @@ macro_rules! __forward_plane {
             ) -> $crate::__private::core::Result<$crate::__private::core::backup::BackupIndexRebuild> {
                 self.$field.rebuild_backup_index().await
             }
+            async fn import_backup(
+                &self,
+                record: &$crate::__private::core::BackupRecord,
+                document: &[u8],
+            ) -> $crate::__private::core::Result<$crate::__private::core::BackupRecord> {
+                self.$field.import_backup(record, document).await
+            }
         }
     };
     (ArchiveStore, $ty:ty, $field:tt) => {
@@ -162,6 +169,13 @@ macro_rules! __forward_plane {
             }
             async fn read_quarantined(&self, id: &str) -> $crate::__private::core::Result<Vec<u8>> {
                 self.$field.read_quarantined(id).await
+            }
+            async fn import_quarantined(
+                &self,
+                record: &$crate::__private::core::QuarantineRecord,
+                found: &[u8],
+            ) -> $crate::__private::core::Result<$crate::__private::core::QuarantineRecord> {
+                self.$field.import_quarantined(record, found).await
             }
         }
     };

@@ -490,6 +490,9 @@ macro_rules! __for_each_case {
                 archiving_again_replaces_the_archived_document,
                 an_invalid_instance_is_not_archived,
                 quarantine_is_listed_oldest_first,
+                an_imported_backup_is_listed_as_it_was,
+                an_imported_quarantined_document_is_kept_as_it_was,
+                a_moved_state_refuses_every_write_but_one_naming_its_bytes,
             ],
             locks: [
                 lock_is_exclusive,

@@ -1471,3 +1471,219 @@ pub async fn quarantine_is_listed_oldest_first(subject: &Subject) -> CaseResult 
     }
     Ok(())
 }
+
+/// A time with millisecond precision, as every store keeps one.
+fn imported_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-12-01T10:20:30.123Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default()
+}
+
+/// A backup imported from another store is listed with its id, revision, checksum,
+/// creation time and reason, reads back exactly and verifies; an id already listed or
+/// an unsafe one is refused, changing nothing.
+pub async fn an_imported_backup_is_listed_as_it_was(subject: &Subject) -> CaseResult {
+    step(
+        "writing",
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
+    )?;
+    let (encoded, _) = step("encoding", subject.store.encode(&sample_state(3), 7))?;
+    let record = checklist_core::BackupRecord {
+        id: "7-20261201T102030123Z".into(),
+        location: "elsewhere/state.yaml.7-20261201T102030123Z".into(),
+        revision: 7,
+        checksum: encoded.checksum.clone(),
+        size: encoded.bytes.len() as u64,
+        created_at: imported_time(),
+        reason: "commit".into(),
+    };
+    let kept = step(
+        "importing a backup",
+        subject.store.import_backup(&record, &encoded.bytes).await,
+    )?;
+    let listed = step("listing the backups", subject.store.list_backups().await)?;
+    let found: Vec<_> = listed.iter().filter(|b| b.id == record.id).collect();
+    ensure!(
+        found.len() == 1,
+        "the imported backup is listed {} times: {listed:?}",
+        found.len()
+    );
+    let found = found[0];
+    ensure!(
+        (found.revision, &found.checksum, found.created_at, &found.reason)
+            == (
+                record.revision,
+                &record.checksum,
+                record.created_at,
+                &record.reason
+            ),
+        "listed as {found:?}, imported as {record:?}"
+    );
+    ensure!(
+        *found == kept,
+        "listed as {found:?}, but the import returned {kept:?}"
+    );
+    ensure!(
+        step("reading it back", subject.store.read_backup(&record.id).await)? == encoded.bytes,
+        "the imported backup's bytes differ"
+    );
+    step(
+        "verifying it",
+        subject.store.read_verified_backup(&record.id).await,
+    )?;
+    ensure_err!(
+        subject.store.import_backup(&record, b"other bytes").await,
+        Error::PreconditionFailed { .. },
+        "importing a backup id that is listed already should be refused"
+    );
+    let unsafe_id = checklist_core::BackupRecord {
+        id: "../escape".into(),
+        ..record.clone()
+    };
+    ensure_err!(
+        subject.store.import_backup(&unsafe_id, &encoded.bytes).await,
+        Error::InvalidOperation { .. },
+        "importing a backup under an unsafe id should be refused"
+    );
+    let after = step("listing the backups", subject.store.list_backups().await)?;
+    ensure!(after == listed, "a refused import changed the listing: {after:?}");
+    ensure!(
+        step("reading it back", subject.store.read_backup(&record.id).await)? == encoded.bytes,
+        "a refused import changed the backup's bytes"
+    );
+    Ok(())
+}
+
+/// A quarantined document imported from another store is listed with its id, time,
+/// size, sha256 and note and reads back exactly; an id already listed or an unsafe one
+/// is refused, changing nothing.
+pub async fn an_imported_quarantined_document_is_kept_as_it_was(subject: &Subject) -> CaseResult {
+    let found = b"{{{ damaged elsewhere \xff\x00".to_vec();
+    let record = checklist_core::QuarantineRecord {
+        id: "20261201T102030123Z-0a1b2c3d".into(),
+        location: "elsewhere/quarantine/state.yaml.20261201T102030123Z-0a1b2c3d".into(),
+        quarantined_at: imported_time(),
+        size: found.len() as u64,
+        sha256: checklist_core::quarantine::bytes_sha256(&found),
+        note: checklist_core::QuarantineNote {
+            corruption_type: CorruptionKind::ParseError,
+            detail: format!("found damaged: {}", TRICKY_TEXT.join(" ")),
+            reason: "recovery".into(),
+        },
+    };
+    let kept = step(
+        "importing a quarantined document",
+        subject.store.import_quarantined(&record, &found).await,
+    )?;
+    let listed = step("listing the quarantine", subject.store.list_quarantine().await)?;
+    ensure!(
+        listed == [kept.clone()],
+        "listed {listed:?}, the import returned {kept:?}"
+    );
+    ensure!(
+        (&kept.id, kept.quarantined_at, kept.size, &kept.sha256, &kept.note)
+            == (
+                &record.id,
+                record.quarantined_at,
+                record.size,
+                &record.sha256,
+                &record.note
+            ),
+        "kept as {kept:?}, imported as {record:?}"
+    );
+    ensure!(
+        step(
+            "reading it back",
+            subject.store.read_quarantined(&record.id).await
+        )? == found,
+        "the imported document's bytes differ"
+    );
+    ensure_err!(
+        subject.store.import_quarantined(&record, b"other").await,
+        Error::PreconditionFailed { .. },
+        "importing a quarantine id that is listed already should be refused"
+    );
+    let unsafe_id = checklist_core::QuarantineRecord {
+        id: "../escape".into(),
+        ..record.clone()
+    };
+    ensure_err!(
+        subject.store.import_quarantined(&unsafe_id, &found).await,
+        Error::InvalidOperation { .. },
+        "importing a quarantined document under an unsafe id should be refused"
+    );
+    ensure!(
+        step("listing the quarantine", subject.store.list_quarantine().await)? == listed,
+        "a refused import changed the quarantine"
+    );
+    Ok(())
+}
+
+/// A state marked as moved to another store still reads, but every write that does not
+/// name its exact bytes fails with [`Error::StoreMoved`] and changes nothing — the
+/// check every store's write makes, so no writer anywhere commits to a moved store.
+pub async fn a_moved_state_refuses_every_write_but_one_naming_its_bytes(subject: &Subject) -> CaseResult {
+    step(
+        "writing",
+        subject.store.commit(&sample_state(1), Expectation::Absent).await,
+    )?;
+    let found = step("reading the stored bytes", subject.store.read_raw().await)?
+        .ok_or_else(|| Failure("the store holds nothing after a write".into()))?;
+    let mut marked = sample_state(1);
+    marked.moved_to = Some(checklist_core::MovedTo {
+        backend: "elsewhere".into(),
+        location: "elsewhere:/moved/state".into(),
+        revision: 1,
+        at: imported_time(),
+    });
+    step(
+        "marking the state as moved (a write naming its bytes)",
+        subject.store.replace(Some(&found), &marked, 1).await,
+    )?;
+    let read = step("reading the moved state", subject.store.read().await)?;
+    ensure!(
+        read.as_ref().and_then(|s| s.moved_to.as_ref()) == marked.moved_to.as_ref(),
+        "the moved state reads back as {read:?}"
+    );
+    let moved_bytes = step("reading the stored bytes", subject.store.read_raw().await)?;
+    for (what, result) in [
+        (
+            "a compare-and-swap on its revision",
+            subject
+                .store
+                .commit(&sample_state(2), Expectation::Revision(1))
+                .await,
+        ),
+        (
+            "a write expecting no state",
+            subject.store.commit(&sample_state(2), Expectation::Absent).await,
+        ),
+    ] {
+        match result {
+            Err(Error::StoreMoved { moved_to, .. })
+                if Some(moved_to.as_ref()) == marked.moved_to.as_ref() => {}
+            other => {
+                return Err(Failure(format!(
+                    "{what} over a moved state should fail with StoreMoved naming where it went: {other:?}"
+                )));
+            }
+        }
+        ensure!(
+            step("reading the stored bytes", subject.store.read_raw().await)? == moved_bytes,
+            "{what} over a moved state changed it"
+        );
+    }
+    let moved_bytes = moved_bytes.unwrap_or_default();
+    step(
+        "replacing the moved state by naming its bytes",
+        subject
+            .store
+            .replace(Some(&moved_bytes), &sample_state(2), 2)
+            .await,
+    )?;
+    ensure!(
+        read_revision(subject.store.as_ref()).await? == Some(2),
+        "a write naming the moved state's bytes did not replace it"
+    );
+    Ok(())
+}

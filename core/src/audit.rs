@@ -31,6 +31,10 @@ pub enum AuditEvent {
     Backup,
     /// A backup was restored.
     Restore,
+    /// The state was moved to another backend (`checklist backend migrate`): in the
+    /// new store's trail with its first revision, in the old one's with the revision it
+    /// was moved at.
+    BackendMigrated,
 }
 
 impl AuditEvent {
@@ -45,6 +49,7 @@ impl AuditEvent {
             Self::Migration => "migration",
             Self::Backup => "backup",
             Self::Restore => "restore",
+            Self::BackendMigrated => "backend_migrated",
         }
     }
 }

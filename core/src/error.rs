@@ -289,6 +289,47 @@ pub enum Error {
         registered: Vec<String>,
     },
 
+    /// The store's configuration names a backend that holds no state, while another
+    /// backend's state is in the store directory: what a hand edit of `backend.type`
+    /// looks like. Nothing was changed: neither state was read as the other's, and no
+    /// new state was started.
+    #[error(
+        "{} names the {configured} backend, which holds no state, but {found_location} holds the {found} \
+         backend's state{}; nothing was changed",
+        config.display(),
+        found_revision.map(|r| format!(" (revision {r})")).unwrap_or_default()
+    )]
+    BackendChanged {
+        /// The configuration file naming `configured`.
+        config: PathBuf,
+        /// The backend it names.
+        configured: String,
+        /// The backend whose state was found.
+        found: String,
+        /// Where that state is, as its store names it.
+        found_location: String,
+        /// Its revision, where it verifies.
+        found_revision: Option<u64>,
+    },
+
+    /// The state was moved to another store (`checklist backend migrate`); this one is
+    /// kept as it was and takes no more writes.
+    #[error(
+        "{} was moved to the {} backend at {} (revision {}, {}); it is kept as it was and takes no more \
+         writes",
+        path.display(),
+        moved_to.backend,
+        moved_to.location,
+        moved_to.revision,
+        moved_to.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    StoreMoved {
+        /// The store that was moved out of.
+        path: PathBuf,
+        /// Where its state went.
+        moved_to: Box<crate::model::MovedTo>,
+    },
+
     /// A path inside the store is a symbolic link; the store never follows one.
     #[error(
         "refusing to follow the symbolic link {}: files inside .checklist/ must be regular files and directories; \
@@ -484,6 +525,18 @@ impl Error {
         }
     }
 
+    /// The [`Error::PreconditionFailed`] of an import whose id a store already lists
+    /// ([`BackupStore::import_backup`](crate::BackupStore::import_backup),
+    /// [`QuarantineStore::import_quarantined`](crate::QuarantineStore::import_quarantined)):
+    /// an import never replaces what is kept.
+    pub fn already_listed(what: &str, id: &str, location: impl Into<PathBuf>) -> Self {
+        Self::PreconditionFailed {
+            path: location.into(),
+            expected: format!("no {what} {id:?}"),
+            found: "one listed already, kept as it is".to_owned(),
+        }
+    }
+
     /// Builds an [`Error::InvalidOperation`].
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidOperation {
@@ -525,6 +578,8 @@ impl Error {
             Self::UnsupportedVersion { .. } => "unsupported_version",
             Self::InvalidConfig { .. } => "invalid_config",
             Self::UnknownBackend { .. } => "unknown_backend",
+            Self::BackendChanged { .. } => "backend_changed",
+            Self::StoreMoved { .. } => "store_moved",
             Self::SymlinkRefused { .. } => "symlink_refused",
             Self::TooLarge { .. } => "too_large",
             Self::BackupIndexDamaged { .. } => "backup_index_damaged",

@@ -255,7 +255,11 @@ impl Follower {
         for record in log.records {
             let produced = matches!(
                 record.event,
-                AuditEvent::Commit | AuditEvent::Recovery | AuditEvent::Restore | AuditEvent::Migration
+                AuditEvent::Commit
+                    | AuditEvent::Recovery
+                    | AuditEvent::Restore
+                    | AuditEvent::Migration
+                    | AuditEvent::BackendMigrated
             );
             match record.revision_after {
                 Some(at) if produced && at > after && at <= upto => {

@@ -52,6 +52,7 @@ pub mod migrate;
 pub mod model;
 pub mod quarantine;
 pub mod recovery;
+pub mod relocation;
 pub mod revision;
 pub mod schema;
 pub mod secrets;
@@ -65,13 +66,13 @@ pub use error::{BackendOrigin, CorruptionKind, Error, Remedy, Result, Upgrade};
 pub use lock::{
     LockCapabilities, LockGuard, LockInfo, LockNote, LockProvider, LockRequest, LockStatus, UnreadableLock,
 };
-pub use model::ChecklistState;
+pub use model::{ChecklistState, MovedTo};
 pub use quarantine::{QuarantineNote, QuarantineRecord};
 pub use recovery::Recovery;
 pub use store::{
     ArchiveStore, AuditTrail, BackedUpWrite, BackupStore, Capabilities, ChangeFeed, ChangeWatch, Committed,
-    DocumentStore, DocumentStoreExt, Expectation, KeepBackup, Precondition, QuarantineStore, StateStore,
-    StateStoreExt, StoreInfo, WriteReceipt, WriteRequest,
+    DocumentStore, DocumentStoreExt, Expectation, KeepBackup, PlaneLocations, Precondition, QuarantineStore,
+    StateStore, StateStoreExt, StoreInfo, WriteReceipt, WriteRequest,
 };
 
 /// The storage traits and their extensions, for method calls on any store:

@@ -27,11 +27,11 @@ use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 use checklist_core::backup::BackupIndexRebuild;
 use checklist_core::config::{AuditSettings, Durability};
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
-use checklist_core::store::{self, Capabilities};
+use checklist_core::store::{self, Capabilities, PlaneLocations};
 use checklist_core::{
     ArchiveStore, AuditLog, AuditRecord, AuditTrail, BackupRecord, BackupStore, ChangeFeed, ChangeWatch,
-    Committed, DocumentStore, Error, Expectation, KeepBackup, Precondition, QuarantineStore, Result,
-    StoreInfo, WriteReceipt, WriteRequest,
+    Committed, DocumentStore, Error, KeepBackup, Precondition, QuarantineStore, Result, StoreInfo,
+    WriteReceipt, WriteRequest,
 };
 
 use crate::blocking::run_blocking;
@@ -230,7 +230,13 @@ impl<C: Codec> FileStore<C> {
                     Capabilities::PERSISTENT
                         .with_backup_index()
                         .with_pushed_changes(cfg!(any(target_os = "linux", target_os = "android"))),
-                ),
+                )
+                .with_planes(PlaneLocations::new(
+                    Layout::at(&dir).audit_log().display().to_string(),
+                    format!("{}/.backup/{state_file_name}.*", dir.display()),
+                    ArchiveDir::plane_location(&dir, codec.extension()),
+                    QuarantineDir::new(&dir, format!("{state_file_name}.")).plane_location(),
+                )),
                 audit: FileAuditTrail::new(
                     AuditFiles::new(&dir, options.audit.clone(), options.durability),
                     Arc::clone(&vfs),
@@ -343,41 +349,20 @@ impl<C: Codec> Inner<C> {
         Ok(Some(Current { bytes, contents }))
     }
 
-    /// The state file now, if it meets `precondition` (checked under the write lock).
+    /// The state file now, if it meets `precondition` (checked under the write lock):
+    /// core's check, the one every store makes ([`Precondition::check`]), so a moved
+    /// state refuses this store's writes as it does every other store's.
     fn check(&self, precondition: &Precondition) -> Result<Found> {
-        match precondition {
-            Precondition::Absent | Precondition::Revision(_) => {
-                let expect = match precondition {
-                    Precondition::Revision(r) => Expectation::Revision(*r),
-                    _ => Expectation::Absent,
-                };
-                // A file that does not verify fails here: it is not an absent state.
-                let current = self.current()?;
-                let found = current.as_ref().map(|c| c.contents.revision);
-                if !expect.is_met_by(found) {
-                    return Err(Error::Conflict {
-                        path: self.state_path.clone(),
-                        expected: expect,
-                        found,
-                    });
-                }
-                Ok(current)
-            }
-            Precondition::Bytes(expected) => {
-                let bytes = self.read_bytes()?;
-                if bytes.as_deref() != Some(expected.bytes.as_slice()) {
-                    return Err(self.changed(precondition, bytes.as_deref()));
-                }
-                Ok(Some(Current {
-                    contents: Contents {
-                        revision: expected.revision,
-                        checksum: expected.checksum.clone(),
-                        size: expected.bytes.len() as u64,
-                    },
-                    bytes: expected.bytes.clone(),
-                }))
-            }
-        }
+        let bytes = self.read_bytes()?;
+        let replaced = precondition.check(bytes.as_deref(), &self.codec, &self.state_path)?;
+        Ok(bytes.zip(replaced).map(|(bytes, (revision, checksum))| Current {
+            contents: Contents {
+                revision,
+                checksum,
+                size: bytes.len() as u64,
+            },
+            bytes,
+        }))
     }
 
     /// The error of a state file that no longer holds what `expected` says.
@@ -638,6 +623,15 @@ impl<C: Codec> BackupStore for FileStore<C> {
     async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
         self.blocking(Inner::rebuild_backup_index).await
     }
+
+    async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+        let (record, document) = (record.clone(), document.to_vec());
+        self.blocking(move |inner| {
+            let _write_lock = inner.lock_for_write()?;
+            inner.backups.import(inner.vfs.as_ref(), &record, &document)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -657,7 +651,7 @@ impl<C: Codec> ArchiveStore for FileStore<C> {
     }
 
     async fn history(&self) -> Result<Vec<HistoryEntry>> {
-        self.blocking(|inner| inner.archive.history(inner.vfs.as_ref()))
+        self.blocking(|inner| inner.archive.history(inner.vfs.as_ref(), &inner.codec.codec))
             .await
     }
 
@@ -688,6 +682,15 @@ impl<C: Codec> QuarantineStore for FileStore<C> {
         let id = id.to_owned();
         self.blocking(move |inner| inner.quarantine.read(inner.vfs.as_ref(), &id))
             .await
+    }
+
+    async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord> {
+        let (record, found) = (record.clone(), found.to_vec());
+        self.blocking(move |inner| {
+            let _write_lock = inner.lock_for_write()?;
+            inner.quarantine.import(inner.vfs.as_ref(), &record, &found)
+        })
+        .await
     }
 }
 

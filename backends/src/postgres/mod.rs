@@ -461,6 +461,10 @@ impl BackupStore for PostgresStore {
     async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
         self.inner.rebuild_backup_index()
     }
+
+    async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+        self.inner.import_backup(record, document).await
+    }
 }
 
 #[async_trait]
@@ -490,6 +494,10 @@ impl QuarantineStore for PostgresStore {
 
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         self.inner.read_quarantined(id).await
+    }
+
+    async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord> {
+        self.inner.import_quarantined(record, found).await
     }
 }
 

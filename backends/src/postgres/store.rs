@@ -694,7 +694,84 @@ impl Inner {
         ArchivedInstance::unseal(value, &path)
     }
 
+    pub(crate) async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+        validate_backup_id(&record.id)?;
+        let sql = format!(
+            "INSERT INTO {} (store, id, revision, checksum, size, created_at, reason, doc)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (store, id) DO NOTHING",
+            self.tables.backups
+        );
+        let (revision, size) = (record.revision as i64, document.len() as i64);
+        let inserted = on_session!(self, "import a backup into", |session| async {
+            Ok(session
+                .client
+                .execute_typed(
+                    &sql,
+                    &[
+                        (&self.key, Type::TEXT),
+                        (&record.id, Type::TEXT),
+                        (&revision, Type::INT8),
+                        (&record.checksum, Type::TEXT),
+                        (&size, Type::INT8),
+                        (&record.created_at, Type::TIMESTAMPTZ),
+                        (&record.reason, Type::TEXT),
+                        (&document, Type::BYTEA),
+                    ],
+                )
+                .await?)
+        })?;
+        if inserted == 0 {
+            return Err(Error::already_listed("backup", &record.id, self.location_path()));
+        }
+        Ok(self.backup_record(BackupRecord {
+            size: document.len() as u64,
+            ..record.clone()
+        }))
+    }
+
     // ---- the quarantine ----
+
+    pub(crate) async fn import_quarantined(
+        &self,
+        record: &QuarantineRecord,
+        found: &[u8],
+    ) -> Result<QuarantineRecord> {
+        validate_backup_id(&record.id)?;
+        let kept = QuarantineRecord {
+            location: format!(
+                "{}.quarantine, key {}, id {}",
+                self.tables.schema, self.key, record.id
+            ),
+            ..record.clone()
+        };
+        let record_json = serde_json::to_string(&kept).map_err(|e| Error::invalid(e.to_string()))?;
+        let sql = format!(
+            "INSERT INTO {} (store, id, record, doc) VALUES ($1, $2, $3, $4) ON CONFLICT (store, id) DO NOTHING",
+            self.tables.quarantine
+        );
+        let inserted = on_session!(self, "import a quarantined document into", |session| async {
+            Ok(session
+                .client
+                .execute_typed(
+                    &sql,
+                    &[
+                        (&self.key, Type::TEXT),
+                        (&kept.id, Type::TEXT),
+                        (&record_json, Type::TEXT),
+                        (&found, Type::BYTEA),
+                    ],
+                )
+                .await?)
+        })?;
+        if inserted == 0 {
+            return Err(Error::already_listed(
+                "quarantined document",
+                &record.id,
+                self.location_path(),
+            ));
+        }
+        Ok(kept)
+    }
 
     pub(crate) async fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord> {
         let now = checklist_core::model::now();

@@ -23,6 +23,7 @@ use crate::project::config::{load_config, write_config};
 use crate::project::layout::{EDITOR_SCHEMAS, Layout};
 
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
+use crate::project::registry::refuse_a_changed_backend;
 use crate::project::state_home::{self, Located};
 
 const HISTORY: &str = "# Archived instances (checklist archive --list).\nversion: 1\ninstances: []\n";
@@ -178,6 +179,11 @@ pub async fn init_project_with_vfs(
         fallback,
         created: Vec::new(),
     };
+    if existing && has_config {
+        // Repairing never starts a new state beside another backend's.
+        let backend = registry.open(layout.dir(), &open_config).await?;
+        refuse_a_changed_backend(&layout, registry, &config, &backend, vfs.as_ref()).await?;
+    }
     if existing && !options.repair {
         // A store is there if it has a config or a state.
         let backend = registry.open(layout.dir(), &open_config).await?;

@@ -6,4 +6,5 @@ pub(crate) mod config;
 pub(crate) mod init;
 pub(crate) mod layout;
 pub(crate) mod registry;
+pub(crate) mod relocate;
 pub mod state_home;

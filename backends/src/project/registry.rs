@@ -23,8 +23,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use checklist_core::config::BackendSelection;
 use checklist_core::config::Durability;
-use checklist_core::{Backend, BackendFactory, BackendRegistry, Config, LockNote, OpenContext, Result};
+use checklist_core::prelude::*;
+use checklist_core::{
+    Backend, BackendFactory, BackendRegistry, Config, Error, LockNote, OpenContext, Result,
+};
 
 #[cfg(feature = "json")]
 use crate::codec::json::JsonCodec;
@@ -207,11 +211,76 @@ pub async fn open_project_with_vfs(
     }
     config.lock.note = options.lock_note.clone();
     let backend = registry.open(layout.dir(), &config).await?;
+    refuse_a_changed_backend(&layout, registry, &config, &backend, vfs.as_ref()).await?;
     Ok(OpenedStore {
         layout,
         config,
         backend,
         fallback,
+    })
+}
+
+/// Refuses a store whose config.yaml names a backend that holds no state while another
+/// registered backend's state is in the store directory — `backend.type` changed by
+/// hand from `yaml` to `json`, say — with [`Error::BackendChanged`] naming both, before
+/// anything reads the one as lost or starts a new state beside the other
+/// (docs/backends.md, "Changing a store's backend").
+///
+/// Every other registered backend is opened as config.yaml would open it with no
+/// options of its own; one whose store location is a file inside the store directory
+/// that exists is a candidate (a server's store never is: its location is not a
+/// path here). Opening a store does no I/O of its own, so the common case costs a few
+/// file-name checks; the document of the configured store is read only when a
+/// candidate exists.
+///
+/// # Errors
+/// [`Error::BackendChanged`]; reading the configured store's document.
+pub async fn refuse_a_changed_backend(
+    layout: &Layout,
+    registry: &BackendRegistry,
+    config: &Config,
+    backend: &Backend,
+    vfs: &dyn Vfs,
+) -> Result<()> {
+    let mut candidates = Vec::new();
+    for name in registry.names() {
+        if name == config.backend.kind {
+            continue;
+        }
+        let mut other = config.clone();
+        other.backend = BackendSelection {
+            kind: name.clone(),
+            options: serde_json::Map::new(),
+        };
+        // A backend that cannot be opened without options keeps no state here.
+        let Ok(sibling) = registry.open(layout.dir(), &other).await else {
+            continue;
+        };
+        let location = sibling.store.info().location_path().to_owned();
+        if location != backend.store.info().location_path()
+            && location.parent() == Some(layout.dir())
+            && vfs.metadata(&location).is_ok()
+        {
+            candidates.push((name, sibling));
+        }
+    }
+    if candidates.is_empty() || backend.store.read_raw().await?.is_some() {
+        return Ok(());
+    }
+    let (found, sibling) = candidates.swap_remove(0);
+    let found_revision = sibling
+        .store
+        .read()
+        .await
+        .ok()
+        .flatten()
+        .map(|state| state.revision);
+    Err(Error::BackendChanged {
+        config: layout.config(),
+        configured: config.backend.kind.clone(),
+        found,
+        found_location: sibling.store.info().location.clone(),
+        found_revision,
     })
 }
 

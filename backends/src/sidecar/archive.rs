@@ -45,6 +45,13 @@ impl ArchiveDir {
         }
     }
 
+    /// Where the archive of the stores of `store_dir` whose documents end in
+    /// `.extension` is, as [`PlaneLocations`](checklist_core::PlaneLocations) names it:
+    /// the stores of one directory share history.yaml, each its own format's entries.
+    pub(crate) fn plane_location(store_dir: &Path, extension: &str) -> String {
+        format!("{}/archive/*.{extension}", store_dir.display())
+    }
+
     fn path_of(&self, instance_id: &str, codec: &dyn Codec) -> Result<PathBuf> {
         validate_file_stem("instance id", instance_id)?;
         Ok(self.dir.join(format!("{instance_id}.{}", codec.extension())))
@@ -75,15 +82,24 @@ impl ArchiveDir {
         let file = format!("archive/{}.{}", archived.instance.id, codec.extension());
         let entry = archived.history_entry(file, sealed.checksum);
         let mut history = self.read_history(vfs)?;
-        history.instances.retain(|e| e.instance_id != entry.instance_id);
+        history
+            .instances
+            .retain(|e| e.instance_id != entry.instance_id || e.location != entry.location);
         history.instances.push(entry.clone());
         self.write_history(vfs, &history, durability)?;
         Ok(entry)
     }
 
-    /// The history entries, in archiving order. A missing index means none.
-    pub(crate) fn history(&self, vfs: &dyn Vfs) -> Result<Vec<HistoryEntry>> {
-        Ok(self.read_history(vfs)?.instances)
+    /// The history entries of the instances archived in `codec`'s format, in archiving
+    /// order. A missing index means none. The stores of one directory share
+    /// history.yaml, each listing only the documents it can read: a yaml store's
+    /// `archive/<id>.yaml`, never a json store's `archive/<id>.json`
+    /// (docs/file-formats.md, "Archive").
+    pub(crate) fn history(&self, vfs: &dyn Vfs, codec: &dyn Codec) -> Result<Vec<HistoryEntry>> {
+        let suffix = format!(".{}", codec.extension());
+        let mut instances = self.read_history(vfs)?.instances;
+        instances.retain(|e| e.location.ends_with(&suffix));
+        Ok(instances)
     }
 
     /// Reads and verifies the archived instance `instance_id`.

@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use checklist_core::backup::validate_backup_id;
 use checklist_core::config::Durability;
 use checklist_core::{BackupPolicy, BackupRecord, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,27 @@ struct Manifest {
     version: u32,
     #[serde(default)]
     backups: Vec<BackupRecord>,
+}
+
+impl Manifest {
+    /// The backups of the format whose files start with `prefix` (`state.yaml.`), and
+    /// the others'. The file backends of one directory share `.backup/` and its
+    /// manifest, each keeping its own format's backups: a json store must never list,
+    /// restore, prune or rebuild away a yaml backup (docs/file-formats.md, "Backups").
+    fn split(self, prefix: &str) -> (Vec<BackupRecord>, Vec<BackupRecord>) {
+        self.backups
+            .into_iter()
+            .partition(|b| !belongs_elsewhere(b, prefix))
+    }
+}
+
+/// Whether `backup` is another format's: a well-formed backup file name of a state
+/// file other than the one whose backups start with `prefix`. A malformed name is
+/// this format's to report as damage, never silently another's.
+fn belongs_elsewhere(backup: &BackupRecord, prefix: &str) -> bool {
+    validate_backup_id(&backup.location).is_ok()
+        && backup.location.starts_with("state.")
+        && !backup.location.starts_with(prefix)
 }
 
 /// Manifest bytes and what they parse to.
@@ -193,16 +215,21 @@ impl BackupDir {
         policy: Option<&dyn BackupPolicy>,
     ) -> Result<Kept> {
         let record = placed.record;
-        let mut manifest = self.read_manifest(vfs)?;
-        manifest.backups.push(record.clone());
+        // The policy counts only this format's backups; the others' are kept as they are.
+        let (mut own, others) = self.read_manifest(vfs)?.split(&self.file_prefix());
+        own.push(record.clone());
         let pruned: Vec<BackupRecord> = match policy {
             Some(policy) => {
-                let ids = policy.to_prune(&manifest.backups, record.created_at);
-                let (pruned, kept) = manifest.backups.into_iter().partition(|b| ids.contains(&b.id));
-                manifest.backups = kept;
+                let ids = policy.to_prune(&own, record.created_at);
+                let (pruned, kept) = own.into_iter().partition(|b| ids.contains(&b.id));
+                own = kept;
                 pruned
             }
             None => Vec::new(),
+        };
+        let manifest = Manifest {
+            version: 1,
+            backups: others.into_iter().chain(own).collect(),
         };
         // The index first: a crash after it leaves at worst an unlisted file, never
         // a listed backup whose file is gone.
@@ -271,7 +298,7 @@ impl BackupDir {
     /// The backups, oldest first. A missing manifest means none; a damaged one is
     /// reported.
     pub(crate) fn list(&self, vfs: &dyn Vfs) -> Result<Vec<BackupRecord>> {
-        let mut backups = self.read_manifest(vfs)?.backups;
+        let (mut backups, _) = self.read_manifest(vfs)?.split(&self.file_prefix());
         backups.sort_by(|a, b| a.revision.cmp(&b.revision).then(a.created_at.cmp(&b.created_at)));
         Ok(backups)
     }
@@ -281,7 +308,12 @@ impl BackupDir {
     /// never an entry whose file is gone (docs/decisions/0023-power-loss-model.md).
     pub(crate) fn delete(&self, vfs: &dyn Vfs, id: &str) -> Result<()> {
         let mut manifest = self.read_manifest(vfs)?;
-        let Some(position) = manifest.backups.iter().position(|b| b.id == id) else {
+        let prefix = self.file_prefix();
+        let Some(position) = manifest
+            .backups
+            .iter()
+            .position(|b| b.id == id && !belongs_elsewhere(b, &prefix))
+        else {
             return Err(Error::NotFound {
                 what: "backup",
                 id: id.to_owned(),
@@ -291,6 +323,40 @@ impl BackupDir {
         let record = manifest.backups.remove(position);
         self.write_manifest(vfs, &manifest)?;
         self.remove_file_of(vfs, &record)
+    }
+
+    /// Keeps `document` as the backup `record` describes, as another store listed it
+    /// ([`BackupStore::import_backup`](checklist_core::BackupStore::import_backup)):
+    /// its file durably, then its entry. The caller holds the store's write lock.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`] for an unsafe id, [`Error::PreconditionFailed`] for
+    /// one listed already; writing the file or the manifest.
+    pub(crate) fn import(
+        &self,
+        vfs: &dyn Vfs,
+        record: &BackupRecord,
+        document: &[u8],
+    ) -> Result<BackupRecord> {
+        validate_backup_id(&record.id)?;
+        let (own, others) = self.read_manifest(vfs)?.split(&self.file_prefix());
+        if own.iter().any(|b| b.id == record.id) {
+            return Err(Error::already_listed("backup", &record.id, &self.manifest));
+        }
+        self.ensure_dir(vfs)?;
+        let kept = BackupRecord {
+            location: format!("{}{}", self.file_prefix(), record.id),
+            size: document.len() as u64,
+            ..record.clone()
+        };
+        let path = self.dir.join(&kept.location);
+        replace_file(vfs, &path, document, Durability::Full, PRIVATE_FILE_MODE)?;
+        let manifest = Manifest {
+            version: 1,
+            backups: others.into_iter().chain(own).chain([kept.clone()]).collect(),
+        };
+        self.write_manifest(vfs, &manifest)?;
+        Ok(kept)
     }
 
     fn read_manifest(&self, vfs: &dyn Vfs) -> Result<Manifest> {

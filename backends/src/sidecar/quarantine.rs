@@ -13,7 +13,9 @@ use checklist_core::quarantine::{QuarantineNote, QuarantineRecord, bytes_sha256,
 use checklist_core::{Error, Result};
 
 use crate::codec::yaml::YamlCodec;
-use crate::fs::atomic::{DIR_MODE, io_error};
+use checklist_core::config::Durability;
+
+use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
 use crate::fs::vfs::{Vfs, refused_symlink};
 
 /// What a note's file name ends with.
@@ -54,6 +56,14 @@ impl QuarantineDir {
         &self.dir
     }
 
+    /// Where this store's quarantine is, as [`PlaneLocations`] names it: the files of
+    /// its prefix in the shared directory.
+    ///
+    /// [`PlaneLocations`]: checklist_core::PlaneLocations
+    pub(crate) fn plane_location(&self) -> String {
+        format!("{}/{}*", self.dir.display(), self.prefix)
+    }
+
     /// Creates the directory if it is missing.
     ///
     /// # Errors
@@ -73,17 +83,21 @@ impl QuarantineDir {
     /// The record cannot be encoded as a note (it always can).
     pub(crate) fn new_entry(&self, found: &[u8], note: &QuarantineNote) -> Result<NewEntry> {
         let now = checklist_core::model::now();
-        let id = new_quarantine_id(now);
-        let file = format!("{}{id}", self.prefix);
-        let path = self.dir.join(&file);
-        let record = QuarantineRecord {
-            id,
-            location: path.display().to_string(),
+        self.entry_of(QuarantineRecord {
+            id: new_quarantine_id(now),
+            location: String::new(),
             quarantined_at: now,
             size: found.len() as u64,
             sha256: bytes_sha256(found),
             note: note.clone(),
-        };
+        })
+    }
+
+    /// The entry of `record`, kept here under its id.
+    fn entry_of(&self, mut record: QuarantineRecord) -> Result<NewEntry> {
+        let file = format!("{}{}", self.prefix, record.id);
+        let path = self.dir.join(&file);
+        record.location = path.display().to_string();
         let value = serde_json::to_value(&record).map_err(|e| Error::invalid(e.to_string()))?;
         let mut note = NOTE_HEADER.to_vec();
         note.extend(
@@ -99,6 +113,41 @@ impl QuarantineDir {
         })
     }
 
+    /// Keeps `found` as `record` says another store kept it
+    /// ([`QuarantineStore::import_quarantined`](checklist_core::QuarantineStore::import_quarantined)):
+    /// the bytes durably, then the note that lists them. The caller holds the store's
+    /// write lock.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`] for an unsafe id, [`Error::PreconditionFailed`] for
+    /// one listed already; writing either file.
+    pub(crate) fn import(
+        &self,
+        vfs: &dyn Vfs,
+        record: &QuarantineRecord,
+        found: &[u8],
+    ) -> Result<QuarantineRecord> {
+        validate_backup_id(&record.id)?;
+        if self.list(vfs)?.iter().any(|r| r.id == record.id) {
+            return Err(Error::already_listed(
+                "quarantined document",
+                &record.id,
+                &self.dir,
+            ));
+        }
+        self.ensure(vfs)?;
+        let entry = self.entry_of(record.clone())?;
+        replace_file(vfs, &entry.path, found, Durability::Full, PRIVATE_FILE_MODE)?;
+        replace_file(
+            vfs,
+            &entry.note_path,
+            &entry.note,
+            Durability::Full,
+            PRIVATE_FILE_MODE,
+        )?;
+        Ok(entry.record)
+    }
+
     /// The quarantined documents, oldest first; a note that cannot be read is logged
     /// and left out.
     ///
@@ -112,7 +161,11 @@ impl QuarantineDir {
         };
         let mut records = Vec::new();
         for name in names {
-            let Some(name) = name.to_str().filter(|n| n.ends_with(NOTE_SUFFIX)) else {
+            // The stores of one directory share it, each listing its own format's.
+            let Some(name) = name
+                .to_str()
+                .filter(|n| n.ends_with(NOTE_SUFFIX) && n.starts_with(&self.prefix))
+            else {
                 continue;
             };
             let path = self.dir.join(name);

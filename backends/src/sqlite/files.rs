@@ -219,7 +219,7 @@ fn id_time(id: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-fn ensure_dir(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+pub(super) fn ensure_dir(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     match vfs.create_dir(dir, DIR_MODE) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),

@@ -35,7 +35,7 @@ use checklist_core::archive::{ArchivedInstance, HistoryEntry};
 use checklist_core::backup::BackupIndexRebuild;
 use checklist_core::codec::Codec;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
-use checklist_core::store::Capabilities;
+use checklist_core::store::{Capabilities, PlaneLocations};
 use checklist_core::{
     ArchiveStore, AuditLog, AuditRecord, AuditTrail, Backend, BackendFactory, BackupRecord, BackupStore,
     ChangeFeed, ChangeWatch, Committed, DocumentStore, OpenContext, Precondition, QuarantineStore, Result,
@@ -49,6 +49,7 @@ use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::fs::watch::DirectoryWatch;
 use crate::lock::directory::DirectoryLocks;
 use crate::project::layout::Layout;
+use crate::sidecar::archive::ArchiveDir;
 
 mod connection;
 mod files;
@@ -156,7 +157,7 @@ impl SqliteStore {
         let dir = dir.into();
         check_store_dir(vfs.as_ref(), &dir)?;
         let vfs = ConfinedFs::wrap(&dir, vfs);
-        let inner = Inner::new(dir, options, vfs);
+        let inner = Inner::new(dir.clone(), options, vfs);
         // The backup index is a table that damage to state.db can take; the backups
         // are files it is rebuilt from. The audit trail is files too (it must outlive a
         // damaged database), so its record follows the commit's transaction.
@@ -166,7 +167,13 @@ impl SqliteStore {
             Capabilities::PERSISTENT
                 .with_backup_index()
                 .with_pushed_changes(cfg!(any(target_os = "linux", target_os = "android"))),
-        );
+        )
+        .with_planes(PlaneLocations::new(
+            Layout::at(&dir).audit_log().display().to_string(),
+            inner.db_path.display().to_string(),
+            ArchiveDir::plane_location(&dir, JsonCodec.extension()),
+            inner.quarantine.plane_location(),
+        ));
         let codec = DatabaseCodec {
             damage: Arc::clone(&inner.damage),
         };
@@ -324,6 +331,12 @@ impl BackupStore for SqliteStore {
     async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
         self.blocking(Inner::rebuild_backup_index).await
     }
+
+    async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+        let (record, document) = (record.clone(), document.to_vec());
+        self.blocking(move |inner| inner.import_backup(&record, &document))
+            .await
+    }
 }
 
 #[async_trait]
@@ -346,7 +359,7 @@ impl ArchiveStore for SqliteStore {
     }
 
     async fn history(&self) -> Result<Vec<HistoryEntry>> {
-        self.blocking(|inner| inner.archive.history(inner.vfs.as_ref()))
+        self.blocking(|inner| inner.archive.history(inner.vfs.as_ref(), &JsonCodec))
             .await
     }
 
@@ -371,6 +384,12 @@ impl QuarantineStore for SqliteStore {
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         let id = id.to_owned();
         self.blocking(move |inner| inner.read_quarantined(&id)).await
+    }
+
+    async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord> {
+        let (record, found) = (record.clone(), found.to_vec());
+        self.blocking(move |inner| inner.under_write_lock(|| inner.import_quarantined(&record, &found)))
+            .await
     }
 }
 

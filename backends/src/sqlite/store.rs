@@ -15,7 +15,7 @@ use std::time::Instant;
 use checklist_core::backup::BackupIndexRebuild;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::store::EncodedDocument;
-use checklist_core::{BackupRecord, Error, Expectation, KeepBackup, Precondition, Result};
+use checklist_core::{BackupRecord, Error, KeepBackup, Precondition, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -25,7 +25,9 @@ use super::schema::{self, Found};
 use crate::FileStoreOptions;
 use crate::codec::json::JsonCodec;
 use crate::file_store::check_store_dir;
-use crate::fs::atomic::io_error;
+use checklist_core::config::Durability;
+
+use crate::fs::atomic::{PRIVATE_FILE_MODE, io_error, replace_file};
 use crate::fs::identity::FileIdentity;
 use crate::fs::vfs::Vfs;
 use crate::sidecar::archive::ArchiveDir;
@@ -71,7 +73,7 @@ pub(super) struct Inner {
     pub(super) dir: PathBuf,
     pub(super) db_path: PathBuf,
     backup_dir: PathBuf,
-    quarantine: QuarantineDir,
+    pub(super) quarantine: QuarantineDir,
     pub(super) options: FileStoreOptions,
     pub(super) vfs: std::sync::Arc<dyn Vfs>,
     pub(super) audit: FileAuditTrail,
@@ -298,34 +300,11 @@ impl Inner {
                 return Err(damaged(path, "its tables disappeared while it was open".to_owned()));
             }
             let current = self.read_document(&tx, path)?;
-            let replaced = match precondition {
-                Precondition::Absent | Precondition::Revision(_) => {
-                    let expect = match precondition {
-                        Precondition::Revision(r) => Expectation::Revision(*r),
-                        _ => Expectation::Absent,
-                    };
-                    // A document that does not verify fails here: it is not an absent one.
-                    let contents = current.as_deref().map(|stored| self.contents(stored)).transpose()?;
-                    let found = contents.as_ref().map(|c| c.revision);
-                    if !expect.is_met_by(found) {
-                        return Err(Error::Conflict {
-                            path: path.to_owned(),
-                            expected: expect,
-                            found,
-                        });
-                    }
-                    contents
-                }
-                Precondition::Bytes(expected) => {
-                    if current.as_deref() != Some(expected.bytes.as_slice()) {
-                        return Err(changed_meanwhile(path, precondition, current.as_deref()));
-                    }
-                    Some(Contents {
-                        revision: expected.revision,
-                        checksum: expected.checksum.clone(),
-                    })
-                }
-            };
+            // Core's check, the one every store makes, so a moved state refuses this
+            // store's writes as it does every other store's.
+            let replaced = precondition
+                .check(current.as_deref(), &JsonCodec, path)?
+                .map(|(revision, checksum)| Contents { revision, checksum });
             let placed = match (&backup, &current, replaced) {
                 (Some(request), Some(stored), Some(contents)) => {
                     Some(files::place_backup(
@@ -568,6 +547,59 @@ impl Inner {
             ));
         }
         files::quarantine(self.vfs.as_ref(), &self.quarantine, found, note)
+    }
+
+    /// Keeps `document` as the backup `record` describes: its file under the record's
+    /// id, durably, then its row. A file of that name already there is another
+    /// store's (the json backend's of this directory names its backups alike) and is
+    /// never overwritten.
+    pub(super) fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+        checklist_core::backup::validate_backup_id(&record.id)?;
+        let kept = BackupRecord {
+            location: format!("{}{}", files::BACKUP_PREFIX, record.id),
+            size: document.len() as u64,
+            ..record.clone()
+        };
+        let file = self.backup_dir.join(&kept.location);
+        let imported = self.with_db(true, |open, path| {
+            let (tx, _) = Self::begin(open, path, TransactionBehavior::Immediate)?;
+            if list_backups_in(&tx, path)?.iter().any(|b| b.id == record.id) {
+                return Err(Error::already_listed("backup", &record.id, path));
+            }
+            match self.vfs.metadata(&file) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("inspect", &file, e)),
+                Ok(_) => return Err(Error::already_listed("backup file", &kept.location, &file)),
+            }
+            files::ensure_dir(self.vfs.as_ref(), &self.backup_dir)?;
+            replace_file(
+                self.vfs.as_ref(),
+                &file,
+                document,
+                Durability::Full,
+                PRIVATE_FILE_MODE,
+            )?;
+            let listed = insert_backup(&tx, path, &kept).and_then(|()| {
+                tx.commit()
+                    .map_err(|e| db_error("commit the backup index of", path, e))
+            });
+            if let Err(error) = listed {
+                let _ = files::remove_backup_file(self.vfs.as_ref(), &file);
+                return Err(error);
+            }
+            Ok(kept.clone())
+        })?;
+        imported.ok_or_else(|| Error::NotInitialized {
+            path: self.db_path.clone(),
+        })
+    }
+
+    pub(super) fn import_quarantined(
+        &self,
+        record: &QuarantineRecord,
+        found: &[u8],
+    ) -> Result<QuarantineRecord> {
+        self.quarantine.import(self.vfs.as_ref(), record, found)
     }
 
     pub(super) fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>> {

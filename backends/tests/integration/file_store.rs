@@ -416,3 +416,86 @@ async fn writers_in_many_tasks_through_separate_handles_never_lose_a_commit() {
     assert_eq!(state.completed_steps.len(), 40);
     assert_eq!(state.revision, 41);
 }
+
+/// A yaml and a json store in one directory share `.backup/manifest.yaml` and
+/// history.yaml, and each sees only its own format's backups and archived instances:
+/// before, a json store listed (and pruned, and offered to restore) yaml backups it
+/// could not read, which is also how a changed `backend.type` looked like a lost state.
+#[tokio::test]
+async fn two_formats_in_one_directory_keep_their_backups_and_archives_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (yaml, json) = (yaml(dir.path()), json(dir.path()));
+    let keep = || checklist_core::KeepBackup {
+        reason: "commit".into(),
+        policy: Some(std::sync::Arc::new(checklist_core::RollingBackups::keep(2))),
+    };
+    let mut state = state_with_steps(1);
+    yaml.commit(&state, Expectation::Absent).await.unwrap();
+    json.commit(&state, Expectation::Absent).await.unwrap();
+    for revision in 1..=4 {
+        add_step(&mut state, &format!("more-{revision}"));
+        for store in [&yaml as &dyn checklist_core::StateStore, &json] {
+            store
+                .commit_keeping_backup(&state, Expectation::Revision(revision), keep())
+                .await
+                .unwrap();
+        }
+    }
+    for (store, own) in [
+        (&yaml as &dyn checklist_core::StateStore, "state.yaml."),
+        (&json, "state.json."),
+    ] {
+        let listed = store.list_backups().await.unwrap();
+        let revisions: Vec<u64> = listed.iter().map(|b| b.revision).collect();
+        assert_eq!(revisions, [3, 4], "each format pruned only its own: {listed:?}");
+        assert!(listed.iter().all(|b| b.location.starts_with(own)), "{listed:?}");
+        for backup in &listed {
+            store.read_verified_backup(&backup.id).await.unwrap();
+        }
+    }
+    let rebuilt = json.rebuild_backup_index().await.unwrap();
+    assert_eq!(rebuilt.kept.len(), 2);
+    assert_eq!(
+        yaml.list_backups().await.unwrap().len(),
+        2,
+        "a json rebuild keeps yaml's listing"
+    );
+    let newest = json.list_backups().await.unwrap().pop().unwrap();
+    json.delete_backup(&newest.id).await.unwrap();
+    assert_eq!(yaml.list_backups().await.unwrap().len(), 2);
+
+    let mut finished = state.clone();
+    finished.revision = 5;
+    let archived = finished
+        .archive_instance(
+            Some(checklist_core::model::InstanceStatus::Completed),
+            checklist_core::model::now(),
+        )
+        .unwrap();
+    yaml.archive(&archived).await.unwrap();
+    assert!(
+        json.history().await.unwrap().is_empty(),
+        "json lists no yaml archive"
+    );
+    json.archive(&archived).await.unwrap();
+    for (store, file) in [
+        (
+            &yaml as &dyn checklist_core::StateStore,
+            format!("archive/{}.yaml", archived.instance.id),
+        ),
+        (&json, format!("archive/{}.json", archived.instance.id)),
+    ] {
+        let history = store.history().await.unwrap();
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert_eq!(history[0].location, file);
+        assert_eq!(
+            store
+                .read_archived(&archived.instance.id)
+                .await
+                .unwrap()
+                .instance
+                .id,
+            archived.instance.id
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod postgres;
 mod power_loss;
 mod properties;
 mod recovery_faults;
+mod relocation;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store_faults;

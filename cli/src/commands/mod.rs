@@ -8,11 +8,14 @@ use checklist_backends::{OpenOptions, OpenedStore, open_project};
 use checklist_core::store::Capabilities;
 use checklist_core::{BackendRegistry, LockNote, Result};
 
-use crate::args::{BackupCommand, Cli, Command, LockCommand, LockNoteArg, QuarantineCommand, StepCommand};
+use crate::args::{
+    BackendCommand, BackupCommand, Cli, Command, LockCommand, LockNoteArg, QuarantineCommand, StepCommand,
+};
 use crate::output::Outcome;
 
 mod archive;
 mod audit;
+mod backend;
 mod backup;
 mod change;
 mod conformance;
@@ -127,6 +130,7 @@ pub(crate) async fn dispatch(
         Command::Lock(LockCommand::Status) => lock::status(&ctx, err).await,
         Command::Lock(LockCommand::Release { lock_id, .. }) => lock::release(&ctx, &lock_id, err).await,
         Command::Migrate(args) => migrate::run(&ctx, args, err).await,
+        Command::Backend(BackendCommand::Migrate(args)) => backend::migrate(&ctx, args).await,
         Command::Backup(BackupCommand::List { rebuild }) => backup::list(&ctx, rebuild, err).await,
         Command::Backup(BackupCommand::Create) => backup::create(&ctx, err).await,
         Command::Backup(BackupCommand::Restore { id, revision }) => {

@@ -1,6 +1,7 @@
 //! The CLI's integration tests, one binary running the real `checklist` binary; `processes` (hundreds of processes at once) is its own binary so nothing else runs beside its storms.
 
 mod archive_and_import;
+mod backend_changed;
 mod conformance;
 mod conventions;
 mod diff;

@@ -1,10 +1,9 @@
 //! `checklist migrate`, run as a real process against stores holding the golden
 //! fixtures of `schemas/fixtures/`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::support::{backup_file, checklist, json, ok, stderr};
+use crate::support::{backup_file, checklist, json, ok, snapshot, stderr};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -22,23 +21,6 @@ fn store_holding(backend: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
     let file = dir.path().join(".checklist").join(format!("state.{backend}"));
     std::fs::write(&file, bytes).unwrap();
     (dir, file)
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
 }
 
 fn backup_files(root: &Path) -> Vec<String> {

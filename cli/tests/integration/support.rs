@@ -67,3 +67,19 @@ pub(crate) fn commits(audit: &Value) -> Vec<(Value, Value)> {
         .map(|r| (r["txId"].clone(), r["revisionAfter"].clone()))
         .collect()
 }
+
+/// Every path under `root`, `root` included, with its bytes (`None` for a directory),
+/// without following symbolic links: what "nothing was changed" is checked against.
+pub(crate) fn snapshot(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Option<Vec<u8>>> {
+    let mut all = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+            all.insert(path.clone(), None);
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            all.insert(path.clone(), Some(std::fs::read(&path).unwrap()));
+        }
+    }
+    all
+}

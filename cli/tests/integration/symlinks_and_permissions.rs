@@ -5,12 +5,11 @@
 //! that would become paths are refused.
 #![cfg(unix)]
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{checklist, code, ok, stderr};
+use crate::support::{checklist, code, ok, snapshot, stderr};
 
 /// A project whose store holds a state with steps, a backup, an audit log, an
 /// archived instance and a quarantined document.
@@ -41,20 +40,6 @@ fn hand_edit(root: &Path) {
     };
     assert_ne!(edited, text, "no template id to edit: {text}");
     std::fs::write(&state, edited).unwrap();
-}
-
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut all = BTreeMap::new();
-    let mut pending = vec![root.to_owned()];
-    while let Some(path) = pending.pop() {
-        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
-            all.insert(path.clone(), None);
-            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-        } else {
-            all.insert(path.clone(), Some(std::fs::read(&path).unwrap()));
-        }
-    }
-    all
 }
 
 /// Moves `relative` out of the store of `project` (or, where nothing is, plants a

@@ -42,12 +42,14 @@ trait Calls {
     fn read_backup(&self, id: &str) -> Result<Vec<u8>>;
     fn delete_backup(&self, id: &str) -> Result<()>;
     fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild>;
+    fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord>;
     fn archive(&self, archived: &ArchivedInstance) -> Result<HistoryEntry>;
     fn history(&self) -> Result<Vec<HistoryEntry>>;
     fn read_archived(&self, instance_id: &str) -> Result<ArchivedInstance>;
     fn quarantine(&self, found: &[u8], note: &QuarantineNote) -> Result<QuarantineRecord>;
     fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>>;
     fn read_quarantined(&self, id: &str) -> Result<Vec<u8>>;
+    fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord>;
 }
 
 /// A store whose every call goes to its mock; the info and codec are real.
@@ -106,6 +108,9 @@ impl BackupStore for Store {
     async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
         self.calls.rebuild_backup_index()
     }
+    async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+        self.calls.import_backup(record, document)
+    }
 }
 
 #[deny(clippy::missing_trait_methods)]
@@ -133,6 +138,9 @@ impl QuarantineStore for Store {
     }
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         self.calls.read_quarantined(id)
+    }
+    async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord> {
+        self.calls.import_quarantined(record, found)
     }
 }
 

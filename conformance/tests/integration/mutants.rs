@@ -236,6 +236,22 @@ fn a_write_that_ignores_the_expectation_is_caught() {
 }
 
 #[test]
+fn a_write_over_a_moved_state_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::WritesOverAMovedState),
+        &["a_moved_state_refuses_every_write_but_one_naming_its_bytes"],
+    );
+}
+
+#[test]
+fn an_import_that_stamps_its_own_time_is_caught() {
+    assert_caught(
+        Mutant::store(StoreBug::ImportStampsItsOwnTime),
+        &["an_imported_backup_is_listed_as_it_was"],
+    );
+}
+
+#[test]
 fn a_write_keeping_no_backup_is_caught() {
     assert_caught(
         Mutant::store(StoreBug::KeepsNoBackup),

@@ -79,7 +79,9 @@ impl Precondition {
     /// [`Error::PreconditionFailed`] when [`Bytes`](Self::Bytes) are not what is
     /// stored, [`Error::Conflict`] naming the revision found when an
     /// [`Absent`](Self::Absent) or [`Revision`](Self::Revision) precondition is not met,
-    /// [`Error::Corrupted`] when the stored bytes do not verify.
+    /// [`Error::Corrupted`] when the stored bytes do not verify, [`Error::StoreMoved`]
+    /// under those two when the stored state was moved to another store: only a write
+    /// naming its exact [`Bytes`](Self::Bytes) replaces a moved state.
     pub fn check(
         &self,
         stored: Option<&[u8]>,
@@ -103,10 +105,16 @@ impl Precondition {
                     Self::Revision(r) => Expectation::Revision(*r),
                     _ => Expectation::Absent,
                 };
-                let contents = stored
-                    .map(|bytes| super::verify_revision(codec, bytes, location))
-                    .transpose()?
-                    .map(|(revision, checksum)| (revision, checksum.unwrap_or_default()));
+                let head = stored
+                    .map(|bytes| super::verified::verify_head(codec, bytes, location))
+                    .transpose()?;
+                if let Some((_, _, Some(moved_to))) = head {
+                    return Err(Error::StoreMoved {
+                        path: location.to_owned(),
+                        moved_to: Box::new(moved_to),
+                    });
+                }
+                let contents = head.map(|(revision, checksum, _)| (revision, checksum.unwrap_or_default()));
                 let revision = contents.as_ref().map(|(revision, _)| *revision);
                 if !expect.is_met_by(revision) {
                     return Err(Error::Conflict {
@@ -259,6 +267,12 @@ pub struct WriteReceipt {
 ///   leaves the previous document readable and unchanged.
 /// - `write_keeping_backup_keeps_the_replaced_revision`, `write_keeping_backup_prunes_by_the_policy`:
 ///   see [`write`](Self::write).
+/// - `a_moved_state_refuses_every_write_but_one_naming_its_bytes`: over a state whose
+///   `movedTo` says it was moved to another store
+///   ([`relocation`](crate::relocation)), a [`Precondition::Absent`] or
+///   [`Precondition::Revision`] write fails with [`Error::StoreMoved`] and changes
+///   nothing (the store's write makes [`Precondition::check`]); a
+///   [`Precondition::Bytes`] write naming its bytes replaces it.
 /// - `read_raw_returns_the_stored_bytes`, `write_over_needs_the_exact_bytes`:
 ///   see [`read_raw`](Self::read_raw) and [`Precondition::Bytes`].
 #[async_trait]

@@ -67,6 +67,9 @@ macro_rules! forward_planes {
             async fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {
                 (**self).rebuild_backup_index().await
             }
+            async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+                (**self).import_backup(record, document).await
+            }
         }
 
         #[async_trait]
@@ -92,6 +95,9 @@ macro_rules! forward_planes {
             }
             async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
                 (**self).read_quarantined(id).await
+            }
+            async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord> {
+                (**self).import_quarantined(record, found).await
             }
         }
 

@@ -102,16 +102,70 @@ pub struct StoreInfo {
     pub location: String,
     /// What the store can do.
     pub capabilities: Capabilities,
+    /// Where each plane beside the document keeps its data.
+    pub planes: PlaneLocations,
+}
+
+/// Where each plane beside the document keeps its data, named so that two stores can be
+/// compared: a plane whose location is the same in two stores is one plane they share
+/// (the file and SQLite backends of one directory share its `audit.log`), which a move
+/// between them must not copy onto itself ([`relocation`](crate::relocation)). A
+/// location names the data one store sees, not only a place: the file backends of one
+/// directory keep each format's backups apart in one `.backup/`, so theirs names the
+/// format too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct PlaneLocations {
+    /// The audit trail's.
+    pub audit: String,
+    /// The backups'.
+    pub backups: String,
+    /// The archive's, with its history.
+    pub archive: String,
+    /// The quarantine's.
+    pub quarantine: String,
+}
+
+impl PlaneLocations {
+    /// Every plane kept at `location`, with the document: a database, a process's memory.
+    pub fn all_at(location: &str) -> Self {
+        Self::new(location, location, location, location)
+    }
+
+    /// Each plane at a location of its own.
+    pub fn new(
+        audit: impl Into<String>,
+        backups: impl Into<String>,
+        archive: impl Into<String>,
+        quarantine: impl Into<String>,
+    ) -> Self {
+        Self {
+            audit: audit.into(),
+            backups: backups.into(),
+            archive: archive.into(),
+            quarantine: quarantine.into(),
+        }
+    }
 }
 
 impl StoreInfo {
     /// Describes a store of `backend` at `location`.
+    /// Its planes are all kept at `location` until [`with_planes`](Self::with_planes)
+    /// says otherwise.
     pub fn new(backend: impl Into<String>, location: impl Into<String>, capabilities: Capabilities) -> Self {
+        let location = location.into();
         Self {
             backend: backend.into(),
-            location: location.into(),
+            planes: PlaneLocations::all_at(&location),
+            location,
             capabilities,
         }
+    }
+
+    /// This description with its planes kept where `planes` says.
+    pub fn with_planes(self, planes: PlaneLocations) -> Self {
+        Self { planes, ..self }
     }
 
     /// The location as the path the error messages name it by.

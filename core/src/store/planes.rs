@@ -102,6 +102,20 @@ pub trait BackupStore: Send + Sync + fmt::Debug {
     /// Fails with [`Error::NotFound`] for an id that is not listed; removes no other.
     async fn delete_backup(&self, id: &str) -> Result<()>;
 
+    /// Keeps `document` as the backup `record` describes, as another store listed it:
+    /// how a store moved to this backend brings its backups along
+    /// ([`relocation`](crate::relocation)). `document` is in this store's format; core
+    /// re-encodes it and checks it against `record` before the call.
+    ///
+    /// # Contract
+    /// `an_imported_backup_is_listed_as_it_was`: it is then listed once, with the
+    /// record's id, revision, checksum, creation time and reason, and
+    /// [`read_backup`](Self::read_backup) returns exactly `document`. Fails with
+    /// [`Error::PreconditionFailed`] when a backup with that id is already listed,
+    /// changing nothing, and with [`Error::InvalidOperation`] for an unsafe id
+    /// ([`validate_backup_id`](crate::backup::validate_backup_id)).
+    async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord>;
+
     /// Lists again every kept backup that verifies, after the index that lists them
     /// was lost or damaged, and reports the others, left where they are.
     ///
@@ -191,6 +205,19 @@ pub trait QuarantineStore: Send + Sync + fmt::Debug {
     /// Exactly the bytes given to [`quarantine`](Self::quarantine); fails with
     /// [`Error::NotFound`] for an id that is not listed.
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>>;
+
+    /// Keeps `found` as the quarantined document `record` describes, as another store
+    /// listed it: how a store moved to this backend brings its quarantine along
+    /// ([`relocation`](crate::relocation)). Core checks `found` against the record's
+    /// size and `sha256` before the call.
+    ///
+    /// # Contract
+    /// `an_imported_quarantined_document_is_kept_as_it_was`: it is then listed once,
+    /// with the record's id, time, size, sha256 and note, and
+    /// [`read_quarantined`](Self::read_quarantined) returns exactly `found`. Fails with
+    /// [`Error::PreconditionFailed`] when a document with that id is already listed,
+    /// changing nothing, and with [`Error::InvalidOperation`] for an unsafe id.
+    async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord>;
 }
 
 /// The change feed: how a follower learns that the store changed, without reading the

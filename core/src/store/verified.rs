@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use crate::codec::Codec;
 use crate::document;
 use crate::error::Result;
-use crate::model::ChecklistState;
+use crate::model::{ChecklistState, MovedTo};
 
 /// How many verified documents the process remembers (a CLI run needs one; a test
 /// process with many stores open at once needs a few).
@@ -50,13 +50,23 @@ pub fn verify(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result<Checkl
 /// # Errors
 /// As [`verify`].
 pub fn verify_revision(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result<(u64, Option<String>)> {
+    verify_head(codec, bytes, location).map(|(revision, checksum, _)| (revision, checksum))
+}
+
+/// What a write's precondition needs of a stored document: [`verify_revision`]'s
+/// revision and checksum, and where the state was moved to if it was.
+pub(crate) fn verify_head(
+    codec: &dyn Codec,
+    bytes: &[u8],
+    location: &Path,
+) -> Result<(u64, Option<String>, Option<MovedTo>)> {
     if let Some(head) = recall_with(codec.name(), bytes, |state| {
-        (state.revision, state.checksum.clone())
+        (state.revision, state.checksum.clone(), state.moved_to.clone())
     }) {
         return Ok(head);
     }
     let state = verify(codec, bytes, location)?;
-    Ok((state.revision, state.checksum))
+    Ok((state.revision, state.checksum, state.moved_to))
 }
 
 /// Like [`verify`], always decoding and checking the bytes, never answering from

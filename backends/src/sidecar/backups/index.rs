@@ -24,7 +24,8 @@ impl BackupDir {
         validate_backup_id(id)?;
         let record = self
             .read_manifest(vfs)?
-            .backups
+            .split(&self.file_prefix())
+            .0
             .into_iter()
             .find(|b| b.id == id)
             .ok_or_else(|| Error::NotFound {
@@ -49,7 +50,7 @@ impl BackupDir {
         Ok((record, bytes, path))
     }
 
-    fn file_prefix(&self) -> String {
+    pub(super) fn file_prefix(&self) -> String {
         format!("{}.", self.state_file_name)
     }
 
@@ -61,7 +62,10 @@ impl BackupDir {
         limit: u64,
         verify: impl Fn(&Path, &[u8]) -> Result<Contents>,
     ) -> Result<BackupIndexRebuild> {
-        let previous = self.read_manifest(vfs).unwrap_or_default().backups;
+        let (previous, others) = self
+            .read_manifest(vfs)
+            .unwrap_or_default()
+            .split(&self.file_prefix());
         let names = match vfs.list_dir(&self.dir) {
             Ok(names) => names,
             // No backup directory: no backups, and nowhere to write an index.
@@ -120,11 +124,12 @@ impl BackupDir {
             .kept
             .sort_by(|a, b| a.revision.cmp(&b.revision).then(a.created_at.cmp(&b.created_at)));
         rebuilt.skipped.sort_by(|a, b| a.location.cmp(&b.location));
+        // Another format's backups stay listed as they were: this rebuild only read ours.
         self.write_manifest(
             vfs,
             &Manifest {
                 version: 1,
-                backups: rebuilt.kept.clone(),
+                backups: others.into_iter().chain(rebuilt.kept.iter().cloned()).collect(),
             },
         )?;
         Ok(rebuilt)

@@ -34,6 +34,11 @@ pub(crate) enum StoreBug {
     ResealsOnRead,
     /// `write` ignores the precondition and writes over whatever is stored.
     IgnoresExpectation,
+    /// `write` over a state marked as moved writes anyway (a precondition check of
+    /// its own that only compares revisions).
+    WritesOverAMovedState,
+    /// `import_backup` lists the backup as taken now, not when the record says.
+    ImportStampsItsOwnTime,
     /// `write` keeps no backup although asked to.
     KeepsNoBackup,
     /// `write` backs up the new revision instead of the replaced one.
@@ -258,6 +263,19 @@ impl DocumentStore for BrokenStore {
                     None => Precondition::Absent,
                 };
             }
+            StoreBug::WritesOverAMovedState => {
+                if let Some(found) = self.inner.read_raw().await?
+                    && self
+                        .inner
+                        .read()
+                        .await?
+                        .is_some_and(|state| state.moved_to.is_some())
+                {
+                    let document =
+                        checklist_core::store::decode(self.inner.codec(), &found, Path::new("x")).ok();
+                    request.precondition = Precondition::Bytes(StoredBytes::new(found, document.as_ref()));
+                }
+            }
             StoreBug::KeepsNoBackup => request.keep = None,
             StoreBug::BacksUpTheNewRevision => {
                 let keep = request.keep.take();
@@ -364,6 +382,17 @@ impl BackupStore for BrokenStore {
 
     async fn list_backups(&self) -> Result<Vec<BackupRecord>> {
         self.inner.list_backups().await
+    }
+
+    async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord> {
+        if self.bug == StoreBug::ImportStampsItsOwnTime {
+            let stamped = BackupRecord {
+                created_at: chrono::Utc::now(),
+                ..record.clone()
+            };
+            return self.inner.import_backup(&stamped, document).await;
+        }
+        self.inner.import_backup(record, document).await
     }
 
     async fn read_backup(&self, id: &str) -> Result<Vec<u8>> {
@@ -495,6 +524,10 @@ impl QuarantineStore for BrokenStore {
 
     async fn read_quarantined(&self, id: &str) -> Result<Vec<u8>> {
         self.inner.read_quarantined(id).await
+    }
+
+    async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord> {
+        self.inner.import_quarantined(record, found).await
     }
 }
 

@@ -1,0 +1,535 @@
+//! Moving a store to another backend: its state at the same revision, its audit trail,
+//! backups, archive and quarantine, under both stores' locks (`checklist backend
+//! migrate`; docs/backends.md, "Moving a store to another backend";
+//! docs/decisions/0030-moving-a-store.md).
+//!
+//! A move copies what the new store lacks, plane by plane, writes the state last, and
+//! then marks the old store's state as moved ([`MovedTo`]): from then on every write
+//! to the old store fails with [`Error::StoreMoved`], in every process, because the
+//! check is the one every write's precondition makes. Each step is safe to interrupt:
+//! until the new store holds the state, the old one is the live one and a new run
+//! copies only what is still missing; once it holds it, a new run verifies it and goes
+//! on. A plane two stores share (the `audit.log` of the file and SQLite backends of
+//! one directory, [`PlaneLocations`]) is not copied onto itself.
+//!
+//! `checklist_backends::move_project_store` moves a project's store and switches its
+//! config.yaml; its tests move stores between every built-in backend.
+
+use serde::Serialize;
+
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::backend::Backend;
+use crate::backup::BackupRecord;
+use crate::error::{Error, Result};
+use crate::lock::{LockGuard, LockRequest};
+use crate::model::{ChecklistState, MovedTo, now};
+use crate::quarantine::{QuarantineRecord, bytes_sha256};
+use crate::store::{DocumentStoreExt, Precondition, StateStoreExt, StoredBytes};
+
+/// One step of a move, reported as it is done ([`Relocation::run`]'s `progress`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelocationStep {
+    /// An archived instance was copied.
+    Archived(String),
+    /// A quarantined document was copied.
+    Quarantined(String),
+    /// A backup was copied.
+    BackedUp(String),
+    /// This many audit records were appended to the new store's trail.
+    Audited(usize),
+    /// The new store holds the state.
+    StateWritten,
+    /// The old store's state is marked as moved.
+    Marked,
+}
+
+/// What a move carries of one plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaneMove {
+    /// The two stores share the plane: there is nothing to copy.
+    pub shared: bool,
+    /// The ids (audit: the number) still to copy.
+    pub to_copy: Vec<String>,
+    /// How many the new store already holds (an earlier, interrupted move's).
+    pub already_there: usize,
+    /// What cannot be carried, with why: a damaged backup stays in the old store only.
+    pub left_behind: Vec<String>,
+}
+
+/// What the new store's document needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DocumentMove {
+    /// The new store holds no state: it is written.
+    Write,
+    /// The new store holds the state already (an interrupted move wrote it).
+    AlreadyThere,
+    /// The new store holds an old copy: the state moved out of it to the old store
+    /// before, or an interrupted move's copy of an older revision. It is replaced.
+    ReplaceOldCopy,
+    /// The old store's state is marked as moved to the new one already: only the
+    /// configuration that names the store is left to switch.
+    Moved,
+}
+
+/// What a move does, worked out before doing it ([`Relocation::plan`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelocationPlan {
+    /// The old store's backend and location.
+    pub from: (String, String),
+    /// The new store's backend and location.
+    pub to: (String, String),
+    /// The revision carried.
+    pub revision: u64,
+    /// Its checksum.
+    pub checksum: String,
+    /// The state.
+    pub document: DocumentMove,
+    /// The audit trail.
+    pub audit: PlaneMove,
+    /// The backups.
+    pub backups: PlaneMove,
+    /// The archive.
+    pub archive: PlaneMove,
+    /// The quarantine.
+    pub quarantine: PlaneMove,
+}
+
+/// A move between two opened backends.
+#[derive(Debug)]
+pub struct Relocation<'a> {
+    from: &'a Backend,
+    to: &'a Backend,
+    request: LockRequest,
+}
+
+/// A finished move, still holding both stores' locks so that the caller can switch
+/// whatever names the store (config.yaml) before anyone else writes.
+#[derive(Debug)]
+#[must_use = "the locks are held until release"]
+pub struct Relocated {
+    /// What was done.
+    pub plan: RelocationPlan,
+    guards: Vec<LockGuard>,
+}
+
+impl Relocated {
+    /// Releases both stores' locks.
+    ///
+    /// # Errors
+    /// The lock providers' release errors.
+    pub async fn release(self) -> Result<()> {
+        for guard in self.guards.into_iter().rev() {
+            guard.release().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The old store's state as read for a move: its bytes and what they verify to.
+struct Source {
+    bytes: Vec<u8>,
+    state: ChecklistState,
+}
+
+impl<'a> Relocation<'a> {
+    /// A move of `from`'s store into `to`'s, taking each store's lock with `request`.
+    pub fn new(from: &'a Backend, to: &'a Backend, request: LockRequest) -> Self {
+        Self { from, to, request }
+    }
+
+    /// What [`run`](Self::run) would do, without taking a lock or writing anything.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run), for what can be known before it.
+    pub async fn plan(&self) -> Result<RelocationPlan> {
+        let source = self.source().await?;
+        self.plan_for(&source).await
+    }
+
+    /// Moves the store: under both locks, copies what the new store lacks, writes the
+    /// state, verifies it, and marks the old store's state as moved. `progress` hears
+    /// of each step as it is done.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] into a store that does not outlive the process;
+    /// [`Error::InvalidOperation`] from a store without a state;
+    /// [`Error::StoreMoved`] from one moved elsewhere; [`Error::PreconditionFailed`]
+    /// into a store that holds something else; the stores' and locks' own errors. On
+    /// any error the old store is the live one, or the new one is complete.
+    pub async fn run(&self, progress: &(dyn Fn(&RelocationStep) + Send + Sync)) -> Result<Relocated> {
+        let mut guards = vec![self.from.locks.acquire(&self.request).await?];
+        if self.to.locks.resource() != self.from.locks.resource() {
+            guards.push(self.to.locks.acquire(&self.request).await?);
+        }
+        let source = self.source().await?;
+        let plan = self.plan_for(&source).await?;
+        if plan.document != DocumentMove::Moved {
+            let record = self.record(&plan);
+            self.copy_planes(&plan, progress).await?;
+            self.write_state(&plan, &source, &record).await?;
+            progress(&RelocationStep::StateWritten);
+            self.verify(&plan).await?;
+            self.mark_moved(&plan, &source, &record).await?;
+            progress(&RelocationStep::Marked);
+        }
+        Ok(Relocated { plan, guards })
+    }
+
+    async fn source(&self) -> Result<Source> {
+        let (from, to) = (self.from.store.info(), self.to.store.info());
+        if !to.capabilities.persistent {
+            return Err(Error::Unsupported {
+                operation: "taking a moved store: its state would be gone when the process exits".to_owned(),
+                backend: to.backend.clone(),
+                location: to.location.clone(),
+            });
+        }
+        if from.location == to.location {
+            return Err(Error::invalid(format!(
+                "{} is both the store to move and the store to move it to",
+                from.location
+            )));
+        }
+        let Some(bytes) = self.from.store.read_raw().await? else {
+            return Err(Error::invalid(format!(
+                "{} holds no state; there is nothing to move",
+                from.location
+            )));
+        };
+        let state = crate::store::verify(self.from.store.codec(), &bytes, from.location_path())?;
+        Ok(Source { bytes, state })
+    }
+
+    async fn plan_for(&self, source: &Source) -> Result<RelocationPlan> {
+        let (from, to) = (self.from.store.info(), self.to.store.info());
+        let state = &source.state;
+        let mut plan = RelocationPlan {
+            from: (from.backend.clone(), from.location.clone()),
+            to: (to.backend.clone(), to.location.clone()),
+            revision: state.revision,
+            checksum: state.checksum.clone().unwrap_or_default(),
+            document: DocumentMove::Write,
+            audit: PlaneMove::default(),
+            backups: PlaneMove::default(),
+            archive: PlaneMove::default(),
+            quarantine: PlaneMove::default(),
+        };
+        if let Some(moved_to) = &state.moved_to {
+            if moved_to.backend == to.backend && moved_to.location == to.location {
+                plan.document = DocumentMove::Moved;
+                return Ok(plan);
+            }
+            return Err(Error::StoreMoved {
+                path: from.location_path().to_owned(),
+                moved_to: Box::new(moved_to.clone()),
+            });
+        }
+        plan.document = self.document_move(&plan).await?;
+        plan.archive = self
+            .archive_move(from.planes.archive == to.planes.archive)
+            .await?;
+        plan.quarantine = self
+            .quarantine_move(from.planes.quarantine == to.planes.quarantine)
+            .await?;
+        plan.backups = self.backup_move(from.planes.backups == to.planes.backups).await?;
+        plan.audit = self.audit_move(from.planes.audit == to.planes.audit).await?;
+        Ok(plan)
+    }
+
+    async fn document_move(&self, plan: &RelocationPlan) -> Result<DocumentMove> {
+        let to = self.to.store.info();
+        if self.to.store.read_raw().await?.is_none() {
+            return Ok(DocumentMove::Write);
+        }
+        let held = self.to.store.read().await?.unwrap_or_default();
+        if held.revision == plan.revision && held.checksum.as_deref() == Some(&plan.checksum) {
+            return Ok(DocumentMove::AlreadyThere);
+        }
+        let moved_here_before = held
+            .moved_to
+            .as_ref()
+            .is_some_and(|m| m.location == plan.from.1 && held.revision <= plan.revision);
+        let copied_before = held.revision < plan.revision
+            && self.to.store.read_audit().await?.records.iter().any(|r| {
+                r.event == AuditEvent::BackendMigrated
+                    && r.revision_after == Some(held.revision)
+                    && r.checksum == held.checksum
+            });
+        if moved_here_before || copied_before {
+            return Ok(DocumentMove::ReplaceOldCopy);
+        }
+        Err(Error::PreconditionFailed {
+            path: to.location_path().to_owned(),
+            expected: "no state: a move never replaces a store's own state".to_owned(),
+            found: format!("a state of its own at revision {}", held.revision),
+        })
+    }
+
+    async fn archive_move(&self, shared: bool) -> Result<PlaneMove> {
+        let mut plane = PlaneMove {
+            shared,
+            ..PlaneMove::default()
+        };
+        if shared {
+            return Ok(plane);
+        }
+        let held = self.to.store.history().await?;
+        for entry in self.from.store.history().await? {
+            match held.iter().find(|h| h.instance_id == entry.instance_id) {
+                Some(h) if h.checksum == entry.checksum => plane.already_there += 1,
+                _ => plane.to_copy.push(entry.instance_id),
+            }
+        }
+        Ok(plane)
+    }
+
+    async fn quarantine_move(&self, shared: bool) -> Result<PlaneMove> {
+        let mut plane = PlaneMove {
+            shared,
+            ..PlaneMove::default()
+        };
+        if shared {
+            return Ok(plane);
+        }
+        let held = self.to.store.list_quarantine().await?;
+        for record in self.from.store.list_quarantine().await? {
+            match held.iter().find(|h| h.id == record.id) {
+                Some(h) if h.sha256 == record.sha256 => plane.already_there += 1,
+                Some(_) => return Err(self.holds_another("quarantined document", &record.id)),
+                None => plane.to_copy.push(record.id),
+            }
+        }
+        Ok(plane)
+    }
+
+    async fn backup_move(&self, shared: bool) -> Result<PlaneMove> {
+        let mut plane = PlaneMove {
+            shared,
+            ..PlaneMove::default()
+        };
+        if shared {
+            return Ok(plane);
+        }
+        let held = self.to.store.list_backups().await?;
+        for record in self.from.store.list_backups().await? {
+            match held.iter().find(|h| h.id == record.id) {
+                Some(h) if h.checksum == record.checksum => plane.already_there += 1,
+                Some(_) => return Err(self.holds_another("backup", &record.id)),
+                None => match self.from.store.read_verified_backup(&record.id).await {
+                    Ok(_) => plane.to_copy.push(record.id),
+                    Err(error @ Error::Corrupted { .. }) => {
+                        plane.left_behind.push(format!("backup {}: {error}", record.id));
+                    }
+                    Err(error) => return Err(error),
+                },
+            }
+        }
+        Ok(plane)
+    }
+
+    async fn audit_move(&self, shared: bool) -> Result<PlaneMove> {
+        let mut plane = PlaneMove {
+            shared,
+            ..PlaneMove::default()
+        };
+        if shared {
+            return Ok(plane);
+        }
+        let (source, held) = (
+            self.from.store.read_audit().await?.records,
+            self.to.store.read_audit().await?.records,
+        );
+        if held.len() > source.len() || source[..held.len()] != held[..] {
+            return Err(Error::PreconditionFailed {
+                path: self.to.store.info().location_path().to_owned(),
+                expected: "an audit trail that is empty or a copy of the beginning of the moved store's"
+                    .to_owned(),
+                found: format!("{} records of another history", held.len()),
+            });
+        }
+        plane.already_there = held.len();
+        plane.to_copy = (held.len()..source.len()).map(|i| i.to_string()).collect();
+        Ok(plane)
+    }
+
+    fn holds_another(&self, what: &str, id: &str) -> Error {
+        Error::PreconditionFailed {
+            path: self.to.store.info().location_path().to_owned(),
+            expected: format!("no {what} {id:?}, or the same one"),
+            found: format!("another {what} under that id"),
+        }
+    }
+
+    async fn copy_planes(
+        &self,
+        plan: &RelocationPlan,
+        progress: &(dyn Fn(&RelocationStep) + Send + Sync),
+    ) -> Result<()> {
+        let (from, to) = (&self.from.store, &self.to.store);
+        for id in &plan.archive.to_copy {
+            to.archive(&from.read_archived(id).await?).await?;
+            progress(&RelocationStep::Archived(id.clone()));
+        }
+        let quarantined = from.list_quarantine().await?;
+        for id in &plan.quarantine.to_copy {
+            let record = listed(&quarantined, id, |r: &QuarantineRecord| &r.id)?;
+            let found = from.read_quarantined(id).await?;
+            if bytes_sha256(&found) != record.sha256 {
+                return Err(Error::Corrupted {
+                    kind: crate::CorruptionKind::ChecksumMismatch,
+                    path: std::path::PathBuf::from(&record.location),
+                    detail: "the quarantined bytes no longer match their recorded sha256".to_owned(),
+                });
+            }
+            to.import_quarantined(record, &found).await?;
+            progress(&RelocationStep::Quarantined(id.clone()));
+        }
+        let backups = from.list_backups().await?;
+        for id in &plan.backups.to_copy {
+            let record = listed(&backups, id, |b: &BackupRecord| &b.id)?;
+            let state = from.read_verified_backup(id).await?;
+            let (encoded, _) = to.encode(&state, state.revision)?;
+            if encoded.checksum != record.checksum {
+                return Err(Error::invalid(format!(
+                    "backup {id} of {} re-encoded for {} has checksum {}, not {}; nothing of it was copied",
+                    plan.from.1, plan.to.1, encoded.checksum, record.checksum
+                )));
+            }
+            to.import_backup(record, &encoded.bytes).await?;
+            progress(&RelocationStep::BackedUp(id.clone()));
+        }
+        if !plan.audit.to_copy.is_empty() {
+            let records = from.read_audit().await?.records;
+            for record in &records[plan.audit.already_there..] {
+                to.append_audit(record).await?;
+            }
+            progress(&RelocationStep::Audited(plan.audit.to_copy.len()));
+        }
+        Ok(())
+    }
+
+    fn record(&self, plan: &RelocationPlan) -> AuditRecord {
+        AuditRecord::new(AuditEvent::BackendMigrated)
+            .in_transaction(&uuid::Uuid::new_v4().to_string())
+            .revisions(Some(plan.revision), Some(plan.revision))
+            .checksum(plan.checksum.clone())
+            .operations(vec![format!(
+                "moved from the {} backend ({}) to the {} backend ({})",
+                plan.from.0, plan.from.1, plan.to.0, plan.to.1
+            )])
+            .lock_note(self.request.note.as_ref())
+    }
+
+    async fn write_state(&self, plan: &RelocationPlan, source: &Source, record: &AuditRecord) -> Result<()> {
+        let precondition = match plan.document {
+            DocumentMove::Write => Precondition::Absent,
+            DocumentMove::ReplaceOldCopy => {
+                let bytes = self.to.store.read_raw().await?.unwrap_or_default();
+                let to = self.to.store.info();
+                let document = crate::store::decode(self.to.store.codec(), &bytes, to.location_path()).ok();
+                Precondition::Bytes(StoredBytes::new(bytes, document.as_ref()))
+            }
+            DocumentMove::AlreadyThere | DocumentMove::Moved => return Ok(()),
+        };
+        let receipt = self
+            .to
+            .store
+            .write_state(
+                &source.state,
+                plan.revision,
+                precondition,
+                None,
+                Some(record.clone()),
+            )
+            .await?;
+        match receipt.unaudited {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    async fn verify(&self, plan: &RelocationPlan) -> Result<()> {
+        let to = self.to.store.info();
+        let held = self.to.store.read().await?;
+        let (revision, checksum) = held.map_or((0, None), |s| (s.revision, s.checksum));
+        if revision != plan.revision || checksum.as_deref() != Some(&plan.checksum) {
+            return Err(Error::PreconditionFailed {
+                path: to.location_path().to_owned(),
+                expected: format!("revision {} with checksum {}", plan.revision, plan.checksum),
+                found: format!(
+                    "revision {revision} with checksum {}",
+                    checksum.unwrap_or_default()
+                ),
+            });
+        }
+        let backups = self.to.store.list_backups().await?;
+        let history = self.to.store.history().await?;
+        let missing = plan
+            .backups
+            .to_copy
+            .iter()
+            .filter(|id| !backups.iter().any(|b| &&b.id == id))
+            .chain(
+                plan.archive
+                    .to_copy
+                    .iter()
+                    .filter(|id| !history.iter().any(|h| &&h.instance_id == id)),
+            )
+            .cloned()
+            .collect::<Vec<_>>();
+        if !missing.is_empty() {
+            return Err(Error::PreconditionFailed {
+                path: to.location_path().to_owned(),
+                expected: "every backup and archived instance copied".to_owned(),
+                found: format!("{} missing after the copy", missing.join(", ")),
+            });
+        }
+        Ok(())
+    }
+
+    async fn mark_moved(&self, plan: &RelocationPlan, source: &Source, record: &AuditRecord) -> Result<()> {
+        let mut marked = source.state.clone();
+        marked.moved_to = Some(MovedTo {
+            backend: plan.to.0.clone(),
+            location: plan.to.1.clone(),
+            revision: plan.revision,
+            at: now(),
+        });
+        self.from
+            .store
+            .replace(Some(&source.bytes), &marked, plan.revision)
+            .await?;
+        if !plan.audit.shared {
+            // The record the new store's trail has for this move, so that the old
+            // trail stays the beginning of the new one (a later move back copies
+            // only what follows).
+            let written = self
+                .to
+                .store
+                .read_audit()
+                .await?
+                .records
+                .into_iter()
+                .rev()
+                .find(|r| {
+                    r.event == AuditEvent::BackendMigrated
+                        && r.revision_after == Some(plan.revision)
+                        && r.checksum.as_deref() == Some(plan.checksum.as_str())
+                });
+            let record = written.unwrap_or_else(|| record.clone());
+            self.from.store.append_audit(&record).await?;
+        }
+        Ok(())
+    }
+}
+
+fn listed<'r, T>(records: &'r [T], id: &str, id_of: impl Fn(&T) -> &String) -> Result<&'r T> {
+    records
+        .iter()
+        .find(|r| id_of(r) == id)
+        .ok_or_else(|| Error::invalid(format!("{id} was no longer listed while it was being copied")))
+}
