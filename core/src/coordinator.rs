@@ -291,6 +291,10 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             Ok(state) => state,
             Err(error) => return Err(self.rollback(&mut tx, None, error, None).await),
         };
+        // A moved store takes no writes (its commit would be refused anyway): stop
+        // before the change touches another plane, such as the archive, and before
+        // anything is appended to its trail (docs/decisions/0030-moving-a-store.md).
+        snapshot.ensure_not_moved(self.store.info().location_path())?;
         let before = snapshot.revision;
         tx.snapshot = snapshot;
         let begin = AuditRecord::new(AuditEvent::Begin)

@@ -305,6 +305,22 @@ impl ChecklistState {
         }
     }
 
+    /// Refuses a state that was moved to another store ([`moved_to`](Self::moved_to)),
+    /// naming `location` (its store) and where it went: how a write stops before it
+    /// touches anything of a moved store.
+    ///
+    /// # Errors
+    /// [`Error::StoreMoved`].
+    pub fn ensure_not_moved(&self, location: &std::path::Path) -> crate::Result<()> {
+        match &self.moved_to {
+            Some(moved_to) => Err(crate::Error::StoreMoved {
+                path: location.to_owned(),
+                moved_to: Box::new(moved_to.clone()),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Starts a new instance of a template.
     ///
     /// Refused while another instance is still in the document (whatever its status),

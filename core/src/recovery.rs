@@ -344,6 +344,8 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
             }
             Err(error) => return Err(error),
         };
+        // Not even a pre-restore backup is added to a moved store.
+        current.ensure_not_moved(self.store.info().location_path())?;
         let backup = self.listed_backup(id).await?;
         let restored = self.store.read_verified_backup(id).await?;
         let replaced = self.store.create_backup("pre-restore").await?;

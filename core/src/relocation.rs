@@ -10,7 +10,7 @@
 //! until the new store holds the state, the old one is the live one and a new run
 //! copies only what is still missing; once it holds it, a new run verifies it and goes
 //! on. A plane two stores share (the `audit.log` of the file and SQLite backends of
-//! one directory, [`PlaneLocations`]) is not copied onto itself.
+//! one directory, [`PlaneLocations`](crate::PlaneLocations)) is not copied onto itself.
 //!
 //! `checklist_backends::move_project_store` moves a project's store and switches its
 //! config.yaml; its tests move stores between every built-in backend.

@@ -34,6 +34,15 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
         state.revision,
         state.checksum.as_deref().unwrap_or("no checksum")
     )]);
+    if let Some(moved) = &state.moved_to {
+        lines.push(format!(
+            "Moved:     to the {} backend at {} at revision {} ({}); this copy takes no more writes",
+            moved.backend,
+            moved.location,
+            moved.revision,
+            time(&moved.at)
+        ));
+    }
     match &state.active_instance {
         Some(i) => {
             lines.push(format!(
@@ -106,6 +115,7 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
         "revision": state.revision,
         "checksum": state.checksum,
         "integrity": "ok",
+        "movedTo": state.moved_to,
         "activeInstance": state.active_instance,
         "completedSteps": if ctx.as_json { json!(state.completed_steps) } else { json!([]) },
         "lock": lock,

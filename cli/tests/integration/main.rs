@@ -2,6 +2,7 @@
 
 mod archive_and_import;
 mod backend_changed;
+mod backend_migrate;
 mod conformance;
 mod conventions;
 mod diff;

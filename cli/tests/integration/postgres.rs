@@ -1597,3 +1597,71 @@ fn a_follower_in_one_checkout_sees_every_commit_of_another() {
         writer.command(args, &[])
     });
 }
+
+// ----- moving a store to and from a server ----------------------------------------------
+
+/// `checklist backend migrate` from yaml to a server and on to json: everything carried
+/// both ways (the audit trail copied, since the server keeps its own), the old stores
+/// marked, and a second checkout still pointing at the server refused with exit 9.
+#[test]
+fn a_store_moves_from_yaml_to_postgres_and_on_to_json() {
+    let Some(server) = server() else { return };
+    let names = fresh();
+    let mut cleanup = Cleanup::new(server);
+    cleanup.schema(&names.schema);
+    let a = Checkout::new();
+    a.ok(&["init"]);
+    a.ok(&["start", "--template", "release", "--step", "s0"]);
+    a.ok(&["step", "complete", "s0"]);
+    a.ok(&["archive", "--as", "completed"]);
+    a.ok(&["start", "--template", "release", "--step", "s1"]);
+    a.ok(&["step", "complete", "s1"]);
+    a.ok(&["backup", "create"]);
+    let shown = || crate::backend_migrate::shown_by(&|args| a.json(args), &|args| a.ok(args));
+    let before = shown();
+    let moved = a.json(&[
+        "backend",
+        "migrate",
+        "--to",
+        "postgres",
+        "--database-url",
+        server.url(),
+        "--key",
+        &names.key,
+        "--schema",
+        &names.schema,
+    ]);
+    assert_eq!(moved["plan"]["audit"]["shared"], false, "{moved}");
+    assert!(
+        moved["plan"]["audit"]["toCopy"].as_array().unwrap().len() > 5,
+        "{moved}"
+    );
+    let config = std::fs::read_to_string(a.store_dir().join("config.yaml")).unwrap();
+    assert!(
+        config.contains("type: postgres") && config.contains(&names.key),
+        "{config}"
+    );
+    crate::backend_migrate::assert_carried(&before, &shown(), "yaml -> postgres");
+    let old = std::fs::read_to_string(a.store_dir().join("state.yaml")).unwrap();
+    assert!(
+        old.contains("movedTo:") && old.contains("backend: postgres"),
+        "{old}"
+    );
+
+    // A second checkout of the same store on the server, as a CI machine has.
+    let b = Checkout::new();
+    b.init(server.url(), &names);
+    b.ok(&["step", "complete", "from-ci"]);
+    let after_ci = shown();
+
+    a.ok(&["backend", "migrate", "--to", "json"]);
+    crate::backend_migrate::assert_carried(&after_ci, &shown(), "postgres -> json");
+    let out = b.run(&["step", "complete", "too-late"]);
+    assert_eq!(code(&out), 9, "{}", stderr(&out));
+    let said = one_sentence(&out);
+    assert!(
+        said.contains("was moved to the json backend") && said.contains("state.json"),
+        "{said}"
+    );
+    assert_eq!(b.json(&["status"])["revision"], after_ci.export["revision"]);
+}

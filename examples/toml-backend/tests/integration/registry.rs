@@ -185,3 +185,96 @@ fn checklist_migrate_upgrades_a_0_9_0_toml_state() {
     let (code, _, err) = run(&["verify"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// A yaml store moved to the TOML backend (`move_project_store`, what `checklist
+/// backend migrate --to toml` runs in a binary that registers it) and back: the state
+/// at its revision and every backup carried, config.yaml switched, the old store's
+/// state marked and refusing writes.
+#[test]
+fn a_yaml_store_moves_to_toml_and_back() {
+    let root = tempfile::tempdir().expect("a temp dir");
+    let registry = toml_registry();
+    runtime().block_on(async {
+        init_project(root.path(), &InitOptions::default(), &registry)
+            .await
+            .expect("init a yaml store");
+        let yaml = open_project(root.path(), &registry, &OpenOptions::default())
+            .await
+            .expect("open it")
+            .backend
+            .store;
+        let mut state = yaml.read_existing().await.expect("its state");
+        for _ in 0..3 {
+            state
+                .extra
+                .insert("note".into(), json!(format!("revision {}", state.revision + 1)));
+            let keep = checklist_core::KeepBackup {
+                reason: "commit".into(),
+                policy: None,
+            };
+            let committed = yaml
+                .commit_keeping_backup(&state, Expectation::Revision(state.revision), keep)
+                .await
+                .expect("a commit");
+            state.revision = committed.committed.revision;
+        }
+        let backups = yaml.list_backups().await.expect("the backups");
+        let moved = checklist_backends::move_project_store(
+            root.path(),
+            &registry,
+            &checklist_backends::MoveOptions {
+                to: "toml".into(),
+                ..checklist_backends::MoveOptions::default()
+            },
+            &|_| {},
+        )
+        .await
+        .expect("the move");
+        assert_eq!(moved.plan.revision, state.revision);
+        let toml = open_project(root.path(), &registry, &OpenOptions::default())
+            .await
+            .expect("open the moved store")
+            .backend
+            .store;
+        assert!(
+            toml.info().location.ends_with("state.toml"),
+            "{}",
+            toml.info().location
+        );
+        let read = toml.read_existing().await.expect("the moved state");
+        assert_eq!(
+            (read.revision, &read.extra["note"]),
+            (state.revision, &json!("revision 4"))
+        );
+        let carried: Vec<_> = toml
+            .list_backups()
+            .await
+            .expect("the moved backups")
+            .into_iter()
+            .map(|b| (b.id, b.revision, b.checksum))
+            .collect();
+        let expected: Vec<_> = backups
+            .into_iter()
+            .map(|b| (b.id, b.revision, b.checksum))
+            .collect();
+        assert_eq!(carried, expected);
+        let refused = yaml
+            .commit(&ChecklistState::new(), Expectation::Revision(state.revision))
+            .await;
+        assert!(matches!(refused, Err(Error::StoreMoved { .. })), "{refused:?}");
+
+        checklist_backends::move_project_store(
+            root.path(),
+            &registry,
+            &checklist_backends::MoveOptions {
+                to: "yaml".into(),
+                ..checklist_backends::MoveOptions::default()
+            },
+            &|_| {},
+        )
+        .await
+        .expect("the move back");
+        let back = yaml.read_existing().await.expect("the state back in yaml");
+        assert_eq!((back.revision, back.moved_to), (state.revision, None));
+    });
+}
