@@ -433,7 +433,14 @@ impl<'a> Relocation<'a> {
                 let document = crate::store::decode(self.to.store.codec(), &bytes, to.location_path()).ok();
                 Precondition::Bytes(StoredBytes::new(bytes, document.as_ref()))
             }
-            DocumentMove::AlreadyThere | DocumentMove::Moved => return Ok(()),
+            // An interrupted run wrote the state; its record may not have followed.
+            DocumentMove::AlreadyThere => {
+                if self.written_record(plan).await?.is_none() {
+                    self.to.store.append_audit(record).await?;
+                }
+                return Ok(());
+            }
+            DocumentMove::Moved => return Ok(()),
         };
         let receipt = self
             .to
@@ -468,6 +475,7 @@ impl<'a> Relocation<'a> {
         }
         let backups = self.to.store.list_backups().await?;
         let history = self.to.store.history().await?;
+        let quarantined = self.to.store.list_quarantine().await?;
         let missing = plan
             .backups
             .to_copy
@@ -479,16 +487,39 @@ impl<'a> Relocation<'a> {
                     .iter()
                     .filter(|id| !history.iter().any(|h| &&h.instance_id == id)),
             )
+            .chain(
+                plan.quarantine
+                    .to_copy
+                    .iter()
+                    .filter(|id| !quarantined.iter().any(|q| &&q.id == id)),
+            )
             .cloned()
             .collect::<Vec<_>>();
         if !missing.is_empty() {
             return Err(Error::PreconditionFailed {
                 path: to.location_path().to_owned(),
-                expected: "every backup and archived instance copied".to_owned(),
+                expected: "every backup, archived instance and quarantined document copied".to_owned(),
                 found: format!("{} missing after the copy", missing.join(", ")),
             });
         }
         Ok(())
+    }
+
+    /// The record of this move in the new store's trail, if it is there.
+    async fn written_record(&self, plan: &RelocationPlan) -> Result<Option<AuditRecord>> {
+        Ok(self
+            .to
+            .store
+            .read_audit()
+            .await?
+            .records
+            .into_iter()
+            .rev()
+            .find(|r| {
+                r.event == AuditEvent::BackendMigrated
+                    && r.revision_after == Some(plan.revision)
+                    && r.checksum.as_deref() == Some(plan.checksum.as_str())
+            }))
     }
 
     async fn mark_moved(&self, plan: &RelocationPlan, source: &Source, record: &AuditRecord) -> Result<()> {
@@ -507,20 +538,7 @@ impl<'a> Relocation<'a> {
             // The record the new store's trail has for this move, so that the old
             // trail stays the beginning of the new one (a later move back copies
             // only what follows).
-            let written = self
-                .to
-                .store
-                .read_audit()
-                .await?
-                .records
-                .into_iter()
-                .rev()
-                .find(|r| {
-                    r.event == AuditEvent::BackendMigrated
-                        && r.revision_after == Some(plan.revision)
-                        && r.checksum.as_deref() == Some(plan.checksum.as_str())
-                });
-            let record = written.unwrap_or_else(|| record.clone());
+            let record = self.written_record(plan).await?.unwrap_or_else(|| record.clone());
             self.from.store.append_audit(&record).await?;
         }
         Ok(())

@@ -89,6 +89,14 @@ pub async fn move_project_store_with_vfs(
     let confined = ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs));
     let mut config = load_config(confined.as_ref(), &layout)?;
     config.lock.note = options.lock_note.clone();
+    if options.from.is_none() && config.backend.kind == options.to {
+        return Err(checklist_core::Error::invalid(format!(
+            "{} names the {} backend already; there is nothing to move (--from names the backend whose \
+             state to move into it)",
+            layout.config().display(),
+            options.to
+        )));
+    }
     let mut from_config = config.clone();
     if let Some(from) = options.from.as_ref().filter(|from| **from != config.backend.kind) {
         from_config.backend = BackendSelection::named(from);

@@ -148,8 +148,8 @@ impl QuarantineDir {
         Ok(entry.record)
     }
 
-    /// The quarantined documents, oldest first; a note that cannot be read is logged
-    /// and left out.
+    /// The quarantined documents, oldest first; a note whose content cannot be read is
+    /// logged and left out, one that cannot be read at all fails the listing.
     ///
     /// # Errors
     /// Listing the directory; a symbolic link in place of a note.
@@ -169,8 +169,13 @@ impl QuarantineDir {
                 continue;
             };
             let path = self.dir.join(name);
+            // A note that cannot be read this time (a full disk, a refused permission)
+            // fails the listing rather than leaving its document out: a caller that
+            // copies the quarantine (a move) must not take a short list for the whole.
             let bytes = match vfs.read(&path, 1024 * 1024) {
-                Err(e) if refused_symlink(&e).is_some() => return Err(io_error("read", &path, e)),
+                Err(e) if refused_symlink(&e).is_some() || e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_error("read", &path, e));
+                }
                 other => other,
             };
             let parsed = bytes

@@ -254,68 +254,84 @@ async fn killed_at_every_step(from: &str, to: &str) {
             "{from} -> {to}: the child was to abort (SIGABRT) after step {after}: {status}"
         );
 
-        // Either the old store is the live one, holding what it held, or the new one
-        // is complete.
-        let configured = configured_backend(&root);
-        let old = store_of(&root, from).await;
-        let old_state = old.read().await.unwrap().unwrap();
-        if configured == from && old_state.moved_to.is_none() {
-            assert_eq!(
-                holdings(old.as_ref()).await,
-                original,
-                "after step {after}: the old store changed"
-            );
-        } else {
-            let new = store_of(&root, to).await;
-            let held = holdings(new.as_ref()).await;
-            assert_eq!(
-                (held.revision, &held.checksum, &held.content),
-                (original.revision, &original.checksum, &original.content),
-                "after step {after}: the old store is marked moved, but the new one is not complete"
-            );
-        }
-
-        // Running it again finishes the move.
-        move_project_store(&root, &builtin_registry(), &move_options(to), &|_| {})
-            .await
-            .unwrap();
-        assert_eq!(configured_backend(&root), to);
-        let new = holdings(store_of(&root, to).await.as_ref()).await;
-        assert_same(
-            &new,
+        assert_one_live_store_then_finish(
+            &root,
+            from,
+            to,
             &original,
-            &format!("{from} -> {to}, after step {after} and a second run"),
+            &format!("{from} -> {to}, killed after step {after}"),
+        )
+        .await;
+    }
+}
+
+/// After a move was cut short (`context` says how): either the old store is the live
+/// one, holding what it held, or the new one is complete; and a second run finishes
+/// the move, carrying everything, marking the old store and switching config.yaml.
+async fn assert_one_live_store_then_finish(
+    root: &Path,
+    from: &str,
+    to: &str,
+    original: &Holdings,
+    context: &str,
+) {
+    let configured = configured_backend(root);
+    let old = store_of(root, from).await;
+    let old_state = old.read().await.unwrap().unwrap();
+    if configured == from && old_state.moved_to.is_none() {
+        assert_same(
+            &holdings(old.as_ref()).await,
+            original,
+            &format!("{context}: the old store"),
         );
-        let old = store_of(&root, from).await.read().await.unwrap().unwrap();
-        let moved_to = old.moved_to.expect("the old store is marked as moved");
+    } else {
+        let new = store_of(root, to).await;
+        let held = holdings(new.as_ref()).await;
         assert_eq!(
-            (moved_to.backend.as_str(), moved_to.revision),
-            (to, original.revision)
-        );
-        let migrated = store_of(&root, to)
-            .await
-            .read_audit()
-            .await
-            .unwrap()
-            .records
-            .into_iter()
-            .filter(|r| r.event == AuditEvent::BackendMigrated)
-            .count();
-        assert!(migrated >= 1, "after step {after}: no backend_migrated record");
-        // And a write to the old store is refused wherever it comes from.
-        let refused = opened_as(&root, from)
-            .await
-            .store
-            .commit(
-                &state_with_steps(1),
-                checklist_core::Expectation::Revision(original.revision),
-            )
-            .await;
-        assert!(
-            matches!(refused, Err(checklist_core::Error::StoreMoved { .. })),
-            "after step {after}: {refused:?}"
+            (held.revision, &held.checksum, &held.content),
+            (original.revision, &original.checksum, &original.content),
+            "{context}: the old store is marked moved, but the new one is not complete"
         );
     }
+
+    // Running it again finishes the move (unless the fault spared it).
+    if configured == from {
+        move_project_store(root, &builtin_registry(), &move_options(to), &|_| {})
+            .await
+            .unwrap();
+    }
+    assert_eq!(configured_backend(root), to);
+    let new = holdings(store_of(root, to).await.as_ref()).await;
+    assert_same(&new, original, &format!("{context}, and a second run"));
+    let old = store_of(root, from).await.read().await.unwrap().unwrap();
+    let moved_to = old.moved_to.expect("the old store is marked as moved");
+    assert_eq!(
+        (moved_to.backend.as_str(), moved_to.revision),
+        (to, original.revision)
+    );
+    let migrated = store_of(root, to)
+        .await
+        .read_audit()
+        .await
+        .unwrap()
+        .records
+        .into_iter()
+        .filter(|r| r.event == AuditEvent::BackendMigrated)
+        .count();
+    assert!(migrated >= 1, "{context}: no backend_migrated record");
+    // And a write to the old store is refused wherever it comes from.
+    let refused = opened_as(root, from)
+        .await
+        .store
+        .commit(
+            &state_with_steps(1),
+            checklist_core::Expectation::Revision(original.revision),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(checklist_core::Error::StoreMoved { .. })),
+        "{context}: {refused:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,4 +430,42 @@ async fn a_move_into_a_store_with_a_state_of_its_own_is_refused() {
             .moved_to
             .is_none()
     );
+}
+
+/// A full disk (ENOSPC) at every I/O operation of a move between two file stores: the
+/// move fails, or it is done; one store is live either way, and a second run finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_any_operation_of_a_move_leaves_one_live_store_and_finishes() {
+    use checklist_backends::fault::{AfterFault, FaultyFs};
+    use checklist_backends::vfs::RealFs;
+
+    let template = populated("yaml").await;
+    let original = holdings(store_of(template.path(), "yaml").await.as_ref()).await;
+    for n in 0.. {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("project");
+        copy_tree(template.path(), &root);
+        let faulty = FaultyFs::new(Arc::new(RealFs));
+        faulty.fail_at_os_error(n, rustix::io::Errno::NOSPC.raw_os_error(), AfterFault::Recover);
+        let registry = checklist_backends::builtin_registry_with_vfs(Arc::new(faulty.clone()));
+        let result = checklist_backends::move_project_store_with_vfs(
+            &root,
+            &registry,
+            &move_options("json"),
+            &|_| {},
+            Arc::new(faulty.clone()),
+        )
+        .await;
+        if !faulty.fault_injected() {
+            result.unwrap();
+            assert!(n > 20, "only {n} operations in a move");
+            return;
+        }
+        let failed = faulty.log().into_iter().find(|op| op.failed).unwrap();
+        let context = format!("yaml -> json, ENOSPC in {failed:?}: {result:?}");
+        if let Err(error) = &result {
+            assert!(error.to_string().contains("disk is full"), "{context}");
+        }
+        assert_one_live_store_then_finish(&root, "yaml", "json", &original, &context).await;
+    }
 }

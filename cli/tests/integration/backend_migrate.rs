@@ -263,7 +263,7 @@ fn moves_that_cannot_be_made_are_refused_and_change_nothing() {
         (
             &["backend", "migrate", "--to", "yaml"],
             1,
-            "is both the store to move and the store to move it to",
+            "names the yaml backend already; there is nothing to move",
         ),
         (
             &["backend", "migrate", "--to", "memory"],
