@@ -343,16 +343,16 @@ impl<'a> Relocation<'a> {
             self.from.store.read_audit().await?.records,
             self.to.store.read_audit().await?.records,
         );
-        if held.len() > source.len() || source[..held.len()] != held[..] {
+        let Some(copied) = copied_prefix(&source, &held) else {
             return Err(Error::PreconditionFailed {
                 path: self.to.store.info().location_path().to_owned(),
                 expected: "an audit trail that is empty or a copy of the beginning of the moved store's"
                     .to_owned(),
                 found: format!("{} records of another history", held.len()),
             });
-        }
-        plane.already_there = held.len();
-        plane.to_copy = (held.len()..source.len()).map(|i| i.to_string()).collect();
+        };
+        plane.already_there = copied;
+        plane.to_copy = (copied..source.len()).map(|i| i.to_string()).collect();
         Ok(plane)
     }
 
@@ -543,6 +543,23 @@ impl<'a> Relocation<'a> {
         }
         Ok(())
     }
+}
+
+/// How many of `source`'s records `held` holds as a copy of its beginning, in order;
+/// `None` when `held` has records of another history. Between them `held` may have
+/// records an interrupted run of the move left there: the `backend_migrated` record of
+/// a state it wrote, and `lock_broken` records (a move killed while it held the new
+/// store's lock leaves that lock to be broken, and recorded, by the next run).
+fn copied_prefix(source: &[AuditRecord], held: &[AuditRecord]) -> Option<usize> {
+    let mut copied = 0;
+    for record in held {
+        if source.get(copied) == Some(record) {
+            copied += 1;
+        } else if !matches!(record.event, AuditEvent::LockBroken | AuditEvent::BackendMigrated) {
+            return None;
+        }
+    }
+    Some(copied)
 }
 
 fn listed<'r, T>(records: &'r [T], id: &str, id_of: impl Fn(&T) -> &String) -> Result<&'r T> {

@@ -25,6 +25,8 @@ const CHILD_ROOT: &str = "CHECKLIST_TEST_MOVE_ROOT";
 const CHILD_TO: &str = "CHECKLIST_TEST_MOVE_TO";
 /// Set in the child: after how many steps it aborts.
 const CHILD_ABORT_AFTER: &str = "CHECKLIST_TEST_MOVE_ABORT_AFTER";
+/// Set in the child: the new backend's options, as JSON.
+const CHILD_TO_OPTIONS: &str = "CHECKLIST_TEST_MOVE_TO_OPTIONS";
 
 /// Everything a store holds that a move must carry, as comparable values.
 #[derive(Debug, PartialEq)]
@@ -178,10 +180,22 @@ async fn store_of(root: &Path, backend: &str) -> Arc<dyn StateStore> {
 }
 
 async fn opened_as(root: &Path, backend: &str) -> checklist_core::Backend {
+    opened_with(root, backend, &serde_json::Map::new()).await
+}
+
+/// The `backend` store with `options`, whatever config.yaml names.
+async fn opened_with(
+    root: &Path,
+    backend: &str,
+    options: &serde_json::Map<String, serde_json::Value>,
+) -> checklist_core::Backend {
     let dir = root.join(".checklist");
     let text = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
     let mut config = checklist_backends::parse_config(text.as_bytes(), Path::new("config.yaml")).unwrap();
-    config.backend = checklist_core::config::BackendSelection::named(backend);
+    config.backend = checklist_core::config::BackendSelection {
+        kind: backend.to_owned(),
+        options: options.clone(),
+    };
     builtin_registry().open(&dir, &config).await.unwrap()
 }
 
@@ -192,22 +206,27 @@ fn move_options(to: &str) -> MoveOptions {
     }
 }
 
-/// The child: moves the store of `CHILD_ROOT` to `CHILD_TO` and aborts the process
-/// (no unwinding, no destructors: what a kill leaves) after `CHILD_ABORT_AFTER` steps.
-/// Run by [`a_move_killed_after_any_step_leaves_one_live_store_and_finishes`]; without
-/// its environment it is not a child and returns.
+/// The child: moves the store of `CHILD_ROOT` to `CHILD_TO` (with the options
+/// `CHILD_TO_OPTIONS`) and aborts the process (no unwinding, no destructors: what a
+/// kill leaves) after `CHILD_ABORT_AFTER` steps. Run by [`killed_at_every_step`];
+/// without its environment it is not a child and returns.
 #[tokio::test]
 async fn relocation_child() {
-    let (Ok(root), Ok(to), Ok(after)) = (
+    let (Ok(root), Ok(to), Ok(to_options), Ok(after)) = (
         std::env::var(CHILD_ROOT),
         std::env::var(CHILD_TO),
+        std::env::var(CHILD_TO_OPTIONS),
         std::env::var(CHILD_ABORT_AFTER),
     ) else {
         return;
     };
     let after: usize = after.parse().unwrap();
+    let options = MoveOptions {
+        to_options: serde_json::from_str(&to_options).unwrap(),
+        ..move_options(&to)
+    };
     let done = AtomicUsize::new(0);
-    move_project_store(Path::new(&root), &builtin_registry(), &move_options(&to), &|_| {
+    move_project_store(Path::new(&root), &builtin_registry(), &options, &|_| {
         if done.fetch_add(1, Ordering::SeqCst) + 1 == after {
             std::process::abort();
         }
@@ -216,7 +235,10 @@ async fn relocation_child() {
     .unwrap();
 }
 
-async fn killed_at_every_step(from: &str, to: &str) {
+/// A move of a populated `from` store killed after each of its steps in a child
+/// process, each time into the store `to(step)` names (a fresh one where it is not in
+/// the project directory), then checked and finished.
+async fn killed_at_every_step(from: &str, to: &dyn Fn(usize) -> MoveOptions) {
     let template = populated(from).await;
     let original = holdings(store_of(template.path(), from).await.as_ref()).await;
     let plan = move_project_store(
@@ -224,7 +246,7 @@ async fn killed_at_every_step(from: &str, to: &str) {
         &builtin_registry(),
         &MoveOptions {
             dry_run: true,
-            ..move_options(to)
+            ..to(0)
         },
         &|_| {},
     )
@@ -236,32 +258,34 @@ async fn killed_at_every_step(from: &str, to: &str) {
         + plan.backups.to_copy.len()
         + usize::from(!plan.audit.to_copy.is_empty())
         + 2;
-    assert!(steps >= 6, "{from} -> {to}: a move of {steps} steps: {plan:?}");
+    assert!(
+        steps >= 6,
+        "{from} -> {:?}: a move of {steps} steps: {plan:?}",
+        plan.to
+    );
     for after in 1..=steps {
+        let options = to(after);
+        let context = format!("{from} -> {}, killed after step {after}", options.to);
         let work = tempfile::tempdir().unwrap();
         let root: PathBuf = work.path().join("project");
         copy_tree(template.path(), &root);
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "relocation::relocation_child", "--nocapture"])
             .env(CHILD_ROOT, &root)
-            .env(CHILD_TO, to)
+            .env(CHILD_TO, &options.to)
+            .env(
+                CHILD_TO_OPTIONS,
+                serde_json::to_string(&options.to_options).unwrap(),
+            )
             .env(CHILD_ABORT_AFTER, after.to_string())
             .status()
             .unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(6),
-            "{from} -> {to}: the child was to abort (SIGABRT) after step {after}: {status}"
+            "{context}: the child was to abort (SIGABRT): {status}"
         );
-
-        assert_one_live_store_then_finish(
-            &root,
-            from,
-            to,
-            &original,
-            &format!("{from} -> {to}, killed after step {after}"),
-        )
-        .await;
+        assert_one_live_store_then_finish(&root, from, &options, &original, &context).await;
     }
 }
 
@@ -271,10 +295,12 @@ async fn killed_at_every_step(from: &str, to: &str) {
 async fn assert_one_live_store_then_finish(
     root: &Path,
     from: &str,
-    to: &str,
+    to_options: &MoveOptions,
     original: &Holdings,
     context: &str,
 ) {
+    let to = to_options.to.as_str();
+    let new_store = || async { opened_with(root, to, &to_options.to_options).await.store };
     let configured = configured_backend(root);
     let old = store_of(root, from).await;
     let old_state = old.read().await.unwrap().unwrap();
@@ -285,7 +311,7 @@ async fn assert_one_live_store_then_finish(
             &format!("{context}: the old store"),
         );
     } else {
-        let new = store_of(root, to).await;
+        let new = new_store().await;
         let held = holdings(new.as_ref()).await;
         assert_eq!(
             (held.revision, &held.checksum, &held.content),
@@ -296,12 +322,12 @@ async fn assert_one_live_store_then_finish(
 
     // Running it again finishes the move (unless the fault spared it).
     if configured == from {
-        move_project_store(root, &builtin_registry(), &move_options(to), &|_| {})
+        move_project_store(root, &builtin_registry(), to_options, &|_| {})
             .await
             .unwrap();
     }
     assert_eq!(configured_backend(root), to);
-    let new = holdings(store_of(root, to).await.as_ref()).await;
+    let new = holdings(new_store().await.as_ref()).await;
     assert_same(&new, original, &format!("{context}, and a second run"));
     let old = store_of(root, from).await.read().await.unwrap().unwrap();
     let moved_to = old.moved_to.expect("the old store is marked as moved");
@@ -309,7 +335,7 @@ async fn assert_one_live_store_then_finish(
         (moved_to.backend.as_str(), moved_to.revision),
         (to, original.revision)
     );
-    let migrated = store_of(root, to)
+    let migrated = new_store()
         .await
         .read_audit()
         .await
@@ -336,19 +362,19 @@ async fn assert_one_live_store_then_finish(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_killed_after_any_step_leaves_one_live_store_and_finishes() {
-    killed_at_every_step("yaml", "json").await;
+    killed_at_every_step("yaml", &|_| move_options("json")).await;
 }
 
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_to_sqlite_killed_after_any_step_leaves_one_live_store_and_finishes() {
-    killed_at_every_step("yaml", "sqlite").await;
+    killed_at_every_step("yaml", &|_| move_options("sqlite")).await;
 }
 
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_from_sqlite_killed_after_any_step_leaves_one_live_store_and_finishes() {
-    killed_at_every_step("sqlite", "yaml").await;
+    killed_at_every_step("sqlite", &|_| move_options("yaml")).await;
 }
 
 /// Moving back to where a store came from replaces the old copy the first move left,
@@ -466,6 +492,28 @@ async fn a_full_disk_at_any_operation_of_a_move_leaves_one_live_store_and_finish
         if let Err(error) = &result {
             assert!(error.to_string().contains("disk is full"), "{context}");
         }
-        assert_one_live_store_then_finish(&root, "yaml", "json", &original, &context).await;
+        assert_one_live_store_then_finish(&root, "yaml", &move_options("json"), &original, &context).await;
     }
+}
+
+/// The same loop into a PostgreSQL server, each round into a store key of its own: the
+/// audit trail is copied (the server keeps its own), and the killed child's session,
+/// lease and open transaction die with it.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_postgres_killed_after_any_step_leaves_one_live_store_and_finishes() {
+    let Some(server) = checklist_conformance::pg_server::test_server() else {
+        return;
+    };
+    let schema = checklist_conformance::pg_server::throwaway_schema_name();
+    let into = |step: usize| MoveOptions {
+        to_options:
+            serde_json::json!({"url": server.url(), "schema": schema, "key": format!("moved-{step}")})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        ..move_options("postgres")
+    };
+    killed_at_every_step("yaml", &into).await;
+    let _ = server.drop_schema(&schema);
 }
