@@ -230,8 +230,10 @@ pub async fn open_project_with_vfs(
 /// options of its own; one whose store location is a file inside the store directory
 /// that exists is a candidate (a server's store never is: its location is not a
 /// path here). Opening a store does no I/O of its own, so the common case costs a few
-/// file-name checks; the document of the configured store is read only when a
-/// candidate exists.
+/// file-name checks; only when a candidate exists does it look whether the configured
+/// store holds a state: a stat where that store is a file here, else a read of its
+/// document (one more round trip to a server while an old state file is left beside
+/// its config.yaml).
 ///
 /// # Errors
 /// [`Error::BackendChanged`]; reading the configured store's document.
@@ -264,7 +266,19 @@ pub async fn refuse_a_changed_backend(
             candidates.push((name, sibling));
         }
     }
-    if candidates.is_empty() || backend.store.read_raw().await?.is_some() {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    // A store whose location is a file here holds a state while the file exists (a
+    // damaged one is its own error, not a changed backend): a stat, where reading the
+    // document would cost what the document costs, on every command after a move.
+    let own = backend.store.info().location_path();
+    let holds_a_state = if own.parent() == Some(layout.dir()) {
+        vfs.metadata(own).is_ok()
+    } else {
+        backend.store.read_raw().await?.is_some()
+    };
+    if holds_a_state {
         return Ok(());
     }
     let (found, sibling) = candidates.swap_remove(0);
