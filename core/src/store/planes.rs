@@ -108,12 +108,12 @@ pub trait BackupStore: Send + Sync + fmt::Debug {
     /// re-encodes it and checks it against `record` before the call.
     ///
     /// # Contract
-    /// `an_imported_backup_is_listed_as_it_was`: it is then listed once, with the
-    /// record's id, revision, checksum, creation time and reason, and
-    /// [`read_backup`](Self::read_backup) returns exactly `document`. Fails with
-    /// [`Error::PreconditionFailed`] when a backup with that id is already listed,
-    /// changing nothing, and with [`Error::InvalidOperation`] for an unsafe id
-    /// ([`validate_backup_id`](crate::backup::validate_backup_id)).
+    /// - `an_imported_backup_is_listed_as_it_was`: it is then listed once, with the
+    ///   record's id, revision, checksum, creation time and reason, and
+    ///   [`read_backup`](Self::read_backup) returns exactly `document`. Fails with
+    ///   [`Error::PreconditionFailed`] when a backup with that id is already listed,
+    ///   changing nothing, and with [`Error::InvalidOperation`] for an unsafe id
+    ///   ([`validate_backup_id`](crate::backup::validate_backup_id)).
     async fn import_backup(&self, record: &BackupRecord, document: &[u8]) -> Result<BackupRecord>;
 
     /// Lists again every kept backup that verifies, after the index that lists them
@@ -212,11 +212,11 @@ pub trait QuarantineStore: Send + Sync + fmt::Debug {
     /// size and `sha256` before the call.
     ///
     /// # Contract
-    /// `an_imported_quarantined_document_is_kept_as_it_was`: it is then listed once,
-    /// with the record's id, time, size, sha256 and note, and
-    /// [`read_quarantined`](Self::read_quarantined) returns exactly `found`. Fails with
-    /// [`Error::PreconditionFailed`] when a document with that id is already listed,
-    /// changing nothing, and with [`Error::InvalidOperation`] for an unsafe id.
+    /// - `an_imported_quarantined_document_is_kept_as_it_was`: it is then listed once,
+    ///   with the record's id, time, size, sha256 and note, and
+    ///   [`read_quarantined`](Self::read_quarantined) returns exactly `found`. Fails with
+    ///   [`Error::PreconditionFailed`] when a document with that id is already listed,
+    ///   changing nothing, and with [`Error::InvalidOperation`] for an unsafe id.
     async fn import_quarantined(&self, record: &QuarantineRecord, found: &[u8]) -> Result<QuarantineRecord>;
 }
 
