@@ -58,6 +58,16 @@ pub struct PlaneMove {
     pub left_behind: Vec<String>,
 }
 
+impl PlaneMove {
+    /// A plane both stores share: nothing to copy.
+    fn shared() -> Self {
+        Self {
+            shared: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// What the new store's document needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -270,75 +280,106 @@ impl<'a> Relocation<'a> {
     }
 
     async fn archive_move(&self, shared: bool) -> Result<PlaneMove> {
-        let mut plane = PlaneMove {
-            shared,
-            ..PlaneMove::default()
-        };
         if shared {
-            return Ok(plane);
+            return Ok(PlaneMove::shared());
         }
-        let held = self.to.store.history().await?;
-        for entry in self.from.store.history().await? {
-            match held.iter().find(|h| h.instance_id == entry.instance_id) {
-                Some(h) if h.checksum == entry.checksum => plane.already_there += 1,
-                _ => plane.to_copy.push(entry.instance_id),
-            }
-        }
-        Ok(plane)
+        let pairs = |entries: Vec<crate::archive::HistoryEntry>| {
+            entries
+                .into_iter()
+                .map(|e| (e.instance_id, e.checksum))
+                .collect::<Vec<_>>()
+        };
+        let held = pairs(self.to.store.history().await?);
+        // Archiving an instance again replaces it: another one under its id is copied over.
+        self.sort_by_held(
+            "archived instance",
+            pairs(self.from.store.history().await?),
+            &held,
+            true,
+        )
     }
 
     async fn quarantine_move(&self, shared: bool) -> Result<PlaneMove> {
-        let mut plane = PlaneMove {
-            shared,
-            ..PlaneMove::default()
-        };
         if shared {
-            return Ok(plane);
+            return Ok(PlaneMove::shared());
         }
-        let held = self.to.store.list_quarantine().await?;
-        for record in self.from.store.list_quarantine().await? {
-            match held.iter().find(|h| h.id == record.id) {
-                Some(h) if h.sha256 == record.sha256 => plane.already_there += 1,
-                Some(_) => return Err(self.holds_another("quarantined document", &record.id)),
-                None => plane.to_copy.push(record.id),
-            }
-        }
-        Ok(plane)
+        let pairs = |records: Vec<QuarantineRecord>| {
+            records.into_iter().map(|r| (r.id, r.sha256)).collect::<Vec<_>>()
+        };
+        let held = pairs(self.to.store.list_quarantine().await?);
+        self.sort_by_held(
+            "quarantined document",
+            pairs(self.from.store.list_quarantine().await?),
+            &held,
+            false,
+        )
     }
 
     async fn backup_move(&self, shared: bool) -> Result<PlaneMove> {
-        let mut plane = PlaneMove {
-            shared,
-            ..PlaneMove::default()
-        };
         if shared {
-            return Ok(plane);
+            return Ok(PlaneMove::shared());
         }
-        let held = self.to.store.list_backups().await?;
-        for record in self.from.store.list_backups().await? {
-            match held.iter().find(|h| h.id == record.id) {
-                Some(h) if h.checksum == record.checksum => plane.already_there += 1,
-                Some(_) => return Err(self.holds_another("backup", &record.id)),
-                None => match self.from.store.read_verified_backup(&record.id).await {
-                    Ok(_) => plane.to_copy.push(record.id),
-                    Err(error @ Error::Corrupted { .. }) => {
-                        plane.left_behind.push(format!("backup {}: {error}", record.id));
-                    }
-                    Err(error) => return Err(error),
-                },
+        let pairs = |records: Vec<BackupRecord>| {
+            records
+                .into_iter()
+                .map(|r| (r.id, r.checksum))
+                .collect::<Vec<_>>()
+        };
+        let held = pairs(self.to.store.list_backups().await?);
+        let mut plane = self.sort_by_held(
+            "backup",
+            pairs(self.from.store.list_backups().await?),
+            &held,
+            false,
+        )?;
+        // A backup that no longer verifies stays behind, named in the plan.
+        let mut to_copy = Vec::new();
+        for id in std::mem::take(&mut plane.to_copy) {
+            match self.from.store.read_verified_backup(&id).await {
+                Ok(_) => to_copy.push(id),
+                Err(error @ Error::Corrupted { .. }) => {
+                    plane.left_behind.push(format!("backup {id}: {error}"))
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        plane.to_copy = to_copy;
+        Ok(plane)
+    }
+
+    /// Sorts the old store's `(id, digest)` pairs by what the new store holds: there
+    /// already (the same id and digest: an interrupted run's copy), or to copy — where
+    /// the new store holds another item under the id, only if it is `replaceable`,
+    /// else the move is refused.
+    fn sort_by_held(
+        &self,
+        what: &str,
+        source: Vec<(String, String)>,
+        held: &[(String, String)],
+        replaceable: bool,
+    ) -> Result<PlaneMove> {
+        let mut plane = PlaneMove::default();
+        for (id, digest) in source {
+            match held.iter().find(|(held_id, _)| *held_id == id) {
+                Some((_, held_digest)) if *held_digest == digest => plane.already_there += 1,
+                Some(_) if !replaceable => {
+                    return Err(Error::PreconditionFailed {
+                        path: self.to.store.info().location_path().to_owned(),
+                        expected: format!("no {what} {id:?}, or the same one"),
+                        found: format!("another {what} under that id"),
+                    });
+                }
+                _ => plane.to_copy.push(id),
             }
         }
         Ok(plane)
     }
 
     async fn audit_move(&self, shared: bool) -> Result<PlaneMove> {
-        let mut plane = PlaneMove {
-            shared,
-            ..PlaneMove::default()
-        };
         if shared {
-            return Ok(plane);
+            return Ok(PlaneMove::shared());
         }
+        let mut plane = PlaneMove::default();
         let (source, held) = (
             self.from.store.read_audit().await?.records,
             self.to.store.read_audit().await?.records,
@@ -354,14 +395,6 @@ impl<'a> Relocation<'a> {
         plane.already_there = copied;
         plane.to_copy = (copied..source.len()).map(|i| i.to_string()).collect();
         Ok(plane)
-    }
-
-    fn holds_another(&self, what: &str, id: &str) -> Error {
-        Error::PreconditionFailed {
-            path: self.to.store.info().location_path().to_owned(),
-            expected: format!("no {what} {id:?}, or the same one"),
-            found: format!("another {what} under that id"),
-        }
     }
 
     async fn copy_planes(

@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use crate::backend_migrate::set_backend;
 use crate::support::{checklist, code, json, ok, snapshot, stderr};
 
 /// The commands a stuck user tries, the dangerous ones included.
@@ -37,14 +38,6 @@ fn store_of(backend: &str) -> tempfile::TempDir {
     ok(root_path, &["start", "--template", "release", "--step", "s1"]);
     assert_eq!(json(root_path, &["verify"])["revision"], 5);
     root
-}
-
-fn set_backend(root: &Path, from: &str, to: &str) {
-    let config = root.join(".checklist/config.yaml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let edited = text.replace(&format!("type: {from}\n"), &format!("type: {to}\n"));
-    assert_ne!(edited, text, "{text}");
-    std::fs::write(&config, edited).unwrap();
 }
 
 fn assert_every_command_refuses(root: &Path, configured: &str, found: &str, state_file: &str) {
