@@ -67,8 +67,9 @@ pub fn hint(error: &Error) -> Option<String> {
         Error::BackendChanged {
             configured, found, ..
         } => format!(
-            "`checklist backend migrate --from {found} --to {configured}` moves that state to the {configured} \
-             backend, or set `type: {found}` under `backend:` in config.yaml again to use it where it is"
+            "`checklist backend migrate --from {0} --to {configured}` moves that state to the {configured} \
+             backend, or set `type: {0}` under `backend:` in config.yaml again to use it where it is",
+            found.backend
         ),
         Error::StoreMoved { moved_to, .. } => format!(
             "config.yaml should name the {} backend the state was moved to",
@@ -208,9 +209,11 @@ mod tests {
                 Error::BackendChanged {
                     config: PathBuf::from("/p/.checklist/config.yaml"),
                     configured: "json".into(),
-                    found: "yaml".into(),
-                    found_location: path.display().to_string(),
-                    found_revision: Some(3),
+                    found: Box::new(checklist_core::FoundState {
+                        backend: "yaml".into(),
+                        location: path.display().to_string(),
+                        revision: Some(3),
+                    }),
                 },
                 9,
             ),

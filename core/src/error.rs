@@ -294,22 +294,20 @@ pub enum Error {
     /// looks like. Nothing was changed: neither state was read as the other's, and no
     /// new state was started.
     #[error(
-        "{} names the {configured} backend, which holds no state, but {found_location} holds the {found} \
-         backend's state{}; nothing was changed",
+        "{} names the {configured} backend, which holds no state, but {} holds the {} backend's state{}; \
+         nothing was changed",
         config.display(),
-        found_revision.map(|r| format!(" (revision {r})")).unwrap_or_default()
+        found.location,
+        found.backend,
+        found.revision.map(|r| format!(" (revision {r})")).unwrap_or_default()
     )]
     BackendChanged {
         /// The configuration file naming `configured`.
         config: PathBuf,
         /// The backend it names.
         configured: String,
-        /// The backend whose state was found.
-        found: String,
-        /// Where that state is, as its store names it.
-        found_location: String,
-        /// Its revision, where it verifies.
-        found_revision: Option<u64>,
+        /// The other backend's state that was found.
+        found: Box<FoundState>,
     },
 
     /// The state was moved to another store (`checklist backend migrate`); this one is
@@ -513,6 +511,18 @@ impl fmt::Display for BackendOrigin {
             Self::Requested(by) => f.write_str(by),
         }
     }
+}
+
+/// A state of another backend, found in a store directory whose config.yaml names a
+/// backend without one ([`Error::BackendChanged`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundState {
+    /// The backend whose state it is.
+    pub backend: String,
+    /// Where it is, as its store names it.
+    pub location: String,
+    /// Its revision, where it verifies.
+    pub revision: Option<u64>,
 }
 
 impl Error {

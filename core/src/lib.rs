@@ -62,7 +62,7 @@ pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use backend::{Backend, BackendFactory, BackendRegistry, OpenContext};
 pub use backup::{BackupPolicy, BackupRecord, RollingBackups};
 pub use config::Config;
-pub use error::{BackendOrigin, CorruptionKind, Error, Remedy, Result, Upgrade};
+pub use error::{BackendOrigin, CorruptionKind, Error, FoundState, Remedy, Result, Upgrade};
 pub use lock::{
     LockCapabilities, LockGuard, LockInfo, LockNote, LockProvider, LockRequest, LockStatus, UnreadableLock,
 };

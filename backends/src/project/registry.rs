@@ -27,7 +27,7 @@ use checklist_core::config::BackendSelection;
 use checklist_core::config::Durability;
 use checklist_core::prelude::*;
 use checklist_core::{
-    Backend, BackendFactory, BackendRegistry, Config, Error, LockNote, OpenContext, Result,
+    Backend, BackendFactory, BackendRegistry, Config, Error, FoundState, LockNote, OpenContext, Result,
 };
 
 #[cfg(feature = "json")]
@@ -292,9 +292,11 @@ pub async fn refuse_a_changed_backend(
     Err(Error::BackendChanged {
         config: layout.config(),
         configured: config.backend.kind.clone(),
-        found,
-        found_location: sibling.store.info().location.clone(),
-        found_revision,
+        found: Box::new(FoundState {
+            backend: found,
+            location: sibling.store.info().location.clone(),
+            revision: found_revision,
+        }),
     })
 }
 

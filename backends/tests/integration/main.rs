@@ -13,6 +13,8 @@ mod postgres;
 mod power_loss;
 mod properties;
 mod recovery_faults;
+// Kills a child process with SIGABRT and fills the disk through rustix: unix only.
+#[cfg(unix)]
 mod relocation;
 #[cfg(feature = "sqlite")]
 mod sqlite;
