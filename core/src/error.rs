@@ -325,7 +325,7 @@ pub enum Error {
         /// The store that was moved out of.
         path: PathBuf,
         /// Where its state went.
-        moved_to: Box<crate::model::MovedTo>,
+        moved_to: Box<crate::relocation::moved::MovedTo>,
     },
 
     /// A path inside the store is a symbolic link; the store never follows one.

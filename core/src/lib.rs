@@ -66,9 +66,10 @@ pub use error::{BackendOrigin, CorruptionKind, Error, FoundState, Remedy, Result
 pub use lock::{
     LockCapabilities, LockGuard, LockInfo, LockNote, LockProvider, LockRequest, LockStatus, UnreadableLock,
 };
-pub use model::{ChecklistState, MovedTo};
+pub use model::ChecklistState;
 pub use quarantine::{QuarantineNote, QuarantineRecord};
 pub use recovery::Recovery;
+pub use relocation::MovedTo;
 pub use store::{
     ArchiveStore, AuditTrail, BackedUpWrite, BackupStore, Capabilities, ChangeFeed, ChangeWatch, Committed,
     DocumentStore, DocumentStoreExt, Expectation, KeepBackup, PlaneLocations, Precondition, QuarantineStore,

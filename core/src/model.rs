@@ -56,25 +56,10 @@ pub struct ChecklistState {
     /// every write but one that names its exact bytes
     /// ([`Precondition::Bytes`](crate::store::Precondition::Bytes)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub moved_to: Option<MovedTo>,
+    pub moved_to: Option<crate::relocation::moved::MovedTo>,
     /// Fields this build does not know; kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-}
-
-/// Where a store's state went when it was moved to another backend
-/// (`checklist backend migrate`, docs/backends.md "Moving a store to another backend").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MovedTo {
-    /// The backend it was moved to.
-    pub backend: String,
-    /// Where that store is, as it names itself (never a password).
-    pub location: String,
-    /// The revision it was moved at: the new store's first.
-    pub revision: u64,
-    /// When.
-    pub at: DateTime<Utc>,
 }
 
 /// The workflow instance in progress.

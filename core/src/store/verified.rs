@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use crate::codec::Codec;
 use crate::document;
 use crate::error::Result;
-use crate::model::{ChecklistState, MovedTo};
+use crate::model::ChecklistState;
+use crate::relocation::moved::MovedTo;
 
 /// How many verified documents the process remembers (a CLI run needs one; a test
 /// process with many stores open at once needs a few).

@@ -17,12 +17,15 @@
 
 use serde::Serialize;
 
+pub(crate) mod moved;
+pub use moved::MovedTo;
+
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::backend::Backend;
 use crate::backup::BackupRecord;
 use crate::error::{Error, Result};
 use crate::lock::{LockGuard, LockRequest};
-use crate::model::{ChecklistState, MovedTo, now};
+use crate::model::{ChecklistState, now};
 use crate::quarantine::{QuarantineRecord, bytes_sha256};
 use crate::store::{DocumentStoreExt, Precondition, StateStoreExt, StoredBytes};
 
