@@ -458,15 +458,20 @@ mod unix {
     /// scenario that ends well before, every grant is the queue's doing.
     const SLOW_FLOORS: &str = "lock: {retryIntervalMs: 10000, timeoutMs: 60000}\n";
 
-    /// The tickets of the waiters queued for the lock of the store at `root`.
-    fn queued_tickets(root: &Path) -> Vec<String> {
+    /// The files in `.locks/` of the store at `root` whose names start with `prefix`.
+    fn lock_files(root: &Path, prefix: &str) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(root.join(".checklist/.locks")) else {
             return Vec::new();
         };
         entries
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .filter(|name| name.starts_with("ticket-"))
+            .filter(|name| name.starts_with(prefix))
             .collect()
+    }
+
+    /// The tickets of the waiters queued for the lock of the store at `root`.
+    fn queued_tickets(root: &Path) -> Vec<String> {
+        lock_files(root, "ticket-")
     }
 
     /// Starts `checklist step complete <step>` and returns once it has queued for the
@@ -538,8 +543,8 @@ mod unix {
     }
 
     /// A waiter killed in the middle of the queue blocks nobody: the one behind it
-    /// notices at once (the kernel let its ticket's lock go), removes its ticket, and
-    /// waits for the one ahead of it instead.
+    /// notices at once (the kernel let its ticket's lock go), removes its ticket and
+    /// registration, and waits for the one ahead of it instead.
     pub(crate) fn a_killed_waiter_does_not_block_the_queue() {
         let dir = new_store(Some(SLOW_FLOORS));
         let root = dir.path();
@@ -566,6 +571,11 @@ mod unix {
             queued_tickets(root),
             Vec::<String>::new(),
             "the killed waiter's ticket was left behind"
+        );
+        assert_eq!(
+            lock_files(root, "waiter-"),
+            Vec::<String>::new(),
+            "the killed waiter's registration was left behind"
         );
     }
 

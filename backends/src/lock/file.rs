@@ -456,14 +456,12 @@ impl Shared {
         }
     }
 
-    fn register_waiter(&self) -> Result<WaiterFile> {
+    /// Registers this waiter as `.locks/waiter-<waiter>.json`, `waiter` being its
+    /// `<pid>-<nonce>`, which its ticket carries too (queue.rs).
+    fn register_waiter(&self, waiter: &str) -> Result<WaiterFile> {
         self.ensure_locks_dir()?;
         let me = ProcessIdentity::current();
-        let path = self.locks_dir.join(format!(
-            "waiter-{}-{}.json",
-            me.pid,
-            uuid::Uuid::new_v4().simple()
-        ));
+        let path = self.locks_dir.join(queue::registration_name(waiter));
         let waiter = Waiter {
             pid: me.pid,
             hostname: me.hostname.clone(),
@@ -778,8 +776,9 @@ impl LockProvider for FileLockProvider {
             if registration.is_none() {
                 let (registered, ticket) = self
                     .blocking(|shared| {
-                        let registered = shared.register_waiter()?;
-                        Ok((registered, Ticket::take(&shared.vfs, &shared.locks_dir)))
+                        let waiter = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+                        let registered = shared.register_waiter(&waiter)?;
+                        Ok((registered, Ticket::take(&shared.vfs, &shared.locks_dir, &waiter)))
                     })
                     .await?;
                 registration = Some(registered);

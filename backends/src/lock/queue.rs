@@ -2,7 +2,8 @@
 //! they came, instead of each polling it (docs/decisions/0007-file-lock.md, "Waking
 //! waiters").
 //!
-//! A waiter that finds the lock held takes a ticket: `.locks/ticket-<number>-<pid>-<nonce>`,
+//! A waiter that finds the lock held takes a ticket: `.locks/ticket-<number>-<pid>-<nonce>`
+//! (its registration, which `inspect` lists, is `.locks/waiter-<pid>-<nonce>.json`),
 //! numbered one past the highest ticket in `.locks/` (two taken at the same instant
 //! share a number and are ordered by the rest of their names), on which it keeps an
 //! exclusive OS advisory lock until it leaves the queue — it took the lock, or gave up.
@@ -20,7 +21,8 @@
 //!
 //! A leaving waiter removes its ticket before it lets its lock go, so the one behind it
 //! sees the ticket gone; a ticket still there once its lock is free belonged to a
-//! process that died, and the one behind removes it: tickets of the dead do not pile up.
+//! process that died, and the one behind removes it and the dead one's registration:
+//! neither piles up.
 //!
 //! None of this decides who holds the lock — creating `.lock` by link does — so it can
 //! only make waiting quicker: the head looks at `.lock` every retry interval (a stopped
@@ -90,6 +92,17 @@ fn ticket_name(name: &OsString) -> Option<&str> {
     (dash == "-" && digits.bytes().all(|b| b.is_ascii_digit())).then_some(name)
 }
 
+/// The name of the registration (`inspect` lists them) of `waiter`, `<pid>-<nonce>`:
+/// the waiter behind one that died removes it with the dead one's ticket.
+pub(crate) fn registration_name(waiter: &str) -> String {
+    format!("waiter-{waiter}.json")
+}
+
+/// The registration of the waiter whose ticket is `name` (a [`ticket_name`]).
+fn registration_of(name: &str) -> String {
+    registration_name(&name[TICKET_PREFIX.len() + NUMBER_DIGITS + 1..])
+}
+
 /// The number of the ticket `name` (a [`ticket_name`]).
 fn ticket_number(name: &str) -> u64 {
     name[TICKET_PREFIX.len()..][..NUMBER_DIGITS]
@@ -106,8 +119,8 @@ fn unlinked(file: &File) -> io::Result<bool> {
     }
     #[cfg(not(unix))]
     {
-        // A file open elsewhere cannot lose its name without FILE_SHARE_DELETE, which
-        // this crate never asks for: it is there until closed.
+        // No link count to read: taken for still there, so the waiter behind removes
+        // it, which for a ticket its owner removed finds nothing to remove.
         let _ = file;
         Ok(false)
     }
@@ -125,11 +138,12 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// Takes a ticket behind every ticket in `locks_dir`; blocking file I/O.
+    /// Takes a ticket behind every ticket in `locks_dir` for `waiter` (`<pid>-<nonce>`,
+    /// as in its [`registration_name`]); blocking file I/O.
     ///
     /// # Errors
     /// Listing `.locks/`, creating or locking the ticket: the queue cannot be kept here.
-    pub(crate) fn take(vfs: &Arc<dyn Vfs>, locks_dir: &Path) -> io::Result<Self> {
+    pub(crate) fn take(vfs: &Arc<dyn Vfs>, locks_dir: &Path, waiter: &str) -> io::Result<Self> {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -138,13 +152,7 @@ impl Ticket {
                 .map(|name| ticket_number(name))
                 .max()
                 .map_or(1, |highest| highest.saturating_add(1));
-            let nonce = uuid::Uuid::new_v4().simple().to_string();
-            let name = format!(
-                "{TICKET_PREFIX}{number:0width$}-{}-{}",
-                std::process::id(),
-                &nonce[..16],
-                width = NUMBER_DIGITS
-            );
+            let name = format!("{TICKET_PREFIX}{number:0width$}-{waiter}", width = NUMBER_DIGITS);
             let path = locks_dir.join(&name);
             let ticket = Self {
                 vfs: Arc::clone(vfs),
@@ -348,10 +356,13 @@ fn wait_for_turn(vfs: &dyn Vfs, locks_dir: &Path, mine: &str, turn: oneshot::Sen
         match unlinked(&file) {
             Ok(true) => {}
             // Its lock is free and it is still there: its waiter died without leaving.
-            // Removed here, so that tickets of the dead do not pile up; one that cannot
-            // be removed would be found ahead again and again, so the queue is given up.
+            // Removed here with the dead waiter's registration, so that neither piles
+            // up; a ticket that cannot be removed would be found ahead again and again,
+            // so the queue is given up.
             Ok(false) => match vfs.remove_file(&path) {
-                Ok(()) => {}
+                Ok(()) => {
+                    let _ = vfs.remove_file(&locks_dir.join(registration_of(&ahead)));
+                }
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => break Err(error),
             },
@@ -377,6 +388,10 @@ mod tests {
         assert_eq!(ticket_name(&name("ticket-00000000000000000042")), None);
         assert_eq!(ticket_name(&name("waiter-1-ab.json")), None);
         assert_eq!(ticket_number("ticket-00000000000000000042-7-ab"), 42);
+        assert_eq!(
+            registration_of("ticket-00000000000000000042-7-ab"),
+            "waiter-7-ab.json"
+        );
         assert!("ticket-00000000000000000009-99-ff" < "ticket-00000000000000000010-1-00");
     }
 }
