@@ -321,8 +321,12 @@ impl Shared {
         let Ok(file) = self.vfs.open_lock_file(path) else {
             return HolderLock::Unknown;
         };
-        match file.try_lock() {
-            // Got it: nobody holds it. Dropping `file` lets it go again.
+        // Shared: the holder's lock is exclusive, and the head of the queue watches it
+        // with a shared one (queue.rs). A head stopped (SIGSTOP) just after the kernel
+        // granted it that shared lock keeps it; probed exclusively, it would make a dead
+        // holder look alive until its expiry.
+        match file.try_lock_shared() {
+            // Got it: no holder has it. Dropping `file` lets it go again.
             Ok(()) => HolderLock::Free,
             Err(TryLockError::WouldBlock) => HolderLock::Held,
             Err(TryLockError::Error(_)) => HolderLock::Unknown,
