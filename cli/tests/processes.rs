@@ -579,6 +579,43 @@ mod unix {
         );
     }
 
+    /// A waiter stopped (SIGSTOP) at the head of the queue does not keep the others
+    /// waiting for ever: the one behind it sees the queue stand still for two floors
+    /// (2 s each, jittered) and takes the free lock itself. Continued, the stopped one
+    /// gets its turn too.
+    pub(crate) fn a_stopped_waiter_does_not_block_the_queue_for_ever() {
+        let dir = new_store(Some("lock: {timeoutMs: 60000}\n"));
+        let root = dir.path();
+        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        wait_for(&mut stdout, "HOLDING ");
+        let stopped = queue_step_complete(root, "stopped", 0);
+        let behind = queue_step_complete(root, "behind", 1);
+        signal(&stopped, Signal::STOP);
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        let let_go = Instant::now();
+        assert_succeeded(behind, "behind");
+        let waited = let_go.elapsed();
+        signal(&stopped, Signal::CONT);
+        assert_succeeded(stopped, "stopped");
+        assert_eq!(step_ids(root), ["behind", "stopped"]);
+        // Two or three floors of at most 3 s each, with room for a loaded machine.
+        assert!(
+            waited < Duration::from_secs(20),
+            "the waiter behind a stopped one waited {waited:?}"
+        );
+        assert_eq!(
+            queued_tickets(root),
+            Vec::<String>::new(),
+            "tickets were left behind"
+        );
+        println!(
+            "    the waiter behind a stopped one took the lock after {:.1} s",
+            waited.as_secs_f64()
+        );
+    }
+
     /// Hazard 4: a holder stopped (SIGSTOP) past its expiry loses the lock to others;
     /// continued, its write is refused and nothing is overwritten.
     pub(crate) fn stopped_holder_past_expiry_cannot_overwrite() {
@@ -1477,6 +1514,10 @@ fn main() {
         (
             "a_killed_waiter_does_not_block_the_queue",
             a_killed_waiter_does_not_block_the_queue,
+        ),
+        (
+            "a_stopped_waiter_does_not_block_the_queue_for_ever",
+            a_stopped_waiter_does_not_block_the_queue_for_ever,
         ),
         (
             "lock_file_never_holds_a_secret_from_the_command_line",
