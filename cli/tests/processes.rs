@@ -458,9 +458,9 @@ mod unix {
     /// scenario that ends well before, every grant is the queue's doing.
     const SLOW_FLOORS: &str = "lock: {retryIntervalMs: 10000, timeoutMs: 60000}\n";
 
-    /// The files in `.locks/` of the store at `root` whose names start with `prefix`.
-    fn lock_files(root: &Path, prefix: &str) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(root.join(".checklist/.locks")) else {
+    /// The files in `dir` whose names start with `prefix`.
+    fn lock_files(dir: &Path, prefix: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
         entries
@@ -471,7 +471,7 @@ mod unix {
 
     /// The tickets of the waiters queued for the lock of the store at `root`.
     fn queued_tickets(root: &Path) -> Vec<String> {
-        lock_files(root, "ticket-")
+        lock_files(&root.join(".checklist/.locks/queue"), "ticket-")
     }
 
     /// Starts `checklist step complete <step>` and returns once it has queued for the
@@ -573,7 +573,7 @@ mod unix {
             "the killed waiter's ticket was left behind"
         );
         assert_eq!(
-            lock_files(root, "waiter-"),
+            lock_files(&root.join(".checklist/.locks"), "waiter-"),
             Vec::<String>::new(),
             "the killed waiter's registration was left behind"
         );

@@ -799,10 +799,8 @@ impl LockProvider for FileLockProvider {
                 () = &mut released, if !behind => true,
                 () = tokio::time::sleep(pause) => {
                     !behind || {
-                        let first = self
-                            .blocking(|shared| Ok(queue::first_ticket(shared.vfs.as_ref(), &shared.locks_dir)))
-                            .await?;
-                        queue.stuck(first)
+                        let holder_now = self.blocking(|shared| Ok(shared.current_lock_id())).await?;
+                        queue.stuck(holder_now)
                     }
                 }
                 () = queue.woken(holder.as_deref()) => true,

@@ -2,16 +2,17 @@
 //! they came, instead of each polling it (docs/decisions/0007-file-lock.md, "Waking
 //! waiters").
 //!
-//! A waiter that finds the lock held takes a ticket: `.locks/ticket-<number>-<pid>-<nonce>`
-//! (its registration, which `inspect` lists, is `.locks/waiter-<pid>-<nonce>.json`),
-//! numbered one past the highest ticket in `.locks/` (two taken at the same instant
-//! share a number and are ordered by the rest of their names), on which it keeps an
-//! exclusive OS advisory lock until it leaves the queue — it took the lock, or gave up.
-//! It waits for the ticket just ahead of its own by asking for a shared lock of it,
-//! which the kernel grants when that waiter leaves or dies; it then looks again at the
-//! tickets ahead, and when there are none it is the head of the queue. So a waiter's
-//! turn comes after every one that came before it, whatever order the kernel wakes
-//! processes in, and each departure wakes exactly the next in line.
+//! A waiter that finds the lock held takes a ticket,
+//! `.locks/queue/ticket-<number>-<pid>-<nonce>` (its registration, which `inspect`
+//! lists, is `.locks/waiter-<pid>-<nonce>.json`), numbered one past the highest ticket
+//! there (two taken at the same instant share a number and are ordered by the rest of
+//! their names), on which it keeps an exclusive OS advisory lock until it leaves the
+//! queue — it took the lock, or gave up. It waits for the ticket just ahead of its own
+//! by asking for a shared lock of it, which the kernel grants when that waiter leaves
+//! or dies; it then looks again at the tickets ahead, and when there are none it is the
+//! head of the queue. So a waiter's turn comes after every one that came before it,
+//! whatever order the kernel wakes processes in, and each departure wakes exactly the
+//! next in line.
 //!
 //! The head is the only waiter that watches the holder: it blocks on a shared lock of
 //! the holder's liveness file (`.locks/live-<lockId>`), which the holder keeps
@@ -26,11 +27,11 @@
 //!
 //! None of this decides who holds the lock — creating `.lock` by link does — so it can
 //! only make waiting quicker: the head looks at `.lock` every retry interval (a stopped
-//! or remote holder's expiry), a waiter behind it looks when the queue has not moved
-//! for a whole floor (the head, or a waiter ahead, stopped by SIGSTOP or a debugger),
-//! every waiter looks at its deadline, and a file system without advisory locks falls
-//! back to polling. The blocking calls run on threads of their own, never the
-//! runtime's: a waiter that gives up leaves its thread behind, which ends when the
+//! or remote holder's expiry), a waiter behind it looks when the lock has not changed
+//! hands for a whole floor (the head, or a waiter ahead, stopped by SIGSTOP or a
+//! debugger), every waiter looks at its deadline, and a file system without advisory
+//! locks falls back to polling. The blocking calls run on threads of their own, never
+//! the runtime's: a waiter that gives up leaves its thread behind, which ends when the
 //! waiter ahead of it leaves, and an exiting process does not wait for it.
 
 use std::ffi::OsString;
@@ -42,7 +43,12 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::fs::atomic::DIR_MODE;
 use crate::fs::vfs::Vfs;
+
+/// The directory of the tickets, in `.locks/`: apart from the files every holder
+/// creates and removes, so that listing a thousand tickets never holds up a holder.
+pub(crate) const QUEUE_DIR_NAME: &str = "queue";
 
 /// How every ticket's name starts.
 const TICKET_PREFIX: &str = "ticket-";
@@ -62,22 +68,17 @@ pub(crate) const BEHIND_THE_HEAD_FLOOR: Duration = Duration::from_secs(2);
 /// Whether any waiter is queued for the lock whose files are in `locks_dir`. A
 /// newcomer that finds the queue empty tries for the lock at once; one that finds it
 /// not empty lines up without trying, so that it never takes the lock from under the
-/// head in the instant between two holders. A directory that cannot be read says no
-/// (the lock itself then says whether it is held).
+/// head in the instant between two holders. A queue directory that is not there or
+/// cannot be read says no (the lock itself then says whether it is held).
 pub(crate) fn anyone_queued(vfs: &dyn Vfs, locks_dir: &Path) -> bool {
-    vfs.list_dir(locks_dir)
+    vfs.list_dir(&locks_dir.join(QUEUE_DIR_NAME))
         .is_ok_and(|names| names.iter().any(|name| ticket_name(name).is_some()))
 }
 
-/// The first ticket of the queue now, to tell whether the queue moves.
-pub(crate) fn first_ticket(vfs: &dyn Vfs, locks_dir: &Path) -> Option<String> {
-    tickets(vfs, locks_dir).ok()?.into_iter().min()
-}
-
-/// The tickets in `locks_dir`.
-fn tickets(vfs: &dyn Vfs, locks_dir: &Path) -> io::Result<Vec<String>> {
+/// The tickets in `queue_dir`.
+fn tickets(vfs: &dyn Vfs, queue_dir: &Path) -> io::Result<Vec<String>> {
     Ok(vfs
-        .list_dir(locks_dir)?
+        .list_dir(queue_dir)?
         .iter()
         .filter_map(|name| ticket_name(name).map(str::to_owned))
         .collect())
@@ -138,22 +139,28 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// Takes a ticket behind every ticket in `locks_dir` for `waiter` (`<pid>-<nonce>`,
-    /// as in its [`registration_name`]); blocking file I/O.
+    /// Takes a ticket behind every ticket queued for the lock whose files are in
+    /// `locks_dir`, for `waiter` (`<pid>-<nonce>`, as in its [`registration_name`]);
+    /// blocking file I/O.
     ///
     /// # Errors
     /// Listing `.locks/`, creating or locking the ticket: the queue cannot be kept here.
     pub(crate) fn take(vfs: &Arc<dyn Vfs>, locks_dir: &Path, waiter: &str) -> io::Result<Self> {
+        let queue_dir = locks_dir.join(QUEUE_DIR_NAME);
+        match vfs.create_dir(&queue_dir, DIR_MODE) {
+            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(error),
+            _ => {}
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let number = tickets(vfs.as_ref(), locks_dir)?
+            let number = tickets(vfs.as_ref(), &queue_dir)?
                 .iter()
                 .map(|name| ticket_number(name))
                 .max()
                 .map_or(1, |highest| highest.saturating_add(1));
             let name = format!("{TICKET_PREFIX}{number:0width$}-{waiter}", width = NUMBER_DIGITS);
-            let path = locks_dir.join(&name);
+            let path = queue_dir.join(&name);
             let ticket = Self {
                 vfs: Arc::clone(vfs),
                 file: Some(vfs.open_lock_file(&path)?),
@@ -195,8 +202,9 @@ pub(crate) struct Queue {
     place: Place,
     /// The holder the head watches, and the news of its release.
     watched: Option<(String, oneshot::Receiver<()>)>,
-    /// The first ticket of the queue when this waiter, behind the head, last checked.
-    first_seen: Option<String>,
+    /// The holder of the lock when this waiter, behind the head, last checked that the
+    /// lock changes hands (`Some(None)`: nobody).
+    holder_seen: Option<Option<String>>,
 }
 
 #[derive(Debug)]
@@ -221,7 +229,7 @@ impl Queue {
             locks_dir: locks_dir.to_owned(),
             place: Place::Outside,
             watched: None,
-            first_seen: None,
+            holder_seen: None,
         }
     }
 
@@ -253,8 +261,8 @@ impl Queue {
         };
     }
 
-    /// How long this waiter may go without looking at `.lock` (the head) or at the
-    /// queue (a waiter behind it).
+    /// How long this waiter may go without trying for the lock (the head) or checking
+    /// that it changes hands (a waiter behind it).
     pub(crate) fn floor(&self, retry_interval: Duration) -> Duration {
         match self.place {
             Place::Outside | Place::Behind { .. } => BEHIND_THE_HEAD_FLOOR.max(retry_interval),
@@ -262,12 +270,16 @@ impl Queue {
         }
     }
 
-    /// Whether the queue, whose first ticket is now `first` ([`first_ticket`]), has
-    /// not moved since this waiter last asked: then a waiter ahead is stopped, and this
-    /// one looks at `.lock` itself rather than wait for it.
-    pub(crate) fn stuck(&mut self, first: Option<String>) -> bool {
-        let stuck = first.is_none() || first == self.first_seen;
-        self.first_seen = first;
+    /// Whether the lock, held now by `holder` (its lock id; `None`: nobody; `Err`: the
+    /// lock could not be read), has not changed hands since this waiter, behind the
+    /// head, last asked, a floor ago: then a waiter ahead is stopped (or the holder is),
+    /// and this one tries for the lock itself rather than wait for them. Checking the
+    /// holder rather than the queue reads one small file instead of listing a thousand
+    /// tickets.
+    pub(crate) fn stuck<E>(&mut self, holder: Result<Option<String>, E>) -> bool {
+        let Ok(holder) = holder else { return true };
+        let stuck = self.holder_seen.as_ref() == Some(&holder);
+        self.holder_seen = Some(holder);
         stuck
     }
 
@@ -330,20 +342,21 @@ impl Queue {
     }
 }
 
-/// Waits, on a thread of its own, until no ticket in `locks_dir` is ahead of `mine`,
-/// and says so on `turn` (or why the queue cannot be kept). Ends early when the
-/// waiter gave up (dropped the receiver).
+/// Waits, on a thread of its own, until no ticket queued for the lock whose files are in
+/// `locks_dir` is ahead of `mine`, and says so on `turn` (or why the queue cannot be
+/// kept). Ends early when the waiter gave up (dropped the receiver).
 fn wait_for_turn(vfs: &dyn Vfs, locks_dir: &Path, mine: &str, turn: oneshot::Sender<io::Result<()>>) {
+    let queue_dir = locks_dir.join(QUEUE_DIR_NAME);
     let outcome = loop {
         if turn.is_closed() {
             return;
         }
-        let ahead = match tickets(vfs, locks_dir) {
+        let ahead = match tickets(vfs, &queue_dir) {
             Ok(names) => names.into_iter().filter(|name| name.as_str() < mine).max(),
             Err(error) => break Err(error),
         };
         let Some(ahead) = ahead else { break Ok(()) };
-        let path = locks_dir.join(&ahead);
+        let path = queue_dir.join(&ahead);
         // Opened for reading only, never created: a ticket gone is not made again.
         let file = match File::open(&path) {
             Ok(file) => file,
