@@ -61,8 +61,9 @@ const NUMBER_DIGITS: usize = 20;
 /// for a dead waiter's.
 const TICKET_ATTEMPTS: usize = 3;
 
-/// How often a waiter behind the head checks that the queue moves: only a waiter
-/// ahead that is stopped (SIGSTOP, a debugger) keeps it still that long.
+/// How often a waiter behind the head checks that the lock changes hands: only a
+/// waiter ahead (or a holder) that is stopped (SIGSTOP, a debugger) keeps it still
+/// that long.
 pub(crate) const BEHIND_THE_HEAD_FLOOR: Duration = Duration::from_secs(2);
 
 /// Whether any waiter is queued for the lock whose files are in `locks_dir`. A
@@ -144,16 +145,19 @@ impl Ticket {
     /// blocking file I/O.
     ///
     /// # Errors
-    /// Listing `.locks/`, creating or locking the ticket: the queue cannot be kept here.
+    /// Creating or listing `.locks/queue/`, creating or locking the ticket: the queue
+    /// cannot be kept here.
     pub(crate) fn take(vfs: &Arc<dyn Vfs>, locks_dir: &Path, waiter: &str) -> io::Result<Self> {
         let queue_dir = locks_dir.join(QUEUE_DIR_NAME);
         match vfs.create_dir(&queue_dir, DIR_MODE) {
             Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(error),
             _ => {}
         }
-        let mut attempts = 0;
+        // Tickets taken for a dead waiter's are kept (and so listed) until a new one is
+        // taken: the new one is numbered past them, so its name is not the one the
+        // waiter behind is about to remove.
+        let mut mistaken = Vec::new();
         loop {
-            attempts += 1;
             let number = tickets(vfs.as_ref(), &queue_dir)?
                 .iter()
                 .map(|name| ticket_number(name))
@@ -176,7 +180,8 @@ impl Ticket {
                 Err(TryLockError::WouldBlock) => {}
                 Err(TryLockError::Error(error)) => return Err(error),
             }
-            if attempts == TICKET_ATTEMPTS {
+            mistaken.push(ticket);
+            if mistaken.len() == TICKET_ATTEMPTS {
                 return Err(io::Error::new(
                     io::ErrorKind::WouldBlock,
                     "each new ticket was taken for a dead waiter's",
