@@ -453,6 +453,169 @@ mod unix {
         );
     }
 
+    /// A store whose waiters look at the lock on their own only every 5–15 s (the retry
+    /// interval of 10 s, jittered; the floor behind the head is at least as long): in a
+    /// scenario that ends well before, every grant is the queue's doing.
+    const SLOW_FLOORS: &str = "lock: {retryIntervalMs: 10000, timeoutMs: 60000}\n";
+
+    /// The files in `dir` whose names start with `prefix`.
+    fn lock_files(dir: &Path, prefix: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with(prefix))
+            .collect()
+    }
+
+    /// The tickets of the waiters queued for the lock of the store at `root`.
+    fn queued_tickets(root: &Path) -> Vec<String> {
+        lock_files(&root.join(".checklist/.locks/queue"), "ticket-")
+    }
+
+    /// Starts `checklist step complete <step>` and returns once it has queued for the
+    /// lock: `ahead` tickets were there before it, and now there is one more.
+    fn queue_step_complete(root: &Path, step: &str, ahead: usize) -> Child {
+        let child = checklist_cmd(root, &["step", "complete", step])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while queued_tickets(root).len() <= ahead {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "`step complete {step}` did not queue within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    fn assert_succeeded(child: Child, what: &str) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Waiters that queue one after another while the lock is held get it in that
+    /// order (decision 0007, "Waking waiters"), each woken by the queue, not by a poll.
+    pub(crate) fn waiters_are_granted_in_arrival_order() {
+        const WAITERS: usize = 8;
+        let dir = new_store(Some(SLOW_FLOORS));
+        let root = dir.path();
+        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        wait_for(&mut stdout, "HOLDING ");
+        let steps: Vec<String> = (0..WAITERS).map(|i| format!("q-{i}")).collect();
+        let waiters: Vec<Child> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| queue_step_complete(root, step, i))
+            .collect();
+        // Killed, the holder lets its liveness lock go: the head of the queue takes over.
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        let let_go = Instant::now();
+        for (waiter, step) in waiters.into_iter().zip(&steps) {
+            assert_succeeded(waiter, step);
+        }
+        let elapsed = let_go.elapsed();
+        assert_eq!(step_ids(root), steps, "the lock was not granted in arrival order");
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{WAITERS} queued waiters took {elapsed:?}: some waited for a floor, not the queue"
+        );
+        assert_eq!(
+            queued_tickets(root),
+            Vec::<String>::new(),
+            "tickets were left behind"
+        );
+        println!(
+            "    {WAITERS} queued waiters, in order, {:.0} ms after the holder went",
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
+
+    /// A waiter killed in the middle of the queue blocks nobody: the one behind it
+    /// notices at once (the kernel let its ticket's lock go), removes its ticket and
+    /// registration, and waits for the one ahead of it instead.
+    pub(crate) fn a_killed_waiter_does_not_block_the_queue() {
+        let dir = new_store(Some(SLOW_FLOORS));
+        let root = dir.path();
+        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        wait_for(&mut stdout, "HOLDING ");
+        let first = queue_step_complete(root, "first", 0);
+        let mut killed = queue_step_complete(root, "killed", 1);
+        let last = queue_step_complete(root, "last", 2);
+        signal(&killed, Signal::KILL);
+        killed.wait().unwrap();
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        let let_go = Instant::now();
+        assert_succeeded(first, "first");
+        assert_succeeded(last, "last");
+        let elapsed = let_go.elapsed();
+        assert_eq!(step_ids(root), ["first", "last"]);
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "the waiters around a killed one took {elapsed:?}: the one behind it waited for a floor"
+        );
+        assert_eq!(
+            queued_tickets(root),
+            Vec::<String>::new(),
+            "the killed waiter's ticket was left behind"
+        );
+        assert_eq!(
+            lock_files(&root.join(".checklist/.locks"), "waiter-"),
+            Vec::<String>::new(),
+            "the killed waiter's registration was left behind"
+        );
+    }
+
+    /// A waiter stopped (SIGSTOP) at the head of the queue does not keep the others
+    /// waiting for ever: the one behind it sees the queue stand still for two floors
+    /// (2 s each, jittered) and takes the free lock itself. Continued, the stopped one
+    /// gets its turn too.
+    pub(crate) fn a_stopped_waiter_does_not_block_the_queue_for_ever() {
+        let dir = new_store(Some("lock: {timeoutMs: 60000}\n"));
+        let root = dir.path();
+        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        wait_for(&mut stdout, "HOLDING ");
+        let stopped = queue_step_complete(root, "stopped", 0);
+        let behind = queue_step_complete(root, "behind", 1);
+        signal(&stopped, Signal::STOP);
+        signal(&holder, Signal::KILL);
+        holder.wait().unwrap();
+        let let_go = Instant::now();
+        assert_succeeded(behind, "behind");
+        let waited = let_go.elapsed();
+        signal(&stopped, Signal::CONT);
+        assert_succeeded(stopped, "stopped");
+        assert_eq!(step_ids(root), ["behind", "stopped"]);
+        // Two or three floors of at most 3 s each, with room for a loaded machine.
+        assert!(
+            waited < Duration::from_secs(20),
+            "the waiter behind a stopped one waited {waited:?}"
+        );
+        assert_eq!(
+            queued_tickets(root),
+            Vec::<String>::new(),
+            "tickets were left behind"
+        );
+        println!(
+            "    the waiter behind a stopped one took the lock after {:.1} s",
+            waited.as_secs_f64()
+        );
+    }
+
     /// Hazard 4: a holder stopped (SIGSTOP) past its expiry loses the lock to others;
     /// continued, its write is refused and nothing is overwritten.
     pub(crate) fn stopped_holder_past_expiry_cannot_overwrite() {
@@ -1344,6 +1507,18 @@ fn main() {
             concurrent_step_completes("sqlite")
         }),
         ("killed_holder_is_broken_at_once", killed_holder_is_broken_at_once),
+        (
+            "waiters_are_granted_in_arrival_order",
+            waiters_are_granted_in_arrival_order,
+        ),
+        (
+            "a_killed_waiter_does_not_block_the_queue",
+            a_killed_waiter_does_not_block_the_queue,
+        ),
+        (
+            "a_stopped_waiter_does_not_block_the_queue_for_ever",
+            a_stopped_waiter_does_not_block_the_queue_for_ever,
+        ),
         (
             "lock_file_never_holds_a_secret_from_the_command_line",
             lock_file_never_holds_a_secret_from_the_command_line,

@@ -15,8 +15,8 @@
 //!   renewal, force-release) happens under it, and creation by link cannot replace an
 //!   existing file, so two breakers never remove a fresh lock (hazard 1).
 //! - **Waiters** register as `.locks/waiter-<pid>-<nonce>.json`, never touching the
-//!   holder's file, and line up on `.locks/queue.lock`, whose head is woken by the
-//!   holder's release (`queue.rs`).
+//!   holder's file, and line up in arrival order by tickets in `.locks/`; the head of
+//!   the queue is woken by the holder's release (`queue.rs`).
 
 use std::fmt;
 use std::fs::{File, TryLockError};
@@ -41,7 +41,7 @@ use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error};
 use crate::fs::identity::FileIdentity;
 use crate::fs::vfs::{ConfinedFs, RealFs, Vfs};
 use crate::lock::format::{HolderLock, LockFile, MAX_LOCK_BYTES, Observation, Verdict, World, judge};
-use crate::lock::queue::Queue;
+use crate::lock::queue::{self, Queue, Ticket};
 use crate::process::{Liveness, ProcessIdentity, liveness, process_start};
 
 /// How long a release or a renewal waits for the break lock before giving up.
@@ -321,8 +321,12 @@ impl Shared {
         let Ok(file) = self.vfs.open_lock_file(path) else {
             return HolderLock::Unknown;
         };
-        match file.try_lock() {
-            // Got it: nobody holds it. Dropping `file` lets it go again.
+        // Shared: the holder's lock is exclusive, and the head of the queue watches it
+        // with a shared one (queue.rs). A head stopped (SIGSTOP) just after the kernel
+        // granted it that shared lock keeps it; probed exclusively, it would make a dead
+        // holder look alive until its expiry.
+        match file.try_lock_shared() {
+            // Got it: no holder has it. Dropping `file` lets it go again.
             Ok(()) => HolderLock::Free,
             Err(TryLockError::WouldBlock) => HolderLock::Held,
             Err(TryLockError::Error(_)) => HolderLock::Unknown,
@@ -456,14 +460,12 @@ impl Shared {
         }
     }
 
-    fn register_waiter(&self) -> Result<WaiterFile> {
+    /// Registers this waiter as `.locks/waiter-<waiter>.json`, `waiter` being its
+    /// `<pid>-<nonce>`, which its ticket carries too (queue.rs).
+    fn register_waiter(&self, waiter: &str) -> Result<WaiterFile> {
         self.ensure_locks_dir()?;
         let me = ProcessIdentity::current();
-        let path = self.locks_dir.join(format!(
-            "waiter-{}-{}.json",
-            me.pid,
-            uuid::Uuid::new_v4().simple()
-        ));
+        let path = self.locks_dir.join(queue::registration_name(waiter));
         let waiter = Waiter {
             pid: me.pid,
             hostname: me.hostname.clone(),
@@ -728,17 +730,17 @@ impl LockProvider for FileLockProvider {
         let started = Instant::now();
         let deadline = started + request.timeout;
         let mut registration: Option<WaiterFile> = None;
-        let mut queue = Queue::new(&self.shared.locks_dir, Arc::clone(&self.shared.vfs));
-        // A waiter that finds others queued lines up behind them rather than racing them
-        // for the lock each time it frees (queue.rs): it looks at `.lock` only when it
-        // reaches the head, at its floor, or at its deadline.
-        let opened = self
+        let mut queue = Queue::new(&self.shared.locks_dir);
+        // A newcomer that finds others queued lines up behind them rather than racing
+        // them for the lock each time it frees (queue.rs): it looks at `.lock` when it
+        // reaches the head, when the queue stands still for its floor, or at its
+        // deadline.
+        let mut look = self
             .blocking(|shared| {
                 shared.ensure_locks_dir()?;
-                Ok(Queue::open(shared.vfs.as_ref(), &shared.locks_dir))
+                Ok(!queue::anyone_queued(shared.vfs.as_ref(), &shared.locks_dir))
             })
             .await?;
-        let mut look = queue.enter(opened);
         let mut holder: Option<String> = None;
         loop {
             let released = self.shared.released.notified();
@@ -776,18 +778,33 @@ impl LockProvider for FileLockProvider {
                 holder = observation.lock.as_ref().map(|lock| lock.lock_id.clone());
             }
             if registration.is_none() {
-                registration = Some(self.blocking(|shared| shared.register_waiter()).await?);
+                let (registered, ticket) = self
+                    .blocking(|shared| {
+                        let waiter = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+                        let registered = shared.register_waiter(&waiter)?;
+                        Ok((registered, Ticket::take(&shared.vfs, &shared.locks_dir, &waiter)))
+                    })
+                    .await?;
+                registration = Some(registered);
+                queue.join(ticket, &self.shared.vfs);
             }
             // Woken by the queue when the holder lets go (queue.rs); the floor is for
-            // what no OS lock tells: a stopped or remote holder's expiry, a stuck head.
+            // what no OS lock tells: a stopped or remote holder's expiry, a stopped
+            // waiter ahead. A waiter behind others leaves the lock to the head, even
+            // when a holder of this process releases.
             let pause = jittered(queue.floor(request.retry_interval))
                 .min(deadline.saturating_duration_since(Instant::now()));
-            tokio::select! {
-                () = &mut released => {}
-                () = tokio::time::sleep(pause) => {}
-                () = queue.woken(holder.as_deref()) => {}
-            }
-            look = true;
+            let behind = queue.behind();
+            look = tokio::select! {
+                () = &mut released, if !behind => true,
+                () = tokio::time::sleep(pause) => {
+                    !behind || {
+                        let holder_now = self.blocking(|shared| Ok(shared.current_lock_id())).await?;
+                        queue.stuck(holder_now)
+                    }
+                }
+                () = queue.woken(holder.as_deref()) => true,
+            };
         }
     }
 

@@ -450,7 +450,7 @@ async fn every_created_file_and_directory_has_the_mode_of_decision_0004() {
         let want = match content {
             None => 0o755,
             Some(_) if relative.starts_with(".locks/") && !relative.contains("live-") => {
-                // The OS lock files (write.lock, break.lock, queue.lock) hold nothing.
+                // The OS lock files (write.lock, break.lock, a waiter's ticket) hold nothing.
                 0o644
             }
             Some(_) => expected(&relative),
