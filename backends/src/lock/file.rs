@@ -195,6 +195,14 @@ impl Shared {
             return Ok(Attempt::Busy(observation));
         }
         let lock = LockFile::new(uuid::Uuid::new_v4().to_string(), request, Utc::now());
+        // The would-be holder makes the queue's directory, so a waiter never has to.
+        queue::ensure_queue_dir(self.vfs.as_ref(), &self.locks_dir).map_err(|e| {
+            io_error(
+                "create the directory",
+                &self.locks_dir.join(queue::QUEUE_DIR_NAME),
+                e,
+            )
+        })?;
         let live_path = self.live_path(&lock.lock_id);
         let live = self.hold_liveness_lock(&live_path)?;
         let holding = Holding {

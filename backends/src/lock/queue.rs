@@ -76,6 +76,18 @@ pub(crate) fn anyone_queued(vfs: &dyn Vfs, locks_dir: &Path) -> bool {
         .is_ok_and(|names| names.iter().any(|name| ticket_name(name).is_some()))
 }
 
+/// Makes `.locks/queue/` in `locks_dir` if it is missing: the holder of the lock does,
+/// so that the waiters who queue behind it add no directory to the store.
+///
+/// # Errors
+/// Creating the directory, but for its being there already.
+pub(crate) fn ensure_queue_dir(vfs: &dyn Vfs, locks_dir: &Path) -> io::Result<()> {
+    match vfs.create_dir(&locks_dir.join(QUEUE_DIR_NAME), DIR_MODE) {
+        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => Err(error),
+        _ => Ok(()),
+    }
+}
+
 /// The tickets in `queue_dir`.
 fn tickets(vfs: &dyn Vfs, queue_dir: &Path) -> io::Result<Vec<String>> {
     Ok(vfs
@@ -148,11 +160,11 @@ impl Ticket {
     /// Creating or listing `.locks/queue/`, creating or locking the ticket: the queue
     /// cannot be kept here.
     pub(crate) fn take(vfs: &Arc<dyn Vfs>, locks_dir: &Path, waiter: &str) -> io::Result<Self> {
+        // The holder makes `.locks/queue/` ([`ensure_queue_dir`]); a waiter never does,
+        // so that a command that only waits (a read) adds nothing to a store. Without
+        // it (a lock taken by an older build, or a lock file put there by hand) the
+        // waiter polls.
         let queue_dir = locks_dir.join(QUEUE_DIR_NAME);
-        match vfs.create_dir(&queue_dir, DIR_MODE) {
-            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(error),
-            _ => {}
-        }
         // Tickets taken for a dead waiter's are kept (and so listed) until a new one is
         // taken: the new one is numbered past them, so its name is not the one the
         // waiter behind is about to remove.

@@ -504,13 +504,21 @@ impl InitRun {
     }
 
     /// Inside a directory this run created, everything is this run's (for example a
-    /// lock file the first write made); remove those files before the directory.
+    /// lock file the first write made, and the lock queue's directory); remove it before
+    /// the directory, depth first.
     fn remove_dir_contents_we_own(&self, dir: &Path) {
         if let Ok(names) = self.vfs.list_dir(dir) {
             for name in names {
                 let path = dir.join(name);
-                if self.vfs.metadata(&path).is_ok_and(|m| m.is_file()) {
-                    let _ = self.vfs.remove_file(&path);
+                match self.vfs.metadata(&path) {
+                    Ok(meta) if meta.is_dir() => {
+                        self.remove_dir_contents_we_own(&path);
+                        let _ = self.vfs.remove_dir(&path);
+                    }
+                    Ok(meta) if meta.is_file() => {
+                        let _ = self.vfs.remove_file(&path);
+                    }
+                    _ => {}
                 }
             }
         }
