@@ -35,6 +35,8 @@ pub struct MoveOptions {
     pub dry_run: bool,
     /// The note of the locks the move takes.
     pub lock_note: Option<LockNote>,
+    /// Overrides config.yaml's `lock.timeoutMs` for both stores' locks.
+    pub lock_timeout_ms: Option<u64>,
     /// The per-user state directory to find the project's store in
     /// ([`state_home::locate`]).
     pub state_home: Option<std::path::PathBuf>,
@@ -87,8 +89,13 @@ pub async fn move_project_store_with_vfs(
     let Located { layout, .. } = state_home::locate(vfs.as_ref(), root, options.state_home.as_deref())?;
     check_store_dir(vfs.as_ref(), layout.dir())?;
     let confined = ConfinedFs::wrap(layout.dir(), Arc::clone(&vfs));
-    let mut config = load_config(confined.as_ref(), &layout)?;
+    let file_config = load_config(confined.as_ref(), &layout)?;
+    // This run's own lock settings, which config.yaml does not keep.
+    let mut config = file_config.clone();
     config.lock.note = options.lock_note.clone();
+    if let Some(timeout) = options.lock_timeout_ms {
+        config.lock.timeout_ms = timeout;
+    }
     if options.from.is_none() && config.backend.kind == options.to {
         return Err(checklist_core::Error::invalid(format!(
             "{} names the {} backend already; there is nothing to move (--from names the backend whose \
@@ -101,14 +108,18 @@ pub async fn move_project_store_with_vfs(
     if let Some(from) = options.from.as_ref().filter(|from| **from != config.backend.kind) {
         from_config.backend = BackendSelection::named(from);
     }
+    let backend = BackendSelection {
+        kind: options.to.clone(),
+        options: options.to_options.clone(),
+    };
     let written = Config {
-        backend: BackendSelection {
-            kind: options.to.clone(),
-            options: options.to_options.clone(),
-        },
+        backend: backend.clone(),
+        ..file_config
+    };
+    let mut opened = Config {
+        backend,
         ..config.clone()
     };
-    let mut opened = written.clone();
     opened.backend.options.extend(options.connection_options.clone());
     let from = registry.open(layout.dir(), &from_config).await?;
     let to = registry.open(layout.dir(), &opened).await?;
@@ -126,9 +137,7 @@ pub async fn move_project_store_with_vfs(
         });
     }
     let relocated = relocation.run(progress).await?;
-    let mut persisted = written;
-    persisted.lock.note = None;
-    let switched = write_config(confined.as_ref(), &layout, &persisted, config.durability);
+    let switched = write_config(confined.as_ref(), &layout, &written, config.durability);
     let plan = relocated.plan.clone();
     let released = relocated.release().await;
     switched?;

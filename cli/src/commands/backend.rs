@@ -30,6 +30,7 @@ pub(crate) async fn migrate(ctx: &Context<'_>, args: BackendMigrateArgs) -> Resu
         from: args.from.clone(),
         dry_run: true,
         lock_note: ctx.lock_note.clone(),
+        lock_timeout_ms: ctx.lock_timeout_ms,
         state_home: default_state_home(),
     };
     let planned = move_project_store(&ctx.root, ctx.registry, &options, &|_| {}).await?;

@@ -194,6 +194,33 @@ fn yaml_to_json_and_back_carries_everything_and_the_old_store_takes_no_writes() 
     assert_old_store_refuses_writes(root, "json", "yaml");
 }
 
+/// The lock settings of the run (`--lock-timeout`, `--lock-note`) are the run's: the
+/// note is in the move's audit record, and neither is written into config.yaml.
+#[test]
+fn a_move_keeps_its_lock_settings_out_of_config_yaml() {
+    let root = populated("yaml");
+    let root = root.path();
+    let before = std::fs::read_to_string(root.join(".checklist/config.yaml")).unwrap();
+    ok(
+        root,
+        &[
+            "--lock-timeout",
+            "4321",
+            "--lock-note",
+            "moving to json",
+            "backend",
+            "migrate",
+            "--to",
+            "json",
+        ],
+    );
+    let after = std::fs::read_to_string(root.join(".checklist/config.yaml")).unwrap();
+    assert_eq!(after, before.replace("type: yaml\n", "type: json\n"), "{after}");
+    let records = json(root, &["audit"])["records"].as_array().unwrap().clone();
+    let moved = records.iter().find(|r| r["event"] == "backend_migrated").unwrap();
+    assert_eq!(moved["lockNote"], "moving to json", "{moved}");
+}
+
 #[test]
 fn yaml_to_sqlite_and_sqlite_to_yaml_carry_everything() {
     let root = populated("yaml");
