@@ -224,7 +224,7 @@ pub async fn open_project_with_vfs(
 /// registered backend's state is in the store directory — `backend.type` changed by
 /// hand from `yaml` to `json`, say — with [`Error::BackendChanged`] naming both, before
 /// anything reads the one as lost or starts a new state beside the other
-/// (docs/backends.md, "Changing a store's backend").
+/// (docs/backends.md, "Changing a store's backend by hand").
 ///
 /// Every other registered backend is opened as config.yaml would open it with no
 /// options of its own; one whose store location is a file inside the store directory
