@@ -566,10 +566,24 @@ impl Inner {
             if list_backups_in(&tx, path)?.iter().any(|b| b.id == record.id) {
                 return Err(Error::already_listed("backup", &record.id, path));
             }
-            match self.vfs.metadata(&file) {
+            // A file of that name not listed here is this import's own, left by a run
+            // killed before its row was committed, when it holds these very bytes; else
+            // another store's (the json backend of this directory names its backups
+            // alike), never overwritten.
+            match self.vfs.read(&file, document.len() as u64 + 1) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("inspect", &file, e)),
-                Ok(_) => return Err(Error::already_listed("backup file", &kept.location, &file)),
+                Err(e) => return Err(io_error("read", &file, e)),
+                Ok(bytes) if bytes == document => {}
+                Ok(_) => {
+                    return Err(Error::invalid(format!(
+                        "cannot keep backup {} in {}: {} is already there with other bytes, another \
+                         store's backup of the same name (a json store of this directory names its \
+                         backups alike); the store being moved is still the live one",
+                        record.id,
+                        path.display(),
+                        file.display()
+                    )));
+                }
             }
             files::ensure_dir(self.vfs.as_ref(), &self.backup_dir)?;
             replace_file(

@@ -239,6 +239,28 @@ fn yaml_to_sqlite_and_sqlite_to_yaml_carry_everything() {
     assert_old_store_refuses_writes(root, "sqlite", "yaml");
 }
 
+/// The json and sqlite backends of one directory name their backup files alike and
+/// share `archive/*.json`: a move between them keeps the same files (byte for byte the
+/// same backups), and carries everything both ways.
+#[test]
+fn json_to_sqlite_and_back_in_one_directory_carry_everything() {
+    let root = populated("json");
+    let root = root.path();
+    let before = shown(root);
+    let report = migrate(root, "sqlite");
+    assert_eq!(report["plan"]["archive"]["shared"], true, "{report}");
+    assert_carried(&before, &shown(root), "json -> sqlite");
+    assert_old_store_refuses_writes(root, "json", "sqlite");
+    ok(root, &["step", "complete", "s4"]);
+    let moved = shown(root);
+    migrate(root, "json");
+    let back = shown(root);
+    assert_eq!(back.export, moved.export, "sqlite -> json: the state");
+    for backup in &moved.backups {
+        assert!(back.backups.contains(backup), "sqlite -> json lost {backup}");
+    }
+}
+
 #[test]
 fn a_dry_run_says_what_would_move_and_changes_nothing() {
     let root = populated("yaml");
