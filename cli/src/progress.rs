@@ -56,6 +56,11 @@ impl Progress {
         Self { bar, reveal }
     }
 
+    /// The number of items to count to, once it is known.
+    pub(crate) fn set_total(&self, total: u64) {
+        self.bar.set_length(total);
+    }
+
     /// One more item done.
     pub(crate) fn advance(&self) {
         self.bar.inc(1);

@@ -109,3 +109,31 @@ pub fn index_of(log: &[Operation], name: &str, path: &Path) -> usize {
         .position(|op| op.name == name && op.path == path)
         .unwrap_or_else(|| panic!("no {name} of {} in {log:?}", path.display()))
 }
+
+/// A new project whose store is of `backend`, initialised with the defaults; delete it
+/// by dropping.
+pub async fn project_of(backend: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let options = InitOptions {
+        backend: Some(backend.to_owned()),
+        ..InitOptions::default()
+    };
+    init_project(root.path(), &options, &builtin_registry())
+        .await
+        .unwrap();
+    root
+}
+
+/// Copies the tree at `from` to `to`, files and directories (no links).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

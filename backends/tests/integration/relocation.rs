@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use checklist_backends::{
-    InitOptions, MoveOptions, OpenOptions, builtin_registry, init_project, move_project_store, open_project,
-};
+use checklist_backends::{MoveOptions, OpenOptions, builtin_registry, move_project_store, open_project};
 use checklist_core::coordinator::TransactionCoordinator;
 use checklist_core::model::InstanceStatus;
 use checklist_core::prelude::*;
@@ -17,7 +15,7 @@ use checklist_core::{
     AuditEvent, AuditRecord, BackupRecord, CorruptionKind, QuarantineNote, RollingBackups, StateStore,
 };
 
-use crate::common::{add_step, state_with_steps};
+use crate::common::{add_step, copy_tree, project_of, state_with_steps};
 
 /// Set in the child: the project whose store it moves.
 const CHILD_ROOT: &str = "CHECKLIST_TEST_MOVE_ROOT";
@@ -103,17 +101,7 @@ async fn opened(root: &Path) -> checklist_backends::OpenedStore {
 /// A project whose `backend` store holds a state with history: commits through the
 /// coordinator (audit records, backups), an archived instance and a quarantined copy.
 async fn populated(backend: &str) -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    init_project(
-        root.path(),
-        &InitOptions {
-            backend: Some(backend.to_owned()),
-            ..InitOptions::default()
-        },
-        &builtin_registry(),
-    )
-    .await
-    .unwrap();
+    let root = project_of(backend).await;
     let opened = opened(root.path()).await;
     let (store, locks) = (
         Arc::clone(&opened.backend.store),
@@ -152,19 +140,6 @@ async fn populated(backend: &str) -> tempfile::TempDir {
     };
     store.quarantine(&found, &note).await.unwrap();
     root
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn configured_backend(root: &Path) -> String {
@@ -253,17 +228,14 @@ async fn killed_at_every_step(from: &str, to: &dyn Fn(usize) -> MoveOptions) {
     .await
     .unwrap()
     .plan;
-    let steps = plan.archive.to_copy.len()
-        + plan.quarantine.to_copy.len()
-        + plan.backups.to_copy.len()
-        + usize::from(!plan.audit.to_copy.is_empty())
-        + 2;
+    let steps = plan.steps();
     assert!(
         steps >= 6,
         "{from} -> {:?}: a move of {steps} steps: {plan:?}",
         plan.to
     );
-    for after in 1..=steps {
+    // The progress it aborts after: `Planned`, then each of the steps.
+    for after in 1..=steps + 1 {
         let options = to(after);
         let context = format!("{from} -> {}, killed after step {after}", options.to);
         let work = tempfile::tempdir().unwrap();

@@ -23,32 +23,27 @@ pub(crate) async fn migrate(ctx: &Context<'_>, args: BackendMigrateArgs) -> Resu
             registered: ctx.registry.names(),
         });
     }
-    let mut options = MoveOptions {
+    let options = MoveOptions {
         to: args.to.clone(),
         to_options: server.backend_options.clone(),
         connection_options: server.connection_options.clone(),
         from: args.from.clone(),
-        dry_run: true,
+        dry_run: args.dry_run,
         lock_note: ctx.lock_note.clone(),
         lock_timeout_ms: ctx.lock_timeout_ms,
         state_home: default_state_home(),
     };
-    let planned = move_project_store(&ctx.root, ctx.registry, &options, &|_| {}).await?;
-    if args.dry_run {
-        return Ok(outcome(&planned, server.password_note()));
-    }
-    let plan = &planned.plan;
-    let items = [&plan.archive, &plan.quarantine, &plan.backups]
-        .iter()
-        .map(|plane| plane.to_copy.len())
-        .sum::<usize>()
-        + usize::from(!plan.audit.to_copy.is_empty())
-        + 2;
-    let progress = Progress::counting(ctx.progress, items as u64, "moving the store");
-    options.dry_run = false;
-    let moved = move_project_store(&ctx.root, ctx.registry, &options, &|_: &RelocationStep| {
-        progress.advance()
-    })
+    // Its length is known once the move is planned, under the locks.
+    let progress = Progress::counting(ctx.progress, 0, "moving the store");
+    let moved = move_project_store(
+        &ctx.root,
+        ctx.registry,
+        &options,
+        &|step: &RelocationStep| match step {
+            RelocationStep::Planned(steps) => progress.set_total(*steps as u64),
+            _ => progress.advance(),
+        },
+    )
     .await?;
     drop(progress);
     Ok(outcome(&moved, server.password_note()))

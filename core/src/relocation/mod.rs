@@ -33,6 +33,9 @@ use crate::store::{DocumentStoreExt, Precondition, StateStoreExt, StoredBytes};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RelocationStep {
+    /// The move is planned and this many steps follow (fewer where a backup turns out
+    /// not to verify and stays behind).
+    Planned(usize),
     /// An archived instance was copied.
     Archived(String),
     /// A quarantined document was copied.
@@ -69,6 +72,26 @@ impl PlaneMove {
             ..Self::default()
         }
     }
+
+    /// Leaves the backup `id` behind when `error` says it does not verify; any other
+    /// error (it could not be read) stops the move.
+    fn leave_behind(&mut self, id: String, error: Error) -> Result<()> {
+        match error {
+            Error::Corrupted { .. } => {
+                self.left_behind.push(format!("backup {id}: {error}"));
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+}
+
+/// When the backups to copy are verified: while planning (a dry run, which reports
+/// those left behind), or as each is copied (a move, which reads each once).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BackupCheck {
+    Now,
+    WhenCopied,
 }
 
 /// What the new store's document needs.
@@ -109,6 +132,30 @@ pub struct RelocationPlan {
     pub archive: PlaneMove,
     /// The quarantine.
     pub quarantine: PlaneMove,
+}
+
+impl RelocationPlan {
+    /// How many steps [`Relocation::run`] reports after [`RelocationStep::Planned`]:
+    /// one per item to copy, one for the audit records, the state and the mark.
+    pub fn steps(&self) -> usize {
+        if self.document == DocumentMove::Moved {
+            return 0;
+        }
+        self.archive.to_copy.len()
+            + self.quarantine.to_copy.len()
+            + self.backups.to_copy.len()
+            + usize::from(!self.audit.to_copy.is_empty())
+            + 2
+    }
+}
+
+/// What the old store listed when the move was planned: the copy works from the very
+/// lists the plan was made from, rather than reading them again.
+#[derive(Default)]
+struct Listed {
+    quarantine: Vec<QuarantineRecord>,
+    backups: Vec<BackupRecord>,
+    audit: Vec<AuditRecord>,
 }
 
 /// A move between two opened backends.
@@ -160,7 +207,7 @@ impl<'a> Relocation<'a> {
     /// As [`run`](Self::run), for what can be known before it.
     pub async fn plan(&self) -> Result<RelocationPlan> {
         let source = self.source().await?;
-        self.plan_for(&source).await
+        Ok(self.plan_for(&source, BackupCheck::Now).await?.0)
     }
 
     /// Moves the store: under both locks, copies what the new store lacks, writes the
@@ -179,10 +226,11 @@ impl<'a> Relocation<'a> {
             guards.push(self.to.locks.acquire(&self.request).await?);
         }
         let source = self.source().await?;
-        let plan = self.plan_for(&source).await?;
+        let (mut plan, listed) = self.plan_for(&source, BackupCheck::WhenCopied).await?;
+        progress(&RelocationStep::Planned(plan.steps()));
         if plan.document != DocumentMove::Moved {
             let record = self.record(&plan);
-            self.copy_planes(&plan, progress).await?;
+            self.copy_planes(&mut plan, &listed, progress).await?;
             self.write_state(&plan, &source, &record).await?;
             progress(&RelocationStep::StateWritten);
             self.verify(&plan).await?;
@@ -217,7 +265,7 @@ impl<'a> Relocation<'a> {
         Ok(Source { bytes, state })
     }
 
-    async fn plan_for(&self, source: &Source) -> Result<RelocationPlan> {
+    async fn plan_for(&self, source: &Source, check: BackupCheck) -> Result<(RelocationPlan, Listed)> {
         let (from, to) = (self.from.store.info(), self.to.store.info());
         let state = &source.state;
         let mut plan = RelocationPlan {
@@ -234,7 +282,7 @@ impl<'a> Relocation<'a> {
         if let Some(moved_to) = &state.moved_to {
             if moved_to.backend == to.backend && moved_to.location == to.location {
                 plan.document = DocumentMove::Moved;
-                return Ok(plan);
+                return Ok((plan, Listed::default()));
             }
             return Err(Error::StoreMoved {
                 path: from.location_path().to_owned(),
@@ -242,23 +290,37 @@ impl<'a> Relocation<'a> {
             });
         }
         plan.document = self.document_move(&plan).await?;
+        let mut listed = Listed::default();
         plan.archive = self
             .archive_move(from.planes.archive == to.planes.archive)
             .await?;
-        plan.quarantine = self
-            .quarantine_move(from.planes.quarantine == to.planes.quarantine)
-            .await?;
-        plan.backups = self.backup_move(from.planes.backups == to.planes.backups).await?;
-        plan.audit = self.audit_move(from.planes.audit == to.planes.audit).await?;
-        Ok(plan)
+        if from.planes.quarantine == to.planes.quarantine {
+            plan.quarantine = PlaneMove::shared();
+        } else {
+            listed.quarantine = self.from.store.list_quarantine().await?;
+            plan.quarantine = self.quarantine_move(&listed.quarantine).await?;
+        }
+        if from.planes.backups == to.planes.backups {
+            plan.backups = PlaneMove::shared();
+        } else {
+            listed.backups = self.from.store.list_backups().await?;
+            plan.backups = self.backup_move(&listed.backups, check).await?;
+        }
+        if from.planes.audit == to.planes.audit {
+            plan.audit = PlaneMove::shared();
+        } else {
+            listed.audit = self.from.store.read_audit().await?.records;
+            plan.audit = self.audit_move(&listed.audit).await?;
+        }
+        Ok((plan, listed))
     }
 
     async fn document_move(&self, plan: &RelocationPlan) -> Result<DocumentMove> {
         let to = self.to.store.info();
-        if self.to.store.read_raw().await?.is_none() {
+        let Some(bytes) = self.to.store.read_raw().await? else {
             return Ok(DocumentMove::Write);
-        }
-        let held = self.to.store.read().await?.unwrap_or_default();
+        };
+        let held = crate::store::verify(self.to.store.codec(), &bytes, to.location_path())?;
         if held.revision == plan.revision && held.checksum.as_deref() == Some(&plan.checksum) {
             return Ok(DocumentMove::AlreadyThere);
         }
@@ -302,51 +364,35 @@ impl<'a> Relocation<'a> {
         )
     }
 
-    async fn quarantine_move(&self, shared: bool) -> Result<PlaneMove> {
-        if shared {
-            return Ok(PlaneMove::shared());
-        }
-        let pairs = |records: Vec<QuarantineRecord>| {
-            records.into_iter().map(|r| (r.id, r.sha256)).collect::<Vec<_>>()
-        };
-        let held = pairs(self.to.store.list_quarantine().await?);
-        self.sort_by_held(
-            "quarantined document",
-            pairs(self.from.store.list_quarantine().await?),
-            &held,
-            false,
-        )
-    }
-
-    async fn backup_move(&self, shared: bool) -> Result<PlaneMove> {
-        if shared {
-            return Ok(PlaneMove::shared());
-        }
-        let pairs = |records: Vec<BackupRecord>| {
+    async fn quarantine_move(&self, listed: &[QuarantineRecord]) -> Result<PlaneMove> {
+        let pairs = |records: &[QuarantineRecord]| {
             records
-                .into_iter()
-                .map(|r| (r.id, r.checksum))
+                .iter()
+                .map(|r| (r.id.clone(), r.sha256.clone()))
                 .collect::<Vec<_>>()
         };
-        let held = pairs(self.to.store.list_backups().await?);
-        let mut plane = self.sort_by_held(
-            "backup",
-            pairs(self.from.store.list_backups().await?),
-            &held,
-            false,
-        )?;
-        // A backup that no longer verifies stays behind, named in the plan.
-        let mut to_copy = Vec::new();
-        for id in std::mem::take(&mut plane.to_copy) {
-            match self.from.store.read_verified_backup(&id).await {
-                Ok(_) => to_copy.push(id),
-                Err(error @ Error::Corrupted { .. }) => {
-                    plane.left_behind.push(format!("backup {id}: {error}"))
+        let held = pairs(&self.to.store.list_quarantine().await?);
+        self.sort_by_held("quarantined document", pairs(listed), &held, false)
+    }
+
+    async fn backup_move(&self, listed: &[BackupRecord], check: BackupCheck) -> Result<PlaneMove> {
+        let pairs = |records: &[BackupRecord]| {
+            records
+                .iter()
+                .map(|r| (r.id.clone(), r.checksum.clone()))
+                .collect::<Vec<_>>()
+        };
+        let held = pairs(&self.to.store.list_backups().await?);
+        let mut plane = self.sort_by_held("backup", pairs(listed), &held, false)?;
+        if check == BackupCheck::Now {
+            // A backup that no longer verifies stays behind, named in the plan.
+            for id in std::mem::take(&mut plane.to_copy) {
+                match self.from.store.read_verified_backup(&id).await {
+                    Ok(_) => plane.to_copy.push(id),
+                    Err(error) => plane.leave_behind(id, error)?,
                 }
-                Err(error) => return Err(error),
             }
         }
-        plane.to_copy = to_copy;
         Ok(plane)
     }
 
@@ -378,16 +424,10 @@ impl<'a> Relocation<'a> {
         Ok(plane)
     }
 
-    async fn audit_move(&self, shared: bool) -> Result<PlaneMove> {
-        if shared {
-            return Ok(PlaneMove::shared());
-        }
+    async fn audit_move(&self, source: &[AuditRecord]) -> Result<PlaneMove> {
         let mut plane = PlaneMove::default();
-        let (source, held) = (
-            self.from.store.read_audit().await?.records,
-            self.to.store.read_audit().await?.records,
-        );
-        let Some(copied) = copied_prefix(&source, &held) else {
+        let held = self.to.store.read_audit().await?.records;
+        let Some(copied) = copied_prefix(source, &held) else {
             return Err(Error::PreconditionFailed {
                 path: self.to.store.info().location_path().to_owned(),
                 expected: "an audit trail that is empty or a copy of the beginning of the moved store's"
@@ -400,9 +440,12 @@ impl<'a> Relocation<'a> {
         Ok(plane)
     }
 
+    /// Copies what `plan` lists, from the lists it was made from; a backup that turns
+    /// out not to verify moves from the plan's `to_copy` to its `left_behind`.
     async fn copy_planes(
         &self,
-        plan: &RelocationPlan,
+        plan: &mut RelocationPlan,
+        listed: &Listed,
         progress: &(dyn Fn(&RelocationStep) + Send + Sync),
     ) -> Result<()> {
         let (from, to) = (&self.from.store, &self.to.store);
@@ -410,9 +453,8 @@ impl<'a> Relocation<'a> {
             to.archive(&from.read_archived(id).await?).await?;
             progress(&RelocationStep::Archived(id.clone()));
         }
-        let quarantined = from.list_quarantine().await?;
         for id in &plan.quarantine.to_copy {
-            let record = listed(&quarantined, id, |r: &QuarantineRecord| &r.id)?;
+            let record = listed_as(&listed.quarantine, id, |r: &QuarantineRecord| &r.id)?;
             let found = from.read_quarantined(id).await?;
             if bytes_sha256(&found) != record.sha256 {
                 return Err(Error::Corrupted {
@@ -424,10 +466,15 @@ impl<'a> Relocation<'a> {
             to.import_quarantined(record, &found).await?;
             progress(&RelocationStep::Quarantined(id.clone()));
         }
-        let backups = from.list_backups().await?;
-        for id in &plan.backups.to_copy {
-            let record = listed(&backups, id, |b: &BackupRecord| &b.id)?;
-            let state = from.read_verified_backup(id).await?;
+        for id in std::mem::take(&mut plan.backups.to_copy) {
+            let record = listed_as(&listed.backups, &id, |b: &BackupRecord| &b.id)?;
+            let state = match from.read_verified_backup(&id).await {
+                Ok(state) => state,
+                Err(error) => {
+                    plan.backups.leave_behind(id, error)?;
+                    continue;
+                }
+            };
             let (encoded, _) = to.encode(&state, state.revision)?;
             if encoded.checksum != record.checksum {
                 return Err(Error::invalid(format!(
@@ -437,10 +484,10 @@ impl<'a> Relocation<'a> {
             }
             to.import_backup(record, &encoded.bytes).await?;
             progress(&RelocationStep::BackedUp(id.clone()));
+            plan.backups.to_copy.push(id);
         }
         if !plan.audit.to_copy.is_empty() {
-            let records = from.read_audit().await?.records;
-            for record in &records[plan.audit.already_there..] {
+            for record in &listed.audit[plan.audit.already_there..] {
                 to.append_audit(record).await?;
             }
             progress(&RelocationStep::Audited(plan.audit.to_copy.len()));
@@ -598,7 +645,7 @@ fn copied_prefix(source: &[AuditRecord], held: &[AuditRecord]) -> Option<usize> 
     Some(copied)
 }
 
-fn listed<'r, T>(records: &'r [T], id: &str, id_of: impl Fn(&T) -> &String) -> Result<&'r T> {
+fn listed_as<'r, T>(records: &'r [T], id: &str, id_of: impl Fn(&T) -> &String) -> Result<&'r T> {
     records
         .iter()
         .find(|r| id_of(r) == id)
