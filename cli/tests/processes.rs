@@ -236,6 +236,15 @@ mod unix {
     }
 
     /// Reads lines from `stdout` until one starts with `prefix`; returns the line.
+    /// A `hold` role holding the store at `root`'s lock: the process, its stdout (kept
+    /// open: the role prints more), and the lock id it printed.
+    fn holding(args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
+        let mut holder = spawn_role("hold", args);
+        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        (holder, stdout, lock_id)
+    }
+
     fn wait_for(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> String {
         let mut line = String::new();
         loop {
@@ -414,9 +423,7 @@ mod unix {
     pub(crate) fn killed_holder_is_broken_at_once() {
         let dir = new_store(None);
         let root = dir.path();
-        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
-        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        let (mut holder, _stdout, lock_id) = holding(&[root.to_str().unwrap()]);
         // While it lives, others time out with the holder's details.
         let out = checklist(root, &["--lock-timeout", "300", "step", "complete", "blocked"]);
         assert_eq!(
@@ -509,9 +516,7 @@ mod unix {
         const WAITERS: usize = 8;
         let dir = new_store(Some(SLOW_FLOORS));
         let root = dir.path();
-        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
-        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-        wait_for(&mut stdout, "HOLDING ");
+        let (mut holder, _stdout, _) = holding(&[root.to_str().unwrap()]);
         let steps: Vec<String> = (0..WAITERS).map(|i| format!("q-{i}")).collect();
         let waiters: Vec<Child> = steps
             .iter()
@@ -548,9 +553,7 @@ mod unix {
     pub(crate) fn a_killed_waiter_does_not_block_the_queue() {
         let dir = new_store(Some(SLOW_FLOORS));
         let root = dir.path();
-        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
-        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-        wait_for(&mut stdout, "HOLDING ");
+        let (mut holder, _stdout, _) = holding(&[root.to_str().unwrap()]);
         let first = queue_step_complete(root, "first", 0);
         let mut killed = queue_step_complete(root, "killed", 1);
         let last = queue_step_complete(root, "last", 2);
@@ -586,9 +589,7 @@ mod unix {
     pub(crate) fn a_stopped_waiter_does_not_block_the_queue_for_ever() {
         let dir = new_store(Some("lock: {timeoutMs: 60000}\n"));
         let root = dir.path();
-        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
-        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-        wait_for(&mut stdout, "HOLDING ");
+        let (mut holder, _stdout, _) = holding(&[root.to_str().unwrap()]);
         let stopped = queue_step_complete(root, "stopped", 0);
         let behind = queue_step_complete(root, "behind", 1);
         signal(&stopped, Signal::STOP);
@@ -691,9 +692,7 @@ mod unix {
         let dir = new_store(None);
         let root = dir.path();
         let full = {
-            let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
-            let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-            wait_for(&mut stdout, "HOLDING ");
+            let (mut holder, _stdout, _) = holding(&[root.to_str().unwrap()]);
             let bytes = std::fs::read(lock_path(root)).unwrap();
             signal(&holder, Signal::KILL);
             holder.wait().unwrap();
@@ -745,9 +744,7 @@ mod unix {
     pub(crate) fn reused_pid_does_not_keep_a_dead_lock() {
         let dir = new_store(None);
         let root = dir.path();
-        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
-        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-        wait_for(&mut stdout, "HOLDING ");
+        let (mut holder, _stdout, _) = holding(&[root.to_str().unwrap()]);
         let mut lock: Value = serde_json::from_slice(&std::fs::read(lock_path(root)).unwrap()).unwrap();
         signal(&holder, Signal::KILL);
         holder.wait().unwrap();
@@ -771,9 +768,7 @@ mod unix {
     pub(crate) fn one_stale_lock_is_broken_once() {
         let dir = new_store(None);
         let root = dir.path();
-        let mut holder = spawn_role("hold", &[root.to_str().unwrap()]);
-        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-        wait_for(&mut stdout, "HOLDING ");
+        let (mut holder, _stdout, _) = holding(&[root.to_str().unwrap()]);
         signal(&holder, Signal::KILL);
         holder.wait().unwrap();
         let children: Vec<_> = (0..16)
@@ -1270,9 +1265,7 @@ mod unix {
     #[cfg(feature = "postgres")]
     pub(crate) fn postgres_killed_holder_is_taken_over_within_seconds() {
         let Some(pair) = PgPair::new() else { return };
-        let mut holder = spawn_role("hold", &[pair.a().to_str().unwrap()]);
-        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        let (mut holder, _stdout, lock_id) = holding(&[pair.a().to_str().unwrap()]);
         let out = checklist(
             pair.b(),
             &["--lock-timeout", "300", "step", "complete", "blocked"],
@@ -1356,9 +1349,7 @@ mod unix {
         const PASSWORD: &str = "Hunter2-in-the-lock-row";
         let Some(pair) = PgPair::new() else { return };
         let url = format!("--database-url=postgres://app:{PASSWORD}@db.internal/prod");
-        let mut holder = spawn_role("hold", &[pair.a().to_str().unwrap(), &url]);
-        let mut stdout = BufReader::new(holder.stdout.take().unwrap());
-        let lock_id = wait_for(&mut stdout, "HOLDING ")["HOLDING ".len()..].to_owned();
+        let (mut holder, _stdout, lock_id) = holding(&[pair.a().to_str().unwrap(), &url]);
         let row = pair
             .server
             .psql(&format!(

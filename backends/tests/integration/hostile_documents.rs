@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use crate::common::state_with_steps;
+use crate::common::{project_of, state_with_steps};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{
-    FileLockProvider, InitOptions, MAX_CONFIG_BYTES, OpenOptions, OpenedStore, builtin_registry,
-    init_project, load_config, open_project, write_config,
+    FileLockProvider, MAX_CONFIG_BYTES, OpenOptions, OpenedStore, builtin_registry, load_config,
+    open_project, write_config,
 };
 use checklist_core::config::{DEFAULT_MAX_STATE_BYTES, Durability};
 use checklist_core::lock::LockRequest;
@@ -209,14 +209,8 @@ const GOOD_REVISION: u64 = 4;
 /// A project whose state is at [`GOOD_REVISION`], with two backups, one archived
 /// instance and one quarantine note: every document kind exists and holds good content.
 async fn project(backend: &str) -> (tempfile::TempDir, OpenedStore) {
-    let root = tempfile::tempdir().unwrap();
-    let registry = builtin_registry();
-    let options = InitOptions {
-        backend: Some(backend.to_owned()),
-        ..InitOptions::default()
-    };
-    init_project(root.path(), &options, &registry).await.unwrap();
-    let opened = open_project(root.path(), &registry, &OpenOptions::default())
+    let root = project_of(backend).await;
+    let opened = open_project(root.path(), &builtin_registry(), &OpenOptions::default())
         .await
         .unwrap();
     let store = &opened.backend.store;

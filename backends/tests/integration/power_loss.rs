@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{seeded_project, snapshot, temp_files};
+use crate::common::{project_of, seeded_project, snapshot, temp_files};
 use checklist_backends::crash::{CrashFs, Forget};
 use checklist_backends::vfs::{RealFs, Vfs};
 use checklist_backends::{
@@ -443,17 +443,7 @@ async fn init_workload(backend: &str, forget: Option<Forget>) -> Recording {
 
 /// Three commits, each with a backup, retention pruning and an audit log that rotates.
 async fn commits_workload(backend: &str, forget: Option<Forget>) -> Recording {
-    let root = tempfile::tempdir().unwrap();
-    init_project(
-        root.path(),
-        &InitOptions {
-            backend: Some(backend.to_owned()),
-            ..InitOptions::default()
-        },
-        &builtin_registry(),
-    )
-    .await
-    .unwrap();
+    let root = project_of(backend).await;
     configure(root.path(), |config| {
         config.backup.keep = 1;
         config.audit.max_bytes = 1024;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{add_step, index_of, seeded_project, temp_files_under, yaml_store};
+use crate::common::{add_step, copy_tree, index_of, seeded_project, temp_files_under, yaml_store};
 use checklist_backends::fault::{AfterFault, FaultyFs};
 use checklist_backends::vfs::RealFs;
 use checklist_backends::{Codec, CodecError, FileLockProvider, FileStore, FileStoreOptions, YamlCodec};
@@ -136,19 +136,6 @@ async fn a_write_lock_directory_that_cannot_be_created_fails_the_write_and_names
     assert_eq!(std::fs::read(dir.join("state.yaml")).unwrap(), before);
     assert!(temp_files_under(&dir).is_empty());
     write(store, state).await.unwrap();
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A YAML store on `dir` whose I/O goes through a [`FaultyFs`], and the seam, with the

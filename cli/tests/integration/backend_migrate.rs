@@ -145,6 +145,25 @@ fn assert_old_store_refuses_writes(root: &Path, old: &str, new: &str) {
     set_backend(root, old, new);
 }
 
+/// Work goes on in the `from` store a move made, then it moves back `to` the store it
+/// came from (which still holds the old, marked copy) with the state, every backup,
+/// the archive and the quarantine.
+fn moves_back_with_what_was_done_since(root: &Path, from: &str, to: &str) {
+    ok(root, &["step", "complete", "s4"]);
+    let moved = shown(root);
+    migrate(root, to);
+    let back = shown(root);
+    assert_eq!(back.export, moved.export, "{from} -> {to}: the state");
+    for backup in &moved.backups {
+        assert!(back.backups.contains(backup), "{from} -> {to} lost {backup}");
+    }
+    assert_eq!(
+        (back.archive, back.quarantine),
+        (moved.archive, moved.quarantine),
+        "{from} -> {to}: the archive and the quarantine"
+    );
+}
+
 fn migrate(root: &Path, to: &str) -> Value {
     json(root, &["backend", "migrate", "--to", to])
 }
@@ -181,16 +200,7 @@ fn yaml_to_json_and_back_carries_everything_and_the_old_store_takes_no_writes() 
     assert_eq!(migrated[0]["revisionAfter"], before.export["revision"]);
     assert_old_store_refuses_writes(root, "yaml", "json");
 
-    // Work goes on in the new store, and moves back with everything.
-    ok(root, &["step", "complete", "s4"]);
-    let moved = shown(root);
-    migrate(root, "yaml");
-    let back = shown(root);
-    assert_eq!(back.export, moved.export, "json -> yaml: the state");
-    for backup in &moved.backups {
-        assert!(back.backups.contains(backup), "json -> yaml lost {backup}");
-    }
-    assert_eq!((back.archive, back.quarantine), (moved.archive, moved.quarantine));
+    moves_back_with_what_was_done_since(root, "json", "yaml");
     assert_old_store_refuses_writes(root, "json", "yaml");
 }
 
@@ -251,14 +261,7 @@ fn json_to_sqlite_and_back_in_one_directory_carry_everything() {
     assert_eq!(report["plan"]["archive"]["shared"], true, "{report}");
     assert_carried(&before, &shown(root), "json -> sqlite");
     assert_old_store_refuses_writes(root, "json", "sqlite");
-    ok(root, &["step", "complete", "s4"]);
-    let moved = shown(root);
-    migrate(root, "json");
-    let back = shown(root);
-    assert_eq!(back.export, moved.export, "sqlite -> json: the state");
-    for backup in &moved.backups {
-        assert!(back.backups.contains(backup), "sqlite -> json lost {backup}");
-    }
+    moves_back_with_what_was_done_since(root, "sqlite", "json");
 }
 
 #[test]
