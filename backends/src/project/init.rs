@@ -179,14 +179,17 @@ pub async fn init_project_with_vfs(
         fallback,
         created: Vec::new(),
     };
-    if existing && has_config {
+    let existing_backend = if existing {
+        Some(registry.open(layout.dir(), &open_config).await?)
+    } else {
+        None
+    };
+    if let Some(backend) = existing_backend.as_ref().filter(|_| has_config) {
         // Repairing never starts a new state beside another backend's.
-        let backend = registry.open(layout.dir(), &open_config).await?;
-        refuse_a_changed_backend(&layout, registry, &config, &backend, vfs.as_ref()).await?;
+        refuse_a_changed_backend(&layout, registry, &config, backend, vfs.as_ref()).await?;
     }
-    if existing && !options.repair {
+    if let Some(backend) = existing_backend.filter(|_| !options.repair) {
         // A store is there if it has a config or a state.
-        let backend = registry.open(layout.dir(), &open_config).await?;
         if has_config || exists(vfs.as_ref(), backend.store.info().location_path())? {
             match backend.store.read_existing().await {
                 Ok(state) => {
