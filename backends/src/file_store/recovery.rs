@@ -8,17 +8,14 @@
 //! a write on the corrupt file's exact bytes renames the recovered document over it: from then on the
 //! corrupt inode lives only in quarantine — moved, without a moment with no state.
 
-use std::io;
 use std::path::Path;
 
 use checklist_core::backup::BackupIndexRebuild;
 use checklist_core::codec::Codec;
-use checklist_core::config::Durability;
 use checklist_core::quarantine::{QuarantineNote, QuarantineRecord};
 use checklist_core::{Error, Result};
 
 use super::Inner;
-use crate::fs::atomic::{PRIVATE_FILE_MODE, replace_file};
 use crate::fs::identity::FileIdentity;
 use crate::sidecar::backups::Contents;
 
@@ -36,45 +33,14 @@ impl<C: Codec> Inner<C> {
         self.check_unchanged(found)?;
         self.quarantine.ensure(self.vfs.as_ref())?;
         let entry = self.quarantine.new_entry(found, note)?;
-        let kept = self.keep_in_quarantine(found, &entry.path, &entry.note_path, &entry.note);
-        if let Err(error) = kept {
-            // A kept file without its note is listed nowhere and would stay forever; the
-            // bytes are still the state file's (nothing has replaced it yet), so a
-            // quarantine that fails part-way (no free inodes, say) takes it back out.
-            match self.vfs.remove_file(&entry.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(cleanup) => tracing::warn!(
-                    %cleanup,
-                    path = %entry.path.display(),
-                    "could not remove a quarantined copy whose note failed"
-                ),
-            }
-            return Err(error);
-        }
+        // A copy, not a hard link to the state file: a link would share the state
+        // file's inode until recovery replaces it, and anything that rewrites the state
+        // file in place meanwhile (an editor that keeps a file's other names, after a
+        // recovery that failed half-way) would rewrite the quarantined bytes too. A
+        // quarantine that fails part-way (no free inodes, say) takes its copy back out.
+        self.quarantine
+            .keep(self.vfs.as_ref(), &entry, found, self.options.durability)?;
         Ok(entry.record)
-    }
-
-    /// Puts a copy of `found` at `path` and its note beside it. A copy, not a hard link
-    /// to the state file: a link would share the state file's inode until recovery
-    /// replaces it, and anything that rewrites the state file in place meanwhile (an
-    /// editor that keeps a file's other names, after a recovery that failed half-way)
-    /// would rewrite the quarantined bytes too.
-    fn keep_in_quarantine(&self, found: &[u8], path: &Path, note_path: &Path, note: &[u8]) -> Result<()> {
-        replace_file(
-            self.vfs.as_ref(),
-            path,
-            found,
-            Durability::Full,
-            PRIVATE_FILE_MODE,
-        )?;
-        replace_file(
-            self.vfs.as_ref(),
-            note_path,
-            note,
-            self.options.durability,
-            PRIVATE_FILE_MODE,
-        )
     }
 
     pub(super) fn rebuild_backup_index(&self) -> Result<BackupIndexRebuild> {

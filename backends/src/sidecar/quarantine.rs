@@ -137,15 +137,45 @@ impl QuarantineDir {
         }
         self.ensure(vfs)?;
         let entry = self.entry_of(record.clone())?;
-        replace_file(vfs, &entry.path, found, Durability::Full, PRIVATE_FILE_MODE)?;
-        replace_file(
-            vfs,
-            &entry.note_path,
-            &entry.note,
-            Durability::Full,
-            PRIVATE_FILE_MODE,
-        )?;
+        self.keep(vfs, &entry, found, Durability::Full)?;
         Ok(entry.record)
+    }
+
+    /// Writes `entry`: `found` durably under its name, then its note (with
+    /// `note_durability`), which lists it. When either fails the kept file is taken out
+    /// again: listed nowhere, it would stay for ever.
+    ///
+    /// # Errors
+    /// Writing either file.
+    pub(crate) fn keep(
+        &self,
+        vfs: &dyn Vfs,
+        entry: &NewEntry,
+        found: &[u8],
+        note_durability: Durability,
+    ) -> Result<()> {
+        let kept =
+            replace_file(vfs, &entry.path, found, Durability::Full, PRIVATE_FILE_MODE).and_then(|()| {
+                replace_file(
+                    vfs,
+                    &entry.note_path,
+                    &entry.note,
+                    note_durability,
+                    PRIVATE_FILE_MODE,
+                )
+            });
+        if kept.is_err() {
+            match vfs.remove_file(&entry.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(cleanup) => tracing::warn!(
+                    %cleanup,
+                    path = %entry.path.display(),
+                    "could not remove a quarantined copy whose note failed"
+                ),
+            }
+        }
+        kept
     }
 
     /// The quarantined documents, oldest first; a note whose content cannot be read is

@@ -241,19 +241,7 @@ pub(super) fn quarantine(
 ) -> Result<QuarantineRecord> {
     quarantine.ensure(vfs)?;
     let entry = quarantine.new_entry(found, note)?;
-    replace_file(vfs, &entry.path, found, Durability::Full, PRIVATE_FILE_MODE)?;
-    if let Err(error) = replace_file(
-        vfs,
-        &entry.note_path,
-        &entry.note,
-        Durability::Full,
-        PRIVATE_FILE_MODE,
-    ) {
-        if let Err(cleanup) = vfs.remove_file(&entry.path) {
-            tracing::warn!(%cleanup, path = %entry.path.display(), "could not remove a quarantined copy whose note failed");
-        }
-        return Err(error);
-    }
+    quarantine.keep(vfs, &entry, found, Durability::Full)?;
     Ok(entry.record)
 }
 
