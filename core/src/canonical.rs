@@ -8,6 +8,8 @@
 //! is the same for the YAML and the JSON form of one document and survives comments,
 //! key order and re-indentation.
 
+use std::io::{self, Write};
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -20,39 +22,10 @@ pub const CHECKSUM_FIELD: &str = "checksum";
 /// Writes the canonical JSON of `value` into `out`, skipping the top-level key
 /// `skip_top_level_key` when `value` is an object.
 pub fn write_canonical(value: &Value, skip_top_level_key: Option<&str>, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map
-                .keys()
-                .filter(|k| Some(k.as_str()) != skip_top_level_key)
-                .collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_string(key, out);
-                out.push(':');
-                write_canonical(&map[key.as_str()], None, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, None, out);
-            }
-            out.push(']');
-        }
-        Value::String(s) => push_string(s, out),
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-    }
+    let mut bytes = Vec::new();
+    emit(value, skip_top_level_key, &mut bytes);
+    // Canonical JSON is written from `&str`s and ASCII punctuation only.
+    out.push_str(&String::from_utf8_lossy(&bytes));
 }
 
 /// The canonical JSON of `value` as a string.
@@ -64,10 +37,17 @@ pub fn to_canonical_string(value: &Value) -> String {
 
 /// The checksum of a document: `sha256:<hex>` over its canonical JSON without the
 /// top-level `checksum` field.
+///
+/// The canonical form is hashed as it is written, through a small buffer, never held
+/// whole: a document of megabytes is checksummed on every commit and every verified
+/// read, and building its canonical text first doubled the memory that costs.
 pub fn document_checksum(document: &Value) -> String {
-    let mut canonical = String::with_capacity(4096);
-    write_canonical(document, Some(CHECKSUM_FIELD), &mut canonical);
-    let digest = Sha256::digest(canonical.as_bytes());
+    let mut hasher = HashingSink {
+        hasher: Sha256::new(),
+        buffer: Vec::with_capacity(HASH_BUFFER),
+    };
+    emit(document, Some(CHECKSUM_FIELD), &mut hasher);
+    let digest = hasher.finish();
     let mut out = String::with_capacity(CHECKSUM_PREFIX.len() + 64);
     out.push_str(CHECKSUM_PREFIX);
     for byte in digest.iter() {
@@ -79,9 +59,106 @@ pub fn document_checksum(document: &Value) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn push_string(s: &str, out: &mut String) {
-    // serde_json's string escaping is deterministic and cannot fail for a &str.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+/// How many bytes of canonical JSON are gathered before they are hashed.
+const HASH_BUFFER: usize = 64 * 1024;
+
+/// Where canonical JSON is written: a `Vec<u8>` or the hasher of a checksum, neither of
+/// which can fail.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A SHA-256 fed in [`HASH_BUFFER`]-sized pieces.
+struct HashingSink {
+    hasher: Sha256,
+    buffer: Vec<u8>,
+}
+
+impl HashingSink {
+    fn finish(mut self) -> sha2::digest::Output<Sha256> {
+        self.hasher.update(&self.buffer);
+        self.hasher.finalize()
+    }
+}
+
+impl Sink for HashingSink {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.buffer.len() + bytes.len() > HASH_BUFFER {
+            self.hasher.update(&self.buffer);
+            self.buffer.clear();
+        }
+        if bytes.len() > HASH_BUFFER {
+            self.hasher.update(bytes);
+        } else {
+            self.buffer.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// Lets serde_json escape a string or format a number straight into a [`Sink`].
+struct SinkWriter<'a, S: Sink>(&'a mut S);
+
+impl<S: Sink> Write for SinkWriter<'_, S> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.put(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the canonical JSON of `value` into `out`.
+fn emit<S: Sink>(value: &Value, skip_top_level_key: Option<&str>, out: &mut S) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map
+                .iter()
+                .filter(|(k, _)| Some(k.as_str()) != skip_top_level_key)
+                .collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.put(b"{");
+            for (i, (key, child)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.put(b",");
+                }
+                put_json(key.as_str(), out);
+                out.put(b":");
+                emit(child, None, out);
+            }
+            out.put(b"}");
+        }
+        Value::Array(items) => {
+            out.put(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.put(b",");
+                }
+                emit(item, None, out);
+            }
+            out.put(b"]");
+        }
+        Value::String(s) => put_json(s.as_str(), out),
+        Value::Null => out.put(b"null"),
+        Value::Bool(b) => out.put(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => {
+            // Formatting into a sink that cannot fail cannot fail.
+            let _ = write!(SinkWriter(out), "{n}");
+        }
+    }
+}
+
+/// Writes `s` escaped as serde_json escapes it.
+fn put_json<S: Sink>(s: &str, out: &mut S) {
+    // serde_json cannot fail to write a string into a writer that cannot fail.
+    let _ = serde_json::to_writer(SinkWriter(out), s);
 }
 
 #[cfg(test)]
@@ -141,6 +218,17 @@ mod tests {
             let text = to_canonical_string(&v);
             let back: Value = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn the_streamed_checksum_is_the_sha256_of_the_canonical_text(v in arb_json(), pad in 0usize..200_000) {
+            // A long string makes the hashing buffer fill and flush mid-value.
+            let document = json!({"payload": v, "checksum": "sha256:old", "long": "\u{e9}".repeat(pad)});
+            let mut text = String::new();
+            write_canonical(&document, Some(CHECKSUM_FIELD), &mut text);
+            let digest = Sha256::digest(text.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            prop_assert_eq!(document_checksum(&document), format!("sha256:{hex}"));
         }
 
         #[test]

@@ -43,7 +43,7 @@ pub struct ChecklistState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_instance: Option<ActiveInstance>,
     /// Steps completed in the active instance, oldest first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub completed_steps: Vec<CompletedStep>,
     /// What the last corruption recovery did, if one happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,11 +137,25 @@ pub struct CompletedStep {
     /// How it ended.
     pub result: StepResult,
     /// Commands the step ran, in order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_vec")]
     pub command_results: Vec<CommandResult>,
     /// Fields this build does not know; kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A sequence read without spare capacity. A decoder that cannot tell a sequence's
+/// length grows its vector by doubling from four, so a step's one command result took
+/// four results' room: a state of thousands of steps held several times the memory
+/// its file needs, in every process that reads it.
+fn exact_vec<'de, D, T>(deserializer: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let mut items = Vec::<T>::deserialize(deserializer)?;
+    items.shrink_to_fit();
+    Ok(items)
 }
 
 /// How a step ended.
