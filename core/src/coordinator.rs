@@ -306,11 +306,15 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             return Err(self.rollback(&mut tx, Some(before), error, None).await);
         }
 
-        let mut base = tx.snapshot.clone();
+        // The state a retry after a conflict re-runs the change on; the first run takes
+        // a copy of the snapshot, so a large state is not copied twice per commit.
+        let mut reread: Option<ChecklistState> = None;
         let mut conflict_seen: Option<DateTime<Utc>> = None;
         let mut retries_left = self.options.conflict_retries;
         let (state, value, receipt) = loop {
-            let (mut working, value) = match change(base.clone()).await {
+            let base = reread.take().unwrap_or_else(|| tx.snapshot.clone());
+            let replacing = base.revision;
+            let (mut working, value) = match change(base).await {
                 Ok(done) => done,
                 Err(error) => {
                     let backtrace = matches!(error, Error::Panicked { .. })
@@ -328,7 +332,6 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
             if let Err(error) = self.scan_secrets(&mut working, &mut tx) {
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
-            let replacing = base.revision;
             if let Err(error) = guard.ensure_held().await {
                 return Err(self.rollback(&mut tx, Some(before), error, None).await);
             }
@@ -351,8 +354,8 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> TransactionCoordinator<S, 
                         replacing,
                         found.map_or_else(|| "nothing".to_owned(), |r| r.to_string())
                     ));
-                    base = match self.store.read_existing().await {
-                        Ok(state) => state,
+                    reread = match self.store.read_existing().await {
+                        Ok(state) => Some(state),
                         Err(error) => return Err(self.rollback(&mut tx, Some(before), error, None).await),
                     };
                 }

@@ -550,7 +550,7 @@ impl<C: Codec> DocumentStore for FileStore<C> {
         let kept = self
             .blocking(move |inner| {
                 let kept = inner.write(&bytes, &precondition, keep.as_ref())?;
-                if let Some(state) = store::recall(inner.codec.name(), &bytes) {
+                if let Some(state) = store::recall_shared(inner.codec.name(), &bytes) {
                     inner.parse_cache.save(inner.vfs.as_ref(), &bytes, &state);
                 }
                 Ok(kept)

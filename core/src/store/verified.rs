@@ -22,7 +22,7 @@ const REMEMBERED: usize = 8;
 struct Verified {
     codec: &'static str,
     bytes: Arc<[u8]>,
-    state: ChecklistState,
+    state: Arc<ChecklistState>,
 }
 
 static CACHE: Mutex<Vec<Verified>> = Mutex::new(Vec::new());
@@ -94,7 +94,7 @@ pub fn remember(codec: &'static str, bytes: &[u8], state: ChecklistState) {
     cache.push(Verified {
         codec,
         bytes: Arc::from(bytes),
-        state,
+        state: Arc::new(state),
     });
 }
 
@@ -102,7 +102,14 @@ pub fn remember(codec: &'static str, bytes: &[u8], state: ChecklistState) {
 /// verified or wrote them lately: what a store keeps in its persistent cache. A copy,
 /// so that nothing slow (writing that cache) runs under the process-wide lock.
 pub fn recall(codec: &'static str, bytes: &[u8]) -> Option<ChecklistState> {
-    recall_with(codec, bytes, ChecklistState::clone)
+    recall_shared(codec, bytes).map(|state| ChecklistState::clone(&state))
+}
+
+/// Like [`recall`], sharing the remembered state instead of copying it: for a store
+/// that only reads it, as the file store does to write its persistent cache after a
+/// commit (a copy of a state of thousands of steps costs milliseconds and megabytes).
+pub fn recall_shared(codec: &'static str, bytes: &[u8]) -> Option<Arc<ChecklistState>> {
+    recall_with(codec, bytes, Arc::clone)
 }
 
 /// Whether this process remembers what `bytes` in the format of codec `codec` verify
@@ -112,7 +119,11 @@ pub fn remembers(codec: &'static str, bytes: &[u8]) -> bool {
 }
 
 /// What `take` makes of the remembered state of `bytes`, if they are remembered.
-fn recall_with<T>(codec: &'static str, bytes: &[u8], take: impl FnOnce(&ChecklistState) -> T) -> Option<T> {
+fn recall_with<T>(
+    codec: &'static str,
+    bytes: &[u8],
+    take: impl FnOnce(&Arc<ChecklistState>) -> T,
+) -> Option<T> {
     let cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     cache
         .iter()
