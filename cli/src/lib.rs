@@ -134,7 +134,11 @@ impl App {
             }
             (Ok(_), Ok(())) => 0,
             (Err(error), _) => exit_code::exit_code(&error).code(),
-            // stdout went away (a closed pipe): the command itself worked, but its
+            // The reader closed the pipe (`checklist status | head -2`): it took what it
+            // wanted and the command worked, so it ends quietly, as `grep` and `ripgrep`
+            // do.
+            (Ok(_), Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+            // stdout failed otherwise (a full disk): the command itself worked, but its
             // output did not arrive.
             (Ok(_), Err(_)) => 1,
         }

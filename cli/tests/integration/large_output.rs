@@ -219,3 +219,36 @@ fn an_oversized_lock_file_from_an_older_build_is_a_lock_judged_by_its_age() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_store_usable(root.path(), "taken over");
 }
+
+/// A reader that closes the pipe early (`checklist export | head -c 10`) took what it
+/// wanted: the command ends quietly with exit code 0, not with an error of its own.
+#[test]
+fn a_reader_closing_the_pipe_early_is_not_an_error() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let root = init("yaml");
+    let log = build_log(LARGEST_ARGUMENT / 2);
+    ok(root.path(), &["start", "--template", "release"]);
+    let completed = crate::support::checklist(
+        root.path(),
+        &["step", "complete", "build", "--command", "make", "--stdout", &log],
+    );
+    assert_eq!(code(&completed), 0, "step complete: {}", stderr(&completed));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_checklist"))
+        .arg("--dir")
+        .arg(root.path())
+        .arg("export")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0_u8; 10];
+    stdout.read_exact(&mut head).unwrap();
+    // The document is larger than a pipe holds, so the rest is still being written.
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
