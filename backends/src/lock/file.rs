@@ -743,11 +743,9 @@ impl LockProvider for FileLockProvider {
         // them for the lock each time it frees (queue.rs): it looks at `.lock` when it
         // reaches the head, when the queue stands still for its floor, or at its
         // deadline.
+        // Without `.locks/` nobody is queued; `attempt` makes it.
         let mut look = self
-            .blocking(|shared| {
-                shared.ensure_locks_dir()?;
-                Ok(!queue::anyone_queued(shared.vfs.as_ref(), &shared.locks_dir))
-            })
+            .blocking(|shared| Ok(!queue::anyone_queued(shared.vfs.as_ref(), &shared.locks_dir)))
             .await?;
         let mut holder: Option<String> = None;
         loop {
