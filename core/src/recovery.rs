@@ -24,6 +24,7 @@
 //! or not the lock comes off, so a failure to release is logged, not returned.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -115,8 +116,10 @@ impl RecoveryReport {
 /// A state loaded for a command, and the recovery that made it loadable, if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
-    /// The verified state.
-    pub state: ChecklistState,
+    /// The verified state, shared with what this process remembers of it (a command
+    /// that loads it only looks at it; [`ChecklistState::clone`] makes a copy to
+    /// change).
+    pub state: Arc<ChecklistState>,
     /// The automatic recovery that ran first, if the state was corrupt.
     pub recovered: Option<RecoveryReport>,
 }
@@ -238,7 +241,7 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
     /// backup verifies (the message says what to run); the store's and the lock's
     /// errors.
     pub async fn load(&self) -> Result<Loaded> {
-        let damage = match self.store.read_existing().await {
+        let damage = match self.store.read_existing_shared().await {
             Ok(state) => {
                 return Ok(Loaded {
                     state,
@@ -266,12 +269,12 @@ impl<S: StateStore, L: LockProvider, B: BackupPolicy> Recovery<S, L, B> {
         };
         match outcome {
             Ok(Some((report, state))) => Ok(Loaded {
-                state,
+                state: Arc::new(state),
                 recovered: Some(report),
             }),
             // Another process recovered it while this one waited for the lock.
             Ok(None) => Ok(Loaded {
-                state: self.store.read_existing().await?,
+                state: self.store.read_existing_shared().await?,
                 recovered: None,
             }),
             // The store cannot be written (a read-only mount, a full disk): the damage

@@ -314,7 +314,7 @@ async fn check_after_reboot(root: &Path, acks: &[Ack]) -> Result<(), String> {
         Err(error) if !initialised && matches!(error, Error::NotInitialized { .. }) => return Ok(()),
         Err(error) => return Err(format!("the state does not load: {error}")),
     };
-    let state = &loaded.state;
+    let state = loaded.state.as_ref();
     let committed = acks.iter().filter_map(|ack| match ack {
         Ack::Committed { revision, step } => Some((*revision, step.as_deref())),
         _ => None,

@@ -126,8 +126,8 @@ pub(crate) async fn status(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
 pub(crate) async fn verify(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Outcome> {
     let opened = ctx.open(err).await?;
     let store = &opened.backend.store;
-    let state = store.read_existing().await?;
-    let checksum = state.checksum.unwrap_or_default();
+    let state = store.read_existing_shared().await?;
+    let checksum = state.checksum.clone().unwrap_or_default();
     Ok(Outcome::report(
         format!(
             "OK: {} verifies (revision {}, {checksum}).",

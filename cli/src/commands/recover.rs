@@ -29,7 +29,7 @@ pub(crate) fn recovery(opened: &OpenedStore) -> StoreRecovery {
 /// Loads the state, recovering it first when it is corrupt and `recovery.auto` is on;
 /// a recovery is reported in one line on stderr, even with `--quiet`: it may have lost
 /// data.
-pub(crate) async fn load(opened: &OpenedStore, err: &mut dyn Write) -> Result<ChecklistState> {
+pub(crate) async fn load(opened: &OpenedStore, err: &mut dyn Write) -> Result<Arc<ChecklistState>> {
     let loaded = recovery(opened).load().await?;
     if let Some(report) = &loaded.recovered {
         let _ = writeln!(err, "{}", report.summary());
@@ -60,7 +60,7 @@ pub(crate) async fn recover(ctx: &Context<'_>, args: RecoverArgs, err: &mut dyn 
     match recovered? {
         Some(report) => Ok(Outcome::report(report.summary(), report_json(&report))),
         None => {
-            let state = checklist_core::StateStoreExt::read_existing(store.as_ref()).await?;
+            let state = checklist_core::StateStoreExt::read_existing_shared(store.as_ref()).await?;
             Ok(Outcome::report(
                 format!(
                     "Nothing to recover: {} verifies (revision {}).",
@@ -89,7 +89,7 @@ pub(crate) async fn reseal(ctx: &Context<'_>, err: &mut dyn Write) -> Result<Out
                    "reseal": report}),
         )),
         None => {
-            let state = checklist_core::StateStoreExt::read_existing(store.as_ref()).await?;
+            let state = checklist_core::StateStoreExt::read_existing_shared(store.as_ref()).await?;
             Ok(Outcome::report(
                 format!(
                     "Nothing to reseal: {} verifies (revision {}).",

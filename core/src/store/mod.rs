@@ -28,7 +28,9 @@ pub use document::{
 pub use expectation::Expectation;
 pub use ext::{BackedUpWrite, DocumentStoreExt, StateStoreExt, lost_state_evidence};
 pub use planes::{ArchiveStore, AuditTrail, BackupStore, ChangeFeed, ChangeWatch, QuarantineStore};
-pub use verified::{recall, recall_shared, remember, remembers, verify, verify_afresh, verify_revision};
+pub use verified::{
+    recall, recall_shared, remember, remembers, verify, verify_afresh, verify_revision, verify_shared,
+};
 
 /// What a store can do, as data its backend declares: callers choose their behaviour
 /// from it, never from the backend's name.

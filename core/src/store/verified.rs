@@ -36,11 +36,22 @@ static CACHE: Mutex<Vec<Verified>> = Mutex::new(Vec::new());
 /// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion), as
 /// [`document::unseal`] reports them.
 pub fn verify(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result<ChecklistState> {
-    if let Some(state) = recall(codec.name(), bytes) {
+    // What is remembered stays remembered, so this is a copy.
+    verify_shared(codec, bytes, location).map(|state| ChecklistState::clone(&state))
+}
+
+/// Like [`verify`], sharing the verified state with what this process remembers
+/// instead of copying it: for a reader that only looks at it (a copy of a state of
+/// thousands of steps costs milliseconds and as much memory again).
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_shared(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result<Arc<ChecklistState>> {
+    if let Some(state) = recall_shared(codec.name(), bytes) {
         return Ok(state);
     }
-    let state = verify_afresh(codec, bytes, location)?;
-    remember(codec.name(), bytes, state.clone());
+    let state = Arc::new(verify_afresh(codec, bytes, location)?);
+    remember_shared(codec.name(), bytes, Arc::clone(&state));
     Ok(state)
 }
 
@@ -86,6 +97,11 @@ pub fn verify_afresh(codec: &dyn Codec, bytes: &[u8], location: &Path) -> Result
 /// docs/decisions/0024-verified-parse-cache.md). What is remembered is what the next
 /// [`verify`] of the same bytes returns, so only a verified state may be given.
 pub fn remember(codec: &'static str, bytes: &[u8], state: ChecklistState) {
+    remember_shared(codec, bytes, Arc::new(state));
+}
+
+/// [`remember`] for a state that is shared already.
+fn remember_shared(codec: &'static str, bytes: &[u8], state: Arc<ChecklistState>) {
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     cache.retain(|v| *v.bytes != *bytes || v.codec != codec);
     if cache.len() == REMEMBERED {
@@ -94,7 +110,7 @@ pub fn remember(codec: &'static str, bytes: &[u8], state: ChecklistState) {
     cache.push(Verified {
         codec,
         bytes: Arc::from(bytes),
-        state: Arc::new(state),
+        state,
     });
 }
 
