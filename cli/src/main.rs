@@ -5,12 +5,6 @@ use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
-/// Commands on a large state allocate and free hundreds of thousands of small values
-/// (docs/decisions/0031-cli-allocator.md).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     // `checklist conformance` starts this binary again to hold a lock in another
     // process; such a run holds it and exits here.
