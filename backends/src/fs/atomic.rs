@@ -15,7 +15,7 @@ use std::sync::{LazyLock, Mutex};
 use checklist_core::Error;
 use checklist_core::config::Durability;
 
-use crate::fs::vfs::{Vfs, over_limit, refused_symlink};
+use crate::fs::vfs::{Vfs, over_limit, refused_symlink, remove_if_present};
 use crate::process::{Liveness, liveness};
 
 /// Permission bits of files that may hold state content (state, backups, archive,
@@ -154,12 +154,8 @@ impl Drop for StagedFile<'_> {
         if self.in_flight.take().is_none() {
             return;
         }
-        match self.vfs.remove_file(&self.temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(temp = %self.temp.display(), error = %e, "could not remove a temp file after a failed write")
-            }
+        if let Err(e) = remove_if_present(self.vfs, &self.temp) {
+            tracing::warn!(temp = %self.temp.display(), error = %e, "could not remove a temp file after a failed write");
         }
     }
 }

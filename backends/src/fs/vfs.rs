@@ -212,6 +212,18 @@ impl VfsFile for RealFile {
 
 /// Fails when `path` is a symbolic link; a missing `path` is left for the operation
 /// to report.
+/// Removes the file at `path`; a file already gone is fine (whoever removed it did
+/// what was asked).
+///
+/// # Errors
+/// Any other failure to remove it.
+pub(crate) fn remove_if_present(vfs: &dyn Vfs, path: &Path) -> io::Result<()> {
+    match vfs.remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 fn refuse_symlink(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => Err(symlink_error(path)),

@@ -11,7 +11,7 @@ use checklist_core::{AuditEvent, AuditLog, AuditRecord, AuditTrail, Error, Resul
 
 use crate::blocking::run_blocking;
 use crate::fs::atomic::{PRIVATE_FILE_MODE, io_error};
-use crate::fs::vfs::Vfs;
+use crate::fs::vfs::{Vfs, remove_if_present};
 
 /// The audit log files of one store directory.
 #[derive(Debug, Clone)]
@@ -149,11 +149,7 @@ impl AuditFiles {
         }
         let keep = self.settings.keep_files.max(1);
         let oldest = self.part(keep);
-        match vfs.remove_file(&oldest) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("remove the oldest audit log", &oldest, e)),
-        }
+        remove_if_present(vfs, &oldest).map_err(|e| io_error("remove the oldest audit log", &oldest, e))?;
         for n in (1..keep).rev() {
             let (from, to) = (self.part(n), self.part(n + 1));
             match vfs.rename(&from, &to) {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::yaml::YamlCodec;
 use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, SHARED_FILE_MODE, io_error, replace_file};
-use crate::fs::vfs::Vfs;
+use crate::fs::vfs::{Vfs, remove_if_present};
 use checklist_core::codec::Codec;
 
 mod index;
@@ -194,15 +194,13 @@ impl BackupDir {
     /// Removes a placed backup that will not be listed (its write failed), so that no
     /// name in `.backup/` is left sharing the live state file's inode.
     pub(crate) fn abandon(&self, vfs: &dyn Vfs, placed: Placed) {
-        match vfs.remove_file(&placed.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => tracing::warn!(
+        if let Err(error) = remove_if_present(vfs, &placed.path) {
+            tracing::warn!(
                 %error,
                 path = %placed.path.display(),
                 "could not remove the backup link of a failed write; it is not listed, and an index rebuild \
                  leaves it out while it is the live state file"
-            ),
+            );
         }
     }
 

@@ -16,7 +16,7 @@ use crate::codec::yaml::YamlCodec;
 use checklist_core::config::Durability;
 
 use crate::fs::atomic::{DIR_MODE, PRIVATE_FILE_MODE, io_error, replace_file};
-use crate::fs::vfs::{Vfs, refused_symlink};
+use crate::fs::vfs::{Vfs, refused_symlink, remove_if_present};
 
 /// What a note's file name ends with.
 const NOTE_SUFFIX: &str = ".why.yaml";
@@ -164,16 +164,14 @@ impl QuarantineDir {
                     PRIVATE_FILE_MODE,
                 )
             });
-        if kept.is_err() {
-            match vfs.remove_file(&entry.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(cleanup) => tracing::warn!(
-                    %cleanup,
-                    path = %entry.path.display(),
-                    "could not remove a quarantined copy whose note failed"
-                ),
-            }
+        if kept.is_err()
+            && let Err(cleanup) = remove_if_present(vfs, &entry.path)
+        {
+            tracing::warn!(
+                %cleanup,
+                path = %entry.path.display(),
+                "could not remove a quarantined copy whose note failed"
+            );
         }
         kept
     }

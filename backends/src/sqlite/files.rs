@@ -104,11 +104,7 @@ pub(super) fn remove_backup_file(vfs: &dyn Vfs, path: &Path) -> Result<()> {
 /// Removes the file at `path` (`op` names the removal in an error); a file already
 /// gone is fine.
 pub(super) fn remove_if_present(vfs: &dyn Vfs, path: &Path, op: &'static str) -> Result<()> {
-    match vfs.remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error(op, path, e)),
-    }
+    crate::fs::vfs::remove_if_present(vfs, path).map_err(|e| io_error(op, path, e))
 }
 
 /// The path of a listed backup's file, refusing a listed name that is not a backup
