@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use crate::backend_migrate::set_backend;
-use crate::support::{checklist, code, json, ok, snapshot, stderr};
+use crate::support::{checklist, code, json, ok, snapshot, stderr, store_with_an_archived_instance};
 
 /// The commands a stuck user tries, the dangerous ones included.
 const COMMANDS: [&[&str]; 10] = [
@@ -29,14 +29,8 @@ const COMMANDS: [&[&str]; 10] = [
 
 /// A store of `backend` at revision 4 with backups, an audit trail and an archive.
 fn store_of(backend: &str) -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    let root_path = root.path();
-    ok(root_path, &["init", "--backend", backend]);
-    ok(root_path, &["start", "--template", "release", "--step", "s0"]);
-    ok(root_path, &["step", "complete", "s0"]);
-    ok(root_path, &["archive", "--as", "completed"]);
-    ok(root_path, &["start", "--template", "release", "--step", "s1"]);
-    assert_eq!(json(root_path, &["verify"])["revision"], 5);
+    let root = store_with_an_archived_instance(backend);
+    assert_eq!(json(root.path(), &["verify"])["revision"], 5);
     root
 }
 

@@ -8,18 +8,13 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{checklist, code, json, ok, snapshot, stderr};
+use crate::support::{checklist, code, json, ok, snapshot, stderr, store_with_an_archived_instance};
 
 /// A store of `backend` with history: commits, backups, an archived instance and a
 /// quarantined document.
 pub(crate) fn populated(backend: &str) -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
+    let root = store_with_an_archived_instance(backend);
     let r = root.path();
-    ok(r, &["init", "--backend", backend]);
-    ok(r, &["start", "--template", "release", "--step", "s0"]);
-    ok(r, &["step", "complete", "s0"]);
-    ok(r, &["archive", "--as", "completed"]);
-    ok(r, &["start", "--template", "release", "--step", "s1"]);
     for step in ["s1", "s2", "s3"] {
         ok(r, &["step", "complete", step]);
     }
@@ -168,6 +163,15 @@ fn migrate(root: &Path, to: &str) -> Value {
     json(root, &["backend", "migrate", "--to", to])
 }
 
+/// Moves the store at `root` from `from` to `to`, asserting that the move carried
+/// everything the CLI shows; returns the move's report.
+fn migrate_carrying_everything(root: &Path, from: &str, to: &str) -> Value {
+    let before = shown(root);
+    let report = migrate(root, to);
+    assert_carried(&before, &shown(root), &format!("{from} -> {to}"));
+    report
+}
+
 pub(crate) fn assert_carried(before: &Shown, after: &Shown, context: &str) {
     assert_eq!(after.export, before.export, "{context}: the state");
     assert_eq!(after.backups, before.backups, "{context}: the backups");
@@ -182,10 +186,9 @@ fn yaml_to_json_and_back_carries_everything_and_the_old_store_takes_no_writes() 
     let root = root.path();
     quarantine_a_damaged_state(root, "state.yaml");
     let before = shown(root);
-    let report = migrate(root, "json");
+    let report = migrate_carrying_everything(root, "yaml", "json");
     assert_eq!(report["plan"]["to"][0], "json");
     assert_eq!(report["plan"]["audit"]["shared"], true, "{report}");
-    assert_carried(&before, &shown(root), "yaml -> json");
     assert!(root.join(".checklist/state.json").is_file());
     let status = json(root, &["status"]);
     assert!(status.to_string().contains("state.json"), "{status}");
@@ -236,16 +239,12 @@ fn yaml_to_sqlite_and_sqlite_to_yaml_carry_everything() {
     let root = populated("yaml");
     let root = root.path();
     quarantine_a_damaged_state(root, "state.yaml");
-    let before = shown(root);
-    migrate(root, "sqlite");
-    assert_carried(&before, &shown(root), "yaml -> sqlite");
+    migrate_carrying_everything(root, "yaml", "sqlite");
     assert_old_store_refuses_writes(root, "yaml", "sqlite");
 
     let root = populated("sqlite");
     let root = root.path();
-    let before = shown(root);
-    migrate(root, "yaml");
-    assert_carried(&before, &shown(root), "sqlite -> yaml");
+    migrate_carrying_everything(root, "sqlite", "yaml");
     assert_old_store_refuses_writes(root, "sqlite", "yaml");
 }
 
@@ -256,10 +255,8 @@ fn yaml_to_sqlite_and_sqlite_to_yaml_carry_everything() {
 fn json_to_sqlite_and_back_in_one_directory_carry_everything() {
     let root = populated("json");
     let root = root.path();
-    let before = shown(root);
-    let report = migrate(root, "sqlite");
+    let report = migrate_carrying_everything(root, "json", "sqlite");
     assert_eq!(report["plan"]["archive"]["shared"], true, "{report}");
-    assert_carried(&before, &shown(root), "json -> sqlite");
     assert_old_store_refuses_writes(root, "json", "sqlite");
     moves_back_with_what_was_done_since(root, "sqlite", "json");
 }

@@ -227,17 +227,7 @@ impl Checkout {
 
     /// `init --backend postgres --database-url URL --key KEY --schema SCHEMA`.
     fn init(&self, url: &str, names: &Names) -> String {
-        self.ok(&[
-            "init",
-            "--backend",
-            "postgres",
-            "--database-url",
-            url,
-            "--key",
-            &names.key,
-            "--schema",
-            &names.schema,
-        ])
+        self.ok(&init_args(url, names, &[]))
     }
 
     /// Every file under `.checklist/`, with its bytes.
@@ -297,17 +287,7 @@ fn the_tour_works_on_postgres() {
         names.key
     );
     let a = Checkout::new();
-    let init = a.json(&[
-        "init",
-        "--backend",
-        "postgres",
-        "--database-url",
-        server.url(),
-        "--key",
-        &names.key,
-        "--schema",
-        &names.schema,
-    ]);
+    let init = a.json(&init_args(server.url(), &names, &[]));
     assert_eq!(init["init"]["outcome"], "created", "{init}");
     assert_eq!(init["init"]["backend"], "postgres", "{init}");
     assert_eq!(init["init"]["revision"], 1, "{init}");
@@ -646,17 +626,7 @@ fn a_password_in_the_url_is_used_once_and_kept_nowhere() {
     assert!(said.contains(&name), "{said}");
     let config = std::fs::read_to_string(a.store_dir().join("config.yaml")).unwrap();
     assert!(config.contains(&format!("url: {name}\n")), "{config}");
-    let json_init = a.json(&[
-        "init",
-        "--backend",
-        "postgres",
-        "--database-url",
-        &url,
-        "--key",
-        &names.key,
-        "--schema",
-        &names.schema,
-    ]);
+    let json_init = a.json(&init_args(&url, &names, &[]));
     assert_eq!(json_init["init"]["outcome"], "already_initialized");
 
     // Without the password a command fails naming the server (what it says to check
@@ -833,19 +803,22 @@ fn assert_init_failed(checkout: &Checkout, out: &Output, name: &str, secret: &st
 }
 
 fn init_args<'a>(url: &'a str, names: &'a Names, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "init",
-        "--backend",
-        "postgres",
+    let mut args = vec!["init", "--backend", "postgres"];
+    args.extend(server_args(url, names));
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The options that name the server and the store on it.
+fn server_args<'a>(url: &'a str, names: &'a Names) -> [&'a str; 6] {
+    [
         "--database-url",
         url,
         "--key",
         &names.key,
         "--schema",
         &names.schema,
-    ];
-    args.extend_from_slice(extra);
-    args
+    ]
 }
 
 #[test]
@@ -1619,18 +1592,9 @@ fn a_store_moves_from_yaml_to_postgres_and_on_to_json() {
     a.ok(&["backup", "create"]);
     let shown = || crate::backend_migrate::shown_by(&|args| a.json(args), &|args| a.ok(args));
     let before = shown();
-    let moved = a.json(&[
-        "backend",
-        "migrate",
-        "--to",
-        "postgres",
-        "--database-url",
-        server.url(),
-        "--key",
-        &names.key,
-        "--schema",
-        &names.schema,
-    ]);
+    let mut migrate = vec!["backend", "migrate", "--to", "postgres"];
+    migrate.extend(server_args(server.url(), &names));
+    let moved = a.json(&migrate);
     assert_eq!(moved["plan"]["audit"]["shared"], false, "{moved}");
     assert!(
         moved["plan"]["audit"]["toCopy"].as_array().unwrap().len() > 5,

@@ -18,6 +18,20 @@ pub(crate) fn checklist(root: &Path, args: &[&str]) -> Output {
         .expect("run checklist")
 }
 
+/// A new store of `backend` with history: an instance of the `release` template
+/// completed through step `s0` and archived, and a second one started at step `s1`
+/// (revision 5).
+pub(crate) fn store_with_an_archived_instance(backend: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    ok(r, &["init", "--backend", backend]);
+    ok(r, &["start", "--template", "release", "--step", "s0"]);
+    ok(r, &["step", "complete", "s0"]);
+    ok(r, &["archive", "--as", "completed"]);
+    ok(r, &["start", "--template", "release", "--step", "s1"]);
+    root
+}
+
 /// Runs it, asserts success and returns stdout.
 pub(crate) fn ok(root: &Path, args: &[&str]) -> String {
     let out = checklist(root, args);

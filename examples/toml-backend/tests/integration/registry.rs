@@ -219,17 +219,7 @@ fn a_yaml_store_moves_to_toml_and_back() {
             state.revision = committed.committed.revision;
         }
         let backups = yaml.list_backups().await.expect("the backups");
-        let moved = checklist_backends::move_project_store(
-            root.path(),
-            &registry,
-            &checklist_backends::MoveOptions {
-                to: "toml".into(),
-                ..checklist_backends::MoveOptions::default()
-            },
-            &|_| {},
-        )
-        .await
-        .expect("the move");
+        let moved = move_to(root.path(), &registry, "toml").await;
         assert_eq!(moved.plan.revision, state.revision);
         let toml = open_project(root.path(), &registry, &OpenOptions::default())
             .await
@@ -263,18 +253,24 @@ fn a_yaml_store_moves_to_toml_and_back() {
             .await;
         assert!(matches!(refused, Err(Error::StoreMoved { .. })), "{refused:?}");
 
-        checklist_backends::move_project_store(
-            root.path(),
-            &registry,
-            &checklist_backends::MoveOptions {
-                to: "yaml".into(),
-                ..checklist_backends::MoveOptions::default()
-            },
-            &|_| {},
-        )
-        .await
-        .expect("the move back");
+        move_to(root.path(), &registry, "yaml").await;
         let back = yaml.read_existing().await.expect("the state back in yaml");
         assert_eq!((back.revision, back.moved_to), (state.revision, None));
     });
+}
+
+/// Moves the project at `root` to the backend `to`, as `checklist backend migrate --to`
+/// does.
+async fn move_to(root: &Path, registry: &BackendRegistry, to: &str) -> checklist_backends::MoveReport {
+    checklist_backends::move_project_store(
+        root,
+        registry,
+        &checklist_backends::MoveOptions {
+            to: to.into(),
+            ..checklist_backends::MoveOptions::default()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the move to {to}: {e}"))
 }
