@@ -250,10 +250,7 @@ pub async fn refuse_a_changed_backend(
             continue;
         }
         let mut other = config.clone();
-        other.backend = BackendSelection {
-            kind: name.clone(),
-            options: serde_json::Map::new(),
-        };
+        other.backend = BackendSelection::named(&name);
         // A backend that cannot be opened without options keeps no state here.
         let Ok(sibling) = registry.open(layout.dir(), &other).await else {
             continue;
